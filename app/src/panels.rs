@@ -1,0 +1,5 @@
+//! The dashboard's panels, one file each.
+
+pub mod device;
+pub mod runs;
+pub mod train;

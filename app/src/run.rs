@@ -1,0 +1,75 @@
+//! A tracked training run, as stored in IndexedDB.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use wasmops_shared::module::{DatasetRef, ModelCard};
+use wasmops_shared::pipeline::Pipeline;
+use wasmops_shared::profile::Profile;
+
+/// The dashboard build that produced a run (git commit, embedded by build.rs).
+pub const CODE_VERSION: &str = env!("WASMOPS_CODE_VERSION");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub id: String,
+    pub name: String,
+    pub started_at_ms: f64,
+    pub duration_ms: f64,
+    pub code_version: String,
+    pub dataset: DatasetRef,
+    pub feature_names: Vec<String>,
+    pub target_name: String,
+    pub class_names: Vec<String>,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub metrics: BTreeMap<String, f64>,
+    pub pipeline: Pipeline,
+    /// Profile of the training split (frozen into the module for drift).
+    pub profile: Profile,
+    /// Held-out split, row-major, with its class indices.
+    pub test_x: Vec<f64>,
+    pub test_y: Vec<f64>,
+}
+
+impl Run {
+    /// The model card the compiler writes into this run's module.
+    pub fn card(&self) -> ModelCard {
+        let mut outputs = vec!["class".to_string()];
+        outputs.extend(self.class_names.iter().map(|c| format!("p({c})")));
+        ModelCard {
+            abi_version: wasmops_shared::abi::ABI_VERSION,
+            kind: self.pipeline.model.kind().to_string(),
+            feature_names: self.feature_names.clone(),
+            target_name: self.target_name.clone(),
+            classes: self.class_names.clone(),
+            outputs,
+            dataset: self.dataset.clone(),
+            params: self.params.clone(),
+            metrics: self.metrics.clone(),
+            code_version: self.code_version.clone(),
+        }
+    }
+
+    /// Compiles this run's pipeline into a model module (deterministic bytes).
+    pub fn compile(&self) -> Result<Vec<u8>, wasmops_shared::compiler::CompileError> {
+        let d = self.feature_names.len();
+        // The first 16 held-out rows become conformance vectors (edge cases are added).
+        let rows = &self.test_x[..self.test_x.len().min(16 * d)];
+        wasmops_shared::compiler::compile(&wasmops_shared::compiler::CompileInput {
+            pipeline: &self.pipeline,
+            card: &self.card(),
+            profile: &self.profile,
+            conformance_rows: rows,
+        })
+    }
+
+    pub fn accuracy(&self) -> Option<f64> {
+        self.metrics.get("accuracy").copied()
+    }
+}
+
+/// Share of rows whose predicted class (output column 0) equals the label.
+pub fn accuracy_of_outputs(outputs: &[f64], n_outputs: usize, labels: &[f64]) -> f64 {
+    let hits = outputs.chunks(n_outputs).zip(labels).filter(|(o, y)| o[0] == **y).count();
+    hits as f64 / labels.len().max(1) as f64
+}

@@ -1,0 +1,229 @@
+//! Running untrusted model modules: one [`Sandbox`] (a wasmtime engine) per device, one
+//! [`LoadedModule`] per accepted module, and a fresh `Store` for every call.
+//!
+//! A call can never take the device down: modules import nothing (the linker is empty), memory
+//! is capped by `StoreLimits`, and fuel bounds the work per call, so an endless loop or a
+//! memory bomb fails that one call with an error and nothing else.
+
+use wasmops_shared::abi::{self, BatchLayout, Status};
+use wasmops_shared::module::{ModuleError, ModuleInfo};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Trap};
+
+/// Resource limits for every call into a module.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear-memory cap per call, in bytes.
+    pub max_memory: usize,
+    /// Fuel for the fixed part of a call (instantiation, ABI queries).
+    pub base_fuel: u64,
+    /// Fuel granted per input row.
+    pub fuel_per_row: u64,
+    /// Rows per call at most.
+    pub max_rows: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_memory: 64 << 20, base_fuel: 1_000_000, fuel_per_row: 200_000, max_rows: 100_000 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(transparent)]
+    Rejected(#[from] ModuleError),
+    #[error("module failed to compile: {0}")]
+    Compile(String),
+    #[error("module's {export} reports {found}; its card says {expected}")]
+    AbiMismatch { export: &'static str, found: i32, expected: i32 },
+    #[error("conformance vectors do not reproduce: {0}")]
+    Conformance(String),
+    #[error("module ran out of its compute budget (possible endless loop)")]
+    OutOfFuel,
+    #[error("batch needs more memory than the module may use: {0}")]
+    OutOfMemory(String),
+    #[error("module could not be instantiated within the device's limits: {0}")]
+    Instantiate(String),
+    #[error("module trapped: {0}")]
+    Trap(String),
+    #[error("module returned status {code}: {}", Status::describe(*code))]
+    Status { code: i32 },
+    #[error("batch of {rows} rows exceeds the limit of {max} rows per call")]
+    TooManyRows { rows: usize, max: usize },
+    #[error("batch holds {values} values, not a whole number of {n_features}-feature rows")]
+    RaggedBatch { values: usize, n_features: usize },
+    #[error("internal runtime error: {0}")]
+    Internal(String),
+}
+
+pub struct StoreData {
+    limits: StoreLimits,
+}
+
+/// The device's wasmtime engine and call limits.
+#[derive(Clone)]
+pub struct Sandbox {
+    engine: Engine,
+    linker: std::sync::Arc<Linker<StoreData>>,
+    limits: Limits,
+}
+
+/// A module that passed static checks, compiled, and reproduced its conformance vectors.
+pub struct LoadedModule {
+    pub info: ModuleInfo,
+    pre: InstancePre<StoreData>,
+    n_features: usize,
+    n_outputs: usize,
+    heap_base: u32,
+}
+
+impl Sandbox {
+    pub fn new(limits: Limits) -> Result<Sandbox, SandboxError> {
+        let mut config = Config::new();
+        config.consume_fuel(true);
+        // Model modules are small and shallow; a tight stack turns deep recursion into a trap fast.
+        config.max_wasm_stack(256 << 10);
+        let engine = Engine::new(&config).map_err(|e| SandboxError::Internal(e.to_string()))?;
+        // Deliberately empty: nothing is importable, so a module with imports cannot link.
+        let linker = Linker::new(&engine);
+        Ok(Sandbox { engine, linker: std::sync::Arc::new(linker), limits })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Checks, compiles and conformance-tests a module. Nothing is activated here.
+    pub fn load(&self, bytes: &[u8]) -> Result<LoadedModule, SandboxError> {
+        let info = ModuleInfo::parse(bytes)?;
+        let module = Module::new(&self.engine, bytes).map_err(|e| SandboxError::Compile(e.to_string()))?;
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| SandboxError::Compile(e.to_string()))?;
+        let mut loaded = LoadedModule {
+            n_features: info.card.feature_names.len(),
+            n_outputs: info.card.outputs.len(),
+            heap_base: 0,
+            info,
+            pre,
+        };
+        let (abi_version, n_features, n_outputs, heap_base) = self.query_abi(&loaded)?;
+        for (export, found, expected) in [
+            (abi::EXPORT_ABI_VERSION, abi_version, abi::ABI_VERSION as i32),
+            (abi::EXPORT_N_FEATURES, n_features, loaded.n_features as i32),
+            (abi::EXPORT_N_OUTPUTS, n_outputs, loaded.n_outputs as i32),
+        ] {
+            if found != expected {
+                return Err(SandboxError::AbiMismatch { export, found, expected });
+            }
+        }
+        loaded.heap_base = u32::try_from(heap_base)
+            .map_err(|_| SandboxError::AbiMismatch { export: abi::EXPORT_HEAP_BASE, found: heap_base, expected: 0 })?;
+
+        let conformance = &loaded.info.conformance;
+        let outputs = self.predict(&loaded, &conformance.input_values())?;
+        conformance.verify(&outputs).map_err(|e| SandboxError::Conformance(e.to_string()))?;
+        Ok(loaded)
+    }
+
+    fn new_store(&self, fuel: u64) -> Result<Store<StoreData>, SandboxError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.max_memory)
+            .instances(1)
+            .memories(1)
+            .tables(1)
+            .build();
+        let mut store = Store::new(&self.engine, StoreData { limits });
+        store.limiter(|d| &mut d.limits);
+        store.set_fuel(fuel).map_err(|e| SandboxError::Internal(e.to_string()))?;
+        Ok(store)
+    }
+
+    fn query_abi(&self, m: &LoadedModule) -> Result<(i32, i32, i32, i32), SandboxError> {
+        let mut store = self.new_store(self.limits.base_fuel)?;
+        let instance = m.pre.instantiate(&mut store).map_err(instantiation_failed)?;
+        let mut call = |name: &str| -> Result<i32, SandboxError> {
+            let f = instance
+                .get_typed_func::<(), i32>(&mut store, name)
+                .map_err(|e| SandboxError::Internal(e.to_string()))?;
+            f.call(&mut store, ()).map_err(classify)
+        };
+        Ok((
+            call(abi::EXPORT_ABI_VERSION)?,
+            call(abi::EXPORT_N_FEATURES)?,
+            call(abi::EXPORT_N_OUTPUTS)?,
+            call(abi::EXPORT_HEAP_BASE)?,
+        ))
+    }
+
+    /// Runs a row-major batch through the module; returns `rows * n_outputs` values.
+    pub fn predict(&self, m: &LoadedModule, rows: &[f64]) -> Result<Vec<f64>, SandboxError> {
+        let d = m.n_features;
+        if rows.is_empty() || rows.len() % d != 0 {
+            return Err(SandboxError::RaggedBatch { values: rows.len(), n_features: d });
+        }
+        let n_rows = rows.len() / d;
+        if n_rows > self.limits.max_rows {
+            return Err(SandboxError::TooManyRows { rows: n_rows, max: self.limits.max_rows });
+        }
+        let layout = BatchLayout::new(m.heap_base, n_rows, d, m.n_outputs)
+            .ok_or(SandboxError::TooManyRows { rows: n_rows, max: self.limits.max_rows })?;
+        let fuel = self.limits.base_fuel + self.limits.fuel_per_row * n_rows as u64;
+        let mut store = self.new_store(fuel)?;
+        let instance = m.pre.instantiate(&mut store).map_err(instantiation_failed)?;
+        let memory = instance
+            .get_memory(&mut store, abi::EXPORT_MEMORY)
+            .ok_or_else(|| SandboxError::Internal("memory export vanished".into()))?;
+        let have = memory.size(&store);
+        if layout.pages() > have {
+            memory.grow(&mut store, layout.pages() - have).map_err(|e| SandboxError::OutOfMemory(format!("{e:#}")))?;
+        }
+        let input: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+        memory
+            .write(&mut store, layout.in_ptr as usize, &input)
+            .map_err(|e| SandboxError::Internal(e.to_string()))?;
+        let predict = instance
+            .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, abi::EXPORT_PREDICT)
+            .map_err(|e| SandboxError::Internal(e.to_string()))?;
+        let code = predict
+            .call(&mut store, (layout.in_ptr as i32, n_rows as i32, d as i32, layout.out_ptr as i32))
+            .map_err(classify)?;
+        if code != Status::Ok as i32 {
+            return Err(SandboxError::Status { code });
+        }
+        let mut out = vec![0u8; n_rows * m.n_outputs * 8];
+        memory
+            .read(&store, layout.out_ptr as usize, &mut out)
+            .map_err(|e| SandboxError::Internal(e.to_string()))?;
+        Ok(out
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")))
+            .collect())
+    }
+}
+
+impl LoadedModule {
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    pub fn n_outputs(&self) -> usize {
+        self.n_outputs
+    }
+}
+
+/// Turns a wasmtime error from running guest code into what the operator needs to know.
+fn classify(e: wasmtime::Error) -> SandboxError {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => SandboxError::OutOfFuel,
+        Some(trap) => SandboxError::Trap(trap.to_string()),
+        None => SandboxError::Trap(format!("{e:#}")),
+    }
+}
+
+/// Instantiation fails when a module asks for more than the limits allow (e.g. a huge
+/// initial memory) or burns its fuel in a start function.
+fn instantiation_failed(e: wasmtime::Error) -> SandboxError {
+    match e.downcast_ref::<Trap>() {
+        Some(_) => classify(e),
+        None => SandboxError::Instantiate(format!("{e:#}")),
+    }
+}

@@ -1,0 +1,25 @@
+//! wasmops-shared: what the dashboard and the device agree on.
+//!
+//! # Layout
+//! - [`pipeline`]: a trained pipeline as plain data (scaler + model).
+//! - [`compiler`]: pipeline -> self-contained WebAssembly module (wasm-encoder).
+//! - [`reference`] and [`math`]: the plain-Rust computation every module must equal bit for bit.
+//! - [`module`]: custom sections (card, profile, conformance) and the loader that checks a
+//!   module against the ABI.
+//! - [`abi`]: export names, status codes, batch layout (ABI version 1, `docs/module-abi.md`).
+//! - [`profile`]: training profiles for drift; [`dataset`]: datasets and their content hash.
+//! - [`wire`]: JSON bodies of the device HTTP API.
+//!
+//! This crate builds for wasm32 and native and never depends on leptos, web-sys, tokio, axum
+//! or wasmtime.
+
+pub mod abi;
+pub mod compiler;
+pub mod dataset;
+pub mod digest;
+pub mod math;
+pub mod module;
+pub mod pipeline;
+pub mod profile;
+pub mod reference;
+pub mod wire;

@@ -1,0 +1,266 @@
+//! The contents of a model module besides its code: model card, training profile and
+//! conformance vectors (custom sections), and the loader that checks a module against the ABI.
+//!
+//! Only this file knows how the custom sections are encoded.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use wasmparser::{ExternalKind, Parser, Payload, ValType, Validator};
+
+use crate::abi::{self, ABI_VERSION};
+use crate::profile::Profile;
+
+/// What a person (and a device) needs to know about the model inside a module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub abi_version: u32,
+    pub kind: String,
+    pub feature_names: Vec<String>,
+    pub target_name: String,
+    /// Class names by class index (empty for regression).
+    pub classes: Vec<String>,
+    /// Names of the values in one output row.
+    pub outputs: Vec<String>,
+    pub dataset: DatasetRef,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub metrics: BTreeMap<String, f64>,
+    /// The dashboard build (git commit) that trained and compiled the model.
+    pub code_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetRef {
+    pub name: String,
+    pub hash: String,
+    pub n_rows: usize,
+}
+
+/// Inputs and the exact output bits the module must produce for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conformance {
+    pub abi_version: u32,
+    pub n_rows: usize,
+    pub n_features: usize,
+    pub n_outputs: usize,
+    /// Row-major input bits as 16-digit hex (JSON cannot carry NaN or infinities).
+    pub inputs: Vec<Hex64>,
+    pub expected: Vec<Hex64>,
+}
+
+/// An f64 carried by its bit pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct Hex64(pub u64);
+
+impl From<Hex64> for String {
+    fn from(h: Hex64) -> String {
+        format!("{:016x}", h.0)
+    }
+}
+
+impl TryFrom<String> for Hex64 {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.len() != 16 {
+            return Err(format!("expected 16 hex digits, found {s:?}"));
+        }
+        u64::from_str_radix(&s, 16).map(Hex64).map_err(|e| format!("{s:?}: {e}"))
+    }
+}
+
+impl Conformance {
+    pub fn input_values(&self) -> Vec<f64> {
+        self.inputs.iter().map(|h| f64::from_bits(h.0)).collect()
+    }
+
+    /// Compares a runtime's outputs with the expected bits; the first mismatch is the error.
+    pub fn verify(&self, outputs: &[f64]) -> Result<(), ConformanceMismatch> {
+        if outputs.len() != self.expected.len() {
+            return Err(ConformanceMismatch::Length { expected: self.expected.len(), found: outputs.len() });
+        }
+        for (i, (got, want)) in outputs.iter().zip(&self.expected).enumerate() {
+            if got.to_bits() != want.0 {
+                return Err(ConformanceMismatch::Value {
+                    row: i / self.n_outputs,
+                    output: i % self.n_outputs,
+                    expected: want.0,
+                    found: got.to_bits(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConformanceMismatch {
+    #[error("expected {expected} output values, runtime produced {found}")]
+    Length { expected: usize, found: usize },
+    #[error("row {row}, output {output}: expected bits {expected:016x} ({}), runtime produced {found:016x} ({})", f64::from_bits(*expected), f64::from_bits(*found))]
+    Value { row: usize, output: usize, expected: u64, found: u64 },
+}
+
+/// Why a module was refused. Each variant says what is wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModuleError {
+    #[error("not a valid WebAssembly module: {0}")]
+    Invalid(String),
+    #[error("module imports {module}::{name}; model modules must import nothing")]
+    HasImports { module: String, name: String },
+    #[error("module lacks the export `{0}`")]
+    MissingExport(&'static str),
+    #[error("export `{name}` has the wrong type: expected {expected}")]
+    WrongExportType { name: &'static str, expected: &'static str },
+    #[error("module lacks the custom section `{0}`")]
+    MissingSection(&'static str),
+    #[error("custom section `{section}` is corrupt: {reason}")]
+    CorruptSection { section: &'static str, reason: String },
+    #[error("module uses ABI version {found}; this build supports version {supported}")]
+    UnsupportedAbi { found: u32, supported: u32 },
+    #[error("module metadata disagrees: {0}")]
+    Inconsistent(String),
+}
+
+/// A module that passed every static check, with its sections decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleInfo {
+    pub hash: String,
+    pub size: usize,
+    pub card: ModelCard,
+    pub profile: Profile,
+    pub conformance: Conformance,
+}
+
+impl ModuleInfo {
+    /// Validates a module and reads its sections. It does not run it: a runtime must still
+    /// check the conformance vectors before serving (see `Conformance::verify`).
+    pub fn parse(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
+        Validator::new()
+            .validate_all(bytes)
+            .map_err(|e| ModuleError::Invalid(e.to_string()))?;
+
+        let mut func_types: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
+        let mut func_type_idx: Vec<u32> = Vec::new();
+        let mut exports: BTreeMap<String, (ExternalKind, u32)> = BTreeMap::new();
+        let mut sections: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload.map_err(|e| ModuleError::Invalid(e.to_string()))? {
+                Payload::TypeSection(reader) => {
+                    for ty in reader.into_iter_err_on_gc_types() {
+                        let ty = ty.map_err(|e| ModuleError::Invalid(e.to_string()))?;
+                        func_types.push((ty.params().to_vec(), ty.results().to_vec()));
+                    }
+                }
+                Payload::ImportSection(reader) => {
+                    if let Some(import) = reader.into_imports().next() {
+                        let import = import.map_err(|e| ModuleError::Invalid(e.to_string()))?;
+                        return Err(ModuleError::HasImports {
+                            module: import.module.to_string(),
+                            name: import.name.to_string(),
+                        });
+                    }
+                }
+                Payload::FunctionSection(reader) => {
+                    for idx in reader {
+                        func_type_idx.push(idx.map_err(|e| ModuleError::Invalid(e.to_string()))?);
+                    }
+                }
+                Payload::ExportSection(reader) => {
+                    for export in reader {
+                        let export = export.map_err(|e| ModuleError::Invalid(e.to_string()))?;
+                        exports.insert(export.name.to_string(), (export.kind, export.index));
+                    }
+                }
+                Payload::CustomSection(reader) => {
+                    sections.insert(reader.name().to_string(), reader.data().to_vec());
+                }
+                _ => {}
+            }
+        }
+
+        let func_sig = |name: &'static str| -> Result<&(Vec<ValType>, Vec<ValType>), ModuleError> {
+            match exports.get(name) {
+                Some((ExternalKind::Func, idx)) => func_type_idx
+                    .get(*idx as usize)
+                    .and_then(|t| func_types.get(*t as usize))
+                    .ok_or(ModuleError::MissingExport(name)),
+                Some(_) => Err(ModuleError::WrongExportType { name, expected: "a function" }),
+                None => Err(ModuleError::MissingExport(name)),
+            }
+        };
+        match exports.get(abi::EXPORT_MEMORY) {
+            Some((ExternalKind::Memory, _)) => {}
+            Some(_) => return Err(ModuleError::WrongExportType { name: abi::EXPORT_MEMORY, expected: "a memory" }),
+            None => return Err(ModuleError::MissingExport(abi::EXPORT_MEMORY)),
+        }
+        for name in [abi::EXPORT_ABI_VERSION, abi::EXPORT_N_FEATURES, abi::EXPORT_N_OUTPUTS, abi::EXPORT_HEAP_BASE] {
+            if *func_sig(name)? != (vec![], vec![ValType::I32]) {
+                return Err(ModuleError::WrongExportType { name, expected: "() -> i32" });
+            }
+        }
+        if *func_sig(abi::EXPORT_PREDICT)? != (vec![ValType::I32; 4], vec![ValType::I32]) {
+            return Err(ModuleError::WrongExportType {
+                name: abi::EXPORT_PREDICT,
+                expected: "(i32, i32, i32, i32) -> i32",
+            });
+        }
+
+        let card: ModelCard = read_section(&sections, abi::SECTION_CARD)?;
+        if card.abi_version != ABI_VERSION {
+            return Err(ModuleError::UnsupportedAbi { found: card.abi_version, supported: ABI_VERSION });
+        }
+        let profile: Profile = read_section(&sections, abi::SECTION_PROFILE)?;
+        let conformance: Conformance = read_section(&sections, abi::SECTION_CONFORMANCE)?;
+        if conformance.abi_version != ABI_VERSION {
+            return Err(ModuleError::UnsupportedAbi { found: conformance.abi_version, supported: ABI_VERSION });
+        }
+        let d = card.feature_names.len();
+        if conformance.n_features != d || conformance.inputs.len() != conformance.n_rows * d {
+            return Err(ModuleError::Inconsistent(format!(
+                "conformance vectors hold {} inputs for {} rows of {} features; the card lists {d} features",
+                conformance.inputs.len(),
+                conformance.n_rows,
+                conformance.n_features
+            )));
+        }
+        if conformance.n_outputs != card.outputs.len()
+            || conformance.expected.len() != conformance.n_rows * conformance.n_outputs
+        {
+            return Err(ModuleError::Inconsistent(format!(
+                "conformance vectors hold {} outputs for {} rows; the card lists {} outputs per row",
+                conformance.expected.len(),
+                conformance.n_rows,
+                card.outputs.len()
+            )));
+        }
+        if profile.features.len() != d {
+            return Err(ModuleError::Inconsistent(format!(
+                "the profile covers {} features; the card lists {d}",
+                profile.features.len()
+            )));
+        }
+
+        Ok(ModuleInfo {
+            hash: crate::digest::content_hash(bytes),
+            size: bytes.len(),
+            card,
+            profile,
+            conformance,
+        })
+    }
+}
+
+fn read_section<T: serde::de::DeserializeOwned>(
+    sections: &BTreeMap<String, Vec<u8>>,
+    section: &'static str,
+) -> Result<T, ModuleError> {
+    let data = sections.get(section).ok_or(ModuleError::MissingSection(section))?;
+    serde_json::from_slice(data).map_err(|e| ModuleError::CorruptSection { section, reason: e.to_string() })
+}
+
+/// Encodes a section payload; the compiler uses this so reader and writer share one format.
+pub(crate) fn encode_section<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("section types serialize infallibly")
+}
