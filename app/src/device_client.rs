@@ -3,13 +3,18 @@
 
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
-use wasmops_shared::wire::{self, paths, ActivateResponse, DeviceInfo, PredictRequest, PredictResponse, Telemetry, UploadResponse};
+use wasmops_shared::wire::{
+    self, paths, ActivateResponse, DeviceInfo, PredictRequest, PredictResponse, Telemetry,
+    UploadResponse,
+};
 
 use crate::storage::DeviceEntry;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
-    #[error("device at {url} is unreachable (is it running, and does it allow this page's origin?)")]
+    #[error(
+        "device at {url} is unreachable (is it running, and does it allow this page's origin?)"
+    )]
     Unreachable { url: String },
     #[error("device at {url} refused the access token")]
     Unauthorized { url: String },
@@ -34,28 +39,47 @@ impl DeviceClient<'_> {
         format!("Bearer {}", self.device.token)
     }
 
-    async fn decode<T: DeserializeOwned>(&self, response: Result<Response, gloo_net::Error>) -> Result<T, DeviceError> {
-        let response = response.map_err(|_| DeviceError::Unreachable { url: self.device.url.clone() })?;
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        response: Result<Response, gloo_net::Error>,
+    ) -> Result<T, DeviceError> {
+        let response = response.map_err(|_| DeviceError::Unreachable {
+            url: self.device.url.clone(),
+        })?;
         let status = response.status();
         if (200..300).contains(&status) {
-            return response.json::<T>().await.map_err(|e| DeviceError::Protocol(e.to_string()));
+            return response
+                .json::<T>()
+                .await
+                .map_err(|e| DeviceError::Protocol(e.to_string()));
         }
         let body: Option<wire::ApiError> = response.json().await.ok();
-        let message = body.as_ref().map(|b| b.error.clone()).unwrap_or_else(|| response.status_text());
+        let message = body
+            .as_ref()
+            .map(|b| b.error.clone())
+            .unwrap_or_else(|| response.status_text());
         Err(match (status, body.as_ref().map(|b| b.kind.as_str())) {
-            (401, _) => DeviceError::Unauthorized { url: self.device.url.clone() },
+            (401, _) => DeviceError::Unauthorized {
+                url: self.device.url.clone(),
+            },
             (_, Some("module_rejected")) => DeviceError::Rejected(message),
             _ => DeviceError::Http { status, message },
         })
     }
 
     pub async fn info(&self) -> Result<DeviceInfo, DeviceError> {
-        let r = Request::get(&self.url(paths::INFO)).header("Authorization", &self.auth()).send().await;
+        let r = Request::get(&self.url(paths::INFO))
+            .header("Authorization", &self.auth())
+            .send()
+            .await;
         self.decode(r).await
     }
 
     pub async fn telemetry(&self) -> Result<Telemetry, DeviceError> {
-        let r = Request::get(&self.url(paths::TELEMETRY)).header("Authorization", &self.auth()).send().await;
+        let r = Request::get(&self.url(paths::TELEMETRY))
+            .header("Authorization", &self.auth())
+            .send()
+            .await;
         self.decode(r).await
     }
 
@@ -72,7 +96,10 @@ impl DeviceClient<'_> {
     }
 
     pub async fn activate(&self, hash: &str) -> Result<ActivateResponse, DeviceError> {
-        let r = Request::post(&self.url(&paths::activate(hash))).header("Authorization", &self.auth()).send().await;
+        let r = Request::post(&self.url(&paths::activate(hash)))
+            .header("Authorization", &self.auth())
+            .send()
+            .await;
         self.decode(r).await
     }
 

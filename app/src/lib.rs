@@ -38,7 +38,9 @@ pub fn App() -> impl IntoView {
                 storage.put_device(&device).await?;
             }
             state.runs.set(storage.runs().await?);
-            state.device.set(storage.devices().await?.into_iter().next());
+            state
+                .device
+                .set(storage.devices().await?.into_iter().next());
             Ok::<_, storage::StorageError>(())
         }
         .await;
@@ -77,5 +79,9 @@ fn device_from_fragment() -> Option<DeviceEntry> {
         let path = window.location().pathname().unwrap_or_else(|_| "/".into());
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&path));
     }
-    Some(DeviceEntry { url, token, name: params.get("name").unwrap_or_else(|| "local device".into()) })
+    Some(DeviceEntry {
+        url,
+        token,
+        name: params.get("name").unwrap_or_else(|| "local device".into()),
+    })
 }

@@ -35,7 +35,13 @@ impl BrowserModule {
             .map_err(js_err("no memory export"))?
             .dyn_into()
             .map_err(|_| "module exports no memory".to_string())?;
-        let mut m = BrowserModule { instance, memory, n_features: 0, n_outputs: 0, heap_base: 0 };
+        let mut m = BrowserModule {
+            instance,
+            memory,
+            n_features: 0,
+            n_outputs: 0,
+            heap_base: 0,
+        };
         m.n_features = m.call_i32(abi::EXPORT_N_FEATURES, &[])? as usize;
         m.n_outputs = m.call_i32(abi::EXPORT_N_OUTPUTS, &[])? as usize;
         m.heap_base = m.call_i32(abi::EXPORT_HEAP_BASE, &[])? as u32;
@@ -52,7 +58,9 @@ impl BrowserModule {
             js_args.push(&JsValue::from(*a));
         }
         let v = f.apply(&JsValue::NULL, &js_args).map_err(js_err(name))?;
-        v.as_f64().map(|x| x as i32).ok_or_else(|| format!("`{name}` returned a non-number"))
+        v.as_f64()
+            .map(|x| x as i32)
+            .ok_or_else(|| format!("`{name}` returned a non-number"))
     }
 
     pub fn n_outputs(&self) -> usize {
@@ -63,7 +71,10 @@ impl BrowserModule {
     pub fn predict(&self, rows: &[f64]) -> Result<Vec<f64>, String> {
         let d = self.n_features;
         if d == 0 || rows.is_empty() || rows.len() % d != 0 {
-            return Err(format!("batch holds {} values, not whole rows of {d} features", rows.len()));
+            return Err(format!(
+                "batch holds {} values, not whole rows of {d} features",
+                rows.len()
+            ));
         }
         let n_rows = rows.len() / d;
         let layout = BatchLayout::new(self.heap_base, n_rows, d, self.n_outputs)
@@ -73,17 +84,32 @@ impl BrowserModule {
             self.memory.grow((layout.pages() - have_pages) as u32);
         }
         let input: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.buffer().set(&Uint8Array::from(input.as_slice()), layout.in_ptr);
+        self.buffer()
+            .set(&Uint8Array::from(input.as_slice()), layout.in_ptr);
         let code = self.call_i32(
             abi::EXPORT_PREDICT,
-            &[layout.in_ptr as i32, n_rows as i32, d as i32, layout.out_ptr as i32],
+            &[
+                layout.in_ptr as i32,
+                n_rows as i32,
+                d as i32,
+                layout.out_ptr as i32,
+            ],
         )?;
         if code != Status::Ok as i32 {
-            return Err(format!("module returned status {code}: {}", Status::describe(code)));
+            return Err(format!(
+                "module returned status {code}: {}",
+                Status::describe(code)
+            ));
         }
         let n_bytes = (n_rows * self.n_outputs * 8) as u32;
-        let out = self.buffer().subarray(layout.out_ptr, layout.out_ptr + n_bytes).to_vec();
-        Ok(out.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8"))).collect())
+        let out = self
+            .buffer()
+            .subarray(layout.out_ptr, layout.out_ptr + n_bytes)
+            .to_vec();
+        Ok(out
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")))
+            .collect())
     }
 
     /// A fresh view: growing memory detaches earlier ArrayBuffers.

@@ -31,7 +31,12 @@ pub struct LogisticParams {
 
 impl Default for LogisticParams {
     fn default() -> Self {
-        LogisticParams { alpha: 1.0, max_iterations: 100, test_fraction: 0.2, seed: 42 }
+        LogisticParams {
+            alpha: 1.0,
+            max_iterations: 100,
+            test_fraction: 0.2,
+            seed: 42,
+        }
     }
 }
 
@@ -39,13 +44,19 @@ impl LogisticParams {
     /// Rejects hyperparameters before any work, saying which field is wrong.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.alpha.is_finite() && self.alpha >= 0.0) {
-            return Err(format!("alpha must be a finite number >= 0, got {}", self.alpha));
+            return Err(format!(
+                "alpha must be a finite number >= 0, got {}",
+                self.alpha
+            ));
         }
         if self.max_iterations == 0 {
             return Err("max_iterations must be at least 1".into());
         }
         if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            return Err(format!("test_fraction must be between 0 and 1 (exclusive), got {}", self.test_fraction));
+            return Err(format!(
+                "test_fraction must be between 0 and 1 (exclusive), got {}",
+                self.test_fraction
+            ));
         }
         Ok(())
     }
@@ -57,7 +68,14 @@ impl LogisticParams {
 pub enum WorkerMessage {
     /// The worker's wasm is loaded; messages posted before this would be lost.
     Ready,
-    Progress { stage: String, fraction: f64 },
-    Done { run: Box<Run> },
-    Failed { error: String },
+    Progress {
+        stage: String,
+        fraction: f64,
+    },
+    Done {
+        run: Box<Run>,
+    },
+    Failed {
+        error: String,
+    },
 }

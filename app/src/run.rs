@@ -70,6 +70,10 @@ impl Run {
 
 /// Share of rows whose predicted class (output column 0) equals the label.
 pub fn accuracy_of_outputs(outputs: &[f64], n_outputs: usize, labels: &[f64]) -> f64 {
-    let hits = outputs.chunks(n_outputs).zip(labels).filter(|(o, y)| o[0] == **y).count();
+    let hits = outputs
+        .chunks(n_outputs)
+        .zip(labels)
+        .filter(|(o, y)| o[0] == **y)
+        .count();
     hits as f64 / labels.len().max(1) as f64
 }

@@ -9,7 +9,10 @@
 //! a later schema adds stores or indexes. Every write awaits its transaction's commit and
 //! reports failure (quota, blocked, aborted) as a [`StorageError`].
 
-use idb::{Database, DatabaseEvent, Factory, KeyPath, ObjectStoreParams, TransactionMode, TransactionResult};
+use idb::{
+    Database, DatabaseEvent, Factory, KeyPath, ObjectStoreParams, TransactionMode,
+    TransactionResult,
+};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 
@@ -53,13 +56,18 @@ pub struct Storage {
 }
 
 fn failed(op: &'static str) -> impl Fn(idb::Error) -> StorageError {
-    move |e| StorageError::Failed { op, reason: e.to_string() }
+    move |e| StorageError::Failed {
+        op,
+        reason: e.to_string(),
+    }
 }
 
 impl Storage {
     pub async fn open() -> Result<Storage, StorageError> {
         let factory = Factory::new().map_err(|e| StorageError::Unavailable(e.to_string()))?;
-        let mut request = factory.open(DB_NAME, Some(DB_VERSION)).map_err(failed("open"))?;
+        let mut request = factory
+            .open(DB_NAME, Some(DB_VERSION))
+            .map_err(failed("open"))?;
         request.on_upgrade_needed(|event| {
             let old = event.old_version().unwrap_or(0);
             let Ok(db) = event.database() else { return };
@@ -73,29 +81,64 @@ impl Storage {
             }
         });
         let db = request.await.map_err(failed("open"))?;
-        Ok(Storage { db: std::rc::Rc::new(db) })
+        Ok(Storage {
+            db: std::rc::Rc::new(db),
+        })
     }
 
     async fn put<T: Serialize>(&self, store: &'static str, value: &T) -> Result<(), StorageError> {
         let value = value
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-            .map_err(|e| StorageError::Failed { op: "encode", reason: e.to_string() })?;
-        let tx = self.db.transaction(&[store], TransactionMode::ReadWrite).map_err(failed("write"))?;
+            .map_err(|e| StorageError::Failed {
+                op: "encode",
+                reason: e.to_string(),
+            })?;
+        let tx = self
+            .db
+            .transaction(&[store], TransactionMode::ReadWrite)
+            .map_err(failed("write"))?;
         let os = tx.object_store(store).map_err(failed("write"))?;
-        os.put(&value, None).map_err(failed("write"))?.await.map_err(failed("write"))?;
-        match tx.commit().map_err(failed("commit"))?.await.map_err(failed("commit"))? {
+        os.put(&value, None)
+            .map_err(failed("write"))?
+            .await
+            .map_err(failed("write"))?;
+        match tx
+            .commit()
+            .map_err(failed("commit"))?
+            .await
+            .map_err(failed("commit"))?
+        {
             TransactionResult::Committed => Ok(()),
-            TransactionResult::Aborted => Err(StorageError::Failed { op: "write", reason: "transaction aborted".into() }),
+            TransactionResult::Aborted => Err(StorageError::Failed {
+                op: "write",
+                reason: "transaction aborted".into(),
+            }),
         }
     }
 
-    async fn all<T: DeserializeOwned>(&self, store: &'static str, what: &'static str) -> Result<Vec<T>, StorageError> {
-        let tx = self.db.transaction(&[store], TransactionMode::ReadOnly).map_err(failed("read"))?;
+    async fn all<T: DeserializeOwned>(
+        &self,
+        store: &'static str,
+        what: &'static str,
+    ) -> Result<Vec<T>, StorageError> {
+        let tx = self
+            .db
+            .transaction(&[store], TransactionMode::ReadOnly)
+            .map_err(failed("read"))?;
         let os = tx.object_store(store).map_err(failed("read"))?;
-        let values: Vec<JsValue> = os.get_all(None, None).map_err(failed("read"))?.await.map_err(failed("read"))?;
+        let values: Vec<JsValue> = os
+            .get_all(None, None)
+            .map_err(failed("read"))?
+            .await
+            .map_err(failed("read"))?;
         values
             .into_iter()
-            .map(|v| serde_wasm_bindgen::from_value(v).map_err(|e| StorageError::Corrupt { what, reason: e.to_string() }))
+            .map(|v| {
+                serde_wasm_bindgen::from_value(v).map_err(|e| StorageError::Corrupt {
+                    what,
+                    reason: e.to_string(),
+                })
+            })
             .collect()
     }
 

@@ -29,12 +29,18 @@ pub fn builtin(name: &str) -> Result<Dataset, String> {
                 y: ds.targets().iter().map(|c| *c as f64).collect(),
             })
         }
-        other => Err(format!("unknown built-in dataset `{other}` (available: iris)")),
+        other => Err(format!(
+            "unknown built-in dataset `{other}` (available: iris)"
+        )),
     }
 }
 
 /// Trains a run. `progress(stage, fraction)` reports what is happening.
-pub fn train(req: &TrainRequest, mut progress: impl FnMut(&str, f64), now_ms: impl Fn() -> f64) -> Result<Run, String> {
+pub fn train(
+    req: &TrainRequest,
+    mut progress: impl FnMut(&str, f64),
+    now_ms: impl Fn() -> f64,
+) -> Result<Run, String> {
     req.params.validate()?;
     progress("loading dataset", 0.1);
     let data = builtin(&req.dataset)?;
@@ -42,7 +48,8 @@ pub fn train(req: &TrainRequest, mut progress: impl FnMut(&str, f64), now_ms: im
     let d = data.n_features();
 
     progress("splitting", 0.2);
-    let records = ndarray::Array2::from_shape_vec((data.n_rows(), d), data.x.clone()).map_err(|e| e.to_string())?;
+    let records = ndarray::Array2::from_shape_vec((data.n_rows(), d), data.x.clone())
+        .map_err(|e| e.to_string())?;
     let targets = ndarray::Array1::from_iter(data.y.iter().map(|v| *v as usize));
     let mut rng = Xoshiro256Plus::seed_from_u64(req.params.seed);
     let (train, test) = linfa::Dataset::new(records, targets)
@@ -58,7 +65,11 @@ pub fn train(req: &TrainRequest, mut progress: impl FnMut(&str, f64), now_ms: im
 
     progress("evaluating on the held-out split", 0.9);
     let predicted = model.predict(test.records());
-    let hits = predicted.iter().zip(test.targets().iter()).filter(|(p, y)| p == y).count();
+    let hits = predicted
+        .iter()
+        .zip(test.targets().iter())
+        .filter(|(p, y)| p == y)
+        .count();
     let accuracy = hits as f64 / test.nsamples().max(1) as f64;
 
     let classes = model.classes();
@@ -67,25 +78,46 @@ pub fn train(req: &TrainRequest, mut progress: impl FnMut(&str, f64), now_ms: im
         n_features: d,
         scaler: None,
         model: Model::LogisticRegression {
-            weights: (0..classes.len()).map(|c| params.column(c).to_vec()).collect(),
+            weights: (0..classes.len())
+                .map(|c| params.column(c).to_vec())
+                .collect(),
             intercepts: model.intercept().to_vec(),
         },
     };
     let class_names = classes
         .iter()
-        .map(|c| data.class_names.get(*c).cloned().unwrap_or_else(|| c.to_string()))
+        .map(|c| {
+            data.class_names
+                .get(*c)
+                .cloned()
+                .unwrap_or_else(|| c.to_string())
+        })
         .collect();
     // The module's class index c means linfa's classes[c]; tests compare against that index.
-    let index_of = |label: usize| classes.iter().position(|c| *c == label).unwrap_or(usize::MAX) as f64;
+    let index_of = |label: usize| {
+        classes
+            .iter()
+            .position(|c| *c == label)
+            .unwrap_or(usize::MAX) as f64
+    };
 
     let train_x: Vec<f64> = train.records().iter().copied().collect();
     let mut metrics = BTreeMap::new();
     metrics.insert("accuracy".to_string(), accuracy);
     let mut run_params = BTreeMap::new();
-    run_params.insert("model".to_string(), serde_json::json!("logistic_regression"));
+    run_params.insert(
+        "model".to_string(),
+        serde_json::json!("logistic_regression"),
+    );
     run_params.insert("alpha".to_string(), serde_json::json!(req.params.alpha));
-    run_params.insert("max_iterations".to_string(), serde_json::json!(req.params.max_iterations));
-    run_params.insert("test_fraction".to_string(), serde_json::json!(req.params.test_fraction));
+    run_params.insert(
+        "max_iterations".to_string(),
+        serde_json::json!(req.params.max_iterations),
+    );
+    run_params.insert(
+        "test_fraction".to_string(),
+        serde_json::json!(req.params.test_fraction),
+    );
     run_params.insert("seed".to_string(), serde_json::json!(req.params.seed));
 
     progress("done", 1.0);
@@ -95,7 +127,11 @@ pub fn train(req: &TrainRequest, mut progress: impl FnMut(&str, f64), now_ms: im
         started_at_ms: req.started_at_ms,
         duration_ms: now_ms() - req.started_at_ms,
         code_version: CODE_VERSION.to_string(),
-        dataset: DatasetRef { name: data.name.clone(), hash, n_rows: data.n_rows() },
+        dataset: DatasetRef {
+            name: data.name.clone(),
+            hash,
+            n_rows: data.n_rows(),
+        },
         feature_names: data.feature_names.clone(),
         target_name: data.target_name.clone(),
         class_names,

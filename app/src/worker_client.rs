@@ -28,10 +28,14 @@ impl TrainJob {
         req: TrainRequest,
         on_progress: impl Fn(String, f64) + 'static,
     ) -> Result<(TrainJob, oneshot::Receiver<Result<Run, String>>), String> {
-        let worker = Worker::new(WORKER_URL).map_err(|e| format!("could not start the training worker: {e:?}"))?;
+        let worker = Worker::new(WORKER_URL)
+            .map_err(|e| format!("could not start the training worker: {e:?}"))?;
         let (tx, rx) = oneshot::channel();
         let done = Rc::new(RefCell::new(Some(tx)));
-        let job = TrainJob { worker: worker.clone(), done: done.clone() };
+        let job = TrainJob {
+            worker: worker.clone(),
+            done: done.clone(),
+        };
         let request = serde_json::to_string(&req).map_err(|e| e.to_string())?;
         let w = worker.clone();
         let finish = move |result: Result<Run, String>| {
@@ -42,7 +46,9 @@ impl TrainJob {
         };
         let worker_for_ready = worker.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Some(text) = event.data().as_string() else { return };
+            let Some(text) = event.data().as_string() else {
+                return;
+            };
             match serde_json::from_str::<WorkerMessage>(&text) {
                 Ok(WorkerMessage::Ready) => {
                     if let Err(e) = worker_for_ready.post_message(&JsValue::from_str(&request)) {
@@ -52,19 +58,22 @@ impl TrainJob {
                 Ok(WorkerMessage::Progress { stage, fraction }) => on_progress(stage, fraction),
                 Ok(WorkerMessage::Done { run }) => finish(Ok(*run)),
                 Ok(WorkerMessage::Failed { error }) => finish(Err(error)),
-                Err(e) => finish(Err(format!("unreadable message from the training worker: {e}"))),
+                Err(e) => finish(Err(format!(
+                    "unreadable message from the training worker: {e}"
+                ))),
             }
         });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         on_message.forget();
         let done_on_error = job.done.clone();
         let w = worker.clone();
-        let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |e: web_sys::ErrorEvent| {
-            if let Some(tx) = done_on_error.borrow_mut().take() {
-                let _ = tx.send(Err(format!("the training worker crashed: {}", e.message())));
-            }
-            w.terminate();
-        });
+        let on_error =
+            Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |e: web_sys::ErrorEvent| {
+                if let Some(tx) = done_on_error.borrow_mut().take() {
+                    let _ = tx.send(Err(format!("the training worker crashed: {}", e.message())));
+                }
+                w.terminate();
+            });
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         on_error.forget();
         Ok((job, rx))

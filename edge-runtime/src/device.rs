@@ -108,7 +108,10 @@ impl Device {
     }
 
     pub fn active(&self) -> Option<Arc<LoadedModule>> {
-        self.active.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn info(&self) -> Result<DeviceInfo, DeviceError> {
@@ -149,7 +152,10 @@ impl Device {
 
     /// The only way a path is built from request data: a validated hash, never a name.
     fn module_path(&self, hash: &str) -> Result<PathBuf, DeviceError> {
-        let valid = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid = hash.len() == 64
+            && hash
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid {
             return Err(DeviceError::BadHash(hash.chars().take(80).collect()));
         }

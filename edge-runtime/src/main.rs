@@ -11,7 +11,11 @@ use wasmops_edge::sandbox::{Limits, Sandbox};
 use wasmops_edge::server::{self, HttpConfig};
 
 #[derive(Parser)]
-#[command(name = "wasmops-edge", version, about = "Runs wasmops model modules on a device and serves predictions over HTTP")]
+#[command(
+    name = "wasmops-edge",
+    version,
+    about = "Runs wasmops model modules on a device and serves predictions over HTTP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,22 +53,39 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMOPS_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WASMOPS_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .init();
     match Cli::parse().command {
-        Command::Serve { listen, data_dir, token, allow_origins, public_predict, name, max_body } => {
+        Command::Serve {
+            listen,
+            data_dir,
+            token,
+            allow_origins,
+            public_predict,
+            name,
+            max_body,
+        } => {
             anyhow::ensure!(!token.is_empty(), "--token must not be empty");
             let sandbox = Sandbox::new(Limits::default()).context("starting the wasm engine")?;
             let device = Device::open(name, &data_dir, sandbox)
                 .with_context(|| format!("opening data dir {}", data_dir.display()))?;
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
             // Tests and scripts read this line to learn the port.
             println!("wasmops-edge listening on http://{addr}");
-            let http = HttpConfig { token, predict_requires_token: !public_predict, allowed_origins: allow_origins, max_body };
+            let http = HttpConfig {
+                token,
+                predict_requires_token: !public_predict,
+                allowed_origins: allow_origins,
+                max_body,
+            };
             server::run(listener, Arc::new(device), http, shutdown_signal()).await?;
             tracing::info!("stopped");
             Ok(())
@@ -78,7 +99,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

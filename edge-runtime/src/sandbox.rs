@@ -7,7 +7,9 @@
 
 use wasmops_shared::abi::{self, BatchLayout, Status};
 use wasmops_shared::module::{ModuleError, ModuleInfo};
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{
+    Config, Engine, InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Trap,
+};
 
 /// Resource limits for every call into a module.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +26,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_memory: 64 << 20, base_fuel: 1_000_000, fuel_per_row: 200_000, max_rows: 100_000 }
+        Limits {
+            max_memory: 64 << 20,
+            base_fuel: 1_000_000,
+            fuel_per_row: 200_000,
+            max_rows: 100_000,
+        }
     }
 }
 
@@ -35,7 +42,11 @@ pub enum SandboxError {
     #[error("module failed to compile: {0}")]
     Compile(String),
     #[error("module's {export} reports {found}; its card says {expected}")]
-    AbiMismatch { export: &'static str, found: i32, expected: i32 },
+    AbiMismatch {
+        export: &'static str,
+        found: i32,
+        expected: i32,
+    },
     #[error("conformance vectors do not reproduce: {0}")]
     Conformance(String),
     #[error("module ran out of its compute budget (possible endless loop)")]
@@ -86,7 +97,11 @@ impl Sandbox {
         let engine = Engine::new(&config).map_err(|e| SandboxError::Internal(e.to_string()))?;
         // Deliberately empty: nothing is importable, so a module with imports cannot link.
         let linker = Linker::new(&engine);
-        Ok(Sandbox { engine, linker: std::sync::Arc::new(linker), limits })
+        Ok(Sandbox {
+            engine,
+            linker: std::sync::Arc::new(linker),
+            limits,
+        })
     }
 
     pub fn limits(&self) -> Limits {
@@ -96,8 +111,12 @@ impl Sandbox {
     /// Checks, compiles and conformance-tests a module. Nothing is activated here.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedModule, SandboxError> {
         let info = ModuleInfo::parse(bytes)?;
-        let module = Module::new(&self.engine, bytes).map_err(|e| SandboxError::Compile(e.to_string()))?;
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| SandboxError::Compile(e.to_string()))?;
+        let module =
+            Module::new(&self.engine, bytes).map_err(|e| SandboxError::Compile(e.to_string()))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| SandboxError::Compile(e.to_string()))?;
         let mut loaded = LoadedModule {
             n_features: info.card.feature_names.len(),
             n_outputs: info.card.outputs.len(),
@@ -107,20 +126,33 @@ impl Sandbox {
         };
         let (abi_version, n_features, n_outputs, heap_base) = self.query_abi(&loaded)?;
         for (export, found, expected) in [
-            (abi::EXPORT_ABI_VERSION, abi_version, abi::ABI_VERSION as i32),
+            (
+                abi::EXPORT_ABI_VERSION,
+                abi_version,
+                abi::ABI_VERSION as i32,
+            ),
             (abi::EXPORT_N_FEATURES, n_features, loaded.n_features as i32),
             (abi::EXPORT_N_OUTPUTS, n_outputs, loaded.n_outputs as i32),
         ] {
             if found != expected {
-                return Err(SandboxError::AbiMismatch { export, found, expected });
+                return Err(SandboxError::AbiMismatch {
+                    export,
+                    found,
+                    expected,
+                });
             }
         }
-        loaded.heap_base = u32::try_from(heap_base)
-            .map_err(|_| SandboxError::AbiMismatch { export: abi::EXPORT_HEAP_BASE, found: heap_base, expected: 0 })?;
+        loaded.heap_base = u32::try_from(heap_base).map_err(|_| SandboxError::AbiMismatch {
+            export: abi::EXPORT_HEAP_BASE,
+            found: heap_base,
+            expected: 0,
+        })?;
 
         let conformance = &loaded.info.conformance;
         let outputs = self.predict(&loaded, &conformance.input_values())?;
-        conformance.verify(&outputs).map_err(|e| SandboxError::Conformance(e.to_string()))?;
+        conformance
+            .verify(&outputs)
+            .map_err(|e| SandboxError::Conformance(e.to_string()))?;
         Ok(loaded)
     }
 
@@ -133,13 +165,18 @@ impl Sandbox {
             .build();
         let mut store = Store::new(&self.engine, StoreData { limits });
         store.limiter(|d| &mut d.limits);
-        store.set_fuel(fuel).map_err(|e| SandboxError::Internal(e.to_string()))?;
+        store
+            .set_fuel(fuel)
+            .map_err(|e| SandboxError::Internal(e.to_string()))?;
         Ok(store)
     }
 
     fn query_abi(&self, m: &LoadedModule) -> Result<(i32, i32, i32, i32), SandboxError> {
         let mut store = self.new_store(self.limits.base_fuel)?;
-        let instance = m.pre.instantiate(&mut store).map_err(instantiation_failed)?;
+        let instance = m
+            .pre
+            .instantiate(&mut store)
+            .map_err(instantiation_failed)?;
         let mut call = |name: &str| -> Result<i32, SandboxError> {
             let f = instance
                 .get_typed_func::<(), i32>(&mut store, name)
@@ -158,23 +195,38 @@ impl Sandbox {
     pub fn predict(&self, m: &LoadedModule, rows: &[f64]) -> Result<Vec<f64>, SandboxError> {
         let d = m.n_features;
         if rows.is_empty() || rows.len() % d != 0 {
-            return Err(SandboxError::RaggedBatch { values: rows.len(), n_features: d });
+            return Err(SandboxError::RaggedBatch {
+                values: rows.len(),
+                n_features: d,
+            });
         }
         let n_rows = rows.len() / d;
         if n_rows > self.limits.max_rows {
-            return Err(SandboxError::TooManyRows { rows: n_rows, max: self.limits.max_rows });
+            return Err(SandboxError::TooManyRows {
+                rows: n_rows,
+                max: self.limits.max_rows,
+            });
         }
-        let layout = BatchLayout::new(m.heap_base, n_rows, d, m.n_outputs)
-            .ok_or(SandboxError::TooManyRows { rows: n_rows, max: self.limits.max_rows })?;
+        let layout = BatchLayout::new(m.heap_base, n_rows, d, m.n_outputs).ok_or(
+            SandboxError::TooManyRows {
+                rows: n_rows,
+                max: self.limits.max_rows,
+            },
+        )?;
         let fuel = self.limits.base_fuel + self.limits.fuel_per_row * n_rows as u64;
         let mut store = self.new_store(fuel)?;
-        let instance = m.pre.instantiate(&mut store).map_err(instantiation_failed)?;
+        let instance = m
+            .pre
+            .instantiate(&mut store)
+            .map_err(instantiation_failed)?;
         let memory = instance
             .get_memory(&mut store, abi::EXPORT_MEMORY)
             .ok_or_else(|| SandboxError::Internal("memory export vanished".into()))?;
         let have = memory.size(&store);
         if layout.pages() > have {
-            memory.grow(&mut store, layout.pages() - have).map_err(|e| SandboxError::OutOfMemory(format!("{e:#}")))?;
+            memory
+                .grow(&mut store, layout.pages() - have)
+                .map_err(|e| SandboxError::OutOfMemory(format!("{e:#}")))?;
         }
         let input: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
         memory
@@ -184,7 +236,15 @@ impl Sandbox {
             .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, abi::EXPORT_PREDICT)
             .map_err(|e| SandboxError::Internal(e.to_string()))?;
         let code = predict
-            .call(&mut store, (layout.in_ptr as i32, n_rows as i32, d as i32, layout.out_ptr as i32))
+            .call(
+                &mut store,
+                (
+                    layout.in_ptr as i32,
+                    n_rows as i32,
+                    d as i32,
+                    layout.out_ptr as i32,
+                ),
+            )
             .map_err(classify)?;
         if code != Status::Ok as i32 {
             return Err(SandboxError::Status { code });

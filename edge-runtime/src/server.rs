@@ -16,7 +16,9 @@ use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use wasmops_shared::wire::{self, paths, ActivateResponse, Health, PredictRequest, PredictResponse, UploadResponse};
+use wasmops_shared::wire::{
+    self, paths, ActivateResponse, Health, PredictRequest, PredictResponse, UploadResponse,
+};
 
 use crate::device::{Device, DeviceError};
 use crate::sandbox::SandboxError;
@@ -66,10 +68,21 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the device log".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the device log".to_string(),
+                )
             }
         };
-        (status, Json(wire::ApiError { kind: kind.to_string(), error })).into_response()
+        (
+            status,
+            Json(wire::ApiError {
+                kind: kind.to_string(),
+                error,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -88,14 +101,21 @@ impl From<DeviceError> for ApiError {
 
 /// Builds the API router.
 pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
-    let origins: Vec<HeaderValue> = http.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let origins: Vec<HeaderValue> = http
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .allow_private_network(true);
     let max_body = http.max_body;
-    let state = AppState { device, http: Arc::new(http) };
+    let state = AppState {
+        device,
+        http: Arc::new(http),
+    };
     Router::new()
         .route(paths::HEALTH, get(health))
         .route(paths::INFO, get(info))
@@ -103,7 +123,9 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
         .route("/v1/modules/{hash}/activate", post(activate))
         .route(paths::PREDICT, post(predict))
         .route(paths::TELEMETRY, get(telemetry))
-        .fallback(|| async { ApiError::NotFound("no such endpoint; see docs/device-api.md".into()) })
+        .fallback(|| async {
+            ApiError::NotFound("no such endpoint; see docs/device-api.md".into())
+        })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(cors)
         .with_state(state)
@@ -116,7 +138,9 @@ pub async fn run(
     http: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(device, http)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(device, http))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -133,18 +157,30 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 async fn health() -> Json<Health> {
-    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
-async fn info(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<wire::DeviceInfo>, ApiError> {
+async fn info(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<wire::DeviceInfo>, ApiError> {
     authorize(&s, &headers)?;
     Ok(Json(s.device.info()?))
 }
 
-async fn upload(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<UploadResponse>, ApiError> {
+async fn upload(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<UploadResponse>, ApiError> {
     authorize(&s, &headers)?;
     if body.is_empty() {
-        return Err(ApiError::BadRequest("empty body: send the module's bytes as application/wasm".into()));
+        return Err(ApiError::BadRequest(
+            "empty body: send the module's bytes as application/wasm".into(),
+        ));
     }
     let device = s.device.clone();
     // Compiling and conformance-testing is CPU work: keep it off the async workers.
@@ -175,10 +211,17 @@ async fn activate(
     let previous = tokio::task::spawn_blocking(move || device.activate(&h))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(ActivateResponse { active: hash, previous }))
+    Ok(Json(ActivateResponse {
+        active: hash,
+        previous,
+    }))
 }
 
-async fn predict(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<PredictResponse>, ApiError> {
+async fn predict(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<PredictResponse>, ApiError> {
     let t = &s.device.telemetry;
     t.requests.fetch_add(1, Ordering::Relaxed);
     let result = predict_inner(&s, &headers, &body);
@@ -188,7 +231,11 @@ async fn predict(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     result.map(Json)
 }
 
-fn predict_inner(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<PredictResponse, ApiError> {
+fn predict_inner(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<PredictResponse, ApiError> {
     if s.http.predict_requires_token {
         authorize(s, headers)?;
     }
@@ -197,10 +244,12 @@ fn predict_inner(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Predi
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
-        return Err(ApiError::BadRequest("predict takes `Content-Type: application/json`".into()));
+        return Err(ApiError::BadRequest(
+            "predict takes `Content-Type: application/json`".into(),
+        ));
     }
-    let req: PredictRequest =
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed predict request: {e}")))?;
+    let req: PredictRequest = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed predict request: {e}")))?;
     let module = s.device.active().ok_or(DeviceError::NoActiveModel)?;
     let d = module.n_features();
     if req.rows.is_empty() {
@@ -217,21 +266,35 @@ fn predict_inner(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Predi
         }
         flat.extend_from_slice(row);
     }
-    let out = s.device.sandbox().predict(&module, &flat).map_err(|e| match e {
-        SandboxError::TooManyRows { .. } => ApiError::BadRequest(e.to_string()),
-        SandboxError::Internal(m) => ApiError::Internal(m),
-        other => ApiError::Rejected(other.to_string()),
-    })?;
+    let out = s
+        .device
+        .sandbox()
+        .predict(&module, &flat)
+        .map_err(|e| match e {
+            SandboxError::TooManyRows { .. } => ApiError::BadRequest(e.to_string()),
+            SandboxError::Internal(m) => ApiError::Internal(m),
+            other => ApiError::Rejected(other.to_string()),
+        })?;
     let n = req.rows.len() as u64;
-    let first_id = s.device.telemetry.predictions.fetch_add(n, Ordering::Relaxed);
+    let first_id = s
+        .device
+        .telemetry
+        .predictions
+        .fetch_add(n, Ordering::Relaxed);
     Ok(PredictResponse {
         model: module.info.hash.clone(),
         first_id,
-        outputs: out.chunks(module.n_outputs()).map(<[f64]>::to_vec).collect(),
+        outputs: out
+            .chunks(module.n_outputs())
+            .map(<[f64]>::to_vec)
+            .collect(),
     })
 }
 
-async fn telemetry(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<wire::Telemetry>, ApiError> {
+async fn telemetry(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<wire::Telemetry>, ApiError> {
     authorize(&s, &headers)?;
     Ok(Json(s.device.telemetry.snapshot()))
 }

@@ -31,7 +31,11 @@ fn card_for(p: &Pipeline) -> ModelCard {
         target_name: "y".into(),
         classes,
         outputs,
-        dataset: DatasetRef { name: "synthetic".into(), hash: "0".repeat(64), n_rows: 10 },
+        dataset: DatasetRef {
+            name: "synthetic".into(),
+            hash: "0".repeat(64),
+            n_rows: 10,
+        },
         params: BTreeMap::new(),
         metrics: BTreeMap::new(),
         code_version: "test".into(),
@@ -40,9 +44,17 @@ fn card_for(p: &Pipeline) -> ModelCard {
 
 fn build(p: &Pipeline, conformance_rows: &[f64]) -> Vec<u8> {
     let card = card_for(p);
-    let rows: Vec<f64> = (0..20 * p.n_features).map(|i| (i % 7) as f64 - 3.0).collect();
+    let rows: Vec<f64> = (0..20 * p.n_features)
+        .map(|i| (i % 7) as f64 - 3.0)
+        .collect();
     let profile = Profile::from_rows(&card.feature_names, &rows);
-    compile(&CompileInput { pipeline: p, card: &card, profile: &profile, conformance_rows }).expect("compiles")
+    compile(&CompileInput {
+        pipeline: p,
+        card: &card,
+        profile: &profile,
+        conformance_rows,
+    })
+    .expect("compiles")
 }
 
 /// Iris-like 4-feature, 3-class model with fixed weights.
@@ -104,7 +116,10 @@ fn pipeline_strategy() -> impl Strategy<Value = Pipeline> {
                 mean: sc.iter().map(|s| s.0).collect(),
                 scale: sc.iter().map(|s| s.1).collect(),
             }),
-            model: Model::LogisticRegression { weights, intercepts },
+            model: Model::LogisticRegression {
+                weights,
+                intercepts,
+            },
         })
     })
 }
@@ -137,7 +152,11 @@ fn compiling_twice_gives_the_same_bytes() {
     let a = build(&p, &[5.1, 3.5, 1.4, 0.2]);
     let b = build(&p, &[5.1, 3.5, 1.4, 0.2]);
     assert_eq!(a, b);
-    assert!(a.len() < 8 * 1024, "an iris model module should be a few KB, is {} bytes", a.len());
+    assert!(
+        a.len() < 8 * 1024,
+        "an iris model module should be a few KB, is {} bytes",
+        a.len()
+    );
 }
 
 #[test]
@@ -145,11 +164,18 @@ fn probabilities_sum_to_one_and_class_is_the_argmax() {
     let p = iris_like();
     let sb = sandbox();
     let m = sb.load(&build(&p, &[])).unwrap();
-    let out = sb.predict(&m, &[5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]).unwrap();
+    let out = sb
+        .predict(&m, &[5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3])
+        .unwrap();
     for row in out.chunks(4) {
         let probs = &row[1..];
         assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{row:?}");
-        let argmax = probs.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        let argmax = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
         assert_eq!(row[0], argmax as f64);
     }
     assert_eq!(out[0], 0.0, "a typical setosa row");
@@ -160,7 +186,11 @@ fn probabilities_sum_to_one_and_class_is_the_argmax() {
 // The loader refuses what is not a model module, each with its own reason
 
 /// A module with the real module's custom sections but a hand-written predict body.
-fn hostile(predict_body: &[wasm_encoder::Instruction<'static>], min_pages: u64, with_import: bool) -> Vec<u8> {
+fn hostile(
+    predict_body: &[wasm_encoder::Instruction<'static>],
+    min_pages: u64,
+    with_import: bool,
+) -> Vec<u8> {
     use wasm_encoder::*;
     let real = build(&iris_like(), &[]);
     let mut m = Module::new();
@@ -182,13 +212,25 @@ fn hostile(predict_body: &[wasm_encoder::Instruction<'static>], min_pages: u64, 
     }
     m.section(&funcs);
     let mut mems = MemorySection::new();
-    mems.memory(MemoryType { minimum: min_pages, maximum: None, memory64: false, shared: false, page_size_log2: None });
+    mems.memory(MemoryType {
+        minimum: min_pages,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
     m.section(&mems);
     let mut exports = ExportSection::new();
     exports.export(abi::EXPORT_MEMORY, ExportKind::Memory, 0);
-    for (i, name) in [abi::EXPORT_ABI_VERSION, abi::EXPORT_N_FEATURES, abi::EXPORT_N_OUTPUTS, abi::EXPORT_HEAP_BASE, abi::EXPORT_PREDICT]
-        .iter()
-        .enumerate()
+    for (i, name) in [
+        abi::EXPORT_ABI_VERSION,
+        abi::EXPORT_N_FEATURES,
+        abi::EXPORT_N_OUTPUTS,
+        abi::EXPORT_HEAP_BASE,
+        abi::EXPORT_PREDICT,
+    ]
+    .iter()
+    .enumerate()
     {
         exports.export(name, ExportKind::Func, offset + i as u32);
     }
@@ -196,7 +238,8 @@ fn hostile(predict_body: &[wasm_encoder::Instruction<'static>], min_pages: u64, 
     let mut code = CodeSection::new();
     for v in [1, 4, 4, 0] {
         let mut f = Function::new([]);
-        f.instruction(&Instruction::I32Const(v)).instruction(&Instruction::End);
+        f.instruction(&Instruction::I32Const(v))
+            .instruction(&Instruction::End);
         code.function(&f);
     }
     let mut f = Function::new([]);
@@ -208,7 +251,10 @@ fn hostile(predict_body: &[wasm_encoder::Instruction<'static>], min_pages: u64, 
     m.section(&code);
     for payload in wasmparser::Parser::new(0).parse_all(&real) {
         if let Ok(wasmparser::Payload::CustomSection(r)) = payload {
-            m.section(&CustomSection { name: Cow::Owned(r.name().to_string()), data: Cow::Owned(r.data().to_vec()) });
+            m.section(&CustomSection {
+                name: Cow::Owned(r.name().to_string()),
+                data: Cow::Owned(r.data().to_vec()),
+            });
         }
     }
     m.finish()
@@ -226,12 +272,18 @@ fn with_section(bytes: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
         let payload = payload.unwrap();
         if let wasmparser::Payload::CustomSection(r) = &payload {
             if r.name() == name {
-                m.section(&wasm_encoder::CustomSection { name: Cow::Owned(name.into()), data: Cow::Borrowed(data) });
+                m.section(&wasm_encoder::CustomSection {
+                    name: Cow::Owned(name.into()),
+                    data: Cow::Borrowed(data),
+                });
                 continue;
             }
         }
         if let Some((id, range)) = payload.as_section() {
-            m.section(&wasm_encoder::RawSection { id, data: &bytes[range.start as usize..range.end as usize] });
+            m.section(&wasm_encoder::RawSection {
+                id,
+                data: &bytes[range.start as usize..range.end as usize],
+            });
         }
     }
     m.finish()
@@ -243,34 +295,73 @@ fn loader_rejects_each_kind_of_bad_module_with_its_own_reason() {
     let good = build(&iris_like(), &[1.0, 2.0, 3.0, 4.0]);
     let info = ModuleInfo::parse(&good).unwrap();
 
-    let err = |bytes: &[u8]| sb.load(bytes).err().map(|e| e.to_string()).unwrap_or_else(|| "accepted".into());
+    let err = |bytes: &[u8]| {
+        sb.load(bytes)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "accepted".into())
+    };
 
     assert!(err(b"\0asm garbage").contains("not a valid WebAssembly module"));
-    assert!(err(&hostile(&[wasm_encoder::Instruction::I32Const(0)], 1, true)).contains("imports env::clock"));
+    assert!(
+        err(&hostile(&[wasm_encoder::Instruction::I32Const(0)], 1, true))
+            .contains("imports env::clock")
+    );
 
     let mut card = info.card.clone();
     card.abi_version = 99;
-    let wrong_abi = with_section(&good, abi::SECTION_CARD, &serde_json::to_vec(&card).unwrap());
+    let wrong_abi = with_section(
+        &good,
+        abi::SECTION_CARD,
+        &serde_json::to_vec(&card).unwrap(),
+    );
     let parsed = ModuleInfo::parse(&wrong_abi);
-    assert!(matches!(parsed, Err(ModuleError::UnsupportedAbi { found: 99, supported: 1 })), "{parsed:?}");
+    assert!(
+        matches!(
+            parsed,
+            Err(ModuleError::UnsupportedAbi {
+                found: 99,
+                supported: 1
+            })
+        ),
+        "{parsed:?}"
+    );
 
     let corrupt = with_section(&good, abi::SECTION_PROFILE, b"{ not json");
-    assert!(err(&corrupt).contains("custom section `wasmops.profile` is corrupt"), "{}", err(&corrupt));
+    assert!(
+        err(&corrupt).contains("custom section `wasmops.profile` is corrupt"),
+        "{}",
+        err(&corrupt)
+    );
 
     let mut conf = info.conformance.clone();
     conf.expected[1].0 ^= 1;
-    let tampered = with_section(&good, abi::SECTION_CONFORMANCE, &serde_json::to_vec(&conf).unwrap());
+    let tampered = with_section(
+        &good,
+        abi::SECTION_CONFORMANCE,
+        &serde_json::to_vec(&conf).unwrap(),
+    );
     let msg = err(&tampered);
-    assert!(msg.contains("conformance vectors do not reproduce") && msg.contains("row 0, output 1"), "{msg}");
+    assert!(
+        msg.contains("conformance vectors do not reproduce") && msg.contains("row 0, output 1"),
+        "{msg}"
+    );
 
     match sb.load(&hostile(&endless_loop(), 1, false)) {
         Err(SandboxError::OutOfFuel) => {}
         other => panic!("endless loop must run out of fuel, got {:?}", other.err()),
     }
     // 30,000 pages = ~2 GB of initial memory, far above the 64 MiB cap.
-    match sb.load(&hostile(&[wasm_encoder::Instruction::I32Const(0)], 30_000, false)) {
+    match sb.load(&hostile(
+        &[wasm_encoder::Instruction::I32Const(0)],
+        30_000,
+        false,
+    )) {
         Err(SandboxError::Instantiate(m)) => assert!(m.contains("memory"), "{m}"),
-        other => panic!("memory bomb must fail to instantiate, got {:?}", other.err()),
+        other => panic!(
+            "memory bomb must fail to instantiate, got {:?}",
+            other.err()
+        ),
     }
     // And the good module still loads on the same engine afterwards.
     sb.load(&good).expect("good module loads");
@@ -280,9 +371,15 @@ fn loader_rejects_each_kind_of_bad_module_with_its_own_reason() {
 fn module_reports_bad_calls_with_status_codes() {
     let sb = sandbox();
     let m = sb.load(&build(&iris_like(), &[])).unwrap();
-    assert!(matches!(sb.predict(&m, &[1.0, 2.0, 3.0]), Err(SandboxError::RaggedBatch { .. })));
+    assert!(matches!(
+        sb.predict(&m, &[1.0, 2.0, 3.0]),
+        Err(SandboxError::RaggedBatch { .. })
+    ));
     let too_many = vec![0.0; 4 * (Limits::default().max_rows + 1)];
-    assert!(matches!(sb.predict(&m, &too_many), Err(SandboxError::TooManyRows { .. })));
+    assert!(matches!(
+        sb.predict(&m, &too_many),
+        Err(SandboxError::TooManyRows { .. })
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,7 +409,12 @@ impl TestDevice {
         let task = tokio::spawn(server::run(listener, Arc::new(device), http, async {
             let _ = rx.await;
         }));
-        TestDevice { base, http: reqwest::Client::new(), shutdown: Some(tx), task }
+        TestDevice {
+            base,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task,
+        }
     }
 
     async fn stop(mut self) {
@@ -321,11 +423,15 @@ impl TestDevice {
     }
 
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.post(format!("{}{path}", self.base)).bearer_auth(TOKEN)
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http.get(format!("{}{path}", self.base)).bearer_auth(TOKEN)
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
     }
 }
 
@@ -341,55 +447,142 @@ async fn device_api_deploys_predicts_and_restores_after_restart() {
     let p = iris_like();
     let module = build(&p, &[5.1, 3.5, 1.4, 0.2]);
 
-    let health: wire::Health = dev.http.get(format!("{}/v1/health", dev.base)).send().await.unwrap().json().await.unwrap();
+    let health: wire::Health = dev
+        .http
+        .get(format!("{}/v1/health", dev.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health.status, "ok");
 
     // No token, wrong token.
-    let r = dev.http.post(format!("{}/v1/modules", dev.base)).body(module.clone()).send().await.unwrap();
+    let r = dev
+        .http
+        .post(format!("{}/v1/modules", dev.base))
+        .body(module.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_of(r).await.0, 401);
-    let r = dev.http.post(format!("{}/v1/modules", dev.base)).bearer_auth("nope").body(module.clone()).send().await.unwrap();
+    let r = dev
+        .http
+        .post(format!("{}/v1/modules", dev.base))
+        .bearer_auth("nope")
+        .body(module.clone())
+        .send()
+        .await
+        .unwrap();
     let (status, body) = error_of(r).await;
     assert_eq!((status, body.kind.as_str()), (401, "unauthorized"));
 
     // A rejected module says why.
-    let r = dev.post("/v1/modules").body(b"not wasm".to_vec()).send().await.unwrap();
+    let r = dev
+        .post("/v1/modules")
+        .body(b"not wasm".to_vec())
+        .send()
+        .await
+        .unwrap();
     let (status, body) = error_of(r).await;
     assert_eq!(status, 422);
-    assert!(body.error.contains("not a valid WebAssembly module"), "{}", body.error);
+    assert!(
+        body.error.contains("not a valid WebAssembly module"),
+        "{}",
+        body.error
+    );
 
     // Predict before anything is active.
-    let r = dev.post("/v1/predict").json(&wire::PredictRequest { rows: vec![vec![1.0; 4]] }).send().await.unwrap();
+    let r = dev
+        .post("/v1/predict")
+        .json(&wire::PredictRequest {
+            rows: vec![vec![1.0; 4]],
+        })
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_of(r).await.0, 409);
 
-    let up: wire::UploadResponse = dev.post("/v1/modules").body(module.clone()).send().await.unwrap().json().await.unwrap();
+    let up: wire::UploadResponse = dev
+        .post("/v1/modules")
+        .body(module.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(up.hash, wasmops_shared::digest::content_hash(&module));
     assert_eq!(up.conformance_rows, 1 + 8);
 
-    let bad_hash = dev.post("/v1/modules/..%2F..%2Fetc%2Fpasswd/activate").send().await.unwrap();
+    let bad_hash = dev
+        .post("/v1/modules/..%2F..%2Fetc%2Fpasswd/activate")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_of(bad_hash).await.0, 400);
-    let unknown = dev.post(&format!("/v1/modules/{}/activate", "a".repeat(64))).send().await.unwrap();
+    let unknown = dev
+        .post(&format!("/v1/modules/{}/activate", "a".repeat(64)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_of(unknown).await.0, 404);
 
-    let act: wire::ActivateResponse =
-        dev.post(&format!("/v1/modules/{}/activate", up.hash)).send().await.unwrap().json().await.unwrap();
+    let act: wire::ActivateResponse = dev
+        .post(&format!("/v1/modules/{}/activate", up.hash))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(act.previous, None);
 
     // Predictions are bit-identical to the reference (JSON floats round-trip exactly).
-    let rows = vec![vec![5.1, 3.5, 1.4, 0.2], vec![6.7, 3.0, 5.2, 2.3], vec![5.9, 3.0, 4.2, 1.5]];
-    let resp: wire::PredictResponse =
-        dev.post("/v1/predict").json(&wire::PredictRequest { rows: rows.clone() }).send().await.unwrap().json().await.unwrap();
+    let rows = vec![
+        vec![5.1, 3.5, 1.4, 0.2],
+        vec![6.7, 3.0, 5.2, 2.3],
+        vec![5.9, 3.0, 4.2, 1.5],
+    ];
+    let resp: wire::PredictResponse = dev
+        .post("/v1/predict")
+        .json(&wire::PredictRequest { rows: rows.clone() })
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(resp.model, up.hash);
     assert_eq!(resp.first_id, 0);
     let flat: Vec<f64> = rows.concat();
-    assert_eq!(bits(&resp.outputs.concat()), bits(&reference::predict(&p, &flat)));
+    assert_eq!(
+        bits(&resp.outputs.concat()),
+        bits(&reference::predict(&p, &flat))
+    );
 
     // Wrong feature count names the row.
-    let r = dev.post("/v1/predict").json(&wire::PredictRequest { rows: vec![vec![1.0; 4], vec![1.0; 3]] }).send().await.unwrap();
+    let r = dev
+        .post("/v1/predict")
+        .json(&wire::PredictRequest {
+            rows: vec![vec![1.0; 4], vec![1.0; 3]],
+        })
+        .send()
+        .await
+        .unwrap();
     let (status, body) = error_of(r).await;
     assert_eq!(status, 400);
     assert!(body.error.contains("row 1 has 3 values"), "{}", body.error);
 
-    let t: wire::Telemetry = dev.get("/v1/telemetry").send().await.unwrap().json().await.unwrap();
+    let t: wire::Telemetry = dev
+        .get("/v1/telemetry")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     // Three predict calls: one before activation, one good (3 rows), one with a short row.
     assert_eq!((t.requests, t.predictions, t.errors), (3, 3, 2));
 
@@ -399,19 +592,37 @@ async fn device_api_deploys_predicts_and_restores_after_restart() {
         .request(reqwest::Method::OPTIONS, format!("{}/v1/predict", dev.base))
         .header("Origin", "http://127.0.0.1:8080")
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "authorization,content-type")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
         .header("Access-Control-Request-Private-Network", "true")
         .send()
         .await
         .unwrap();
-    assert_eq!(pre.headers().get("access-control-allow-origin").unwrap(), "http://127.0.0.1:8080");
-    assert_eq!(pre.headers().get("access-control-allow-private-network").unwrap(), "true");
+    assert_eq!(
+        pre.headers().get("access-control-allow-origin").unwrap(),
+        "http://127.0.0.1:8080"
+    );
+    assert_eq!(
+        pre.headers()
+            .get("access-control-allow-private-network")
+            .unwrap(),
+        "true"
+    );
 
     dev.stop().await;
 
     // A restart restores the active module from the data dir.
     let dev = TestDevice::start(&dir).await;
-    let info: wire::DeviceInfo = dev.get("/v1/info").send().await.unwrap().json().await.unwrap();
+    let info: wire::DeviceInfo = dev
+        .get("/v1/info")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info.active.map(|a| a.hash), Some(up.hash.clone()));
     assert_eq!(info.modules, vec![up.hash.clone()]);
     dev.stop().await;

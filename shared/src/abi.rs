@@ -81,14 +81,22 @@ impl BatchLayout {
     /// Lays out `n_rows` rows; `None` if the batch cannot be addressed by a 32-bit memory.
     pub fn new(heap_base: u32, n_rows: usize, n_features: usize, n_outputs: usize) -> Option<Self> {
         let in_ptr = (u64::from(heap_base) + 7) & !7;
-        let in_bytes = (n_rows as u64).checked_mul(n_features as u64)?.checked_mul(8)?;
+        let in_bytes = (n_rows as u64)
+            .checked_mul(n_features as u64)?
+            .checked_mul(8)?;
         let out_ptr = in_ptr.checked_add(in_bytes)?;
-        let out_bytes = (n_rows as u64).checked_mul(n_outputs as u64)?.checked_mul(8)?;
+        let out_bytes = (n_rows as u64)
+            .checked_mul(n_outputs as u64)?
+            .checked_mul(8)?;
         let end = out_ptr.checked_add(out_bytes)?;
         if end > u64::from(u32::MAX) {
             return None;
         }
-        Some(BatchLayout { in_ptr: in_ptr as u32, out_ptr: out_ptr as u32, end })
+        Some(BatchLayout {
+            in_ptr: in_ptr as u32,
+            out_ptr: out_ptr as u32,
+            end,
+        })
     }
 
     /// Memory pages needed to hold the batch.
@@ -113,7 +121,12 @@ mod tests {
 
     #[test]
     fn status_codes_round_trip() {
-        for s in [Status::Ok, Status::WrongFeatureCount, Status::BadRowCount, Status::OutOfBounds] {
+        for s in [
+            Status::Ok,
+            Status::WrongFeatureCount,
+            Status::BadRowCount,
+            Status::OutOfBounds,
+        ] {
             assert_eq!(Status::from_code(s as i32), Some(s));
         }
         assert!(Status::describe(42).contains("42"));

@@ -9,8 +9,9 @@
 use std::borrow::Cow;
 
 use wasm_encoder::{
-    BlockType, CodeSection, CustomSection, ExportKind, ExportSection, Function, FunctionSection, Ieee64,
-    Instruction as I, MemArg, MemArgTarget, MemorySection, MemoryType, Module, TypeSection, ValType,
+    BlockType, CodeSection, CustomSection, ExportKind, ExportSection, Function, FunctionSection,
+    Ieee64, Instruction as I, MemArg, MemArgTarget, MemorySection, MemoryType, Module, TypeSection,
+    ValType,
 };
 
 use crate::abi::{self, Status, ABI_VERSION, CANONICAL_NAN_BITS};
@@ -43,7 +44,16 @@ pub enum CompileError {
 }
 
 /// Rows of edge cases appended to every conformance set (per feature, broadcast).
-const EDGE_VALUES: [f64; 8] = [0.0, -0.0, 1e300, -1e300, 5e-324, f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+const EDGE_VALUES: [f64; 8] = [
+    0.0,
+    -0.0,
+    1e300,
+    -1e300,
+    5e-324,
+    f64::NAN,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+];
 
 /// Compiles a pipeline into module bytes.
 pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
@@ -51,10 +61,16 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
     p.validate()?;
     let d = p.n_features;
     if input.card.feature_names.len() != d {
-        return Err(CompileError::CardMismatch { card: input.card.feature_names.len(), pipeline: d });
+        return Err(CompileError::CardMismatch {
+            card: input.card.feature_names.len(),
+            pipeline: d,
+        });
     }
     if input.card.outputs.len() != p.n_outputs() {
-        return Err(CompileError::OutputMismatch { card: input.card.outputs.len(), pipeline: p.n_outputs() });
+        return Err(CompileError::OutputMismatch {
+            card: input.card.outputs.len(),
+            pipeline: p.n_outputs(),
+        });
     }
     if input.conformance_rows.len() % d != 0 {
         return Err(CompileError::RaggedRows(input.conformance_rows.len()));
@@ -97,7 +113,13 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
     module.section(&funcs);
 
     let mut memories = MemorySection::new();
-    memories.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+    memories.memory(MemoryType {
+        minimum: 1,
+        maximum: None,
+        memory64: false,
+        shared: false,
+        page_size_log2: None,
+    });
     module.section(&memories);
 
     let mut exports = ExportSection::new();
@@ -123,7 +145,10 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
         (abi::SECTION_PROFILE, encode_section(input.profile)),
         (abi::SECTION_CONFORMANCE, encode_section(&conformance)),
     ] {
-        module.section(&CustomSection { name: Cow::Borrowed(name), data: Cow::Owned(data) });
+        module.section(&CustomSection {
+            name: Cow::Borrowed(name),
+            data: Cow::Owned(data),
+        });
     }
     Ok(module.finish())
 }
@@ -139,7 +164,12 @@ fn f64c(v: f64) -> I<'static> {
 }
 
 fn mem(offset: u64) -> MemArg {
-    MemArg { offset, align: 3, target: MemArgTarget::Memory(0), ordering: None }
+    MemArg {
+        offset,
+        align: 3,
+        target: MemArgTarget::Memory(0),
+        ordering: None,
+    }
 }
 
 /// Pushes `return code` if the i32 condition on the stack is true.
@@ -182,7 +212,10 @@ fn predict_fn(p: &Pipeline, f_exp: u32) -> Function {
     const BEST: u32 = 7;
     // f64 locals: x_0..x_{d-1}, then model-specific.
     let x = |j: u32| 8 + j;
-    let Model::LogisticRegression { weights, intercepts } = &p.model;
+    let Model::LogisticRegression {
+        weights,
+        intercepts,
+    } = &p.model;
     let k = intercepts.len() as u32;
     let z = |c: u32| 8 + d + c;
     let m = 8 + d + k;
@@ -192,21 +225,29 @@ fn predict_fn(p: &Pipeline, f_exp: u32) -> Function {
 
     let mut f = Function::new([(4, ValType::I32), (n_f64, ValType::F64)]);
 
-    f.instruction(&I::LocalGet(N_FEATURES)).instruction(&I::I32Const(d as i32)).instruction(&I::I32Ne);
+    f.instruction(&I::LocalGet(N_FEATURES))
+        .instruction(&I::I32Const(d as i32))
+        .instruction(&I::I32Ne);
     return_if(&mut f, Status::WrongFeatureCount);
-    f.instruction(&I::LocalGet(N_ROWS)).instruction(&I::I32Const(0)).instruction(&I::I32LeS);
+    f.instruction(&I::LocalGet(N_ROWS))
+        .instruction(&I::I32Const(0))
+        .instruction(&I::I32LeS);
     return_if(&mut f, Status::BadRowCount);
     bounds_check(&mut f, IN_PTR, N_ROWS, u64::from(d) * 8);
     bounds_check(&mut f, OUT_PTR, N_ROWS, n_out * 8);
 
-    f.instruction(&I::LocalGet(IN_PTR)).instruction(&I::LocalSet(INP));
-    f.instruction(&I::LocalGet(OUT_PTR)).instruction(&I::LocalSet(OUTP));
-    f.instruction(&I::LocalGet(N_ROWS)).instruction(&I::LocalSet(ROW));
+    f.instruction(&I::LocalGet(IN_PTR))
+        .instruction(&I::LocalSet(INP));
+    f.instruction(&I::LocalGet(OUT_PTR))
+        .instruction(&I::LocalSet(OUTP));
+    f.instruction(&I::LocalGet(N_ROWS))
+        .instruction(&I::LocalSet(ROW));
     f.instruction(&I::Loop(BlockType::Empty));
 
     // Load (and scale) the row.
     for j in 0..d {
-        f.instruction(&I::LocalGet(INP)).instruction(&I::F64Load(mem(u64::from(j) * 8)));
+        f.instruction(&I::LocalGet(INP))
+            .instruction(&I::F64Load(mem(u64::from(j) * 8)));
         if let Some(sc) = &p.scaler {
             f.instruction(&f64c(sc.mean[j as usize]))
                 .instruction(&I::F64Sub)
@@ -229,8 +270,10 @@ fn predict_fn(p: &Pipeline, f_exp: u32) -> Function {
     }
 
     // Argmax by strict `>` from class 0.
-    f.instruction(&I::I32Const(0)).instruction(&I::LocalSet(BEST));
-    f.instruction(&I::LocalGet(z(0))).instruction(&I::LocalSet(m));
+    f.instruction(&I::I32Const(0))
+        .instruction(&I::LocalSet(BEST));
+    f.instruction(&I::LocalGet(z(0)))
+        .instruction(&I::LocalSet(m));
     for c in 1..k {
         f.instruction(&I::LocalGet(z(c)))
             .instruction(&I::LocalGet(m))
@@ -253,7 +296,10 @@ fn predict_fn(p: &Pipeline, f_exp: u32) -> Function {
     }
     f.instruction(&f64c(0.0)).instruction(&I::LocalSet(s));
     for c in 0..k {
-        f.instruction(&I::LocalGet(s)).instruction(&I::LocalGet(z(c))).instruction(&I::F64Add).instruction(&I::LocalSet(s));
+        f.instruction(&I::LocalGet(s))
+            .instruction(&I::LocalGet(z(c)))
+            .instruction(&I::F64Add)
+            .instruction(&I::LocalSet(s));
     }
 
     // Outputs: class index, then canonicalized probabilities.
@@ -286,7 +332,8 @@ fn predict_fn(p: &Pipeline, f_exp: u32) -> Function {
         .instruction(&I::BrIf(0));
     f.instruction(&I::End); // loop
 
-    f.instruction(&I::I32Const(Status::Ok as i32)).instruction(&I::End);
+    f.instruction(&I::I32Const(Status::Ok as i32))
+        .instruction(&I::End);
     f
 }
 
@@ -345,7 +392,10 @@ fn exp_fn() -> Function {
         .instruction(&I::LocalSet(R));
     f.instruction(&f64c(math::EXP_POLY[0]));
     for c in &math::EXP_POLY[1..] {
-        f.instruction(&I::LocalGet(R)).instruction(&I::F64Mul).instruction(&f64c(*c)).instruction(&I::F64Add);
+        f.instruction(&I::LocalGet(R))
+            .instruction(&I::F64Mul)
+            .instruction(&f64c(*c))
+            .instruction(&I::F64Add);
     }
     f.instruction(&I::LocalSet(P));
     f.instruction(&I::LocalGet(K))
@@ -358,7 +408,9 @@ fn exp_fn() -> Function {
     f.instruction(&I::LocalGet(HALF));
     pow2_top(&mut f);
     f.instruction(&I::F64Mul);
-    f.instruction(&I::LocalGet(KI)).instruction(&I::LocalGet(HALF)).instruction(&I::I64Sub);
+    f.instruction(&I::LocalGet(KI))
+        .instruction(&I::LocalGet(HALF))
+        .instruction(&I::I64Sub);
     pow2_top(&mut f);
     f.instruction(&I::F64Mul).instruction(&I::End);
     f

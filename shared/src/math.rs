@@ -89,7 +89,10 @@ mod tests {
             let got = exp(x);
             let want = x.exp();
             let rel = ((got - want) / want).abs();
-            assert!(rel < 4e-16 || (want < 1e-300 && (got - want).abs() < 1e-320), "exp({x}) = {got}, libm {want}");
+            assert!(
+                rel < 4e-16 || (want < 1e-300 && (got - want).abs() < 1e-320),
+                "exp({x}) = {got}, libm {want}"
+            );
             x += 0.37;
         }
     }

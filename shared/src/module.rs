@@ -65,7 +65,9 @@ impl TryFrom<String> for Hex64 {
         if s.len() != 16 {
             return Err(format!("expected 16 hex digits, found {s:?}"));
         }
-        u64::from_str_radix(&s, 16).map(Hex64).map_err(|e| format!("{s:?}: {e}"))
+        u64::from_str_radix(&s, 16)
+            .map(Hex64)
+            .map_err(|e| format!("{s:?}: {e}"))
     }
 }
 
@@ -77,7 +79,10 @@ impl Conformance {
     /// Compares a runtime's outputs with the expected bits; the first mismatch is the error.
     pub fn verify(&self, outputs: &[f64]) -> Result<(), ConformanceMismatch> {
         if outputs.len() != self.expected.len() {
-            return Err(ConformanceMismatch::Length { expected: self.expected.len(), found: outputs.len() });
+            return Err(ConformanceMismatch::Length {
+                expected: self.expected.len(),
+                found: outputs.len(),
+            });
         }
         for (i, (got, want)) in outputs.iter().zip(&self.expected).enumerate() {
             if got.to_bits() != want.0 {
@@ -98,7 +103,12 @@ pub enum ConformanceMismatch {
     #[error("expected {expected} output values, runtime produced {found}")]
     Length { expected: usize, found: usize },
     #[error("row {row}, output {output}: expected bits {expected:016x} ({}), runtime produced {found:016x} ({})", f64::from_bits(*expected), f64::from_bits(*found))]
-    Value { row: usize, output: usize, expected: u64, found: u64 },
+    Value {
+        row: usize,
+        output: usize,
+        expected: u64,
+        found: u64,
+    },
 }
 
 /// Why a module was refused. Each variant says what is wrong and where.
@@ -111,11 +121,17 @@ pub enum ModuleError {
     #[error("module lacks the export `{0}`")]
     MissingExport(&'static str),
     #[error("export `{name}` has the wrong type: expected {expected}")]
-    WrongExportType { name: &'static str, expected: &'static str },
+    WrongExportType {
+        name: &'static str,
+        expected: &'static str,
+    },
     #[error("module lacks the custom section `{0}`")]
     MissingSection(&'static str),
     #[error("custom section `{section}` is corrupt: {reason}")]
-    CorruptSection { section: &'static str, reason: String },
+    CorruptSection {
+        section: &'static str,
+        reason: String,
+    },
     #[error("module uses ABI version {found}; this build supports version {supported}")]
     UnsupportedAbi { found: u32, supported: u32 },
     #[error("module metadata disagrees: {0}")]
@@ -186,18 +202,34 @@ impl ModuleInfo {
                     .get(*idx as usize)
                     .and_then(|t| func_types.get(*t as usize))
                     .ok_or(ModuleError::MissingExport(name)),
-                Some(_) => Err(ModuleError::WrongExportType { name, expected: "a function" }),
+                Some(_) => Err(ModuleError::WrongExportType {
+                    name,
+                    expected: "a function",
+                }),
                 None => Err(ModuleError::MissingExport(name)),
             }
         };
         match exports.get(abi::EXPORT_MEMORY) {
             Some((ExternalKind::Memory, _)) => {}
-            Some(_) => return Err(ModuleError::WrongExportType { name: abi::EXPORT_MEMORY, expected: "a memory" }),
+            Some(_) => {
+                return Err(ModuleError::WrongExportType {
+                    name: abi::EXPORT_MEMORY,
+                    expected: "a memory",
+                })
+            }
             None => return Err(ModuleError::MissingExport(abi::EXPORT_MEMORY)),
         }
-        for name in [abi::EXPORT_ABI_VERSION, abi::EXPORT_N_FEATURES, abi::EXPORT_N_OUTPUTS, abi::EXPORT_HEAP_BASE] {
+        for name in [
+            abi::EXPORT_ABI_VERSION,
+            abi::EXPORT_N_FEATURES,
+            abi::EXPORT_N_OUTPUTS,
+            abi::EXPORT_HEAP_BASE,
+        ] {
             if *func_sig(name)? != (vec![], vec![ValType::I32]) {
-                return Err(ModuleError::WrongExportType { name, expected: "() -> i32" });
+                return Err(ModuleError::WrongExportType {
+                    name,
+                    expected: "() -> i32",
+                });
             }
         }
         if *func_sig(abi::EXPORT_PREDICT)? != (vec![ValType::I32; 4], vec![ValType::I32]) {
@@ -209,12 +241,18 @@ impl ModuleInfo {
 
         let card: ModelCard = read_section(&sections, abi::SECTION_CARD)?;
         if card.abi_version != ABI_VERSION {
-            return Err(ModuleError::UnsupportedAbi { found: card.abi_version, supported: ABI_VERSION });
+            return Err(ModuleError::UnsupportedAbi {
+                found: card.abi_version,
+                supported: ABI_VERSION,
+            });
         }
         let profile: Profile = read_section(&sections, abi::SECTION_PROFILE)?;
         let conformance: Conformance = read_section(&sections, abi::SECTION_CONFORMANCE)?;
         if conformance.abi_version != ABI_VERSION {
-            return Err(ModuleError::UnsupportedAbi { found: conformance.abi_version, supported: ABI_VERSION });
+            return Err(ModuleError::UnsupportedAbi {
+                found: conformance.abi_version,
+                supported: ABI_VERSION,
+            });
         }
         let d = card.feature_names.len();
         if conformance.n_features != d || conformance.inputs.len() != conformance.n_rows * d {
@@ -256,8 +294,13 @@ fn read_section<T: serde::de::DeserializeOwned>(
     sections: &BTreeMap<String, Vec<u8>>,
     section: &'static str,
 ) -> Result<T, ModuleError> {
-    let data = sections.get(section).ok_or(ModuleError::MissingSection(section))?;
-    serde_json::from_slice(data).map_err(|e| ModuleError::CorruptSection { section, reason: e.to_string() })
+    let data = sections
+        .get(section)
+        .ok_or(ModuleError::MissingSection(section))?;
+    serde_json::from_slice(data).map_err(|e| ModuleError::CorruptSection {
+        section,
+        reason: e.to_string(),
+    })
 }
 
 /// Encodes a section payload; the compiler uses this so reader and writer share one format.

@@ -24,13 +24,20 @@ pub struct StandardScaler {
 pub enum Model {
     /// Multinomial logistic regression: logits `z_c = intercept_c + sum_j weights[c][j] * x_j`,
     /// outputs `[argmax class index, softmax probabilities...]`.
-    LogisticRegression { weights: Vec<Vec<f64>>, intercepts: Vec<f64> },
+    LogisticRegression {
+        weights: Vec<Vec<f64>>,
+        intercepts: Vec<f64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PipelineError {
     #[error("pipeline declares {declared} features but {what} has {found}")]
-    FeatureMismatch { declared: usize, what: &'static str, found: usize },
+    FeatureMismatch {
+        declared: usize,
+        what: &'static str,
+        found: usize,
+    },
     #[error("a model needs at least one feature and one output")]
     Empty,
     #[error("{what} contains a non-finite value at index {index}")]
@@ -68,7 +75,10 @@ impl Pipeline {
             check_finite("scaler scale", &s.scale)?;
         }
         match &self.model {
-            Model::LogisticRegression { weights, intercepts } => {
+            Model::LogisticRegression {
+                weights,
+                intercepts,
+            } => {
                 if intercepts.len() < 2 {
                     return Err(PipelineError::TooFewClasses(intercepts.len()));
                 }
@@ -88,7 +98,11 @@ fn check_len(declared: usize, what: &'static str, found: usize) -> Result<(), Pi
     if declared == found {
         Ok(())
     } else {
-        Err(PipelineError::FeatureMismatch { declared, what, found })
+        Err(PipelineError::FeatureMismatch {
+            declared,
+            what,
+            found,
+        })
     }
 }
 

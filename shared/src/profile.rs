@@ -52,9 +52,16 @@ impl Profile {
                 let mut col: Vec<f64> = rows.iter().skip(j).step_by(d).copied().collect();
                 col.sort_by(f64::total_cmp);
                 let mean = col.iter().sum::<f64>() / n.max(1) as f64;
-                let var = col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n.max(1) as f64;
+                let var =
+                    col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n.max(1) as f64;
                 let edges: Vec<f64> = (0..=10).map(|q| quantile(&col, q as f64 / 10.0)).collect();
-                let mut fp = FeatureProfile { name: name.clone(), mean, std: var.sqrt(), edges, counts: vec![0; 12] };
+                let mut fp = FeatureProfile {
+                    name: name.clone(),
+                    mean,
+                    std: var.sqrt(),
+                    edges,
+                    counts: vec![0; 12],
+                };
                 for v in &col {
                     let b = fp.bin(*v);
                     fp.counts[b] += 1;
@@ -62,7 +69,10 @@ impl Profile {
                 fp
             })
             .collect();
-        Profile { n_rows: n, features }
+        Profile {
+            n_rows: n,
+            features,
+        }
     }
 }
 

@@ -11,7 +11,11 @@ use crate::pipeline::{Model, Pipeline};
 /// Panics if `rows.len()` is not a multiple of the feature count: callers hold validated data.
 pub fn predict(pipeline: &Pipeline, rows: &[f64]) -> Vec<f64> {
     let d = pipeline.n_features;
-    assert_eq!(rows.len() % d, 0, "row-major batch length must be a multiple of {d}");
+    assert_eq!(
+        rows.len() % d,
+        0,
+        "row-major batch length must be a multiple of {d}"
+    );
     let mut out = Vec::with_capacity(rows.len() / d * pipeline.n_outputs());
     let mut x = vec![0.0; d];
     for row in rows.chunks_exact(d) {
@@ -22,7 +26,10 @@ pub fn predict(pipeline: &Pipeline, rows: &[f64]) -> Vec<f64> {
             };
         }
         match &pipeline.model {
-            Model::LogisticRegression { weights, intercepts } => {
+            Model::LogisticRegression {
+                weights,
+                intercepts,
+            } => {
                 let z: Vec<f64> = weights
                     .iter()
                     .zip(intercepts)

@@ -1,1 +1,275 @@
+//! Harness for the end-to-end tests: the built dashboard served on 127.0.0.1, real
+//! `wasmops-edge` processes, and headless Chromium driven over WebDriver (chromedriver).
+//!
+//! `cargo xtask test` builds what these need and passes it in environment variables:
+//! `WASMOPS_DIST` (trunk's output), `WASMOPS_EDGE_BIN`, `CHROMEDRIVER`, `CHROMIUM` and
+//! `WASMOPS_SCREENSHOTS` (where screenshots go).
 
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// An environment variable the harness cannot run without.
+pub fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the end-to-end tests through `cargo xtask test`, which builds and passes it")
+    })
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir =
+        std::env::temp_dir().join(format!("wasmops-e2e-{tag}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// Serves a directory of static files on a free 127.0.0.1 port until dropped.
+pub struct StaticSite {
+    pub origin: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StaticSite {
+    pub async fn serve(dir: &Path) -> StaticSite {
+        assert!(
+            dir.join("index.html").exists(),
+            "{} has no index.html: build the dashboard first",
+            dir.display()
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind static site");
+        let origin = format!("http://{}", listener.local_addr().expect("local addr"));
+        let app = axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        StaticSite { origin, task }
+    }
+}
+
+impl Drop for StaticSite {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A `wasmops-edge serve` child process on a free 127.0.0.1 port. Killed when dropped.
+pub struct EdgeProcess {
+    pub url: String,
+    pub token: String,
+    pub data_dir: PathBuf,
+    child: Child,
+}
+
+impl EdgeProcess {
+    pub fn start(data_dir: &Path, token: &str, allow_origin: &str) -> EdgeProcess {
+        Self::start_on(data_dir, token, allow_origin, "127.0.0.1:0")
+    }
+
+    pub fn start_on(data_dir: &Path, token: &str, allow_origin: &str, listen: &str) -> EdgeProcess {
+        let bin = required_env("WASMOPS_EDGE_BIN");
+        let mut child = Command::new(&bin)
+            .args([
+                "serve",
+                "--listen",
+                listen,
+                "--token",
+                token,
+                "--allow-origin",
+                allow_origin,
+                "--name",
+                "e2e-device",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read device stdout");
+        let url = line
+            .trim()
+            .strip_prefix("wasmops-edge listening on ")
+            .unwrap_or_else(|| panic!("device did not report its address, said: {line:?}"))
+            .to_string();
+        EdgeProcess {
+            url,
+            token: token.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            child,
+        }
+    }
+
+    /// `kill -9`: no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("url has a port")
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Headless Chromium under chromedriver.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    profile: PathBuf,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let chromedriver = required_env("CHROMEDRIVER");
+        let chromium = required_env("CHROMIUM");
+        let port = free_port();
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {chromedriver}: {e}"));
+        let profile = temp_dir("chromium-profile");
+        let caps = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1400,1000",
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        });
+        let caps = match caps {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("a JSON object literal"),
+        };
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&webdriver)
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("could not start a Chromium session through {chromedriver}: {e}"),
+            }
+        };
+        Browser {
+            client,
+            driver,
+            profile,
+        }
+    }
+
+    /// Waits until the element matching `css` has text satisfying `pred`; returns the text.
+    pub async fn wait_text(&self, css: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = None;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                if let Ok(text) = el.text().await {
+                    if pred(&text) {
+                        return text;
+                    }
+                    last = Some(text);
+                }
+            }
+            if Instant::now() > deadline {
+                let page = self.client.find(Locator::Css("body")).await.ok();
+                let body = match page {
+                    Some(b) => b.text().await.unwrap_or_default(),
+                    None => String::new(),
+                };
+                panic!("timed out waiting for {what} in `{css}` (last text: {last:?})\npage text:\n{body}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn click(&self, css: &str) {
+        // Wait until it exists and is enabled (buttons are disabled while work is running).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                if el.is_enabled().await.unwrap_or(false) {
+                    el.click()
+                        .await
+                        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "`{css}` never became clickable");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn fill(&self, css: &str, value: &str) {
+        let el = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("find {css}: {e}"));
+        el.clear()
+            .await
+            .unwrap_or_else(|e| panic!("clear {css}: {e}"));
+        el.send_keys(value)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+    }
+
+    /// Saves a PNG screenshot to `$WASMOPS_SCREENSHOTS/<name>.png` and returns its path.
+    pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let dir = PathBuf::from(required_env("WASMOPS_SCREENSHOTS"));
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let png = self.client.screenshot().await.expect("screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write screenshot");
+        path
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}

@@ -18,19 +18,28 @@ fn main() {
             let _ = post_scope.post_message(&JsValue::from_str(&text));
         };
         let Some(text) = event.data().as_string() else {
-            post(&WorkerMessage::Failed { error: "worker received a non-text message".into() });
+            post(&WorkerMessage::Failed {
+                error: "worker received a non-text message".into(),
+            });
             return;
         };
         let req: TrainRequest = match serde_json::from_str(&text) {
             Ok(r) => r,
             Err(e) => {
-                post(&WorkerMessage::Failed { error: format!("malformed training request: {e}") });
+                post(&WorkerMessage::Failed {
+                    error: format!("malformed training request: {e}"),
+                });
                 return;
             }
         };
         let result = wasmops_app::training::train(
             &req,
-            |stage, fraction| post(&WorkerMessage::Progress { stage: stage.to_string(), fraction }),
+            |stage, fraction| {
+                post(&WorkerMessage::Progress {
+                    stage: stage.to_string(),
+                    fraction,
+                })
+            },
             js_sys::Date::now,
         );
         match result {

@@ -28,9 +28,16 @@ pub fn DevicePanel() -> impl IntoView {
     });
 
     let save = move |_| {
-        let entry = DeviceEntry { url: url.get_untracked().trim().to_string(), token: token.get_untracked(), name: "device".into() };
+        let entry = DeviceEntry {
+            url: url.get_untracked().trim().to_string(),
+            token: token.get_untracked(),
+            name: "device".into(),
+        };
         if !(entry.url.starts_with("http://") || entry.url.starts_with("https://")) {
-            return error.set(Some(format!("device URL must start with http:// or https://, got `{}`", entry.url)));
+            return error.set(Some(format!(
+                "device URL must start with http:// or https://, got `{}`",
+                entry.url
+            )));
         }
         error.set(None);
         spawn_local(async move {
@@ -44,7 +51,9 @@ pub fn DevicePanel() -> impl IntoView {
     let refresh = move |_| spawn_local(refresh_status(state, status, error));
 
     let deploy = move |_| {
-        let (Some(device), Some(module)) = (state.device.get_untracked(), state.compiled.get_untracked()) else {
+        let (Some(device), Some(module)) =
+            (state.device.get_untracked(), state.compiled.get_untracked())
+        else {
             return error.set(Some("compile a run's module and set a device first".into()));
         };
         busy.set(true);
@@ -87,13 +96,25 @@ pub fn DevicePanel() -> impl IntoView {
     }
 }
 
-async fn refresh_status(state: AppState, status: RwSignal<Option<String>>, error: RwSignal<Option<String>>) {
-    let Some(device) = state.device.get_untracked() else { return };
+async fn refresh_status(
+    state: AppState,
+    status: RwSignal<Option<String>>,
+    error: RwSignal<Option<String>>,
+) {
+    let Some(device) = state.device.get_untracked() else {
+        return;
+    };
     let client = DeviceClient { device: &device };
     match client.info().await {
         Ok(info) => {
-            let active = info.active.map(|a| format!("{} {}", a.kind.replace('_', " "), short(&a.hash))).unwrap_or_else(|| "none".into());
-            status.set(Some(format!("{} (v{}) · up {} s · active model: {active}", info.name, info.version, info.uptime_s)));
+            let active = info
+                .active
+                .map(|a| format!("{} {}", a.kind.replace('_', " "), short(&a.hash)))
+                .unwrap_or_else(|| "none".into());
+            status.set(Some(format!(
+                "{} (v{}) · up {} s · active model: {active}",
+                info.name, info.version, info.uptime_s
+            )));
         }
         Err(e) => {
             status.set(Some("unreachable".into()));
@@ -109,13 +130,26 @@ async fn refresh_status(state: AppState, status: RwSignal<Option<String>>, error
 
 /// Uploads and activates the module, then asks the device for the held-out rows and compares
 /// its answers with the browser's, bit for bit.
-async fn deploy_and_check(device: &DeviceEntry, module: &CompiledModule, state: &AppState) -> Result<String, String> {
+async fn deploy_and_check(
+    device: &DeviceEntry,
+    module: &CompiledModule,
+    state: &AppState,
+) -> Result<String, String> {
     let client = DeviceClient { device };
-    let uploaded = client.upload(&module.bytes).await.map_err(|e| e.to_string())?;
+    let uploaded = client
+        .upload(&module.bytes)
+        .await
+        .map_err(|e| e.to_string())?;
     if uploaded.hash != module.hash {
-        return Err(format!("device stored hash {} but the module's hash is {}", uploaded.hash, module.hash));
+        return Err(format!(
+            "device stored hash {} but the module's hash is {}",
+            uploaded.hash, module.hash
+        ));
     }
-    client.activate(&uploaded.hash).await.map_err(|e| e.to_string())?;
+    client
+        .activate(&uploaded.hash)
+        .await
+        .map_err(|e| e.to_string())?;
     let run = state
         .runs
         .with_untracked(|runs| runs.iter().find(|r| r.id == module.run_id).cloned())
@@ -124,7 +158,12 @@ async fn deploy_and_check(device: &DeviceEntry, module: &CompiledModule, state: 
     let rows: Vec<Vec<f64>> = run.test_x.chunks(d).map(<[f64]>::to_vec).collect();
     let n = rows.len();
     let answer = client.predict(rows).await.map_err(|e| e.to_string())?;
-    let device_bits: Vec<u64> = answer.outputs.iter().flatten().map(|v| v.to_bits()).collect();
+    let device_bits: Vec<u64> = answer
+        .outputs
+        .iter()
+        .flatten()
+        .map(|v| v.to_bits())
+        .collect();
     let browser_bits: Vec<u64> = module.test_outputs.iter().map(|v| v.to_bits()).collect();
     let same_rows = device_bits
         .chunks(module.n_outputs)
@@ -137,6 +176,8 @@ async fn deploy_and_check(device: &DeviceEntry, module: &CompiledModule, state: 
             short(&module.hash)
         ))
     } else {
-        Err(format!("device answers differ from this browser: only {same_rows}/{n} rows bit-identical"))
+        Err(format!(
+            "device answers differ from this browser: only {same_rows}/{n} rows bit-identical"
+        ))
     }
 }

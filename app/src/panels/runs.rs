@@ -22,8 +22,13 @@ pub fn RunsPanel() -> impl IntoView {
         spawn_local(async move {
             match compile_and_verify(&run).await {
                 Ok(m) => {
-                    let stored = StoredModule { hash: m.hash.clone(), run_id: run.id.clone(), bytes: m.bytes.clone() };
-                    if let Err(e) = async { Storage::open().await?.put_module(&stored).await }.await {
+                    let stored = StoredModule {
+                        hash: m.hash.clone(),
+                        run_id: run.id.clone(),
+                        bytes: m.bytes.clone(),
+                    };
+                    if let Err(e) = async { Storage::open().await?.put_module(&stored).await }.await
+                    {
                         error.set(Some(format!("module compiled but not saved: {e}")));
                     }
                     state.compiled.set(Some(m));
@@ -60,8 +65,15 @@ pub fn RunsPanel() -> impl IntoView {
 }
 
 #[component]
-fn RunRow(run: Run, busy: RwSignal<bool>, on_compile: impl Fn(Run) + Copy + 'static) -> impl IntoView {
-    let accuracy = run.accuracy().map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into());
+fn RunRow(
+    run: Run,
+    busy: RwSignal<bool>,
+    on_compile: impl Fn(Run) + Copy + 'static,
+) -> impl IntoView {
+    let accuracy = run
+        .accuracy()
+        .map(|a| format!("{a:.4}"))
+        .unwrap_or_else(|| "-".into());
     let dataset = format!("{} @{}", run.dataset.name, short(&run.dataset.hash));
     let duration = format!("{:.0} ms", run.duration_ms);
     let kind = run.pipeline.model.kind().replace('_', " ");
@@ -109,7 +121,8 @@ fn ModuleSummary(m: CompiledModule) -> impl IntoView {
 /// the conformance vectors (must match bit for bit) and the held-out split.
 async fn compile_and_verify(run: &Run) -> Result<CompiledModule, String> {
     let bytes = run.compile().map_err(|e| format!("compile failed: {e}"))?;
-    let info = ModuleInfo::parse(&bytes).map_err(|e| format!("compiled module failed its own checks: {e}"))?;
+    let info = ModuleInfo::parse(&bytes)
+        .map_err(|e| format!("compiled module failed its own checks: {e}"))?;
     let module = BrowserModule::instantiate(&bytes).await?;
     let conformance_out = module.predict(&info.conformance.input_values())?;
     info.conformance

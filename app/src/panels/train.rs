@@ -23,14 +23,23 @@ pub fn TrainPanel() -> impl IntoView {
 
     let params = move || -> Result<LogisticParams, String> {
         let p = LogisticParams {
-            alpha: alpha.get().trim().parse().map_err(|_| format!("alpha: `{}` is not a number", alpha.get()))?,
-            max_iterations: max_iterations
+            alpha: alpha
                 .get()
                 .trim()
                 .parse()
-                .map_err(|_| format!("max iterations: `{}` is not a whole number", max_iterations.get()))?,
+                .map_err(|_| format!("alpha: `{}` is not a number", alpha.get()))?,
+            max_iterations: max_iterations.get().trim().parse().map_err(|_| {
+                format!(
+                    "max iterations: `{}` is not a whole number",
+                    max_iterations.get()
+                )
+            })?,
             test_fraction: 0.2,
-            seed: seed.get().trim().parse().map_err(|_| format!("seed: `{}` is not a whole number", seed.get()))?,
+            seed: seed
+                .get()
+                .trim()
+                .parse()
+                .map_err(|_| format!("seed: `{}` is not a whole number", seed.get()))?,
         };
         p.validate()?;
         Ok(p)
@@ -52,23 +61,28 @@ pub fn TrainPanel() -> impl IntoView {
             started_at_ms: now,
         };
         progress.set(Some(("starting worker".into(), 0.0)));
-        let (handle, done) = match TrainJob::start(req, move |stage, f| progress.set(Some((stage, f)))) {
-            Ok(x) => x,
-            Err(e) => {
-                progress.set(None);
-                return error.set(Some(e));
-            }
-        };
+        let (handle, done) =
+            match TrainJob::start(req, move |stage, f| progress.set(Some((stage, f)))) {
+                Ok(x) => x,
+                Err(e) => {
+                    progress.set(None);
+                    return error.set(Some(e));
+                }
+            };
         job.set_value(Some(handle));
         spawn_local(async move {
-            let outcome = done.await.unwrap_or_else(|_| Err("the training worker went away".into()));
+            let outcome = done
+                .await
+                .unwrap_or_else(|_| Err("the training worker went away".into()));
             job.set_value(None);
             progress.set(None);
             match outcome {
                 Ok(run) => {
                     let saved = async { Storage::open().await?.put_run(&run).await }.await;
                     if let Err(e) = saved {
-                        error.set(Some(format!("the run finished but could not be saved: {e}")));
+                        error.set(Some(format!(
+                            "the run finished but could not be saved: {e}"
+                        )));
                     }
                     state.selected_run.set(Some(run.id.clone()));
                     state.runs.update(|runs| runs.insert(0, run));
@@ -77,7 +91,13 @@ pub fn TrainPanel() -> impl IntoView {
             }
         });
     };
-    let cancel = move |_| job.with_value(|j| if let Some(j) = j { j.cancel() });
+    let cancel = move |_| {
+        job.with_value(|j| {
+            if let Some(j) = j {
+                j.cancel()
+            }
+        })
+    };
 
     view! {
         <section class="panel" id="train-panel">
