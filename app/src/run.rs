@@ -34,15 +34,13 @@ pub struct Run {
 impl Run {
     /// The model card the compiler writes into this run's module.
     pub fn card(&self) -> ModelCard {
-        let mut outputs = vec!["class".to_string()];
-        outputs.extend(self.class_names.iter().map(|c| format!("p({c})")));
         ModelCard {
             abi_version: wasmops_shared::abi::ABI_VERSION,
             kind: self.pipeline.model.kind().to_string(),
             feature_names: self.feature_names.clone(),
             target_name: self.target_name.clone(),
             classes: self.class_names.clone(),
-            outputs,
+            outputs: self.pipeline.output_names(&self.class_names),
             dataset: self.dataset.clone(),
             params: self.params.clone(),
             metrics: self.metrics.clone(),
