@@ -72,7 +72,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
             pipeline: p.n_outputs(),
         });
     }
-    if input.conformance_rows.len() % d != 0 {
+    if !input.conformance_rows.len().is_multiple_of(d) {
         return Err(CompileError::RaggedRows(input.conformance_rows.len()));
     }
     let mut card = input.card.clone();

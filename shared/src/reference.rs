@@ -3,6 +3,9 @@
 //! A module's outputs must equal these bit for bit. Operation order mirrors `compiler.rs`
 //! exactly (see the note in `math.rs`).
 
+// `acc = acc + x` spells out the operation order the emitter mirrors; keep it explicit.
+#![allow(clippy::assign_op_pattern)]
+
 use crate::math::{canonicalize, exp};
 use crate::pipeline::{Model, Pipeline, TreeNode};
 
