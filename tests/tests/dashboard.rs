@@ -24,7 +24,7 @@ async fn train_compile_deploy_loop() {
         .await;
     browser.click("#train").await;
     let accuracy = browser
-        .wait_text("[data-testid=run-accuracy]", "a finished run", |t| {
+        .wait_text("[data-testid=run-metric]", "a finished run", |t| {
             t.parse::<f64>().is_ok()
         })
         .await;
@@ -37,7 +37,7 @@ async fn train_compile_deploy_loop() {
     // 2. Reload: the run comes back from IndexedDB.
     browser.client.refresh().await.expect("reload");
     let after_reload = browser
-        .wait_text("[data-testid=run-accuracy]", "the stored run", |t| {
+        .wait_text("[data-testid=run-metric]", "the stored run", |t| {
             !t.is_empty()
         })
         .await;
@@ -47,7 +47,7 @@ async fn train_compile_deploy_loop() {
     browser.click("button.compile").await;
     let module_accuracy = browser
         .wait_text(
-            "[data-testid=module-accuracy]",
+            "[data-testid=module-metric]",
             "the module's accuracy",
             |t| !t.is_empty(),
         )
@@ -147,11 +147,98 @@ async fn train_compile_deploy_loop() {
     assert!(err.contains(&device.url), "{err}");
     browser.client.refresh().await.expect("reload");
     browser
-        .wait_text("[data-testid=run-accuracy]", "the run after errors", |t| {
+        .wait_text("[data-testid=run-metric]", "the run after errors", |t| {
             t.parse::<f64>().ok() == Some(accuracy)
         })
         .await;
 
+    browser.close().await;
+}
+
+/// Every model kind, trained in the tab, compiled, checked in V8 against its conformance
+/// vectors (with NaN, infinities, subnormals), then checked again in wasmtime by a device, which
+/// must answer the held-out rows bit-identically to the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
+    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
+    let site = StaticSite::serve(&dist).await;
+    let token = "e2e-kinds";
+    let device = EdgeProcess::start(&temp_dir("kinds"), token, &site.origin);
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!(
+            "{}/#device={}&token={token}",
+            site.origin, device.url
+        ))
+        .await
+        .unwrap();
+    browser
+        .wait_text("#device-panel input#device-url", "the device", |_| true)
+        .await;
+
+    let kinds = [
+        ("iris", "logistic_regression"),
+        ("iris", "decision_tree"),
+        ("iris", "random_forest"),
+        ("iris", "gaussian_nb"),
+        ("iris", "kmeans"),
+        ("diabetes", "linear_regression"),
+        ("diabetes", "ridge"),
+        ("diabetes", "elastic_net"),
+    ];
+    for (i, (dataset, algorithm)) in kinds.iter().enumerate() {
+        let select = |css: &'static str, value: &'static str| {
+            let client = browser.client.clone();
+            async move {
+                client
+                    .find(fantoccini::Locator::Css(css))
+                    .await
+                    .unwrap()
+                    .select_by_value(value)
+                    .await
+                    .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"))
+            }
+        };
+        select("#dataset", dataset).await;
+        select("#algorithm", algorithm).await;
+        browser.click("#train").await;
+        browser
+            .wait_text(
+                &format!("table.runs tbody tr:nth-child(1) td:first-child"),
+                "the new run",
+                |t| t.ends_with(&format!("#{}", i + 1)),
+            )
+            .await;
+        browser
+            .click("table.runs tbody tr:nth-child(1) button.compile")
+            .await;
+        let check = browser
+            .wait_text("[data-testid=module-check]", "the module check", |t| {
+                t.contains("bit-identical")
+            })
+            .await;
+        assert!(
+            check.contains("matches the trained model"),
+            "{algorithm}: {check}"
+        );
+        let hash = browser
+            .wait_text("[data-testid=module-hash]", "the hash", |t| t.len() == 64)
+            .await;
+        browser.click("#deploy").await;
+        let verdict = browser
+            .wait_text(
+                "[data-testid=deploy-verdict], [data-testid=device-error]",
+                "the verdict",
+                |t| t.contains(&hash[..12]) || t.contains("rejected") || t.contains("differ"),
+            )
+            .await;
+        assert!(
+            verdict.contains("bit-identical"),
+            "{algorithm} on {dataset}: {verdict}"
+        );
+    }
+    browser.screenshot("kinds").await;
     browser.close().await;
 }
 
