@@ -352,3 +352,78 @@ fn module_code_stays_smaller_than_onnx() {
     assert!(a < 1200, "logistic code is {a} bytes");
     assert!(b < 19 * 1024, "depth-8 tree code is {b} bytes");
 }
+
+/// Rebuilds `bytes`; `edit` may write its own version of a section into the module (or none,
+/// to drop it) and returns true, or returns false to keep the section as it is.
+fn rewrite(
+    bytes: &[u8],
+    mut edit: impl FnMut(&wasmparser::Payload, &mut wasm_encoder::Module) -> bool,
+) -> Vec<u8> {
+    let mut m = wasm_encoder::Module::new();
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.unwrap();
+        let Some((id, range)) = payload.as_section() else {
+            continue;
+        };
+        if !edit(&payload, &mut m) {
+            m.section(&wasm_encoder::RawSection {
+                id,
+                data: &bytes[range.start as usize..range.end as usize],
+            });
+        }
+    }
+    m.finish()
+}
+
+#[test]
+fn loader_names_what_is_missing_or_wrong() {
+    use wasmops_shared::module::ModuleError;
+    let p = Pipeline {
+        n_features: 2,
+        scaler: None,
+        model: Model::Linear {
+            weights: vec![1.0, 2.0],
+            intercept: 0.0,
+        },
+    };
+    let good = build(&p);
+    assert!(ModuleInfo::parse(&good).is_ok());
+
+    let no_predict = rewrite(&good, |payload, m| {
+        let wasmparser::Payload::ExportSection(reader) = payload else {
+            return false;
+        };
+        let mut exports = wasm_encoder::ExportSection::new();
+        for e in reader.clone() {
+            let e = e.unwrap();
+            let kind = match e.kind {
+                wasmparser::ExternalKind::Memory => wasm_encoder::ExportKind::Memory,
+                _ => wasm_encoder::ExportKind::Func,
+            };
+            if e.name != abi::EXPORT_PREDICT {
+                exports.export(e.name, kind, e.index);
+            }
+        }
+        m.section(&exports);
+        true
+    });
+    assert_eq!(
+        ModuleInfo::parse(&no_predict),
+        Err(ModuleError::MissingExport(abi::EXPORT_PREDICT))
+    );
+
+    let no_card = rewrite(
+        &good,
+        |payload, _| matches!(payload, wasmparser::Payload::CustomSection(r) if r.name() == abi::SECTION_CARD),
+    );
+    assert_eq!(
+        ModuleInfo::parse(&no_card),
+        Err(ModuleError::MissingSection(abi::SECTION_CARD))
+    );
+
+    let err = ModuleInfo::parse(b"\0asm\x01\0\0\0garbage").unwrap_err();
+    assert!(
+        err.to_string().contains("not a valid WebAssembly module"),
+        "{err}"
+    );
+}

@@ -7,7 +7,7 @@ use wasmops_shared::wire;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn train_compile_deploy_loop() {
     let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
-    let site = StaticSite::serve(&dist).await;
+    let site = StaticSite::serve(&dist);
     let token = "e2e-token-7f3a";
     let mut device = EdgeProcess::start(&temp_dir("device"), token, &site.origin);
     let browser = Browser::start().await;
@@ -161,7 +161,7 @@ async fn train_compile_deploy_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
-    let site = StaticSite::serve(&dist).await;
+    let site = StaticSite::serve(&dist);
     let token = "e2e-kinds";
     let device = EdgeProcess::start(&temp_dir("kinds"), token, &site.origin);
     let browser = Browser::start().await;
@@ -250,4 +250,46 @@ fn parse_fraction(s: &str) -> (usize, usize) {
         .unwrap_or("0/0");
     let (a, b) = part.split_once('/').unwrap();
     (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
+}
+
+/// After one visit the dashboard loads and trains with the server gone (service worker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_works_offline_after_one_visit() {
+    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
+    let mut site = StaticSite::serve(&dist);
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&site.origin)
+        .await
+        .expect("open dashboard");
+    browser.wait_text("#train", "the app", |_| true).await;
+    let controlled = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             navigator.serviceWorker.ready
+               .then(() => new Promise(r => navigator.serviceWorker.controller ? r() : navigator.serviceWorker.addEventListener('controllerchange', r)))
+               .then(() => done(true), e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("service worker script");
+    assert_eq!(
+        controlled,
+        serde_json::json!(true),
+        "the service worker never took control"
+    );
+
+    site.stop();
+    browser.client.refresh().await.expect("reload offline");
+    browser.click("#train").await;
+    let metric = browser
+        .wait_text("[data-testid=run-metric]", "a run trained offline", |t| {
+            t.parse::<f64>().is_ok()
+        })
+        .await;
+    assert!(metric.parse::<f64>().unwrap() > 0.8, "{metric}");
+    browser.screenshot("offline").await;
+    browser.close().await;
 }
