@@ -10,6 +10,7 @@
 //! ([`Trained::linfa_test_predictions`]) so tests can check that the compiled module agrees
 //! with linfa.
 
+pub mod csv_import;
 pub mod datasets;
 
 use std::collections::BTreeMap;
