@@ -39,6 +39,7 @@ pub fn App() -> impl IntoView {
                 storage.put_device(&device).await?;
             }
             state.runs.set(storage.runs().await?);
+            state.datasets.set(storage.datasets().await?);
             state
                 .device
                 .set(storage.devices().await?.into_iter().next());
@@ -62,6 +63,7 @@ pub fn App() -> impl IntoView {
             </p>
         </Show>
         <main>
+            <panels::data::DataPanel />
             <panels::train::TrainPanel />
             <panels::runs::RunsPanel />
             <panels::device::DevicePanel />

@@ -13,8 +13,11 @@ use crate::run::Run;
 pub struct TrainRequest {
     pub run_id: String,
     pub run_name: String,
-    /// Built-in dataset name (see `wasmops_trainer::datasets::BUILTIN`).
+    /// Built-in dataset name (see `wasmops_trainer::datasets::BUILTIN`), used when `data` is
+    /// `None`.
     pub dataset: String,
+    /// An imported dataset, sent along (the worker has no access to the page's state).
+    pub data: Option<wasmops_shared::dataset::Dataset>,
     pub spec: TrainSpec,
     pub started_at_ms: f64,
 }

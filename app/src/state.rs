@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use wasmops_shared::wire::Telemetry;
 
 use crate::run::Run;
-use crate::storage::DeviceEntry;
+use crate::storage::{DeviceEntry, StoredDataset};
 
 /// A run's compiled module and what the browser measured running it.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,8 @@ pub struct CompiledModule {
 #[derive(Clone, Copy)]
 pub struct AppState {
     pub runs: RwSignal<Vec<Run>>,
+    /// Imported datasets (built-ins are not stored).
+    pub datasets: RwSignal<Vec<StoredDataset>>,
     pub selected_run: RwSignal<Option<String>>,
     pub compiled: RwSignal<Option<CompiledModule>>,
     pub device: RwSignal<Option<DeviceEntry>>,
@@ -36,6 +38,7 @@ pub struct AppState {
 pub fn provide_app_state() -> AppState {
     let state = AppState {
         runs: RwSignal::new(Vec::new()),
+        datasets: RwSignal::new(Vec::new()),
         selected_run: RwSignal::new(None),
         compiled: RwSignal::new(None),
         device: RwSignal::new(None),

@@ -1,9 +1,9 @@
 //! IndexedDB persistence: runs, devices and compiled modules.
 //!
-//! Schema version 1 (`wasmops` database):
-//! - `runs`: [`Run`] by `id`;
-//! - `devices`: [`DeviceEntry`] by `url`;
-//! - `modules`: [`StoredModule`] by `hash` (module bytes are content-addressed).
+//! Schema (`wasmops` database):
+//! - v1: `runs`: [`Run`] by `id`; `devices`: [`DeviceEntry`] by `url`; `modules`:
+//!   [`StoredModule`] by `hash` (module bytes are content-addressed);
+//! - v2: `datasets`: [`StoredDataset`] by `hash` (imported datasets, content-addressed).
 //!
 //! Migrations run in `upgradeneeded` by the old version number, so existing data is kept when
 //! a later schema adds stores or indexes. Every write awaits its transaction's commit and
@@ -16,13 +16,17 @@ use idb::{
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 
+use wasmops_shared::dataset::Dataset;
+use wasmops_trainer::csv_import::Prepared;
+
 use crate::run::Run;
 
 const DB_NAME: &str = "wasmops";
-const DB_VERSION: u32 = 1;
+const DB_VERSION: u32 = 2;
 const RUNS: &str = "runs";
 const DEVICES: &str = "devices";
 const MODULES: &str = "modules";
+const DATASETS: &str = "datasets";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -50,6 +54,29 @@ pub struct StoredModule {
     pub bytes: Vec<u8>,
 }
 
+/// An imported dataset version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredDataset {
+    pub hash: String,
+    pub task: String,
+    /// Bad rows the user chose to skip at import.
+    pub skipped_rows: usize,
+    pub imported_at_ms: f64,
+    pub dataset: Dataset,
+}
+
+impl StoredDataset {
+    pub fn new(p: &Prepared, now_ms: f64) -> StoredDataset {
+        StoredDataset {
+            hash: p.dataset.content_hash(),
+            task: p.task.to_string(),
+            skipped_rows: p.problems.len(),
+            imported_at_ms: now_ms,
+            dataset: p.dataset.clone(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Storage {
     db: std::rc::Rc<Database>,
@@ -71,13 +98,20 @@ impl Storage {
         request.on_upgrade_needed(|event| {
             let old = event.old_version().unwrap_or(0);
             let Ok(db) = event.database() else { return };
+            // Each step only adds; data of earlier versions is kept. An error here aborts the
+            // upgrade and `open` reports it.
+            let create = |store: &str, key: &str| {
+                let mut params = ObjectStoreParams::new();
+                params.key_path(Some(KeyPath::new_single(key)));
+                let _ = db.create_object_store(store, params);
+            };
             if old < 1 {
-                for (store, key) in [(RUNS, "id"), (DEVICES, "url"), (MODULES, "hash")] {
-                    let mut params = ObjectStoreParams::new();
-                    params.key_path(Some(KeyPath::new_single(key)));
-                    // An error here aborts the upgrade; `open` then reports it.
-                    let _ = db.create_object_store(store, params);
-                }
+                create(RUNS, "id");
+                create(DEVICES, "url");
+                create(MODULES, "hash");
+            }
+            if old < 2 {
+                create(DATASETS, "hash");
             }
         });
         let db = request.await.map_err(failed("open"))?;
@@ -159,6 +193,17 @@ impl Storage {
 
     pub async fn devices(&self) -> Result<Vec<DeviceEntry>, StorageError> {
         self.all(DEVICES, "device").await
+    }
+
+    pub async fn put_dataset(&self, dataset: &StoredDataset) -> Result<(), StorageError> {
+        self.put(DATASETS, dataset).await
+    }
+
+    /// Imported datasets, newest first.
+    pub async fn datasets(&self) -> Result<Vec<StoredDataset>, StorageError> {
+        let mut all: Vec<StoredDataset> = self.all(DATASETS, "dataset").await?;
+        all.sort_by(|a, b| b.imported_at_ms.total_cmp(&a.imported_at_ms));
+        Ok(all)
     }
 
     pub async fn put_module(&self, module: &StoredModule) -> Result<(), StorageError> {

@@ -16,7 +16,10 @@ pub fn train(
     now_ms: impl Fn() -> f64,
 ) -> Result<Run, String> {
     progress("loading dataset", 0.05);
-    let data = datasets::builtin(&req.dataset)?;
+    let data = match &req.data {
+        Some(d) => d.clone(),
+        None => datasets::builtin(&req.dataset)?,
+    };
     let trained =
         wasmops_trainer::train(&data, &req.spec, &mut progress).map_err(|e| e.to_string())?;
     let mut params: BTreeMap<String, serde_json::Value> =

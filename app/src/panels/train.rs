@@ -6,6 +6,7 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use wasmops_shared::digest::short;
 use wasmops_trainer::{datasets::BUILTIN, Algorithm, TrainSpec};
 
 use crate::protocol::TrainRequest;
@@ -111,10 +112,18 @@ pub fn TrainPanel() -> impl IntoView {
         };
         let now = js_sys::Date::now();
         let n = state.runs.with_untracked(Vec::len) + 1;
+        let choice = dataset.get_untracked();
+        // Imported datasets are chosen as `csv:<hash>`.
+        let data = choice.strip_prefix("csv:").and_then(|h| {
+            state
+                .datasets
+                .with_untracked(|d| d.iter().find(|x| x.hash == h).map(|x| x.dataset.clone()))
+        });
         let req = TrainRequest {
             run_id: format!("run-{}-{}", now as u64, n),
             run_name: format!("{} #{n}", algorithm.get_untracked().replace('_', " ")),
-            dataset: dataset.get_untracked(),
+            dataset: choice,
+            data,
             spec,
             started_at_ms: now,
         };
@@ -164,6 +173,10 @@ pub fn TrainPanel() -> impl IntoView {
                 <label>"Dataset"
                     <select id="dataset" prop:value=move || dataset.get() on:change=move |ev| dataset.set(event_target_value(&ev))>
                         {BUILTIN.iter().map(|(name, label)| view! { <option value=*name>{*label}</option> }).collect_view()}
+                        {move || state.datasets.get().into_iter().map(|d| {
+                            let label = format!("{} @{}: {} rows, {}", d.dataset.name, short(&d.hash), d.dataset.n_rows(), d.task);
+                            view! { <option value=format!("csv:{}", d.hash)>{label}</option> }
+                        }).collect_view()}
                     </select>
                 </label>
                 <label>"Algorithm"
