@@ -23,4 +23,5 @@ pub mod module;
 pub mod pipeline;
 pub mod profile;
 pub mod reference;
+pub mod run_filter;
 pub mod wire;

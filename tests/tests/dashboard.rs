@@ -301,11 +301,19 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
     let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
     let site = StaticSite::serve(&dist);
     let browser = Browser::start().await;
-    browser.client.goto(&site.origin).await.expect("open dashboard");
+    browser
+        .client
+        .goto(&site.origin)
+        .await
+        .expect("open dashboard");
 
     let mut csv = String::from("width,height,kind\n");
     for i in 0..60 {
-        let (w, h, k) = if i % 2 == 0 { (1.0 + (i % 7) as f64 * 0.1, 5.0, "tall") } else { (4.0 + (i % 5) as f64 * 0.1, 1.0, "wide") };
+        let (w, h, k) = if i % 2 == 0 {
+            (1.0 + (i % 7) as f64 * 0.1, 5.0, "tall")
+        } else {
+            (4.0 + (i % 5) as f64 * 0.1, 1.0, "wide")
+        };
         csv.push_str(&format!("{w},{h},{k}\n"));
     }
     csv.push_str("2.0,abc,tall\n"); // line 62: not a number
@@ -314,20 +322,54 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
     let path = temp_dir("csv").join("shapes.csv");
     std::fs::write(&path, csv).unwrap();
 
-    let input = browser.client.find(fantoccini::Locator::Css("#csv-file")).await.expect("file input");
-    input.send_keys(&path.display().to_string()).await.expect("choose file");
-    let problems = browser.wait_text("[data-testid=csv-problems]", "the bad rows", |t| t.contains("line 64")).await;
-    assert!(problems.contains("line 62, column `height`: `abc` is not a finite number"), "{problems}");
-    assert!(problems.contains("line 63: expected 3 fields, found 2"), "{problems}");
-    assert!(problems.contains("line 64, column `kind`: empty target"), "{problems}");
+    let input = browser
+        .client
+        .find(fantoccini::Locator::Css("#csv-file"))
+        .await
+        .expect("file input");
+    input
+        .send_keys(&path.display().to_string())
+        .await
+        .expect("choose file");
+    let problems = browser
+        .wait_text("[data-testid=csv-problems]", "the bad rows", |t| {
+            t.contains("line 64")
+        })
+        .await;
+    assert!(
+        problems.contains("line 62, column `height`: `abc` is not a finite number"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("line 63: expected 3 fields, found 2"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("line 64, column `kind`: empty target"),
+        "{problems}"
+    );
     browser.click("#csv-import").await;
-    let notice = browser.wait_text("[data-testid=csv-notice]", "the import notice", |t| t.contains("imported")).await;
-    assert!(notice.contains("60 rows") && notice.contains("3 bad rows skipped"), "{notice}");
+    let notice = browser
+        .wait_text("[data-testid=csv-notice]", "the import notice", |t| {
+            t.contains("imported")
+        })
+        .await;
+    assert!(
+        notice.contains("60 rows") && notice.contains("3 bad rows skipped"),
+        "{notice}"
+    );
 
     // The dataset survives a reload and trains.
     browser.client.refresh().await.unwrap();
-    let option = browser.wait_text("#dataset option:last-child", "the imported dataset", |t| t.contains("shapes.csv")).await;
-    assert!(option.contains("60 rows") && option.contains("classification"), "{option}");
+    let option = browser
+        .wait_text("#dataset option:last-child", "the imported dataset", |t| {
+            t.contains("shapes.csv")
+        })
+        .await;
+    assert!(
+        option.contains("60 rows") && option.contains("classification"),
+        "{option}"
+    );
     let value = browser
         .client
         .find(fantoccini::Locator::Css("#dataset option:last-child"))
@@ -337,11 +379,30 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
         .await
         .unwrap()
         .unwrap();
-    browser.client.find(fantoccini::Locator::Css("#dataset")).await.unwrap().select_by_value(&value).await.unwrap();
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#dataset"))
+        .await
+        .unwrap()
+        .select_by_value(&value)
+        .await
+        .unwrap();
     browser.click("#train").await;
-    let metric = browser.wait_text("[data-testid=run-metric]", "a run on the CSV", |t| t.parse::<f64>().is_ok()).await;
-    assert_eq!(metric.parse::<f64>().unwrap(), 1.0, "two well-separated shapes");
-    let row = browser.wait_text("table.runs tbody tr:nth-child(1)", "the run row", |t| t.contains("shapes.csv")).await;
+    let metric = browser
+        .wait_text("[data-testid=run-metric]", "a run on the CSV", |t| {
+            t.parse::<f64>().is_ok()
+        })
+        .await;
+    assert_eq!(
+        metric.parse::<f64>().unwrap(),
+        1.0,
+        "two well-separated shapes"
+    );
+    let row = browser
+        .wait_text("table.runs tbody tr:nth-child(1)", "the run row", |t| {
+            t.contains("shapes.csv")
+        })
+        .await;
     assert!(row.contains("shapes.csv"), "{row}");
     browser.screenshot("csv").await;
     browser.close().await;

@@ -10,12 +10,44 @@ use crate::run::Run;
 use crate::state::{use_app_state, CompiledModule};
 use crate::storage::{Storage, StoredModule};
 use wasmops_shared::metrics::evaluate;
+use wasmops_shared::run_filter::{Filter, Value as FilterValue};
 
 #[component]
 pub fn RunsPanel() -> impl IntoView {
     let state = use_app_state();
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    let query = RwSignal::new(String::new());
+    // (column, ascending); newest first by default.
+    let sort = RwSignal::new((SortBy::Started, false));
+    let filter = Memo::new(move |_| Filter::parse(&query.get()));
+    let visible = Memo::new(move |_| {
+        let mut runs = state.runs.get();
+        if let Ok(Some(f)) = filter.get() {
+            runs.retain(|r| f.matches(&|k| run_field(r, k)));
+        }
+        let (by, ascending) = sort.get();
+        runs.sort_by(|a, b| {
+            let o = by
+                .key(a)
+                .partial_cmp(&by.key(b))
+                .unwrap_or(std::cmp::Ordering::Equal);
+            if ascending {
+                o
+            } else {
+                o.reverse()
+            }
+        });
+        runs
+    });
+    let header = move |label: &'static str, by: SortBy, class: &'static str| {
+        view! {
+            <th class=class on:click=move |_| sort.update(|s| *s = (by, if s.0 == by { !s.1 } else { true }))>
+                {label}
+                {move || match sort.get() { (b, true) if b == by => " ▲", (b, false) if b == by => " ▼", _ => "" }}
+            </th>
+        }
+    };
 
     let compile = move |run: Run| {
         error.set(None);
@@ -47,13 +79,18 @@ pub fn RunsPanel() -> impl IntoView {
                 when=move || !state.runs.with(Vec::is_empty)
                 fallback=|| view! { <p class="empty">"No runs yet: train a model."</p> }
             >
+                <input id="run-filter" class="filter" placeholder="filter: metrics.accuracy > 0.9 and params.max_depth = 4"
+                    prop:value=move || query.get() on:input=move |ev| query.set(event_target_value(&ev)) />
+                {move || filter.get().err().map(|e| view! { <p class="error" data-testid="filter-error">{e.to_string()}</p> })}
+                <p class="count" data-testid="run-count">{move || format!("{} of {} runs", visible.with(Vec::len), state.runs.with(Vec::len))}</p>
                 <table class="runs" data-testid="runs">
                     <thead><tr>
-                        <th>"Run"</th><th>"Dataset"</th><th>"Model"</th><th>"Metric"</th><th class="num">"Value"</th>
-                        <th class="num">"Duration"</th><th>"Code"</th><th></th>
+                        {header("Run", SortBy::Name, "")}{header("Dataset", SortBy::Dataset, "")}{header("Model", SortBy::Model, "")}
+                        <th>"Metric"</th>{header("Value", SortBy::Metric, "num")}
+                        {header("Duration", SortBy::Duration, "num")}<th>"Code"</th><th></th>
                     </tr></thead>
                     <tbody>
-                        <For each=move || state.runs.get() key=|r| r.id.clone() let:run>
+                        <For each=move || visible.get() key=|r| r.id.clone() let:run>
                             <RunRow run=run.clone() busy=busy on_compile=compile />
                         </For>
                     </tbody>
@@ -62,6 +99,58 @@ pub fn RunsPanel() -> impl IntoView {
             {move || error.get().map(|e| view! { <p class="error" data-testid="runs-error">{e}</p> })}
             {move || state.compiled.get().map(|m| view! { <ModuleSummary m=m /> })}
         </section>
+    }
+}
+
+/// Columns the runs table sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SortBy {
+    Started,
+    Name,
+    Dataset,
+    Model,
+    Metric,
+    Duration,
+}
+
+#[derive(PartialEq, PartialOrd)]
+enum SortKey {
+    Num(f64),
+    Text(String),
+}
+
+impl SortBy {
+    fn key(self, r: &Run) -> SortKey {
+        match self {
+            SortBy::Started => SortKey::Num(r.started_at_ms),
+            SortBy::Name => SortKey::Text(r.name.clone()),
+            SortBy::Dataset => SortKey::Text(r.dataset.name.clone()),
+            SortBy::Model => SortKey::Text(r.pipeline.model.kind().to_string()),
+            SortBy::Metric => SortKey::Num(r.primary_metric().1.unwrap_or(f64::NEG_INFINITY)),
+            SortBy::Duration => SortKey::Num(r.duration_ms),
+        }
+    }
+}
+
+/// What the filter language sees of a run.
+fn run_field(r: &Run, field: &str) -> Option<FilterValue> {
+    let text = |s: &str| Some(FilterValue::Text(s.to_string()));
+    match field {
+        "name" => text(&r.name),
+        "dataset" => text(&r.dataset.name),
+        "model" => text(r.pipeline.model.kind()),
+        "code" => text(&r.code_version),
+        "duration_ms" => Some(FilterValue::Num(r.duration_ms)),
+        _ => {
+            if let Some(m) = field.strip_prefix("metrics.") {
+                return r.metrics.get(m).map(|v| FilterValue::Num(*v));
+            }
+            match r.params.get(field.strip_prefix("params.")?)? {
+                serde_json::Value::Number(n) => n.as_f64().map(FilterValue::Num),
+                serde_json::Value::String(s) => text(s),
+                other => text(&other.to_string()),
+            }
+        }
     }
 }
 
