@@ -77,8 +77,9 @@ pub fn from_json(body: &[u8], features: &[String]) -> Result<Batch, InputError> 
     })
 }
 
-/// Parses a CSV body. A first line that is not all numbers is a header: its names must be
-/// the model's features (any order; columns are reordered to the model's order).
+/// Parses a CSV body. A first line without any number in it is a header: its names must be
+/// the model's features (any order; columns are reordered to the model's order). A line with
+/// some numbers is data, so a bad cell in the first row is reported as such.
 /// Rows are counted from 0 among data lines; blank lines are skipped.
 pub fn from_csv(body: &[u8], features: &[String]) -> Result<Batch, InputError> {
     let text = std::str::from_utf8(body).map_err(|_| InputError::NotUtf8)?;
@@ -87,7 +88,7 @@ pub fn from_csv(body: &[u8], features: &[String]) -> Result<Batch, InputError> {
     let mut order: Vec<usize> = (0..d).collect();
     if let Some(first) = lines.peek() {
         let cells: Vec<&str> = first.split(',').map(str::trim).collect();
-        if cells.iter().any(|c| c.parse::<f64>().is_err()) {
+        if cells.iter().all(|c| c.parse::<f64>().is_err()) {
             if cells.len() != d {
                 return Err(InputError::HeaderWidth {
                     found: cells.len(),
@@ -195,6 +196,8 @@ mod tests {
             ),
             "{e}"
         );
+        let e = from_csv(b"1,x\n", &names()).unwrap_err();
+        assert_eq!(e.to_string(), "row 0, column 1 (`b`): `x` is not a number");
         let e = from_csv(b"a,c\n1,2\n", &names()).unwrap_err();
         assert!(e.to_string().contains("`c`"), "{e}");
         let e = from_json(br#"{"rows":[[1,2],[3]]}"#, &names()).unwrap_err();

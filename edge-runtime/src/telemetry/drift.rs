@@ -105,9 +105,10 @@ impl Ddm {
             self.min_p = p;
             self.min_s = s;
         }
-        self.state = if p + s >= self.min_p + 3.0 * self.min_s {
+        // Strict comparisons: a model that has made no error yet (s_min = 0) is stable.
+        self.state = if p + s > self.min_p + 3.0 * self.min_s {
             DdmState::Drift
-        } else if p + s >= self.min_p + 2.0 * self.min_s {
+        } else if p + s > self.min_p + 2.0 * self.min_s {
             DdmState::Warning
         } else {
             DdmState::Stable
@@ -157,6 +158,15 @@ mod tests {
         // Disjoint supports are as far apart as JS distance goes.
         let d = js_distance(&[1, 0], &[0, 1]).unwrap();
         assert!((d - 1.0).abs() < 1e-12, "{d}");
+    }
+
+    #[test]
+    fn ddm_without_errors_is_stable() {
+        let mut ddm = Ddm::default();
+        for _ in 0..40 {
+            ddm.push(false);
+        }
+        assert_eq!(ddm.state(), DdmState::Stable);
     }
 
     #[test]
