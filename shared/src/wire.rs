@@ -183,7 +183,7 @@ pub struct FeatureDrift {
     pub psi: f64,
     /// Jensen-Shannon distance (base 2, in [0, 1]).
     pub js: f64,
-    /// `ok`, `warn` (PSI >= 0.1) or `alert` (PSI >= 0.25 or JS >= 0.1 with PSI >= 0.1).
+    /// `ok`, `warn` (PSI >= 0.1 or JS >= 0.1) or `alert` (PSI >= 0.25).
     pub level: String,
 }
 
