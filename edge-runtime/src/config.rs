@@ -220,6 +220,7 @@ impl ServeConfig {
                     .or(file.telemetry.max_records)
                     .unwrap_or(defaults.max_records),
                 sync_full,
+                retention_every: defaults.retention_every,
             },
         })
     }

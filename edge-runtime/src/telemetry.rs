@@ -55,6 +55,8 @@ pub struct TelemetryConfig {
     pub max_records: u64,
     /// `synchronous=FULL` (survives power loss) instead of `NORMAL` (survives a killed process).
     pub sync_full: bool,
+    /// How often the writer applies retention.
+    pub retention_every: Duration,
 }
 
 impl Default for TelemetryConfig {
@@ -63,6 +65,7 @@ impl Default for TelemetryConfig {
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_records: 1_000_000,
             sync_full: false,
+            retention_every: Duration::from_secs(10),
         }
     }
 }
@@ -286,4 +289,69 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(rows: u64, first_id: u64) -> NewRecord {
+        NewRecord {
+            ts_ms: now_ms(),
+            model: Some("m".into()),
+            latency_us: 40,
+            rows,
+            status: "ok",
+            first_id: Some(first_id),
+            predictions: vec![1.0; rows as usize],
+            bins: vec![3; rows as usize * 2],
+            n_features: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_the_newest_records_and_counters_stay_whole() {
+        let dir = std::env::temp_dir().join(format!("wasmops-retention-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = TelemetryConfig {
+            max_records: 5,
+            retention_every: Duration::ZERO,
+            ..TelemetryConfig::default()
+        };
+        let store = TelemetryStore::open(&dir, config.clone()).unwrap();
+        for i in 0..20 {
+            let id = store.allocate_ids(2);
+            assert_eq!(store.commit(record(2, id)).await.unwrap(), i + 1);
+        }
+        let page = store.records(0, 100).unwrap();
+        let seqs: Vec<u64> = page.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![16, 17, 18, 19, 20]);
+        assert_eq!(page.oldest, Some(16));
+        assert_eq!(page.records[0].bins, vec![vec![3, 3], vec![3, 3]]);
+        let c = store.counters().unwrap();
+        assert_eq!((c.requests, c.predictions, c.errors), (20, 40, 0));
+        assert_eq!(c.latency_counts[latency_bucket(40)], 20);
+        drop(store);
+
+        // Age: with a zero maximum age, the next commit removes everything older.
+        let store = TelemetryStore::open(
+            &dir,
+            TelemetryConfig {
+                max_age: Duration::ZERO,
+                ..config
+            },
+        )
+        .unwrap();
+        assert_eq!(store.allocate_ids(1), 40, "ids continue after a reopen");
+        std::thread::sleep(Duration::from_millis(5));
+        store.commit(record(1, 40)).await.unwrap();
+        let page = store.records(0, 100).unwrap();
+        assert!(
+            page.records.iter().all(|r| r.seq == 21),
+            "older records remain: {:?}",
+            page.records
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -13,8 +13,6 @@ use super::{latency_bucket, now_ms, NewRecord, TelemetryConfig, TelemetryError};
 
 /// Most jobs in one transaction (bounds the latency a single commit adds).
 const MAX_BATCH: usize = 2048;
-/// How often retention runs.
-const RETENTION_EVERY: Duration = Duration::from_secs(10);
 
 pub(super) enum Job {
     Record(NewRecord, oneshot::Sender<Result<u64, TelemetryError>>),
@@ -59,7 +57,7 @@ pub(super) fn init_schema(conn: &Connection, sync_full: bool) -> Result<(), rusq
 }
 
 pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, config: TelemetryConfig) {
-    let mut last_retention = Instant::now() - RETENTION_EVERY;
+    let mut last_retention: Option<Instant> = None;
     loop {
         let first = match jobs.recv() {
             Ok(job) => job,
@@ -72,11 +70,11 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, config: TelemetryCo
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let retention = last_retention.elapsed() >= RETENTION_EVERY;
+        let retention = last_retention.is_none_or(|t| t.elapsed() >= config.retention_every);
         match write_batch(&mut conn, &batch, retention.then_some(&config)) {
             Ok(results) => {
                 if retention {
-                    last_retention = Instant::now();
+                    last_retention = Some(Instant::now());
                 }
                 for (job, result) in batch.into_iter().zip(results) {
                     match (job, result) {

@@ -1,0 +1,261 @@
+//! HTTP benchmark of the real `wasmops-edge` binary on loopback, telemetry on (every answer
+//! waits for its SQLite commit): time to first answer, idle memory, single-row latency
+//! (p50/p99, one connection), requests/s with 16 connections, and batch rows/s.
+//!
+//! `cargo bench -p wasmops-edge --bench http` (or `cargo xtask bench`). The client runs in this
+//! process on the same machine, so on 2 cores it competes with the daemon for CPU: figures are
+//! a lower bound for the daemon alone.
+
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wasmops_shared::compiler::{compile, CompileInput};
+use wasmops_shared::module::{DatasetRef, ModelCard};
+use wasmops_shared::pipeline::{Model, Pipeline};
+use wasmops_shared::profile::Profile;
+use wasmops_shared::wire;
+
+const TOKEN: &str = "bench-token";
+
+fn iris_module() -> Vec<u8> {
+    let p = Pipeline {
+        n_features: 4,
+        scaler: None,
+        model: Model::LogisticRegression {
+            weights: vec![
+                vec![0.41, 1.46, -2.26, -1.03],
+                vec![0.42, -1.57, 0.58, -1.38],
+                vec![-0.83, 0.11, 1.68, 2.41],
+            ],
+            intercepts: vec![0.26, 1.09, -1.35],
+        },
+    };
+    let feature_names: Vec<String> = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+        .map(String::from)
+        .to_vec();
+    let card = ModelCard {
+        abi_version: wasmops_shared::abi::ABI_VERSION,
+        kind: p.model.kind().into(),
+        feature_names: feature_names.clone(),
+        target_name: "species".into(),
+        classes: vec!["setosa".into(), "versicolor".into(), "virginica".into()],
+        outputs: vec![
+            "class".into(),
+            "p(setosa)".into(),
+            "p(versicolor)".into(),
+            "p(virginica)".into(),
+        ],
+        dataset: DatasetRef {
+            name: "bench".into(),
+            hash: "0".repeat(64),
+            n_rows: 150,
+        },
+        params: Default::default(),
+        metrics: Default::default(),
+        code_version: "bench".into(),
+    };
+    let rows: Vec<f64> = (0..600)
+        .map(|i| 1.0 + (i * 37 % 61) as f64 / 10.0)
+        .collect();
+    let profile = Profile::from_rows(&feature_names, &rows);
+    compile(&CompileInput {
+        pipeline: &p,
+        card: &card,
+        profile: &profile,
+        conformance_rows: &rows[..8],
+    })
+    .expect("compiles")
+}
+
+/// Varied rows, so nothing is answered from a warm branch predictor alone.
+fn row(i: usize) -> Vec<f64> {
+    let f = |k: usize| 0.5 + ((i * 7919 + k * 104_729) % 1000) as f64 / 140.0;
+    vec![f(0), f(1), f(2), f(3)]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let dir = std::env::temp_dir().join(format!("wasmops-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops-edge"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("WASMOPS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("wasmops-edge listening on ")
+        .unwrap()
+        .to_string();
+    let pid = child.id();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let health = format!("{base}/v1/health");
+        while http.get(&health).send().await.is_err() {}
+        let listening = started.elapsed();
+        let module = iris_module();
+        let up: wire::UploadResponse = http
+            .post(format!("{base}/v1/modules"))
+            .bearer_auth(TOKEN)
+            .body(module)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        http.post(format!("{base}{}", wire::paths::activate(&up.hash)))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let predict = format!("{base}/v1/predict");
+        let one = |i: usize| {
+            http.post(&predict)
+                .bearer_auth(TOKEN)
+                .json(&wire::PredictRequest { rows: vec![row(i)] })
+        };
+        let r = one(0).send().await.unwrap();
+        assert!(r.status().is_success());
+        let first_answer = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let idle_rss = rss_kib(pid);
+
+        // 1. Single-row latency on one keep-alive connection.
+        for i in 0..1_000 {
+            one(i).send().await.unwrap().bytes().await.unwrap();
+        }
+        let mut lat = Vec::with_capacity(10_000);
+        for i in 0..10_000 {
+            let t = Instant::now();
+            let r = one(i).send().await.unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap();
+            lat.push(t.elapsed());
+        }
+        lat.sort_unstable();
+
+        // 2. Throughput with 16 connections (one client each, so one connection each).
+        const CONNS: usize = 16;
+        const PER_CONN: usize = 2_000;
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..CONNS {
+            let predict = predict.clone();
+            tasks.push(tokio::spawn(async move {
+                let http = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()
+                    .unwrap();
+                for i in 0..PER_CONN {
+                    let r = http
+                        .post(&predict)
+                        .bearer_auth(TOKEN)
+                        .json(&wire::PredictRequest {
+                            rows: vec![row(c * PER_CONN + i)],
+                        })
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(r.status().is_success());
+                    r.bytes().await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let rps = (CONNS * PER_CONN) as f64 / t.elapsed().as_secs_f64();
+
+        // 3. Batches of 1,000 rows.
+        let batch: Vec<Vec<f64>> = (0..1_000).map(row).collect();
+        let body = serde_json::to_vec(&wire::PredictRequest { rows: batch }).unwrap();
+        let t = Instant::now();
+        for _ in 0..100 {
+            let r = http
+                .post(&predict)
+                .bearer_auth(TOKEN)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+            r.bytes().await.unwrap();
+        }
+        let rows_per_s = 100_000.0 / t.elapsed().as_secs_f64();
+        let busy_rss = rss_kib(pid);
+        let t: wire::Telemetry = http
+            .get(format!("{base}/v1/telemetry"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        format!(
+            "listening after          {:>8.1} ms\n\
+             first answer after       {:>8.1} ms (start, upload + conformance, activate, predict)\n\
+             idle RSS                 {:>8} KiB\n\
+             RSS after load           {:>8} KiB\n\
+             single row p50           {:>8} us (1 connection, 10,000 requests)\n\
+             single row p99           {:>8} us\n\
+             16 connections           {:>8.0} requests/s ({} requests)\n\
+             1,000-row batches        {:>8.0} rows/s\n\
+             telemetry records        {:>8} (every request committed before its answer)\n",
+            listening.as_secs_f64() * 1e3,
+            first_answer.as_secs_f64() * 1e3,
+            idle_rss,
+            busy_rss,
+            percentile(&lat, 0.50).as_micros(),
+            percentile(&lat, 0.99).as_micros(),
+            rps,
+            CONNS * PER_CONN,
+            rows_per_s,
+            t.requests,
+        )
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    print!("{report}");
+}
