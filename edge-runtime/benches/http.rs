@@ -89,6 +89,161 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
+/// Latency (one connection) and throughput (16 connections) of single-row requests.
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    rps: f64,
+}
+
+/// `make(client, i)` builds the i-th single-row request.
+async fn measure<F>(make: F, sequential: usize, per_conn: usize) -> Figures
+where
+    F: Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + Clone + 'static,
+{
+    let http = reqwest::Client::new();
+    for i in 0..sequential / 10 {
+        make(&http, i).send().await.unwrap().bytes().await.unwrap();
+    }
+    let mut lat = Vec::with_capacity(sequential);
+    for i in 0..sequential {
+        let t = Instant::now();
+        let r = make(&http, i).send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        r.bytes().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    lat.sort_unstable();
+    const CONNS: usize = 16;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CONNS {
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            // One client per task, so one keep-alive connection each.
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            for i in 0..per_conn {
+                let r = make(&http, c * per_conn + i).send().await.unwrap();
+                assert!(r.status().is_success());
+                r.bytes().await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    Figures {
+        p50: percentile(&lat, 0.50),
+        p99: percentile(&lat, 0.99),
+        rps: (CONNS * per_conn) as f64 / t.elapsed().as_secs_f64(),
+    }
+}
+
+const MLFLOW_MODEL: &str = r#"
+import sys
+import numpy as np
+import mlflow.sklearn
+from sklearn.linear_model import LogisticRegression
+m = LogisticRegression().fit(np.random.RandomState(0).rand(30, 4), np.arange(30) % 3)
+m.coef_ = np.array([[0.41, 1.46, -2.26, -1.03], [0.42, -1.57, 0.58, -1.38], [-0.83, 0.11, 1.68, 2.41]])
+m.intercept_ = np.array([0.26, 1.09, -1.35])
+mlflow.sklearn.save_model(m, sys.argv[1])
+"#;
+
+/// The same model served by `mlflow models serve` (scikit-learn) in a venv this benchmark
+/// makes once under the target dir. `None` (with the reason) if that cannot be set up.
+async fn mlflow_baseline(dir: &std::path::Path) -> Result<Figures, String> {
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("mlflow-venv");
+    let bin = venv.join("bin");
+    let run = |cmd: &mut Command| -> Result<(), String> {
+        let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr)))
+        }
+    };
+    if !bin.join("mlflow").exists() {
+        eprintln!(
+            "bench: installing scikit-learn and mlflow into {} (once)",
+            venv.display()
+        );
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(bin.join("pip")).args(["install", "-q", "scikit-learn", "mlflow"]))?;
+    }
+    let model = dir.join("mlflow-model");
+    run(Command::new(bin.join("python"))
+        .arg("-c")
+        .arg(MLFLOW_MODEL)
+        .arg(&model))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(bin.join("mlflow"))
+        .args([
+            "models",
+            "serve",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+        ])
+        .arg(port.to_string())
+        .arg("-m")
+        .arg(&model)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("mlflow models serve: {e}"))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    // Bounded wait for the server: 600 x 100 ms.
+    for _ in 0..600 {
+        if http
+            .get(format!("{base}/ping"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let figures = if up {
+        let url = format!("{base}/invocations");
+        Ok(measure(
+            move |http, i| {
+                http.post(&url)
+                    .json(&serde_json::json!({ "inputs": [row(i)] }))
+            },
+            2_000,
+            150,
+        )
+        .await)
+    } else {
+        Err("mlflow models serve did not answer /ping within 60 s".to_string())
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    figures
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let dir = std::env::temp_dir().join(format!("wasmops-bench-{}", std::process::id()));
@@ -159,51 +314,22 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle_rss = rss_kib(pid);
 
-        // 1. Single-row latency on one keep-alive connection.
-        for i in 0..1_000 {
-            one(i).send().await.unwrap().bytes().await.unwrap();
-        }
-        let mut lat = Vec::with_capacity(10_000);
-        for i in 0..10_000 {
-            let t = Instant::now();
-            let r = one(i).send().await.unwrap();
-            assert!(r.status().is_success());
-            r.bytes().await.unwrap();
-            lat.push(t.elapsed());
-        }
-        lat.sort_unstable();
+        // 0. The floor: the same client and HTTP stack, no model, no telemetry.
+        let url = health.clone();
+        let floor = measure(move |http, _| http.get(&url), 5_000, 1_000).await;
 
-        // 2. Throughput with 16 connections (one client each, so one connection each).
-        const CONNS: usize = 16;
-        const PER_CONN: usize = 2_000;
-        let t = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..CONNS {
-            let predict = predict.clone();
-            tasks.push(tokio::spawn(async move {
-                let http = reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .build()
-                    .unwrap();
-                for i in 0..PER_CONN {
-                    let r = http
-                        .post(&predict)
-                        .bearer_auth(TOKEN)
-                        .json(&wire::PredictRequest {
-                            rows: vec![row(c * PER_CONN + i)],
-                        })
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(r.status().is_success());
-                    r.bytes().await.unwrap();
-                }
-            }));
-        }
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let rps = (CONNS * PER_CONN) as f64 / t.elapsed().as_secs_f64();
+        // 1 + 2. Single-row latency on one connection, throughput with 16.
+        let url = predict.clone();
+        let ours = measure(
+            move |http, i| {
+                http.post(&url)
+                    .bearer_auth(TOKEN)
+                    .json(&wire::PredictRequest { rows: vec![row(i)] })
+            },
+            10_000,
+            2_000,
+        )
+        .await;
 
         // 3. Batches of 1,000 rows.
         let batch: Vec<Vec<f64>> = (0..1_000).map(row).collect();
@@ -223,6 +349,11 @@ fn main() {
         }
         let rows_per_s = 100_000.0 / t.elapsed().as_secs_f64();
         let busy_rss = rss_kib(pid);
+        let baseline = if std::env::var("WASMOPS_BENCH_BASELINE").as_deref() == Ok("0") {
+            Err("skipped (WASMOPS_BENCH_BASELINE=0)".to_string())
+        } else {
+            mlflow_baseline(&dir).await
+        };
         let t: wire::Telemetry = http
             .get(format!("{base}/v1/telemetry"))
             .bearer_auth(TOKEN)
@@ -237,6 +368,7 @@ fn main() {
              first answer after       {:>8.1} ms (start, upload + conformance, activate, predict)\n\
              idle RSS                 {:>8} KiB\n\
              RSS after load           {:>8} KiB\n\
+             GET /v1/health p50       {:>8} us (HTTP + client floor; {:.0} requests/s with 16 connections)\n\
              single row p50           {:>8} us (1 connection, 10,000 requests)\n\
              single row p99           {:>8} us\n\
              16 connections           {:>8.0} requests/s ({} requests)\n\
@@ -246,13 +378,29 @@ fn main() {
             first_answer.as_secs_f64() * 1e3,
             idle_rss,
             busy_rss,
-            percentile(&lat, 0.50).as_micros(),
-            percentile(&lat, 0.99).as_micros(),
-            rps,
-            CONNS * PER_CONN,
+            floor.p50.as_micros(),
+            floor.rps,
+            ours.p50.as_micros(),
+            ours.p99.as_micros(),
+            ours.rps,
+            16 * 2_000,
             rows_per_s,
             t.requests,
-        )
+        ) + &match baseline {
+            Ok(b) => format!(
+                "mlflow models serve (same model, scikit-learn, same client):\n\
+                 single row p50           {:>8} us   -> wasmops-edge {:.1}x lower\n\
+                 single row p99           {:>8} us   -> wasmops-edge {:.1}x lower\n\
+                 16 connections           {:>8.0} requests/s -> wasmops-edge {:.1}x more\n",
+                b.p50.as_micros(),
+                b.p50.as_secs_f64() / ours.p50.as_secs_f64(),
+                b.p99.as_micros(),
+                b.p99.as_secs_f64() / ours.p99.as_secs_f64(),
+                b.rps,
+                ours.rps / b.rps,
+            ),
+            Err(why) => format!("mlflow baseline not measured: {why}\n"),
+        }
     });
     let _ = child.kill();
     let _ = child.wait();

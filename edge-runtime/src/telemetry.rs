@@ -105,6 +105,9 @@ pub struct TelemetryStore {
     reader: Mutex<Connection>,
     next_prediction_id: AtomicU64,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Dropping this stops the checkpoint thread.
+    checkpoint_stop: Option<mpsc::Sender<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TelemetryStore {
@@ -116,15 +119,25 @@ impl TelemetryStore {
         let next_id = read_counter(&conn, "next_prediction_id")?;
         let reader = Connection::open(&path)?;
         reader.busy_timeout(Duration::from_secs(5))?;
+        let checkpoint_conn = Connection::open(&path)?;
+        checkpoint_conn.busy_timeout(Duration::from_secs(5))?;
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("telemetry-writer".into())
             .spawn(move || writer::run(conn, rx, config))?;
+        let (stop, stopped) = mpsc::channel();
+        let checkpointer = std::thread::Builder::new()
+            .name("telemetry-checkpoint".into())
+            .spawn(move || {
+                writer::checkpointer(checkpoint_conn, stopped, Duration::from_secs(1))
+            })?;
         Ok(TelemetryStore {
             jobs: Mutex::new(tx),
             reader: Mutex::new(reader),
             next_prediction_id: AtomicU64::new(next_id),
             writer: Some(handle),
+            checkpoint_stop: Some(stop),
+            checkpointer: Some(checkpointer),
         })
     }
 
@@ -235,6 +248,10 @@ impl Drop for TelemetryStore {
         let (dead, _) = mpsc::channel();
         *self.jobs.get_mut().unwrap_or_else(|p| p.into_inner()) = dead;
         if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+        drop(self.checkpoint_stop.take());
+        if let Some(h) = self.checkpointer.take() {
             let _ = h.join();
         }
     }
