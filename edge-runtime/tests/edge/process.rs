@@ -281,3 +281,69 @@ fn run_and_inspect_work_offline() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn json_logs_token_file_and_public_predict_from_the_config_file() {
+    let dir = temp_dir("json-logs");
+    let data = dir.join("data");
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+    let config = dir.join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\ntoken_file = {:?}\npublic_predict = true\nlog_format = \"json\"\n",
+            data.display().to_string(),
+            dir.join("token").display().to_string()
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(&config).await;
+    let http = reqwest::Client::new();
+    // Predict needs no token (409: nothing active yet, so it got past authorization)...
+    let r = http
+        .post(format!("{}/v1/predict", daemon.base))
+        .json(&wire::PredictRequest {
+            rows: vec![vec![1.0; 4]],
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.0, 409);
+    // ...everything else does, with the token from the file.
+    let r = http
+        .post(format!("{}/v1/modules", daemon.base))
+        .body(b"\0asm\x01\0\0\0junk".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.0, 401);
+    let r = http
+        .post(format!("{}/v1/modules", daemon.base))
+        .bearer_auth(TOKEN)
+        .body(b"\0asm\x01\0\0\0junk".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await.0, 422);
+    drop(daemon);
+
+    // Every log line in the data dir is a JSON object; the rejection is among them.
+    let logs: String = std::fs::read_dir(data.join("logs"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "module rejected"
+                && l["fields"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("not a valid WebAssembly module"))),
+        "{logs}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
