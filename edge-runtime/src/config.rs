@@ -70,7 +70,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WASMOPS_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Access token clients send as `Authorization: Bearer <token>`.
-    #[arg(long, env = "WASMOPS_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "WASMOPS_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
     pub token: Option<String>,
     /// Read the access token from this file (first line) instead.
     #[arg(long, env = "WASMOPS_TOKEN_FILE", value_name = "FILE")]

@@ -25,6 +25,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use wasmops_shared::wire::{Label, TelemetryPage, TelemetryRecord};
 
+/// Most prediction rows in one page of `records` (see [`TelemetryStore::records`]).
+pub const MAX_PAGE_ROWS: u64 = 100_000;
+
 /// Upper bounds (µs) of the latency histogram's buckets; a last, unbounded bucket follows.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
     25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
@@ -207,16 +210,26 @@ impl TelemetryStore {
         Ok(c)
     }
 
-    /// Records with `seq > after`, oldest first, at most `limit`.
+    /// Records with `seq > after`, oldest first, at most `limit` (fewer once the page holds
+    /// [`MAX_PAGE_ROWS`] rows).
     pub fn records(&self, after: u64, limit: usize) -> Result<TelemetryPage, TelemetryError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
             "SELECT seq, ts_ms, model, latency_us, rows, status, first_id, n_features, predictions, bins
              FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
-        let records = stmt
-            .query_map(params![after as i64, limit as i64], row_to_record)?
-            .collect::<Result<Vec<_>, _>>()?;
+        // A page ends early once it holds MAX_PAGE_ROWS prediction rows (always at least one
+        // record), so a page of large batches stays a reasonable size.
+        let mut records = Vec::new();
+        let mut rows = 0;
+        for record in stmt.query_map(params![after as i64, limit as i64], row_to_record)? {
+            let record = record?;
+            rows += record.rows;
+            records.push(record);
+            if rows >= MAX_PAGE_ROWS {
+                break;
+            }
+        }
         let oldest: Option<i64> = conn
             .query_row("SELECT min(seq) FROM records", [], |r| r.get(0))
             .optional()?
@@ -324,6 +337,31 @@ mod tests {
             bins: vec![3; rows as usize * 2],
             n_features: 2,
         }
+    }
+
+    #[tokio::test]
+    async fn a_page_of_large_batches_ends_early_and_the_cursor_continues() {
+        let dir = std::env::temp_dir().join(format!("wasmops-page-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = TelemetryStore::open(&dir, TelemetryConfig::default()).unwrap();
+        for _ in 0..3 {
+            let id = store.allocate_ids(60_000);
+            store.commit(record(60_000, id)).await.unwrap();
+        }
+        let first = store.records(0, 100).unwrap();
+        assert_eq!(
+            first.records.len(),
+            2,
+            "60k + 60k rows reach the page limit"
+        );
+        let second = store.records(first.next, 100).unwrap();
+        assert_eq!(
+            second.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![3]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
