@@ -104,6 +104,7 @@ pub struct Counters {
 }
 
 pub struct TelemetryStore {
+    path: std::path::PathBuf,
     jobs: Mutex<mpsc::Sender<writer::Job>>,
     reader: Mutex<Connection>,
     next_prediction_id: AtomicU64,
@@ -135,6 +136,7 @@ impl TelemetryStore {
                 writer::checkpointer(checkpoint_conn, stopped, Duration::from_secs(1))
             })?;
         Ok(TelemetryStore {
+            path,
             jobs: Mutex::new(tx),
             reader: Mutex::new(reader),
             next_prediction_id: AtomicU64::new(next_id),
@@ -242,12 +244,19 @@ impl TelemetryStore {
     }
 
     /// Per-window aggregates with drift; `module` finds a stored module's profile by hash.
+    /// Runs on its own read connection, so a long scan never holds up the cursor, the
+    /// counters or `/metrics`.
     pub fn windows(
         &self,
         query: windows::WindowQuery,
         module: &dyn Fn(&str) -> Option<std::sync::Arc<wasmops_shared::module::ModuleInfo>>,
     ) -> Result<wasmops_shared::wire::WindowsResponse, TelemetryError> {
-        Ok(windows::compute(&self.reader(), query, module)?)
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(windows::compute(&conn, query, module)?)
     }
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
