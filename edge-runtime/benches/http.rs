@@ -8,6 +8,7 @@
 
 use std::io::BufRead;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmops_shared::compiler::{compile, CompileInput};
@@ -244,6 +245,60 @@ async fn mlflow_baseline(dir: &std::path::Path) -> Result<Figures, String> {
     figures
 }
 
+/// The telemetry store alone: sequential commits (each a transaction, as for a lone client)
+/// and 16 concurrent committers (group commit), in this process.
+fn store_commit_figures(dir: &std::path::Path) -> String {
+    use wasmops_edge::telemetry::{NewRecord, TelemetryConfig, TelemetryStore};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Arc::new(TelemetryStore::open(dir, TelemetryConfig::default()).unwrap());
+        let record = |first_id: u64| NewRecord {
+            ts_ms: wasmops_edge::telemetry::now_ms(),
+            model: Some("0".repeat(64)),
+            latency_us: 50,
+            rows: 1,
+            status: "ok",
+            first_id: Some(first_id),
+            predictions: vec![1.0],
+            bins: vec![5, 6, 7, 8],
+            n_features: 4,
+        };
+        let mut lat = Vec::with_capacity(5_000);
+        for i in 0..5_000 {
+            let t = Instant::now();
+            store.commit(record(i)).await.unwrap();
+            lat.push(t.elapsed());
+        }
+        lat.sort_unstable();
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..16u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..2_000 {
+                    store.commit(record(10_000 + c * 2_000 + i)).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let per_s = 32_000.0 / t.elapsed().as_secs_f64();
+        format!(
+            "store commit p50         {:>8} us (sequential, one transaction each)\n\
+             store commit p99         {:>8} us\n\
+             store, 16 committers     {:>8.0} records/s (group commit)\n",
+            percentile(&lat, 0.5).as_micros(),
+            percentile(&lat, 0.99).as_micros(),
+            per_s
+        )
+    })
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let dir = std::env::temp_dir().join(format!("wasmops-bench-{}", std::process::id()));
@@ -404,6 +459,9 @@ fn main() {
     });
     let _ = child.kill();
     let _ = child.wait();
+    let store_dir = dir.join("store-only");
+    std::fs::create_dir_all(&store_dir).unwrap();
+    let store = store_commit_figures(&store_dir);
     let _ = std::fs::remove_dir_all(&dir);
-    print!("{report}");
+    print!("{report}{store}");
 }
