@@ -517,10 +517,18 @@ async fn read_all_records(
 
 /// A second model (different weights, same shape) for version tests.
 fn iris_like_v2() -> Pipeline {
-    let mut p = iris_like();
-    let Model::LogisticRegression { intercepts, .. } = &mut p.model;
-    intercepts[0] += 3.0;
-    p
+    Pipeline {
+        n_features: 4,
+        scaler: None,
+        model: Model::LogisticRegression {
+            weights: vec![
+                vec![0.41, 1.46, -2.26, -1.03],
+                vec![0.42, -1.57, 0.58, -1.38],
+                vec![-0.83, 0.11, 1.68, 2.41],
+            ],
+            intercepts: vec![3.26, 1.09, -1.35],
+        },
+    }
 }
 
 async fn error_of(r: reqwest::Response) -> (u16, wire::ApiError) {
