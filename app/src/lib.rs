@@ -29,6 +29,7 @@ use crate::storage::{DeviceEntry, Storage};
 #[component]
 pub fn App() -> impl IntoView {
     let state = state::provide_app_state();
+    register_service_worker();
     // Load what IndexedDB holds, and take a device passed in the URL fragment
     // (`#device=URL&token=TOKEN`, as `cargo xtask run` prints it).
     spawn_local(async move {
@@ -84,4 +85,17 @@ fn device_from_fragment() -> Option<DeviceEntry> {
         token,
         name: params.get("name").unwrap_or_else(|| "local device".into()),
     })
+}
+
+/// Registers `sw.js` so the dashboard loads and trains offline after the first visit.
+fn register_service_worker() {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let navigator = window.navigator();
+    // Absent in insecure contexts other than localhost; the dashboard then simply needs the network.
+    let has_sw = js_sys::Reflect::has(&navigator, &"serviceWorker".into()).unwrap_or(false);
+    if has_sw {
+        let _ = navigator.service_worker().register("./sw.js");
+    }
 }

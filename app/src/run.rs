@@ -34,15 +34,13 @@ pub struct Run {
 impl Run {
     /// The model card the compiler writes into this run's module.
     pub fn card(&self) -> ModelCard {
-        let mut outputs = vec!["class".to_string()];
-        outputs.extend(self.class_names.iter().map(|c| format!("p({c})")));
         ModelCard {
             abi_version: wasmops_shared::abi::ABI_VERSION,
             kind: self.pipeline.model.kind().to_string(),
             feature_names: self.feature_names.clone(),
             target_name: self.target_name.clone(),
             classes: self.class_names.clone(),
-            outputs,
+            outputs: self.pipeline.output_names(&self.class_names),
             dataset: self.dataset.clone(),
             params: self.params.clone(),
             metrics: self.metrics.clone(),
@@ -63,17 +61,9 @@ impl Run {
         })
     }
 
-    pub fn accuracy(&self) -> Option<f64> {
-        self.metrics.get("accuracy").copied()
+    /// The metric this run is judged by (accuracy, r2 or inertia) and its value.
+    pub fn primary_metric(&self) -> (&'static str, Option<f64>) {
+        let name = wasmops_shared::metrics::primary(&self.pipeline);
+        (name, self.metrics.get(name).copied())
     }
-}
-
-/// Share of rows whose predicted class (output column 0) equals the label.
-pub fn accuracy_of_outputs(outputs: &[f64], n_outputs: usize, labels: &[f64]) -> f64 {
-    let hits = outputs
-        .chunks(n_outputs)
-        .zip(labels)
-        .filter(|(o, y)| o[0] == **y)
-        .count();
-    hits as f64 / labels.len().max(1) as f64
 }

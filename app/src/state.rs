@@ -15,8 +15,10 @@ pub struct CompiledModule {
     pub n_outputs: usize,
     /// Outputs of the module, run in this browser, on the run's held-out rows.
     pub test_outputs: Vec<f64>,
-    pub module_accuracy: f64,
-    pub trained_accuracy: f64,
+    /// The run's primary metric, recomputed from the module's outputs in this browser.
+    pub metric: &'static str,
+    pub module_metric: f64,
+    pub trained_metric: f64,
     pub conformance_rows: usize,
 }
 

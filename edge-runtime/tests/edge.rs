@@ -34,10 +34,10 @@ use wasmops_shared::{abi, reference, wire};
 // Fixtures
 
 fn card_for(p: &Pipeline) -> ModelCard {
-    let Model::LogisticRegression { intercepts, .. } = &p.model;
-    let classes: Vec<String> = (0..intercepts.len()).map(|c| format!("class{c}")).collect();
-    let mut outputs = vec!["class".to_string()];
-    outputs.extend(classes.iter().map(|c| format!("p({c})")));
+    let classes: Vec<String> = (0..p.model.n_classes().unwrap_or(0))
+        .map(|c| format!("class{c}"))
+        .collect();
+    let outputs = p.output_names(&classes);
     ModelCard {
         abi_version: abi::ABI_VERSION,
         kind: p.model.kind().into(),

@@ -9,15 +9,15 @@
 use std::borrow::Cow;
 
 use wasm_encoder::{
-    BlockType, CodeSection, CustomSection, ExportKind, ExportSection, Function, FunctionSection,
-    Ieee64, Instruction as I, MemArg, MemArgTarget, MemorySection, MemoryType, Module, TypeSection,
-    ValType,
+    BlockType, CodeSection, ConstExpr, CustomSection, DataSection, ExportKind, ExportSection,
+    Function, FunctionSection, Ieee64, Instruction as I, MemArg, MemArgTarget, MemorySection,
+    MemoryType, Module, TypeSection, ValType,
 };
 
 use crate::abi::{self, Status, ABI_VERSION, CANONICAL_NAN_BITS};
 use crate::math;
 use crate::module::{encode_section, Conformance, Hex64, ModelCard};
-use crate::pipeline::{Model, Pipeline, PipelineError};
+use crate::pipeline::{Model, Pipeline, PipelineError, Tree, TreeNode};
 use crate::profile::Profile;
 use crate::reference;
 
@@ -72,7 +72,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
             pipeline: p.n_outputs(),
         });
     }
-    if input.conformance_rows.len() % d != 0 {
+    if !input.conformance_rows.len().is_multiple_of(d) {
         return Err(CompileError::RaggedRows(input.conformance_rows.len()));
     }
     let mut card = input.card.clone();
@@ -112,9 +112,10 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
     }
     module.section(&funcs);
 
+    let layout = DataLayout::new(p);
     let mut memories = MemorySection::new();
     memories.memory(MemoryType {
-        minimum: 1,
+        minimum: layout.pages(),
         maximum: None,
         memory64: false,
         shared: false,
@@ -135,10 +136,16 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
     code.function(&const_i32(ABI_VERSION as i32));
     code.function(&const_i32(d as i32));
     code.function(&const_i32(p.n_outputs() as i32));
-    code.function(&const_i32(0));
-    code.function(&predict_fn(p, F_EXP));
+    code.function(&const_i32(layout.heap_base as i32));
+    code.function(&predict_fn(p, &layout, F_EXP));
     code.function(&exp_fn());
     module.section(&code);
+
+    if !layout.data.is_empty() {
+        let mut data = DataSection::new();
+        data.active(0, &ConstExpr::i32_const(0), layout.data.iter().copied());
+        module.section(&data);
+    }
 
     for (name, data) in [
         (abi::SECTION_CARD, encode_section(&card)),
@@ -197,33 +204,159 @@ fn bounds_check(f: &mut Function, ptr_local: u32, n_rows_local: u32, row_bytes: 
     return_if(f, Status::OutOfBounds);
 }
 
-fn predict_fn(p: &Pipeline, f_exp: u32) -> Function {
+/// Memory a module needs besides batches: tree nodes, a scratch row and vote counters.
+struct DataLayout {
+    /// Bytes placed at address 0 by the data segment (tree nodes and leaf values).
+    data: Vec<u8>,
+    /// Byte address of each tree's root.
+    roots: Vec<u32>,
+    /// Scratch copy of the (scaled) row, for data-driven tree walks.
+    x_addr: u32,
+    /// Per-class vote counters (forests).
+    votes_addr: u32,
+    heap_base: u32,
+}
+
+const NODE_BYTES: u32 = 24;
+
+impl DataLayout {
+    /// Node encoding (24 bytes): `feature: i32` (-1 for a leaf), `left: i32` and `right: i32`
+    /// (byte addresses of the children), `leaf: i32` (forest: class index; tree: byte address
+    /// of the leaf's output values), `threshold: f64`.
+    fn new(p: &Pipeline) -> DataLayout {
+        let (trees, leaf_values): (Vec<&Tree>, bool) = match &p.model {
+            Model::DecisionTree { tree, .. } => (vec![tree], true),
+            Model::RandomForest { trees, .. } => (trees.iter().collect(), false),
+            _ => (Vec::new(), false),
+        };
+        let total_nodes: usize = trees.iter().map(|t| t.nodes.len()).sum();
+        let mut data = vec![0u8; total_nodes * NODE_BYTES as usize];
+        let mut values: Vec<u8> = Vec::new();
+        let mut leaf_blocks: std::collections::BTreeMap<Vec<u8>, u32> =
+            std::collections::BTreeMap::new();
+        let values_base = data.len() as u32;
+        let mut roots = Vec::new();
+        let mut base = 0u32;
+        for tree in &trees {
+            roots.push(base);
+            let addr = |i: usize| base + i as u32 * NODE_BYTES;
+            for (i, node) in tree.nodes.iter().enumerate() {
+                let at = addr(i) as usize;
+                let (feature, left, right, leaf, threshold) = match node {
+                    TreeNode::Split {
+                        feature,
+                        threshold,
+                        left,
+                        right,
+                    } => (
+                        *feature as i32,
+                        addr(*left) as i32,
+                        addr(*right) as i32,
+                        0,
+                        *threshold,
+                    ),
+                    TreeNode::Leaf {
+                        class,
+                        probabilities,
+                    } => {
+                        let leaf = if leaf_values {
+                            // Identical leaf outputs (e.g. every pure leaf of a class) are stored once.
+                            let mut block = (*class as f64).to_le_bytes().to_vec();
+                            for v in probabilities {
+                                block.extend(v.to_le_bytes());
+                            }
+                            let ptr = *leaf_blocks.entry(block.clone()).or_insert_with(|| {
+                                let ptr = values_base + values.len() as u32;
+                                values.extend(&block);
+                                ptr
+                            });
+                            ptr as i32
+                        } else {
+                            *class as i32
+                        };
+                        (-1, 0, 0, leaf, 0.0)
+                    }
+                };
+                data[at..at + 4].copy_from_slice(&feature.to_le_bytes());
+                data[at + 4..at + 8].copy_from_slice(&left.to_le_bytes());
+                data[at + 8..at + 12].copy_from_slice(&right.to_le_bytes());
+                data[at + 12..at + 16].copy_from_slice(&leaf.to_le_bytes());
+                data[at + 16..at + 24].copy_from_slice(&threshold.to_le_bytes());
+            }
+            base += tree.nodes.len() as u32 * NODE_BYTES;
+        }
+        data.extend(values);
+        let x_addr = align8(data.len() as u32);
+        let votes_addr = x_addr + 8 * p.n_features as u32;
+        let heap_base = votes_addr + 8 * p.model.n_classes().unwrap_or(0) as u32;
+        DataLayout {
+            data,
+            roots,
+            x_addr,
+            votes_addr,
+            heap_base,
+        }
+    }
+
+    fn pages(&self) -> u64 {
+        u64::from(self.heap_base).div_ceil(abi::PAGE_SIZE).max(1)
+    }
+}
+
+fn align8(v: u32) -> u32 {
+    (v + 7) & !7
+}
+
+// Locals of `wasmops_predict`. Params: 0 in_ptr, 1 n_rows, 2 n_features, 3 out_ptr.
+const IN_PTR: u32 = 0;
+const N_ROWS: u32 = 1;
+const N_FEATURES: u32 = 2;
+const OUT_PTR: u32 = 3;
+// i32 locals.
+const INP: u32 = 4;
+const OUTP: u32 = 5;
+const ROW: u32 = 6;
+const BEST: u32 = 7;
+const NODE: u32 = 8;
+const FEAT: u32 = 9;
+const N_I32: u32 = 6;
+/// First f64 local: x_0..x_{d-1}, then z_0..z_{k-1}, then m, s, t.
+const F64_BASE: u32 = 4 + N_I32;
+
+struct Locals {
+    d: u32,
+    k: u32,
+}
+
+impl Locals {
+    fn x(&self, j: u32) -> u32 {
+        F64_BASE + j
+    }
+    fn z(&self, c: u32) -> u32 {
+        F64_BASE + self.d + c
+    }
+    fn m(&self) -> u32 {
+        F64_BASE + self.d + self.k
+    }
+    fn s(&self) -> u32 {
+        self.m() + 1
+    }
+    fn t(&self) -> u32 {
+        self.m() + 2
+    }
+    fn n_f64(&self) -> u32 {
+        self.d + self.k + 3
+    }
+}
+
+fn predict_fn(p: &Pipeline, layout: &DataLayout, f_exp: u32) -> Function {
     let d = p.n_features as u32;
     let n_out = p.n_outputs() as u64;
-    // Params: 0 in_ptr, 1 n_rows, 2 n_features, 3 out_ptr.
-    const IN_PTR: u32 = 0;
-    const N_ROWS: u32 = 1;
-    const N_FEATURES: u32 = 2;
-    const OUT_PTR: u32 = 3;
-    // i32 locals.
-    const INP: u32 = 4;
-    const OUTP: u32 = 5;
-    const ROW: u32 = 6;
-    const BEST: u32 = 7;
-    // f64 locals: x_0..x_{d-1}, then model-specific.
-    let x = |j: u32| 8 + j;
-    let Model::LogisticRegression {
-        weights,
-        intercepts,
-    } = &p.model;
-    let k = intercepts.len() as u32;
-    let z = |c: u32| 8 + d + c;
-    let m = 8 + d + k;
-    let s = m + 1;
-    let t = m + 2;
-    let n_f64 = d + k + 3;
-
-    let mut f = Function::new([(4, ValType::I32), (n_f64, ValType::F64)]);
+    let l = Locals {
+        d,
+        k: p.model.n_classes().unwrap_or(1) as u32,
+    };
+    let mut f = Function::new([(N_I32, ValType::I32), (l.n_f64(), ValType::F64)]);
 
     f.instruction(&I::LocalGet(N_FEATURES))
         .instruction(&I::I32Const(d as i32))
@@ -244,7 +377,7 @@ fn predict_fn(p: &Pipeline, f_exp: u32) -> Function {
         .instruction(&I::LocalSet(ROW));
     f.instruction(&I::Loop(BlockType::Empty));
 
-    // Load (and scale) the row.
+    // Load (and scale) the row into x_j.
     for j in 0..d {
         f.instruction(&I::LocalGet(INP))
             .instruction(&I::F64Load(mem(u64::from(j) * 8)));
@@ -254,66 +387,137 @@ fn predict_fn(p: &Pipeline, f_exp: u32) -> Function {
                 .instruction(&f64c(sc.scale[j as usize]))
                 .instruction(&I::F64Div);
         }
-        f.instruction(&I::LocalSet(x(j)));
+        f.instruction(&I::LocalSet(l.x(j)));
     }
 
-    // Logits: z_c = b_c; z_c = z_c + w_cj * x_j for j in order.
-    for c in 0..k {
-        f.instruction(&f64c(intercepts[c as usize]));
-        for j in 0..d {
-            f.instruction(&f64c(weights[c as usize][j as usize]))
-                .instruction(&I::LocalGet(x(j)))
-                .instruction(&I::F64Mul)
-                .instruction(&I::F64Add);
+    match &p.model {
+        Model::Linear { weights, intercept } => {
+            f.instruction(&I::LocalGet(OUTP));
+            emit_dot(&mut f, &l, *intercept, weights);
+            canonicalize_top(&mut f, l.t());
+            f.instruction(&I::F64Store(mem(0)));
         }
-        f.instruction(&I::LocalSet(z(c)));
-    }
-
-    // Argmax by strict `>` from class 0.
-    f.instruction(&I::I32Const(0))
-        .instruction(&I::LocalSet(BEST));
-    f.instruction(&I::LocalGet(z(0)))
-        .instruction(&I::LocalSet(m));
-    for c in 1..k {
-        f.instruction(&I::LocalGet(z(c)))
-            .instruction(&I::LocalGet(m))
-            .instruction(&I::F64Gt)
-            .instruction(&I::If(BlockType::Empty))
-            .instruction(&I::LocalGet(z(c)))
-            .instruction(&I::LocalSet(m))
-            .instruction(&I::I32Const(c as i32))
-            .instruction(&I::LocalSet(BEST))
-            .instruction(&I::End);
-    }
-
-    // Softmax: e_c = exp(z_c - m) kept in z_c; s = sum in class order.
-    for c in 0..k {
-        f.instruction(&I::LocalGet(z(c)))
-            .instruction(&I::LocalGet(m))
-            .instruction(&I::F64Sub)
-            .instruction(&I::Call(f_exp))
-            .instruction(&I::LocalSet(z(c)));
-    }
-    f.instruction(&f64c(0.0)).instruction(&I::LocalSet(s));
-    for c in 0..k {
-        f.instruction(&I::LocalGet(s))
-            .instruction(&I::LocalGet(z(c)))
-            .instruction(&I::F64Add)
-            .instruction(&I::LocalSet(s));
-    }
-
-    // Outputs: class index, then canonicalized probabilities.
-    f.instruction(&I::LocalGet(OUTP))
-        .instruction(&I::LocalGet(BEST))
-        .instruction(&I::F64ConvertI32S)
-        .instruction(&I::F64Store(mem(0)));
-    for c in 0..k {
-        f.instruction(&I::LocalGet(OUTP))
-            .instruction(&I::LocalGet(z(c)))
-            .instruction(&I::LocalGet(s))
-            .instruction(&I::F64Div);
-        canonicalize_top(&mut f, t);
-        f.instruction(&I::F64Store(mem(8 * (1 + u64::from(c)))));
+        Model::LogisticRegression {
+            weights,
+            intercepts,
+        } => {
+            for c in 0..l.k {
+                emit_dot(&mut f, &l, intercepts[c as usize], &weights[c as usize]);
+                f.instruction(&I::LocalSet(l.z(c)));
+            }
+            emit_softmax_outputs(&mut f, &l, f_exp);
+        }
+        Model::GaussianNb {
+            means,
+            neg_half_inv_var,
+            log_prior_norm,
+        } => {
+            for c in 0..l.k {
+                let cu = c as usize;
+                f.instruction(&f64c(log_prior_norm[cu]));
+                for j in 0..d {
+                    let ju = j as usize;
+                    f.instruction(&I::LocalGet(l.x(j)))
+                        .instruction(&f64c(means[cu][ju]))
+                        .instruction(&I::F64Sub)
+                        .instruction(&I::LocalTee(l.t()))
+                        .instruction(&I::LocalGet(l.t()))
+                        .instruction(&I::F64Mul)
+                        .instruction(&f64c(neg_half_inv_var[cu][ju]))
+                        .instruction(&I::F64Mul)
+                        .instruction(&I::F64Add);
+                }
+                f.instruction(&I::LocalSet(l.z(c)));
+            }
+            emit_softmax_outputs(&mut f, &l, f_exp);
+        }
+        Model::KMeans { centroids } => {
+            for c in 0..l.k {
+                f.instruction(&f64c(0.0));
+                for j in 0..d {
+                    f.instruction(&I::LocalGet(l.x(j)))
+                        .instruction(&f64c(centroids[c as usize][j as usize]))
+                        .instruction(&I::F64Sub)
+                        .instruction(&I::LocalTee(l.t()))
+                        .instruction(&I::LocalGet(l.t()))
+                        .instruction(&I::F64Mul)
+                        .instruction(&I::F64Add);
+                }
+                if c == 0 {
+                    f.instruction(&I::LocalSet(l.m()))
+                        .instruction(&I::I32Const(0))
+                        .instruction(&I::LocalSet(BEST));
+                } else {
+                    f.instruction(&I::LocalTee(l.t()))
+                        .instruction(&I::LocalGet(l.m()))
+                        .instruction(&I::F64Lt)
+                        .instruction(&I::If(BlockType::Empty))
+                        .instruction(&I::LocalGet(l.t()))
+                        .instruction(&I::LocalSet(l.m()))
+                        .instruction(&I::I32Const(c as i32))
+                        .instruction(&I::LocalSet(BEST))
+                        .instruction(&I::End);
+                }
+            }
+            f.instruction(&I::LocalGet(OUTP))
+                .instruction(&I::LocalGet(BEST))
+                .instruction(&I::F64ConvertI32S)
+                .instruction(&I::F64Store(mem(0)));
+        }
+        Model::DecisionTree { .. } => {
+            emit_store_row(&mut f, &l, layout);
+            emit_walk(&mut f, layout, layout.roots[0]);
+            // Copy the leaf's [class, probabilities...] to the output row.
+            f.instruction(&I::LocalGet(NODE))
+                .instruction(&I::I32Load(mem32(12)))
+                .instruction(&I::LocalSet(FEAT));
+            for i in 0..n_out {
+                f.instruction(&I::LocalGet(OUTP))
+                    .instruction(&I::LocalGet(FEAT))
+                    .instruction(&I::F64Load(mem(i * 8)))
+                    .instruction(&I::F64Store(mem(i * 8)));
+            }
+        }
+        Model::RandomForest { trees, .. } => {
+            emit_store_row(&mut f, &l, layout);
+            for c in 0..l.k {
+                f.instruction(&I::I32Const(0))
+                    .instruction(&f64c(0.0))
+                    .instruction(&I::F64Store(mem(u64::from(layout.votes_addr + 8 * c))));
+            }
+            for root in &layout.roots {
+                emit_walk(&mut f, layout, *root);
+                // votes[class] += 1
+                f.instruction(&I::LocalGet(NODE))
+                    .instruction(&I::I32Load(mem32(12)))
+                    .instruction(&I::I32Const(3))
+                    .instruction(&I::I32Shl)
+                    .instruction(&I::LocalTee(FEAT))
+                    .instruction(&I::LocalGet(FEAT))
+                    .instruction(&I::F64Load(mem(u64::from(layout.votes_addr))))
+                    .instruction(&f64c(1.0))
+                    .instruction(&I::F64Add)
+                    .instruction(&I::F64Store(mem(u64::from(layout.votes_addr))));
+            }
+            for c in 0..l.k {
+                f.instruction(&I::I32Const(0))
+                    .instruction(&I::F64Load(mem(u64::from(layout.votes_addr + 8 * c))))
+                    .instruction(&I::LocalSet(l.z(c)));
+            }
+            emit_argmax(&mut f, &l);
+            f.instruction(&I::LocalGet(OUTP))
+                .instruction(&I::LocalGet(BEST))
+                .instruction(&I::F64ConvertI32S)
+                .instruction(&I::F64Store(mem(0)));
+            let n = trees.len() as f64;
+            for c in 0..l.k {
+                f.instruction(&I::LocalGet(OUTP))
+                    .instruction(&I::LocalGet(l.z(c)))
+                    .instruction(&f64c(n))
+                    .instruction(&I::F64Div)
+                    .instruction(&I::F64Store(mem(8 * (1 + u64::from(c)))));
+            }
+        }
     }
 
     // Advance to the next row.
@@ -335,6 +539,116 @@ fn predict_fn(p: &Pipeline, f_exp: u32) -> Function {
     f.instruction(&I::I32Const(Status::Ok as i32))
         .instruction(&I::End);
     f
+}
+
+fn mem32(offset: u64) -> MemArg {
+    MemArg {
+        offset,
+        align: 2,
+        target: MemArgTarget::Memory(0),
+        ordering: None,
+    }
+}
+
+/// Pushes `b + sum_j w_j * x_j`, left to right.
+fn emit_dot(f: &mut Function, l: &Locals, b: f64, w: &[f64]) {
+    f.instruction(&f64c(b));
+    for j in 0..l.d {
+        f.instruction(&f64c(w[j as usize]))
+            .instruction(&I::LocalGet(l.x(j)))
+            .instruction(&I::F64Mul)
+            .instruction(&I::F64Add);
+    }
+}
+
+/// `BEST, m = argmax z` by strict `>` from class 0.
+fn emit_argmax(f: &mut Function, l: &Locals) {
+    f.instruction(&I::I32Const(0))
+        .instruction(&I::LocalSet(BEST));
+    f.instruction(&I::LocalGet(l.z(0)))
+        .instruction(&I::LocalSet(l.m()));
+    for c in 1..l.k {
+        f.instruction(&I::LocalGet(l.z(c)))
+            .instruction(&I::LocalGet(l.m()))
+            .instruction(&I::F64Gt)
+            .instruction(&I::If(BlockType::Empty))
+            .instruction(&I::LocalGet(l.z(c)))
+            .instruction(&I::LocalSet(l.m()))
+            .instruction(&I::I32Const(c as i32))
+            .instruction(&I::LocalSet(BEST))
+            .instruction(&I::End);
+    }
+}
+
+/// Writes `[argmax z, softmax(z)...]` (canonical NaN) to the output row.
+fn emit_softmax_outputs(f: &mut Function, l: &Locals, f_exp: u32) {
+    emit_argmax(f, l);
+    // e_c = exp(z_c - m) kept in z_c; s = sum in class order.
+    for c in 0..l.k {
+        f.instruction(&I::LocalGet(l.z(c)))
+            .instruction(&I::LocalGet(l.m()))
+            .instruction(&I::F64Sub)
+            .instruction(&I::Call(f_exp))
+            .instruction(&I::LocalSet(l.z(c)));
+    }
+    f.instruction(&f64c(0.0)).instruction(&I::LocalSet(l.s()));
+    for c in 0..l.k {
+        f.instruction(&I::LocalGet(l.s()))
+            .instruction(&I::LocalGet(l.z(c)))
+            .instruction(&I::F64Add)
+            .instruction(&I::LocalSet(l.s()));
+    }
+    f.instruction(&I::LocalGet(OUTP))
+        .instruction(&I::LocalGet(BEST))
+        .instruction(&I::F64ConvertI32S)
+        .instruction(&I::F64Store(mem(0)));
+    for c in 0..l.k {
+        f.instruction(&I::LocalGet(OUTP))
+            .instruction(&I::LocalGet(l.z(c)))
+            .instruction(&I::LocalGet(l.s()))
+            .instruction(&I::F64Div);
+        canonicalize_top(f, l.t());
+        f.instruction(&I::F64Store(mem(8 * (1 + u64::from(c)))));
+    }
+}
+
+/// Copies x_j into the scratch row so tree walks can index it.
+fn emit_store_row(f: &mut Function, l: &Locals, layout: &DataLayout) {
+    for j in 0..l.d {
+        f.instruction(&I::I32Const(0))
+            .instruction(&I::LocalGet(l.x(j)))
+            .instruction(&I::F64Store(mem(u64::from(layout.x_addr + 8 * j))));
+    }
+}
+
+/// Walks one tree from `root`; leaves NODE at the leaf's address. Branch-free per level:
+/// `NODE = x[feature] < threshold ? left : right` (NaN goes right).
+fn emit_walk(f: &mut Function, layout: &DataLayout, root: u32) {
+    f.instruction(&I::I32Const(root as i32))
+        .instruction(&I::LocalSet(NODE));
+    f.instruction(&I::Block(BlockType::Empty))
+        .instruction(&I::Loop(BlockType::Empty));
+    f.instruction(&I::LocalGet(NODE))
+        .instruction(&I::I32Load(mem32(0)))
+        .instruction(&I::LocalTee(FEAT))
+        .instruction(&I::I32Const(0))
+        .instruction(&I::I32LtS)
+        .instruction(&I::BrIf(1));
+    f.instruction(&I::LocalGet(NODE))
+        .instruction(&I::I32Load(mem32(4)))
+        .instruction(&I::LocalGet(NODE))
+        .instruction(&I::I32Load(mem32(8)))
+        .instruction(&I::LocalGet(FEAT))
+        .instruction(&I::I32Const(3))
+        .instruction(&I::I32Shl)
+        .instruction(&I::F64Load(mem(u64::from(layout.x_addr))))
+        .instruction(&I::LocalGet(NODE))
+        .instruction(&I::F64Load(mem(16)))
+        .instruction(&I::F64Lt)
+        .instruction(&I::Select)
+        .instruction(&I::LocalSet(NODE))
+        .instruction(&I::Br(0));
+    f.instruction(&I::End).instruction(&I::End);
 }
 
 /// Replaces the f64 on top of the stack by the canonical NaN if it is a NaN (`t` is scratch).

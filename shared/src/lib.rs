@@ -18,6 +18,7 @@ pub mod compiler;
 pub mod dataset;
 pub mod digest;
 pub mod math;
+pub mod metrics;
 pub mod module;
 pub mod pipeline;
 pub mod profile;

@@ -5,12 +5,15 @@
 //! to the bit in every runtime. Do not "simplify" an expression here without changing the
 //! emitter in `compiler.rs` the same way (the property tests will catch a mismatch).
 
+// `acc = acc + x` spells out the operation order the emitter mirrors; keep it explicit.
+#![allow(clippy::assign_op_pattern)]
+
 use crate::abi::CANONICAL_NAN_BITS;
 
 pub const LOG2_E: f64 = std::f64::consts::LOG2_E;
 /// ln 2 split into a high part with trailing zero bits and the remainder (Cody-Waite).
-pub const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-pub const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+pub const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+pub const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 /// Above this `exp` overflows to +inf; below `EXP_UNDERFLOW` it is 0.
 pub const EXP_OVERFLOW: f64 = 709.782_712_893_384;
 pub const EXP_UNDERFLOW: f64 = -745.133_219_101_941_1;
@@ -41,17 +44,17 @@ pub fn canonical_nan() -> f64 {
 /// NaN of any sign or payload becomes the canonical NaN; everything else passes through.
 #[inline]
 pub fn canonicalize(v: f64) -> f64 {
-    if v == v {
-        v
-    } else {
+    if v.is_nan() {
         canonical_nan()
+    } else {
+        v
     }
 }
 
 /// `e^x`, computed the way modules compute it.
 #[inline]
 pub fn exp(x: f64) -> f64 {
-    if x != x {
+    if x.is_nan() {
         return canonical_nan();
     }
     if x > EXP_OVERFLOW {

@@ -44,7 +44,7 @@ impl Profile {
     /// Profiles a row-major matrix of finite values.
     pub fn from_rows(feature_names: &[String], rows: &[f64]) -> Profile {
         let d = feature_names.len();
-        let n = if d == 0 { 0 } else { rows.len() / d };
+        let n = rows.len().checked_div(d).unwrap_or(0);
         let features = feature_names
             .iter()
             .enumerate()

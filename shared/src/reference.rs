@@ -3,12 +3,16 @@
 //! A module's outputs must equal these bit for bit. Operation order mirrors `compiler.rs`
 //! exactly (see the note in `math.rs`).
 
+// `acc = acc + x` spells out the operation order the emitter mirrors; keep it explicit.
+#![allow(clippy::assign_op_pattern)]
+
 use crate::math::{canonicalize, exp};
-use crate::pipeline::{Model, Pipeline};
+use crate::pipeline::{Model, Pipeline, TreeNode};
 
 /// Predicts a row-major batch; returns `n_rows * pipeline.n_outputs()` values.
 ///
-/// Panics if `rows.len()` is not a multiple of the feature count: callers hold validated data.
+/// Panics if `rows.len()` is not a multiple of the feature count or the pipeline is invalid:
+/// callers hold validated data.
 pub fn predict(pipeline: &Pipeline, rows: &[f64]) -> Vec<f64> {
     let d = pipeline.n_features;
     assert_eq!(
@@ -18,6 +22,8 @@ pub fn predict(pipeline: &Pipeline, rows: &[f64]) -> Vec<f64> {
     );
     let mut out = Vec::with_capacity(rows.len() / d * pipeline.n_outputs());
     let mut x = vec![0.0; d];
+    // Scratch reused across rows, so this is also a fair native baseline for benchmarks.
+    let mut z = Vec::new();
     for row in rows.chunks_exact(d) {
         for (j, v) in row.iter().enumerate() {
             x[j] = match &pipeline.scaler {
@@ -25,34 +31,104 @@ pub fn predict(pipeline: &Pipeline, rows: &[f64]) -> Vec<f64> {
                 None => *v,
             };
         }
-        match &pipeline.model {
-            Model::LogisticRegression {
-                weights,
-                intercepts,
-            } => {
-                let z: Vec<f64> = weights
-                    .iter()
-                    .zip(intercepts)
-                    .map(|(w, b)| {
-                        let mut acc = *b;
-                        for j in 0..d {
-                            acc = acc + w[j] * x[j];
-                        }
-                        acc
-                    })
-                    .collect();
-                let (best, m) = argmax(&z);
-                let e: Vec<f64> = z.iter().map(|zc| exp(zc - m)).collect();
-                let mut s = 0.0;
-                for ec in &e {
-                    s = s + ec;
-                }
-                out.push(best as f64);
-                out.extend(e.iter().map(|ec| canonicalize(ec / s)));
-            }
-        }
+        predict_row(&pipeline.model, &x, &mut z, &mut out);
     }
     out
+}
+
+fn predict_row(model: &Model, x: &[f64], z: &mut Vec<f64>, out: &mut Vec<f64>) {
+    match model {
+        Model::Linear { weights, intercept } => {
+            out.push(canonicalize(dot(*intercept, weights, x)));
+        }
+        Model::LogisticRegression {
+            weights,
+            intercepts,
+        } => {
+            z.clear();
+            z.extend(weights.iter().zip(intercepts).map(|(w, b)| dot(*b, w, x)));
+            softmax_outputs(z, out);
+        }
+        Model::GaussianNb {
+            means,
+            neg_half_inv_var,
+            log_prior_norm,
+        } => {
+            z.clear();
+            z.extend((0..log_prior_norm.len()).map(|c| {
+                let mut acc = log_prior_norm[c];
+                for j in 0..x.len() {
+                    let t = x[j] - means[c][j];
+                    acc = acc + t * t * neg_half_inv_var[c][j];
+                }
+                acc
+            }));
+            softmax_outputs(z, out);
+        }
+        Model::KMeans { centroids } => {
+            let mut best = 0;
+            let mut min = 0.0;
+            for (c, centroid) in centroids.iter().enumerate() {
+                let mut dist = 0.0;
+                for j in 0..x.len() {
+                    let t = x[j] - centroid[j];
+                    dist = dist + t * t;
+                }
+                if c == 0 || dist < min {
+                    min = dist;
+                    best = c;
+                }
+            }
+            out.push(best as f64);
+        }
+        Model::DecisionTree { tree, .. } => {
+            let TreeNode::Leaf {
+                class,
+                probabilities,
+            } = &tree.nodes[tree.leaf_for(x)]
+            else {
+                unreachable!("leaf_for returns a leaf")
+            };
+            out.push(*class as f64);
+            out.extend(probabilities.iter().copied());
+        }
+        Model::RandomForest { n_classes, trees } => {
+            z.clear();
+            z.resize(*n_classes, 0.0);
+            for tree in trees {
+                if let TreeNode::Leaf { class, .. } = &tree.nodes[tree.leaf_for(x)] {
+                    z[*class] = z[*class] + 1.0;
+                }
+            }
+            let (best, _) = argmax(z);
+            out.push(best as f64);
+            let n = trees.len() as f64;
+            out.extend(z.iter().map(|v| v / n));
+        }
+    }
+}
+
+/// `b + sum_j w_j * x_j`, left to right.
+fn dot(b: f64, w: &[f64], x: &[f64]) -> f64 {
+    let mut acc = b;
+    for j in 0..x.len() {
+        acc = acc + w[j] * x[j];
+    }
+    acc
+}
+
+/// `[argmax, softmax(z)...]` with the max subtracted first; NaN outputs canonicalized.
+fn softmax_outputs(z: &mut [f64], out: &mut Vec<f64>) {
+    let (best, m) = argmax(z);
+    for zc in z.iter_mut() {
+        *zc = exp(*zc - m);
+    }
+    let mut s = 0.0;
+    for ec in z.iter() {
+        s = s + ec;
+    }
+    out.push(best as f64);
+    out.extend(z.iter().map(|ec| canonicalize(ec / s)));
 }
 
 /// First index of the largest value by strict `>` from index 0 (NaN never wins a comparison).

@@ -31,34 +31,54 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// Serves a directory of static files on a free 127.0.0.1 port until dropped.
+/// Serves a directory of static files on a free 127.0.0.1 port until stopped or dropped.
+///
+/// It runs on a runtime of its own so that [`StaticSite::stop`] really takes the site down,
+/// keep-alive connections included (as a server that went away would).
 pub struct StaticSite {
     pub origin: String,
-    task: tokio::task::JoinHandle<()>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl StaticSite {
-    pub async fn serve(dir: &Path) -> StaticSite {
+    pub fn serve(dir: &Path) -> StaticSite {
         assert!(
             dir.join("index.html").exists(),
             "{} has no index.html: build the dashboard first",
             dir.display()
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind static site");
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind static site");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
         let origin = format!("http://{}", listener.local_addr().expect("local addr"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("static site runtime");
         let app = axum::Router::new().fallback_service(tower_http::services::ServeDir::new(dir));
-        let task = tokio::spawn(async move {
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
             let _ = axum::serve(listener, app).await;
         });
-        StaticSite { origin, task }
+        StaticSite {
+            origin,
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Takes the site down: the listener and every open connection.
+    pub fn stop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
 impl Drop for StaticSite {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 

@@ -7,7 +7,7 @@ use wasmops_shared::wire;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn train_compile_deploy_loop() {
     let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
-    let site = StaticSite::serve(&dist).await;
+    let site = StaticSite::serve(&dist);
     let token = "e2e-token-7f3a";
     let mut device = EdgeProcess::start(&temp_dir("device"), token, &site.origin);
     let browser = Browser::start().await;
@@ -24,7 +24,7 @@ async fn train_compile_deploy_loop() {
         .await;
     browser.click("#train").await;
     let accuracy = browser
-        .wait_text("[data-testid=run-accuracy]", "a finished run", |t| {
+        .wait_text("[data-testid=run-metric]", "a finished run", |t| {
             t.parse::<f64>().is_ok()
         })
         .await;
@@ -37,7 +37,7 @@ async fn train_compile_deploy_loop() {
     // 2. Reload: the run comes back from IndexedDB.
     browser.client.refresh().await.expect("reload");
     let after_reload = browser
-        .wait_text("[data-testid=run-accuracy]", "the stored run", |t| {
+        .wait_text("[data-testid=run-metric]", "the stored run", |t| {
             !t.is_empty()
         })
         .await;
@@ -47,7 +47,7 @@ async fn train_compile_deploy_loop() {
     browser.click("button.compile").await;
     let module_accuracy = browser
         .wait_text(
-            "[data-testid=module-accuracy]",
+            "[data-testid=module-metric]",
             "the module's accuracy",
             |t| !t.is_empty(),
         )
@@ -147,11 +147,98 @@ async fn train_compile_deploy_loop() {
     assert!(err.contains(&device.url), "{err}");
     browser.client.refresh().await.expect("reload");
     browser
-        .wait_text("[data-testid=run-accuracy]", "the run after errors", |t| {
+        .wait_text("[data-testid=run-metric]", "the run after errors", |t| {
             t.parse::<f64>().ok() == Some(accuracy)
         })
         .await;
 
+    browser.close().await;
+}
+
+/// Every model kind, trained in the tab, compiled, checked in V8 against its conformance
+/// vectors (with NaN, infinities, subnormals), then checked again in wasmtime by a device, which
+/// must answer the held-out rows bit-identically to the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
+    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
+    let site = StaticSite::serve(&dist);
+    let token = "e2e-kinds";
+    let device = EdgeProcess::start(&temp_dir("kinds"), token, &site.origin);
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!(
+            "{}/#device={}&token={token}",
+            site.origin, device.url
+        ))
+        .await
+        .unwrap();
+    browser
+        .wait_text("#device-panel input#device-url", "the device", |_| true)
+        .await;
+
+    let kinds = [
+        ("iris", "logistic_regression"),
+        ("iris", "decision_tree"),
+        ("iris", "random_forest"),
+        ("iris", "gaussian_nb"),
+        ("iris", "kmeans"),
+        ("diabetes", "linear_regression"),
+        ("diabetes", "ridge"),
+        ("diabetes", "elastic_net"),
+    ];
+    for (i, (dataset, algorithm)) in kinds.iter().enumerate() {
+        let select = |css: &'static str, value: &'static str| {
+            let client = browser.client.clone();
+            async move {
+                client
+                    .find(fantoccini::Locator::Css(css))
+                    .await
+                    .unwrap()
+                    .select_by_value(value)
+                    .await
+                    .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"))
+            }
+        };
+        select("#dataset", dataset).await;
+        select("#algorithm", algorithm).await;
+        browser.click("#train").await;
+        browser
+            .wait_text(
+                &format!("table.runs tbody tr:nth-child(1) td:first-child"),
+                "the new run",
+                |t| t.ends_with(&format!("#{}", i + 1)),
+            )
+            .await;
+        browser
+            .click("table.runs tbody tr:nth-child(1) button.compile")
+            .await;
+        let check = browser
+            .wait_text("[data-testid=module-check]", "the module check", |t| {
+                t.contains("bit-identical")
+            })
+            .await;
+        assert!(
+            check.contains("matches the trained model"),
+            "{algorithm}: {check}"
+        );
+        let hash = browser
+            .wait_text("[data-testid=module-hash]", "the hash", |t| t.len() == 64)
+            .await;
+        browser.click("#deploy").await;
+        let verdict = browser
+            .wait_text(
+                "[data-testid=deploy-verdict], [data-testid=device-error]",
+                "the verdict",
+                |t| t.contains(&hash[..12]) || t.contains("rejected") || t.contains("differ"),
+            )
+            .await;
+        assert!(
+            verdict.contains("bit-identical"),
+            "{algorithm} on {dataset}: {verdict}"
+        );
+    }
+    browser.screenshot("kinds").await;
     browser.close().await;
 }
 
@@ -163,4 +250,46 @@ fn parse_fraction(s: &str) -> (usize, usize) {
         .unwrap_or("0/0");
     let (a, b) = part.split_once('/').unwrap();
     (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
+}
+
+/// After one visit the dashboard loads and trains with the server gone (service worker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_works_offline_after_one_visit() {
+    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
+    let mut site = StaticSite::serve(&dist);
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&site.origin)
+        .await
+        .expect("open dashboard");
+    browser.wait_text("#train", "the app", |_| true).await;
+    let controlled = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             navigator.serviceWorker.ready
+               .then(() => new Promise(r => navigator.serviceWorker.controller ? r() : navigator.serviceWorker.addEventListener('controllerchange', r)))
+               .then(() => done(true), e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("service worker script");
+    assert_eq!(
+        controlled,
+        serde_json::json!(true),
+        "the service worker never took control"
+    );
+
+    site.stop();
+    browser.client.refresh().await.expect("reload offline");
+    browser.click("#train").await;
+    let metric = browser
+        .wait_text("[data-testid=run-metric]", "a run trained offline", |t| {
+            t.parse::<f64>().is_ok()
+        })
+        .await;
+    assert!(metric.parse::<f64>().unwrap() > 0.8, "{metric}");
+    browser.screenshot("offline").await;
+    browser.close().await;
 }

@@ -10,7 +10,7 @@
 //! - `cargo xtask test`: install (including Chromium and chromedriver), then run every test suite
 //!   in order, stopping at the first failure: native tests, the dashboard build, the app's
 //!   browser unit tests and the end-to-end tests against a real device and a headless browser.
-//! - `cargo xtask bench`: `cargo bench --workspace`.
+//! - `cargo xtask bench`: every benchmark (release builds; figures go in docs/benchmarks.md).
 //!
 //! Build output goes to `CARGO_TARGET_DIR` if it is set, else to `<workspace>/target`; xtask keeps
 //! its own state there too (`tools/binaryen`, `wasmops-dev/`, `screenshots/`).
@@ -44,7 +44,7 @@ Commands:
            (trunk serve --release); prints the URL to open. Ctrl-C stops both
   test     Run all tests: native tests, the dashboard build, browser unit tests of the app
            crate and the end-to-end tests (headless Chromium). Stops at the first failure
-  bench    Run the benchmarks (cargo bench --workspace)
+  bench    Run the benchmarks (module vs native throughput, ...)
 
 Options:
   -h, --help  Print this help
@@ -113,12 +113,7 @@ fn execute(task: Task) -> Result {
         }
         Task::Run => run(&Workspace::locate()?),
         Task::Test => test(&Workspace::locate()?),
-        Task::Bench => run_checked(cargo(&Workspace::locate()?).args([
-            "bench",
-            "--workspace",
-            "--exclude",
-            "wasmops-app",
-        ])),
+        Task::Bench => bench(&Workspace::locate()?),
     }
 }
 
@@ -581,4 +576,14 @@ mod tests {
             "CHROMIUM=/usr/bin/chromium cargo test 'a b'"
         );
     }
+}
+
+/// Benchmarks, one `cargo bench` target each (release build, same package set every time).
+const BENCHES: &[(&str, &str)] = &[("wasmops-shared", "modules")];
+
+fn bench(ws: &Workspace) -> Result {
+    for (package, target) in BENCHES {
+        run_checked(cargo(ws).args(["bench", "-p", package, "--bench", target]))?;
+    }
+    Ok(())
 }

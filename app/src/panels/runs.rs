@@ -6,9 +6,10 @@ use wasmops_shared::digest::{content_hash, short};
 use wasmops_shared::module::ModuleInfo;
 
 use crate::module_runner::BrowserModule;
-use crate::run::{accuracy_of_outputs, Run};
+use crate::run::Run;
 use crate::state::{use_app_state, CompiledModule};
 use crate::storage::{Storage, StoredModule};
+use wasmops_shared::metrics::evaluate;
 
 #[component]
 pub fn RunsPanel() -> impl IntoView {
@@ -48,7 +49,7 @@ pub fn RunsPanel() -> impl IntoView {
             >
                 <table class="runs" data-testid="runs">
                     <thead><tr>
-                        <th>"Run"</th><th>"Dataset"</th><th>"Model"</th><th class="num">"Accuracy"</th>
+                        <th>"Run"</th><th>"Dataset"</th><th>"Model"</th><th>"Metric"</th><th class="num">"Value"</th>
                         <th class="num">"Duration"</th><th>"Code"</th><th></th>
                     </tr></thead>
                     <tbody>
@@ -70,8 +71,8 @@ fn RunRow(
     busy: RwSignal<bool>,
     on_compile: impl Fn(Run) + Copy + 'static,
 ) -> impl IntoView {
-    let accuracy = run
-        .accuracy()
+    let (metric, value) = run.primary_metric();
+    let value = value
         .map(|a| format!("{a:.4}"))
         .unwrap_or_else(|| "-".into());
     let dataset = format!("{} @{}", run.dataset.name, short(&run.dataset.hash));
@@ -85,7 +86,8 @@ fn RunRow(
             <td>{name}</td>
             <td class="mono">{dataset}</td>
             <td>{kind}</td>
-            <td class="num" data-testid="run-accuracy">{accuracy}</td>
+            <td>{metric}</td>
+            <td class="num" data-testid="run-metric">{value}</td>
             <td class="num">{duration}</td>
             <td class="mono">{code}</td>
             <td><button class="compile" disabled=move || busy.get() on:click=move |_| on_compile(run.clone())>
@@ -97,16 +99,16 @@ fn RunRow(
 
 #[component]
 fn ModuleSummary(m: CompiledModule) -> impl IntoView {
-    let matches = m.module_accuracy == m.trained_accuracy;
+    let matches = m.module_metric == m.trained_metric;
     view! {
         <div class="module" data-testid="module">
             <h3>"Model module"</h3>
             <dl>
                 <dt>"hash"</dt><dd class="mono" data-testid="module-hash">{m.hash.clone()}</dd>
                 <dt>"size"</dt><dd data-testid="module-size">{format!("{} bytes", m.bytes.len())}</dd>
-                <dt>"accuracy in this browser"</dt>
-                <dd data-testid="module-accuracy">{format!("{:.4}", m.module_accuracy)}</dd>
-                <dt>"accuracy at training"</dt><dd>{format!("{:.4}", m.trained_accuracy)}</dd>
+                <dt>{format!("{} in this browser", m.metric)}</dt>
+                <dd data-testid="module-metric">{format!("{:.4}", m.module_metric)}</dd>
+                <dt>{format!("{} at training", m.metric)}</dt><dd>{format!("{:.4}", m.trained_metric)}</dd>
                 <dt>"check"</dt>
                 <dd data-testid="module-check" class=if matches { "ok" } else { "error" }>
                     {if matches { "module matches the trained model" } else { "MISMATCH with the trained model" }}
@@ -129,12 +131,17 @@ async fn compile_and_verify(run: &Run) -> Result<CompiledModule, String> {
         .verify(&conformance_out)
         .map_err(|e| format!("module disagrees with the reference in this browser: {e}"))?;
     let test_outputs = module.predict(&run.test_x)?;
+    let (metric, trained) = run.primary_metric();
     Ok(CompiledModule {
         run_id: run.id.clone(),
         hash: content_hash(&bytes),
         n_outputs: module.n_outputs(),
-        module_accuracy: accuracy_of_outputs(&test_outputs, module.n_outputs(), &run.test_y),
-        trained_accuracy: run.accuracy().unwrap_or(f64::NAN),
+        metric,
+        module_metric: evaluate(&run.pipeline, &run.test_x, &test_outputs, &run.test_y)
+            .get(metric)
+            .copied()
+            .unwrap_or(f64::NAN),
+        trained_metric: trained.unwrap_or(f64::NAN),
         conformance_rows: info.conformance.n_rows,
         test_outputs,
         bytes,

@@ -1,63 +1,121 @@
-//! Train panel: choose a dataset and hyperparameters, train in the worker with progress and
-//! cancel, store the finished run.
+//! Train panel: choose a dataset, an algorithm and a seed, train in the worker with progress
+//! and cancel, store the finished run.
+//!
+//! Hyperparameters are each algorithm's defaults for now (shown next to the choice); a form per
+//! algorithm comes with the lab issue.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use wasmops_trainer::{datasets::BUILTIN, Algorithm, TrainSpec};
 
-use crate::protocol::{LogisticParams, TrainRequest};
+use crate::protocol::TrainRequest;
 use crate::state::use_app_state;
 use crate::storage::Storage;
 use crate::worker_client::TrainJob;
+
+/// The algorithms the dashboard offers, with their default hyperparameters.
+pub fn algorithms() -> Vec<(&'static str, &'static str, Algorithm)> {
+    vec![
+        (
+            "logistic_regression",
+            "logistic regression (alpha 1, 100 iterations)",
+            Algorithm::LogisticRegression {
+                alpha: 1.0,
+                max_iterations: 100,
+            },
+        ),
+        (
+            "decision_tree",
+            "decision tree (depth 5)",
+            Algorithm::DecisionTree { max_depth: Some(5) },
+        ),
+        (
+            "random_forest",
+            "random forest (20 trees, depth 6)",
+            Algorithm::RandomForest {
+                n_trees: 20,
+                max_depth: Some(6),
+                feature_proportion: 0.7,
+            },
+        ),
+        ("gaussian_nb", "Gaussian naive Bayes", Algorithm::GaussianNb),
+        (
+            "kmeans",
+            "k-means (k 3)",
+            Algorithm::KMeans {
+                k: 3,
+                max_iterations: 100,
+            },
+        ),
+        (
+            "linear_regression",
+            "linear regression (OLS)",
+            Algorithm::LinearRegression,
+        ),
+        (
+            "ridge",
+            "ridge regression (penalty 0.1)",
+            Algorithm::ElasticNet {
+                penalty: 0.1,
+                l1_ratio: 0.0,
+            },
+        ),
+        (
+            "elastic_net",
+            "elastic net (penalty 0.1, l1 ratio 0.5)",
+            Algorithm::ElasticNet {
+                penalty: 0.1,
+                l1_ratio: 0.5,
+            },
+        ),
+    ]
+}
 
 #[component]
 pub fn TrainPanel() -> impl IntoView {
     let state = use_app_state();
     let dataset = RwSignal::new("iris".to_string());
-    let alpha = RwSignal::new(LogisticParams::default().alpha.to_string());
-    let max_iterations = RwSignal::new(LogisticParams::default().max_iterations.to_string());
-    let seed = RwSignal::new(LogisticParams::default().seed.to_string());
+    let algorithm = RwSignal::new("logistic_regression".to_string());
+    let scale = RwSignal::new(false);
+    let seed = RwSignal::new("42".to_string());
     let progress = RwSignal::new(None::<(String, f64)>);
     let error = RwSignal::new(None::<String>);
     // The running job holds a web_sys::Worker, which is not Send: keep it in local storage.
     let job = StoredValue::new_local(None::<TrainJob>);
 
-    let params = move || -> Result<LogisticParams, String> {
-        let p = LogisticParams {
-            alpha: alpha
-                .get()
-                .trim()
-                .parse()
-                .map_err(|_| format!("alpha: `{}` is not a number", alpha.get()))?,
-            max_iterations: max_iterations.get().trim().parse().map_err(|_| {
-                format!(
-                    "max iterations: `{}` is not a whole number",
-                    max_iterations.get()
-                )
-            })?,
+    let spec = move || -> Result<TrainSpec, String> {
+        let name = algorithm.get_untracked();
+        let algorithm = algorithms()
+            .into_iter()
+            .find(|a| a.0 == name)
+            .map(|a| a.2)
+            .ok_or_else(|| format!("unknown algorithm `{name}`"))?;
+        let seed = seed
+            .get_untracked()
+            .trim()
+            .parse()
+            .map_err(|_| format!("seed: `{}` is not a whole number", seed.get_untracked()))?;
+        Ok(TrainSpec {
+            algorithm,
+            scale: scale.get_untracked(),
             test_fraction: 0.2,
-            seed: seed
-                .get()
-                .trim()
-                .parse()
-                .map_err(|_| format!("seed: `{}` is not a whole number", seed.get()))?,
-        };
-        p.validate()?;
-        Ok(p)
+            seed,
+        })
     };
 
     let start = move |_| {
         error.set(None);
-        let params = match params() {
-            Ok(p) => p,
+        let spec = match spec() {
+            Ok(s) => s,
             Err(e) => return error.set(Some(e)),
         };
         let now = js_sys::Date::now();
         let n = state.runs.with_untracked(Vec::len) + 1;
         let req = TrainRequest {
             run_id: format!("run-{}-{}", now as u64, n),
-            run_name: format!("logreg #{n}"),
+            run_name: format!("{} #{n}", algorithm.get_untracked().replace('_', " ")),
             dataset: dataset.get_untracked(),
-            params,
+            spec,
             started_at_ms: now,
         };
         progress.set(Some(("starting worker".into(), 0.0)));
@@ -105,12 +163,15 @@ pub fn TrainPanel() -> impl IntoView {
             <div class="form">
                 <label>"Dataset"
                     <select id="dataset" prop:value=move || dataset.get() on:change=move |ev| dataset.set(event_target_value(&ev))>
-                        <option value="iris">"iris (built-in, 150 rows, 3 classes)"</option>
+                        {BUILTIN.iter().map(|(name, label)| view! { <option value=*name>{*label}</option> }).collect_view()}
                     </select>
                 </label>
-                <label>"Model" <select id="model"><option value="logistic_regression">"logistic regression (multinomial)"</option></select></label>
-                <label>"L2 penalty (alpha)" <input id="alpha" prop:value=move || alpha.get() on:input=move |ev| alpha.set(event_target_value(&ev)) /></label>
-                <label>"Max iterations" <input id="max-iterations" prop:value=move || max_iterations.get() on:input=move |ev| max_iterations.set(event_target_value(&ev)) /></label>
+                <label>"Algorithm"
+                    <select id="algorithm" prop:value=move || algorithm.get() on:change=move |ev| algorithm.set(event_target_value(&ev))>
+                        {algorithms().into_iter().map(|(name, label, _)| view! { <option value=name>{label}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="check"><input type="checkbox" id="scale" prop:checked=move || scale.get() on:change=move |ev| scale.set(event_target_checked(&ev)) /> "Standard-scale features"</label>
                 <label>"Split seed" <input id="seed" prop:value=move || seed.get() on:input=move |ev| seed.set(event_target_value(&ev)) /></label>
             </div>
             <div class="actions">

@@ -1,0 +1,368 @@
+//! CSV import: header detection, column types, and every bad row reported with its line and
+//! column, so the user decides to skip them or cancel. Nothing is dropped silently.
+
+use serde::{Deserialize, Serialize};
+use wasmops_shared::dataset::Dataset;
+
+/// A CSV file read into fields, before a target is chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CsvTable {
+    pub name: String,
+    pub has_header: bool,
+    pub columns: Vec<Column>,
+    /// Records with the right number of fields, with their 1-based line numbers.
+    pub records: Vec<(u64, Vec<String>)>,
+    /// Records with the wrong number of fields (never usable).
+    pub ragged: Vec<RowProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// Most (over half) of its non-empty values parse as finite numbers; the rest are bad values.
+    pub numeric: bool,
+    pub distinct: usize,
+}
+
+/// One bad row: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowProblem {
+    pub line: u64,
+    pub column: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.column {
+            Some(c) => write!(f, "line {}, column `{c}`: {}", self.line, self.message),
+            None => write!(f, "line {}: {}", self.line, self.message),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsvError {
+    #[error("{0} is empty")]
+    Empty(String),
+    #[error("{file}: line {line}: {message}")]
+    Syntax {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error("no column named `{0}`")]
+    UnknownColumn(String),
+    #[error("column `{column}` is not numeric (e.g. `{example}` on line {line}); features must be numbers")]
+    NonNumericFeature {
+        column: String,
+        example: String,
+        line: u64,
+    },
+    #[error("a dataset needs a target and at least one feature column; found {0} columns")]
+    TooFewColumns(usize),
+    #[error("no usable rows are left after skipping {0} bad rows")]
+    NoRows(usize),
+}
+
+/// A target choice applied to a table: the dataset of the good rows and every bad row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub dataset: Dataset,
+    pub problems: Vec<RowProblem>,
+    /// `classification` or `regression`, inferred from the target column.
+    pub task: &'static str,
+}
+
+fn number(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Reads CSV text. Fails only when the file has no data at all or is not CSV.
+pub fn read(name: &str, text: &str) -> Result<CsvTable, CsvError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut all: Vec<(u64, Vec<String>)> = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| CsvError::Syntax {
+            file: name.into(),
+            line: e.position().map(|p| p.line()).unwrap_or(0),
+            message: e.to_string(),
+        })?;
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if record.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        all.push((line, record.iter().map(|f| f.trim().to_string()).collect()));
+    }
+    let Some((_, first)) = all.first().cloned() else {
+        return Err(CsvError::Empty(name.into()));
+    };
+    // A header is a first row with a non-numeric field in a column that is numeric below it,
+    // or a first row of all non-numeric fields.
+    let numeric_below = |j: usize| {
+        let vals: Vec<&str> = all[1..]
+            .iter()
+            .filter_map(|(_, r)| r.get(j).map(String::as_str))
+            .collect();
+        !vals.is_empty() && vals.iter().filter(|v| number(v).is_some()).count() * 2 > vals.len()
+    };
+    let has_header = all.len() > 1
+        && (first.iter().all(|f| number(f).is_none())
+            || first
+                .iter()
+                .enumerate()
+                .any(|(j, f)| number(f).is_none() && numeric_below(j)));
+    let width = first.len();
+    let names: Vec<String> = if has_header {
+        first
+            .iter()
+            .enumerate()
+            .map(|(j, f)| {
+                if f.is_empty() {
+                    format!("column {}", j + 1)
+                } else {
+                    f.clone()
+                }
+            })
+            .collect()
+    } else {
+        (1..=width).map(|j| format!("column {j}")).collect()
+    };
+    let mut records = Vec::new();
+    let mut ragged = Vec::new();
+    for (line, fields) in all.into_iter().skip(usize::from(has_header)) {
+        if fields.len() == width {
+            records.push((line, fields));
+        } else {
+            ragged.push(RowProblem {
+                line,
+                column: None,
+                message: format!("expected {width} fields, found {}", fields.len()),
+            });
+        }
+    }
+    let columns = names
+        .into_iter()
+        .enumerate()
+        .map(|(j, name)| {
+            let values: Vec<&str> = records
+                .iter()
+                .map(|(_, r)| r[j].as_str())
+                .filter(|v| !v.is_empty())
+                .collect();
+            let numeric = !values.is_empty()
+                && values.iter().filter(|v| number(v).is_some()).count() * 2 > values.len();
+            let mut distinct: Vec<&str> = values.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            Column {
+                name,
+                numeric,
+                distinct: distinct.len(),
+            }
+        })
+        .collect();
+    Ok(CsvTable {
+        name: name.into(),
+        has_header,
+        columns,
+        records,
+        ragged,
+    })
+}
+
+impl CsvTable {
+    /// A good default target: the last column.
+    pub fn default_target(&self) -> Option<&str> {
+        self.columns.last().map(|c| c.name.as_str())
+    }
+
+    /// Splits the table into features and `target`; rows with a bad value become problems.
+    pub fn prepare(&self, target: &str) -> Result<Prepared, CsvError> {
+        if self.columns.len() < 2 {
+            return Err(CsvError::TooFewColumns(self.columns.len()));
+        }
+        let t = self
+            .columns
+            .iter()
+            .position(|c| c.name == target)
+            .ok_or_else(|| CsvError::UnknownColumn(target.into()))?;
+        for (j, c) in self.columns.iter().enumerate() {
+            if j != t && !c.numeric {
+                let (line, example) = self
+                    .records
+                    .iter()
+                    .find(|(_, r)| !r[j].is_empty() && number(&r[j]).is_none())
+                    .map(|(l, r)| (*l, r[j].clone()))
+                    .unwrap_or((0, String::new()));
+                return Err(CsvError::NonNumericFeature {
+                    column: c.name.clone(),
+                    example,
+                    line,
+                });
+            }
+        }
+        let target_col = &self.columns[t];
+        // Classification when the target is text, or whole numbers with few distinct values.
+        let whole = self
+            .records
+            .iter()
+            .all(|(_, r)| number(&r[t]).is_none_or(|v| v.fract() == 0.0));
+        let classification = !target_col.numeric || (whole && target_col.distinct <= 20);
+        let mut class_names: Vec<String> = Vec::new();
+        if classification {
+            let mut labels: Vec<&str> = self
+                .records
+                .iter()
+                .map(|(_, r)| r[t].as_str())
+                .filter(|v| !v.is_empty())
+                .collect();
+            labels.sort_by(|a, b| match (number(a), number(b)) {
+                (Some(x), Some(y)) => x.total_cmp(&y),
+                _ => a.cmp(b),
+            });
+            labels.dedup();
+            class_names = labels.into_iter().map(String::from).collect();
+        }
+        let mut problems = self.ragged.clone();
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        'rows: for (line, r) in &self.records {
+            let mut row = Vec::with_capacity(self.columns.len() - 1);
+            for (j, c) in self.columns.iter().enumerate() {
+                if j == t {
+                    continue;
+                }
+                match number(&r[j]) {
+                    Some(v) => row.push(v),
+                    None => {
+                        let message = if r[j].is_empty() {
+                            "empty value (missing values are not supported yet)".to_string()
+                        } else {
+                            format!("`{}` is not a finite number", r[j])
+                        };
+                        problems.push(RowProblem {
+                            line: *line,
+                            column: Some(c.name.clone()),
+                            message,
+                        });
+                        continue 'rows;
+                    }
+                }
+            }
+            let label = &r[t];
+            let value = if label.is_empty() {
+                None
+            } else if classification {
+                class_names
+                    .iter()
+                    .position(|c| c == label)
+                    .map(|i| i as f64)
+            } else {
+                number(label)
+            };
+            match value {
+                Some(v) => {
+                    x.extend(row);
+                    y.push(v);
+                }
+                None => problems.push(RowProblem {
+                    line: *line,
+                    column: Some(target_col.name.clone()),
+                    message: if label.is_empty() {
+                        "empty target".into()
+                    } else {
+                        format!("`{label}` is not a number")
+                    },
+                }),
+            }
+        }
+        problems.sort_by_key(|p| p.line);
+        if y.is_empty() {
+            return Err(CsvError::NoRows(problems.len()));
+        }
+        let dataset = Dataset {
+            name: self.name.clone(),
+            feature_names: self
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != t)
+                .map(|(_, c)| c.name.clone())
+                .collect(),
+            target_name: target_col.name.clone(),
+            class_names,
+            x,
+            y,
+        };
+        Ok(Prepared {
+            dataset,
+            problems,
+            task: if classification {
+                "classification"
+            } else {
+                "regression"
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_bad_row_with_line_and_column() {
+        let text = "a,b,label\n1,2,x\n3,oops,y\n4,5\n,6,x\n7,8,\n9,10,y\n";
+        let table = read("t.csv", text).unwrap();
+        assert!(table.has_header);
+        let p = table.prepare("label").unwrap();
+        let shown: Vec<String> = p.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "line 3, column `b`: `oops` is not a finite number",
+                "line 4: expected 3 fields, found 2",
+                "line 5, column `a`: empty value (missing values are not supported yet)",
+                "line 6, column `label`: empty target",
+            ]
+        );
+        assert_eq!(p.task, "classification");
+        assert_eq!(p.dataset.class_names, vec!["x", "y"]);
+        assert_eq!(p.dataset.x, vec![1.0, 2.0, 9.0, 10.0]);
+        assert_eq!(p.dataset.y, vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn headerless_numeric_files_and_regression_targets() {
+        let table = read("n.csv", "1,2,0.5\n3,4,1.5\n5,6,2.25\n").unwrap();
+        assert!(!table.has_header);
+        let p = table.prepare("column 3").unwrap();
+        assert_eq!(p.task, "regression");
+        assert_eq!(p.dataset.feature_names, vec!["column 1", "column 2"]);
+        assert!(p.problems.is_empty());
+    }
+
+    #[test]
+    fn text_feature_columns_and_empty_files_are_refused_clearly() {
+        let err = read("c.csv", "city,temp,y\nParis,3,1\nOslo,-2,0\n")
+            .unwrap()
+            .prepare("y")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "column `city` is not numeric (e.g. `Paris` on line 2); features must be numbers"
+        );
+        assert_eq!(
+            read("e.csv", "\n\n").unwrap_err().to_string(),
+            "e.csv is empty"
+        );
+        assert!(matches!(
+            read("t.csv", "a,b\n1,2\n").unwrap().prepare("z"),
+            Err(CsvError::UnknownColumn(_))
+        ));
+    }
+}

@@ -1,0 +1,555 @@
+//! wasmops-trainer: a dataset and a [`TrainSpec`] in, a plain [`Pipeline`] out, trained with
+//! linfa. It runs inside the dashboard's Web Worker and natively in tests and benchmarks.
+//!
+//! # Layout
+//! - [`datasets`]: the built-in datasets.
+//! - this file: specs, the seeded split, standard scaling, fitting each algorithm and turning
+//!   the fitted linfa model into a [`Pipeline`] the compiler understands.
+//!
+//! Every conversion keeps linfa's own predictions for the test split
+//! ([`Trained::linfa_test_predictions`]) so tests can check that the compiled module agrees
+//! with linfa.
+
+pub mod csv_import;
+pub mod datasets;
+
+use std::collections::BTreeMap;
+
+use linfa::prelude::*;
+use linfa_clustering::KMeans;
+use linfa_elasticnet::ElasticNet;
+use linfa_ensemble::EnsembleLearnerParams;
+use linfa_linear::LinearRegression;
+use linfa_logistic::MultiLogisticRegression;
+use linfa_trees::DecisionTree;
+use ndarray::{Array1, Array2};
+use rand_xoshiro::rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256Plus;
+use serde::{Deserialize, Serialize};
+use wasmops_shared::dataset::Dataset;
+use wasmops_shared::pipeline::{Model, Pipeline, StandardScaler, Tree, TreeNode};
+
+/// An algorithm and its hyperparameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "snake_case")]
+pub enum Algorithm {
+    LinearRegression,
+    /// Elastic net; `l1_ratio = 0` is ridge regression.
+    ElasticNet {
+        penalty: f64,
+        l1_ratio: f64,
+    },
+    LogisticRegression {
+        alpha: f64,
+        max_iterations: u64,
+    },
+    DecisionTree {
+        max_depth: Option<usize>,
+    },
+    RandomForest {
+        n_trees: usize,
+        max_depth: Option<usize>,
+        feature_proportion: f64,
+    },
+    GaussianNb,
+    KMeans {
+        k: usize,
+        max_iterations: u64,
+    },
+}
+
+impl Algorithm {
+    pub fn is_regression(&self) -> bool {
+        matches!(
+            self,
+            Algorithm::LinearRegression | Algorithm::ElasticNet { .. }
+        )
+    }
+
+    pub fn is_clustering(&self) -> bool {
+        matches!(self, Algorithm::KMeans { .. })
+    }
+
+    /// Rejects hyperparameters before any work, naming the field.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |field: &str, why: String| Err(TrainError::Param(format!("{field}: {why}")));
+        match self {
+            Algorithm::ElasticNet { penalty, l1_ratio } => {
+                if !(penalty.is_finite() && *penalty >= 0.0) {
+                    return bad(
+                        "penalty",
+                        format!("must be a finite number >= 0, got {penalty}"),
+                    );
+                }
+                if !(0.0..=1.0).contains(l1_ratio) {
+                    return bad(
+                        "l1_ratio",
+                        format!("must be between 0 and 1, got {l1_ratio}"),
+                    );
+                }
+            }
+            Algorithm::LogisticRegression {
+                alpha,
+                max_iterations,
+            } => {
+                if !(alpha.is_finite() && *alpha >= 0.0) {
+                    return bad(
+                        "alpha",
+                        format!("must be a finite number >= 0, got {alpha}"),
+                    );
+                }
+                if *max_iterations == 0 {
+                    return bad("max_iterations", "must be at least 1".into());
+                }
+            }
+            Algorithm::DecisionTree { max_depth } | Algorithm::RandomForest { max_depth, .. }
+                if *max_depth == Some(0) =>
+            {
+                return bad("max_depth", "must be at least 1 (or unlimited)".into());
+            }
+            Algorithm::RandomForest {
+                n_trees,
+                feature_proportion,
+                ..
+            } => {
+                if *n_trees == 0 || *n_trees > 1000 {
+                    return bad(
+                        "n_trees",
+                        format!("must be between 1 and 1000, got {n_trees}"),
+                    );
+                }
+                if !(*feature_proportion > 0.0 && *feature_proportion <= 1.0) {
+                    return bad(
+                        "feature_proportion",
+                        format!("must be in (0, 1], got {feature_proportion}"),
+                    );
+                }
+            }
+            Algorithm::KMeans { k, max_iterations } => {
+                if *k < 2 {
+                    return bad("k", format!("must be at least 2, got {k}"));
+                }
+                if *max_iterations == 0 {
+                    return bad("max_iterations", "must be at least 1".into());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// What to train, on which split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSpec {
+    pub algorithm: Algorithm,
+    /// Standard-scale features (fitted on the training split) before the model.
+    pub scale: bool,
+    /// Fraction of rows held out for testing.
+    pub test_fraction: f64,
+    /// Seeds the split and every random choice of the algorithm.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrainError {
+    #[error("invalid hyperparameter {0}")]
+    Param(String),
+    #[error("{0}")]
+    Data(String),
+    #[error("linfa failed: {0}")]
+    Fit(String),
+}
+
+/// A trained pipeline with its split and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trained {
+    pub pipeline: Pipeline,
+    /// Class (or cluster) names by output class index; empty for regression.
+    pub class_names: Vec<String>,
+    pub train_x: Vec<f64>,
+    pub test_x: Vec<f64>,
+    /// Test targets: class indices or regression values (cluster runs: the true classes).
+    pub test_y: Vec<f64>,
+    /// What linfa itself predicts for the test rows (class index, cluster or value).
+    pub linfa_test_predictions: Vec<f64>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Trains `spec` on `data`. `progress(stage, fraction)` reports what is happening; linfa's
+/// fits do not expose iterations, so stages are what can be reported honestly.
+pub fn train(
+    data: &Dataset,
+    spec: &TrainSpec,
+    mut progress: impl FnMut(&str, f64),
+) -> Result<Trained, TrainError> {
+    spec.algorithm.validate()?;
+    if !(spec.test_fraction > 0.0 && spec.test_fraction < 1.0) {
+        return Err(TrainError::Param(format!(
+            "test_fraction: must be in (0, 1), got {}",
+            spec.test_fraction
+        )));
+    }
+    let d = data.n_features();
+    let n = data.n_rows();
+    if n < 4 || d == 0 || data.x.len() != n * d {
+        return Err(TrainError::Data(format!(
+            "dataset `{}` has {n} rows of {d} features: too small to split",
+            data.name
+        )));
+    }
+    let classification = !spec.algorithm.is_regression() && !spec.algorithm.is_clustering();
+    if classification && data.class_names.len() < 2 {
+        return Err(TrainError::Data(format!(
+            "`{}` has no class target; choose a regression algorithm",
+            data.name
+        )));
+    }
+
+    progress("splitting", 0.1);
+    let records = Array2::from_shape_vec((n, d), data.x.clone())
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let targets = Array1::from(data.y.clone());
+    let mut rng = Xoshiro256Plus::seed_from_u64(spec.seed);
+    let (train, test) = linfa::Dataset::new(records, targets)
+        .shuffle(&mut rng)
+        .split_with_ratio((1.0 - spec.test_fraction) as f32);
+    let train_x_raw: Vec<f64> = train.records().iter().copied().collect();
+    let scaler = spec.scale.then(|| fit_scaler(train.records()));
+    let (train_x, test_x) = match &scaler {
+        Some(s) => (
+            apply_scaler(s, train.records()),
+            apply_scaler(s, test.records()),
+        ),
+        None => (train.records().to_owned(), test.records().to_owned()),
+    };
+    let train_y = train.targets().to_owned();
+    let test_y: Vec<f64> = test.targets().iter().copied().collect();
+    let as_class = |y: &Array1<f64>| y.mapv(|v| v as usize);
+
+    progress("fitting", 0.3);
+    let (model, linfa_pred): (Model, Vec<f64>) = match &spec.algorithm {
+        Algorithm::LinearRegression => {
+            let fit = LinearRegression::new()
+                .fit(&linfa::Dataset::new(train_x.clone(), train_y.clone()))
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let pred = fit.predict(&test_x).to_vec();
+            (
+                Model::Linear {
+                    weights: fit.params().to_vec(),
+                    intercept: fit.intercept(),
+                },
+                pred,
+            )
+        }
+        Algorithm::ElasticNet { penalty, l1_ratio } => {
+            let fit = ElasticNet::params()
+                .penalty(*penalty)
+                .l1_ratio(*l1_ratio)
+                .fit(&linfa::Dataset::new(train_x.clone(), train_y.clone()))
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let pred = fit.predict(&test_x).to_vec();
+            (
+                Model::Linear {
+                    weights: fit.hyperplane().to_vec(),
+                    intercept: fit.intercept(),
+                },
+                pred,
+            )
+        }
+        Algorithm::LogisticRegression {
+            alpha,
+            max_iterations,
+        } => {
+            let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
+            let fit = MultiLogisticRegression::default()
+                .alpha(*alpha)
+                .max_iterations(*max_iterations)
+                .fit(&ds)
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            // Output class c means linfa's classes()[c]; map back to dataset class indices below.
+            let classes = fit.classes().to_vec();
+            let params = fit.params();
+            let k = data.class_names.len();
+            // Classes absent from the training split get a logit that never wins.
+            let mut weights = vec![vec![0.0; d]; k];
+            let mut intercepts = vec![-1e300; k];
+            for (c, label) in classes.iter().enumerate() {
+                weights[*label] = params.column(c).to_vec();
+                intercepts[*label] = fit.intercept()[c];
+            }
+            let pred = fit.predict(&test_x).iter().map(|c| *c as f64).collect();
+            (
+                Model::LogisticRegression {
+                    weights,
+                    intercepts,
+                },
+                pred,
+            )
+        }
+        Algorithm::GaussianNb => {
+            let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
+            let fit = linfa_bayes::GaussianNb::params()
+                .fit(&ds)
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let pred = fit.predict(&test_x).iter().map(|c| *c as f64).collect();
+            (gaussian_nb_model(&fit, d, data.class_names.len())?, pred)
+        }
+        Algorithm::DecisionTree { max_depth } => {
+            let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
+            let fit = DecisionTree::params()
+                .max_depth(*max_depth)
+                .fit(&ds)
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let pred = fit.predict(&test_x).iter().map(|c| *c as f64).collect();
+            let k = data.class_names.len();
+            let identity: Vec<usize> = (0..d).collect();
+            let mut tree = flatten_tree(fit.root_node(), &identity, k);
+            fill_leaf_distributions(&mut tree, &train_x, train_y.as_slice().unwrap_or(&[]), k);
+            (Model::DecisionTree { n_classes: k, tree }, pred)
+        }
+        Algorithm::RandomForest {
+            n_trees,
+            max_depth,
+            feature_proportion,
+        } => {
+            let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
+            let forest_rng = Xoshiro256Plus::seed_from_u64(spec.seed ^ 0x5eed);
+            let fit = EnsembleLearnerParams::new_fixed_rng(
+                DecisionTree::params().max_depth(*max_depth),
+                forest_rng,
+            )
+            .ensemble_size(*n_trees)
+            .bootstrap_proportion(1.0)
+            .feature_proportion(*feature_proportion)
+            .fit(&ds)
+            .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let pred: Array1<usize> = fit.predict(&test_x);
+            let k = data.class_names.len();
+            let trees = fit
+                .models
+                .iter()
+                .zip(&fit.model_features)
+                .map(|(m, features)| flatten_tree(m.root_node(), features, k))
+                .collect();
+            (
+                Model::RandomForest {
+                    n_classes: k,
+                    trees,
+                },
+                pred.iter().map(|c| *c as f64).collect(),
+            )
+        }
+        Algorithm::KMeans { k, max_iterations } => {
+            let km_rng = Xoshiro256Plus::seed_from_u64(spec.seed);
+            let fit = KMeans::params_with_rng(*k, km_rng)
+                .max_n_iterations(*max_iterations)
+                .fit(&linfa::DatasetBase::from(train_x.clone()))
+                .map_err(|e| TrainError::Fit(e.to_string()))?;
+            let pred: Array1<usize> = fit.predict(&test_x);
+            let centroids = fit
+                .centroids()
+                .rows()
+                .into_iter()
+                .map(|r| r.to_vec())
+                .collect();
+            (
+                Model::KMeans { centroids },
+                pred.iter().map(|c| *c as f64).collect(),
+            )
+        }
+    };
+
+    progress("evaluating", 0.9);
+    let pipeline = Pipeline {
+        n_features: d,
+        scaler,
+        model,
+    };
+    pipeline
+        .validate()
+        .map_err(|e| TrainError::Fit(format!("linfa produced an unusable model: {e}")))?;
+    let test_x_raw: Vec<f64> = test.records().iter().copied().collect();
+    let outputs = wasmops_shared::reference::predict(&pipeline, &test_x_raw);
+    let metrics = wasmops_shared::metrics::evaluate(&pipeline, &test_x_raw, &outputs, &test_y);
+    let class_names = match &spec.algorithm {
+        Algorithm::KMeans { k, .. } => (0..*k).map(|c| format!("cluster {c}")).collect(),
+        a if a.is_regression() => Vec::new(),
+        _ => data.class_names.clone(),
+    };
+    progress("done", 1.0);
+    Ok(Trained {
+        pipeline,
+        class_names,
+        train_x: train_x_raw,
+        test_x: test_x_raw,
+        test_y,
+        linfa_test_predictions: linfa_pred,
+        metrics,
+    })
+}
+
+/// Mean and population standard deviation per column (a constant column scales by 1).
+fn fit_scaler(x: &Array2<f64>) -> StandardScaler {
+    let n = x.nrows().max(1) as f64;
+    let mean: Vec<f64> = x.columns().into_iter().map(|c| c.sum() / n).collect();
+    let scale = x
+        .columns()
+        .into_iter()
+        .zip(&mean)
+        .map(|(c, m)| {
+            let sd = (c.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / n).sqrt();
+            if sd > 0.0 {
+                sd
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    StandardScaler { mean, scale }
+}
+
+/// Scales exactly as modules do: `(x - mean) / scale`.
+fn apply_scaler(s: &StandardScaler, x: &Array2<f64>) -> Array2<f64> {
+    let mut out = x.to_owned();
+    for mut row in out.rows_mut() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (*v - s.mean[j]) / s.scale[j];
+        }
+    }
+    out
+}
+
+/// Flattens a linfa tree (children after parents); `features` maps the tree's feature indices
+/// to dataset columns (forests train trees on feature subsets).
+fn flatten_tree(root: &linfa_trees::TreeNode<f64, usize>, features: &[usize], k: usize) -> Tree {
+    let mut nodes = Vec::new();
+    let mut queue = std::collections::VecDeque::from([(root, 0usize)]);
+    nodes.push(TreeNode::Leaf {
+        class: 0,
+        probabilities: vec![0.0; k],
+    });
+    while let Some((node, at)) = queue.pop_front() {
+        match node.prediction() {
+            Some(class) => {
+                let mut probabilities = vec![0.0; k];
+                probabilities[class.min(k - 1)] = 1.0;
+                nodes[at] = TreeNode::Leaf {
+                    class: class.min(k - 1),
+                    probabilities,
+                };
+            }
+            None => {
+                let (feature, threshold, _) = node.split();
+                let children = node.children();
+                let (Some(left), Some(right)) = (children[0].as_deref(), children[1].as_deref())
+                else {
+                    continue;
+                };
+                let (l, r) = (nodes.len(), nodes.len() + 1);
+                nodes.push(TreeNode::Leaf {
+                    class: 0,
+                    probabilities: vec![0.0; k],
+                });
+                nodes.push(TreeNode::Leaf {
+                    class: 0,
+                    probabilities: vec![0.0; k],
+                });
+                nodes[at] = TreeNode::Split {
+                    feature: features[feature],
+                    threshold,
+                    left: l,
+                    right: r,
+                };
+                queue.push_back((left, l));
+                queue.push_back((right, r));
+            }
+        }
+    }
+    Tree { nodes }
+}
+
+/// Replaces each leaf's probabilities by the class shares of the training rows reaching it,
+/// and its class by the most frequent one (lowest index on ties). linfa-trees breaks ties in a
+/// leaf by `HashMap` order (random per process), which would make rebuilt modules differ; on
+/// every leaf without a tie this is exactly linfa's prediction.
+fn fill_leaf_distributions(tree: &mut Tree, train_x: &Array2<f64>, train_y: &[f64], k: usize) {
+    let mut counts = vec![vec![0.0f64; k]; tree.nodes.len()];
+    for (row, y) in train_x.rows().into_iter().zip(train_y) {
+        let row = row.to_vec();
+        counts[tree.leaf_for(&row)][(*y as usize).min(k - 1)] += 1.0;
+    }
+    for (node, c) in tree.nodes.iter_mut().zip(counts) {
+        if let TreeNode::Leaf {
+            probabilities,
+            class,
+        } = node
+        {
+            let total: f64 = c.iter().sum();
+            if total > 0.0 {
+                *probabilities = c.iter().map(|v| v / total).collect();
+                let mut best = 0;
+                for (i, v) in c.iter().enumerate() {
+                    if *v > c[best] {
+                        best = i;
+                    }
+                }
+                *class = best;
+            }
+        }
+    }
+}
+
+/// Reads a fitted Gaussian NB through its serde form (linfa keeps the fields private) and
+/// precomputes the constants of the joint log-likelihood.
+fn gaussian_nb_model(
+    fit: &linfa_bayes::GaussianNb<f64, usize>,
+    d: usize,
+    k: usize,
+) -> Result<Model, TrainError> {
+    #[derive(Deserialize)]
+    struct Nb {
+        class_info: BTreeMap<String, Info>,
+    }
+    #[derive(Deserialize)]
+    struct Info {
+        prior: f64,
+        theta: Arr,
+        sigma: Arr,
+    }
+    #[derive(Deserialize)]
+    struct Arr {
+        data: Vec<f64>,
+    }
+    let value = serde_json::to_value(fit).map_err(|e| TrainError::Fit(e.to_string()))?;
+    let nb: Nb = serde_json::from_value(value)
+        .map_err(|e| TrainError::Fit(format!("unexpected GaussianNb form: {e}")))?;
+    let mut means = vec![vec![0.0; d]; k];
+    let mut neg_half_inv_var = vec![vec![-0.5; d]; k];
+    // Classes missing from the training split never win.
+    let mut log_prior_norm = vec![-1e300; k];
+    for (label, info) in nb.class_info {
+        let c: usize = label
+            .parse()
+            .map_err(|_| TrainError::Fit(format!("class label {label}")))?;
+        if c >= k || info.theta.data.len() != d || info.sigma.data.len() != d {
+            return Err(TrainError::Fit(format!(
+                "GaussianNb class {c} has unexpected shape"
+            )));
+        }
+        let norm: f64 = info
+            .sigma
+            .data
+            .iter()
+            .map(|s| (2.0 * std::f64::consts::PI * s).ln())
+            .sum();
+        log_prior_norm[c] = info.prior.ln() - 0.5 * norm;
+        means[c] = info.theta.data.clone();
+        neg_half_inv_var[c] = info.sigma.data.iter().map(|s| -0.5 / s).collect();
+    }
+    Ok(Model::GaussianNb {
+        means,
+        neg_half_inv_var,
+        log_prior_norm,
+    })
+}
