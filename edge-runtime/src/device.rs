@@ -1,19 +1,24 @@
-//! The device's state: modules stored content-addressed in the data dir, the active module,
-//! and telemetry counters.
+//! The device's state: modules stored content-addressed in the data dir, the active module
+//! and its activation history, and the durable telemetry store.
 //!
 //! Data dir layout:
 //! - `modules/<sha256>.wasm`: every accepted module, named only by its hash;
-//! - `active`: the hash of the active module (written to a temp file, then renamed, so a crash
-//!   never leaves a half-written pointer). A restart re-loads and re-verifies it.
+//! - `active`: the activation history, one hash per line, the last line being the active
+//!   module (written to a temp file, then renamed, so a crash never leaves a half-written
+//!   pointer). A restart re-loads and re-verifies the last line; rollback drops it;
+//! - `telemetry.sqlite` (+ WAL): see [`crate::telemetry`];
+//! - `logs/`: the daemon's rotated log files (written by `main.rs`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use wasmops_shared::wire::{ActiveModel, DeviceInfo, Telemetry};
+use wasmops_shared::module::ModuleInfo;
+use wasmops_shared::wire::{ActiveModel, DeviceInfo, ModuleList, ModuleSummary};
 
 use crate::sandbox::{LoadedModule, Sandbox, SandboxError};
+use crate::telemetry::{TelemetryConfig, TelemetryError, TelemetryStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -25,58 +30,56 @@ pub enum DeviceError {
     BadHash(String),
     #[error("no model is active on this device")]
     NoActiveModel,
+    #[error("no earlier version to roll back to (activation history: {0})")]
+    NothingToRollBack(String),
     #[error("storage error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
 }
 
 pub struct Device {
     name: String,
     data_dir: PathBuf,
     sandbox: Sandbox,
+    /// Predict reads this on every call; activation swaps the `Arc` under a short write lock,
+    /// so in-flight calls finish on the module they started with.
     active: RwLock<Option<Arc<LoadedModule>>>,
+    /// Serializes activation and rollback (history file and pointer change together).
+    activation: Mutex<()>,
+    /// Parsed (not compiled) modules, for drift against their profiles.
+    infos: Mutex<HashMap<String, Arc<ModuleInfo>>>,
     started: Instant,
-    pub telemetry: Counters,
-}
-
-/// In-memory counters (durable telemetry in SQLite is issue 4's).
-#[derive(Default)]
-pub struct Counters {
-    pub requests: AtomicU64,
-    pub predictions: AtomicU64,
-    pub errors: AtomicU64,
-}
-
-impl Counters {
-    pub fn snapshot(&self) -> Telemetry {
-        Telemetry {
-            requests: self.requests.load(Ordering::Relaxed),
-            predictions: self.predictions.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
-        }
-    }
+    pub telemetry: TelemetryStore,
 }
 
 impl Device {
     /// Opens (creating if needed) a data dir and restores the active module, if any.
     pub fn open(name: String, data_dir: &Path, sandbox: Sandbox) -> Result<Device, DeviceError> {
+        Device::open_with(name, data_dir, sandbox, TelemetryConfig::default())
+    }
+
+    pub fn open_with(
+        name: String,
+        data_dir: &Path,
+        sandbox: Sandbox,
+        telemetry: TelemetryConfig,
+    ) -> Result<Device, DeviceError> {
         std::fs::create_dir_all(data_dir.join("modules"))?;
         let device = Device {
             name,
             data_dir: data_dir.to_path_buf(),
             sandbox,
             active: RwLock::new(None),
+            activation: Mutex::new(()),
+            infos: Mutex::new(HashMap::new()),
             started: Instant::now(),
-            telemetry: Counters::default(),
+            telemetry: TelemetryStore::open(data_dir, telemetry)?,
         };
-        match std::fs::read_to_string(device.data_dir.join("active")) {
-            Ok(hash) => {
-                let hash = hash.trim().to_string();
-                let loaded = device.load_stored(&hash)?;
-                tracing::info!(module = %hash, "restored active module");
-                *device.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(loaded));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+        if let Some(hash) = device.history()?.last() {
+            let loaded = device.load_stored(hash)?;
+            tracing::info!(module = %hash, "restored active module");
+            *device.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(loaded));
         }
         Ok(device)
     }
@@ -98,13 +101,136 @@ impl Device {
 
     /// Makes a stored module the active one; returns the previously active hash.
     pub fn activate(&self, hash: &str) -> Result<Option<String>, DeviceError> {
+        let _serial = self.activation.lock().unwrap_or_else(|p| p.into_inner());
         let loaded = Arc::new(self.load_stored(hash)?);
-        write_atomic(&self.data_dir.join("active"), hash.as_bytes())?;
-        let mut active = self.active.write().unwrap_or_else(|p| p.into_inner());
-        let previous = active.as_ref().map(|m| m.info.hash.clone());
-        *active = Some(loaded);
+        let mut history = self.history()?;
+        let previous = history.last().cloned();
+        if previous.as_deref() != Some(hash) {
+            history.push(hash.to_string());
+            self.write_history(&history)?;
+        }
+        self.swap(loaded);
         tracing::info!(module = %hash, previous = ?previous, "module activated");
         Ok(previous)
+    }
+
+    /// Re-activates the version that was active before the current one, in one step:
+    /// the history file is rewritten atomically, then the pointer is swapped.
+    /// Returns `(now_active, rolled_back)`.
+    pub fn rollback(&self) -> Result<(String, String), DeviceError> {
+        let _serial = self.activation.lock().unwrap_or_else(|p| p.into_inner());
+        let mut history = self.history()?;
+        if history.len() < 2 {
+            return Err(DeviceError::NothingToRollBack(if history.is_empty() {
+                "empty".into()
+            } else {
+                format!("only {}", history[0])
+            }));
+        }
+        let rolled_back = history.pop().expect("len >= 2");
+        let target = history.last().expect("len >= 1").clone();
+        let loaded = Arc::new(self.load_stored(&target)?);
+        self.write_history(&history)?;
+        self.swap(loaded);
+        tracing::info!(module = %target, rolled_back = %rolled_back, "rolled back");
+        Ok((target, rolled_back))
+    }
+
+    fn swap(&self, loaded: Arc<LoadedModule>) {
+        *self.active.write().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
+    }
+
+    /// Activation history, oldest first; the last entry is the active module.
+    fn history(&self) -> Result<Vec<String>, DeviceError> {
+        match std::fs::read_to_string(self.data_dir.join("active")) {
+            Ok(text) => Ok(text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn write_history(&self, history: &[String]) -> Result<(), DeviceError> {
+        // Bounded: the last 100 activations are enough to roll back through.
+        let keep = &history[history.len().saturating_sub(100)..];
+        let mut text = keep.join("\n");
+        text.push('\n');
+        Ok(write_atomic(
+            &self.data_dir.join("active"),
+            text.as_bytes(),
+        )?)
+    }
+
+    /// Every stored version with its card summary, newest upload first.
+    pub fn modules(&self) -> Result<ModuleList, DeviceError> {
+        let active = self.active().map(|m| m.info.hash.clone());
+        let mut modules = Vec::new();
+        for hash in self.stored_hashes()? {
+            let path = self.module_path(&hash)?;
+            let meta = std::fs::metadata(&path)?;
+            let uploaded_ms = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as u64);
+            let Some(info) = self.module_info(&hash) else {
+                tracing::warn!(module = %hash, "stored module no longer parses; skipped");
+                continue;
+            };
+            modules.push(ModuleSummary {
+                active: active.as_deref() == Some(hash.as_str()),
+                hash,
+                size: meta.len(),
+                uploaded_ms,
+                kind: info.card.kind.clone(),
+                feature_names: info.card.feature_names.clone(),
+                classes: info.card.classes.clone(),
+                dataset: format!(
+                    "{} ({} rows)",
+                    info.card.dataset.name, info.card.dataset.n_rows
+                ),
+                code_version: info.card.code_version.clone(),
+            });
+        }
+        modules.sort_by(|a, b| b.uploaded_ms.cmp(&a.uploaded_ms).then(a.hash.cmp(&b.hash)));
+        Ok(ModuleList { active, modules })
+    }
+
+    /// The parsed sections of a stored module (cached), for drift and listings.
+    pub fn module_info(&self, hash: &str) -> Option<Arc<ModuleInfo>> {
+        if let Some(info) = self
+            .infos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hash)
+        {
+            return Some(info.clone());
+        }
+        let bytes = std::fs::read(self.module_path(hash).ok()?).ok()?;
+        let info = Arc::new(ModuleInfo::parse(&bytes).ok()?);
+        self.infos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash.to_string(), info.clone());
+        Some(info)
+    }
+
+    fn stored_hashes(&self) -> Result<Vec<String>, DeviceError> {
+        let mut modules = Vec::new();
+        for entry in std::fs::read_dir(self.data_dir.join("modules"))? {
+            let name = entry?.file_name().to_string_lossy().to_string();
+            if let Some(hash) = name.strip_suffix(".wasm") {
+                if self.module_path(hash).is_ok() {
+                    modules.push(hash.to_string());
+                }
+            }
+        }
+        modules.sort();
+        Ok(modules)
     }
 
     pub fn active(&self) -> Option<Arc<LoadedModule>> {
@@ -114,15 +240,12 @@ impl Device {
             .clone()
     }
 
+    pub fn uptime_s(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
     pub fn info(&self) -> Result<DeviceInfo, DeviceError> {
-        let mut modules = Vec::new();
-        for entry in std::fs::read_dir(self.data_dir.join("modules"))? {
-            let name = entry?.file_name().to_string_lossy().to_string();
-            if let Some(hash) = name.strip_suffix(".wasm") {
-                modules.push(hash.to_string());
-            }
-        }
-        modules.sort();
+        let modules = self.stored_hashes()?;
         Ok(DeviceInfo {
             name: self.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -165,12 +288,20 @@ impl Device {
 
 /// Writes a file so that readers see either the old or the new content, never a torn one.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    // A unique temp name: two concurrent uploads of the same module never share a temp file.
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // Make the rename itself durable.
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -1,20 +1,22 @@
-//! `wasmops-edge`: serve model modules on a device.
+//! `wasmops-edge`: serve model modules on a device, or run and inspect them offline.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use wasmops_edge::config::{LogFormat, ServeArgs, ServeConfig};
 use wasmops_edge::device::Device;
 use wasmops_edge::sandbox::{Limits, Sandbox};
 use wasmops_edge::server::{self, HttpConfig};
+use wasmops_edge::{logging, offline};
 
 #[derive(Parser)]
 #[command(
     name = "wasmops-edge",
     version,
-    about = "Runs wasmops model modules on a device and serves predictions over HTTP"
+    about = "Runs wasmops model modules on a device: serves predictions over HTTP, keeps durable telemetry, runs and inspects modules offline",
+    after_help = "Examples:\n  wasmops-edge serve --data-dir /var/lib/wasmops-edge --token-file /etc/wasmops-edge/token\n  wasmops-edge run --module model.wasm --input rows.csv --output predictions.csv\n  wasmops-edge inspect model.wasm\n\nAPI reference: docs/device-api.md. Log filter: WASMOPS_LOG (e.g. debug)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,74 +25,96 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the device API.
-    Serve {
-        /// Address to listen on (port 0 picks a free port; the bound address is printed).
-        #[arg(long, default_value = "127.0.0.1:7878")]
-        listen: SocketAddr,
-        /// Where modules and device state are kept.
-        #[arg(long, default_value = "wasmops-data")]
-        data_dir: PathBuf,
-        /// Access token clients must send as `Authorization: Bearer <token>`.
-        #[arg(long, env = "WASMOPS_TOKEN", hide_env_values = true)]
-        token: String,
-        /// Browser origins allowed to call the API (repeat the flag for several).
-        #[arg(long = "allow-origin")]
-        allow_origins: Vec<String>,
-        /// Let predict be called without the token.
-        #[arg(long)]
-        public_predict: bool,
-        /// Name this device reports.
-        #[arg(long, default_value = "wasmops-device")]
-        name: String,
-        /// Largest request body, in bytes.
-        #[arg(long, default_value_t = 8 << 20)]
-        max_body: usize,
+    /// Serve the device API (settings: flags > WASMOPS_* variables > --config file > defaults).
+    Serve(ServeArgs),
+    /// Predict every row of a CSV file (header optional) with a module, without a server.
+    Run {
+        /// The model module (.wasm); its conformance vectors are checked first.
+        #[arg(long, value_name = "FILE")]
+        module: PathBuf,
+        /// Input rows as CSV, one row per line, features in the model's order (or named in a
+        /// header line).
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Write predictions here (CSV with the card's output names) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Show what a module holds: hash, sizes, model card, training profile, conformance.
+    Inspect {
+        /// The model module (.wasm).
+        module: PathBuf,
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WASMOPS_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve {
-            listen,
-            data_dir,
-            token,
-            allow_origins,
-            public_predict,
-            name,
-            max_body,
+        Command::Serve(args) => {
+            let config = ServeConfig::resolve(args)?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+            logging::init(config.log_format, Some(&config.data_dir.join("logs")))
+                .map_err(anyhow::Error::msg)
+                .context("setting up logging")?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(config))
+        }
+        Command::Run {
+            module,
+            input,
+            output,
         } => {
-            anyhow::ensure!(!token.is_empty(), "--token must not be empty");
-            let sandbox = Sandbox::new(Limits::default()).context("starting the wasm engine")?;
-            let device = Device::open(name, &data_dir, sandbox)
-                .with_context(|| format!("opening data dir {}", data_dir.display()))?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
-            let addr = listener.local_addr()?;
-            tracing::info!(%addr, data_dir = %data_dir.display(), "serving");
-            // Tests and scripts read this line to learn the port.
-            println!("wasmops-edge listening on http://{addr}");
-            let http = HttpConfig {
-                token,
-                predict_requires_token: !public_predict,
-                allowed_origins: allow_origins,
-                max_body,
+            logging::init(LogFormat::Text, None).map_err(anyhow::Error::msg)?;
+            let rows = match &output {
+                Some(path) => {
+                    let mut file = std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    offline::run(&module, &input, &mut file)?
+                }
+                None => offline::run(&module, &input, &mut std::io::stdout().lock())?,
             };
-            server::run(listener, Arc::new(device), http, shutdown_signal()).await?;
-            tracing::info!("stopped");
+            eprintln!("predicted {rows} rows");
+            Ok(())
+        }
+        Command::Inspect { module } => {
+            print!("{}", offline::inspect(&module)?);
             Ok(())
         }
     }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let sandbox = Sandbox::new(Limits::default()).context("starting the wasm engine")?;
+    let data_dir = config.data_dir.clone();
+    let device = tokio::task::spawn_blocking(move || {
+        Device::open_with(
+            config.name.clone(),
+            &data_dir,
+            sandbox,
+            config.telemetry.clone(),
+        )
+        .map(|d| (d, config))
+    })
+    .await?;
+    let (device, config) = device.with_context(|| "opening the data dir".to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+    // Tests and scripts read this line to learn the port.
+    println!("wasmops-edge listening on http://{addr}");
+    let http = HttpConfig {
+        token: config.token,
+        predict_requires_token: !config.public_predict,
+        allowed_origins: config.allow_origins,
+        max_body: config.max_body,
+    };
+    server::run(listener, Arc::new(device), http, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -194,7 +194,7 @@ impl Sandbox {
     /// Runs a row-major batch through the module; returns `rows * n_outputs` values.
     pub fn predict(&self, m: &LoadedModule, rows: &[f64]) -> Result<Vec<f64>, SandboxError> {
         let d = m.n_features;
-        if rows.is_empty() || rows.len() % d != 0 {
+        if rows.is_empty() || !rows.len().is_multiple_of(d) {
             return Err(SandboxError::RaggedBatch {
                 values: rows.len(),
                 n_features: d,

@@ -2,13 +2,16 @@
 //!
 //! [`router`] builds the app so tests can drive it; [`run`] serves it on a listener the caller
 //! bound (tests bind `127.0.0.1:0`) until `shutdown` resolves.
+//!
+//! Every predict call, answered or refused, becomes one telemetry record, and its answer is
+//! sent only after that record committed (see [`crate::telemetry`]).
+
+mod handlers;
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,12 +19,12 @@ use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use wasmops_shared::wire::{
-    self, paths, ActivateResponse, Health, PredictRequest, PredictResponse, UploadResponse,
-};
+use wasmops_shared::wire::{self, paths};
 
 use crate::device::{Device, DeviceError};
+use crate::input::InputError;
 use crate::sandbox::SandboxError;
+use crate::telemetry::TelemetryError;
 
 /// What the HTTP layer needs besides the device.
 #[derive(Debug, Clone)]
@@ -51,30 +54,62 @@ pub enum ApiError {
     NotFound(String),
     Rejected(String),
     Conflict(String),
+    PayloadTooLarge(String),
+    UnsupportedMediaType(String),
     Internal(String),
+}
+
+impl ApiError {
+    /// The stable machine-readable kind (also the status of a failed telemetry record).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Rejected(_) => "module_rejected",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind, error) = match self {
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong access token (send `Authorization: Bearer <token>`)".to_string(),
-            ),
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
-            ApiError::Rejected(m) => (StatusCode::UNPROCESSABLE_ENTITY, "module_rejected", m),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+        let status = self.status();
+        let kind = self.kind();
+        let error = match self {
+            ApiError::Unauthorized => {
+                "missing or wrong access token (send `Authorization: Bearer <token>`)".to_string()
+            }
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the device log".to_string(),
-                )
+                "internal error; see the device log".to_string()
             }
+            ApiError::BadRequest(m)
+            | ApiError::NotFound(m)
+            | ApiError::Rejected(m)
+            | ApiError::Conflict(m)
+            | ApiError::PayloadTooLarge(m)
+            | ApiError::UnsupportedMediaType(m) => m,
         };
+        if status != StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::warn!(status = status.as_u16(), kind, error = %error, "request refused");
+        }
         (
             status,
             Json(wire::ApiError {
@@ -93,9 +128,28 @@ impl From<DeviceError> for ApiError {
             DeviceError::Sandbox(s) => ApiError::Rejected(s.to_string()),
             DeviceError::UnknownModule(_) => ApiError::NotFound(e.to_string()),
             DeviceError::BadHash(_) => ApiError::BadRequest(e.to_string()),
-            DeviceError::NoActiveModel => ApiError::Conflict(e.to_string()),
+            DeviceError::NoActiveModel | DeviceError::NothingToRollBack(_) => {
+                ApiError::Conflict(e.to_string())
+            }
             DeviceError::Io(io) => ApiError::Internal(io.to_string()),
+            DeviceError::Telemetry(t) => t.into(),
         }
+    }
+}
+
+impl From<TelemetryError> for ApiError {
+    fn from(e: TelemetryError) -> Self {
+        match e {
+            TelemetryError::UnknownPrediction(_) => ApiError::NotFound(e.to_string()),
+            TelemetryError::BadLabel { .. } => ApiError::BadRequest(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        ApiError::BadRequest(e.to_string())
     }
 }
 
@@ -116,13 +170,19 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
         device,
         http: Arc::new(http),
     };
+    use handlers::*;
     Router::new()
         .route(paths::HEALTH, get(health))
         .route(paths::INFO, get(info))
-        .route(paths::MODULES, post(upload))
+        .route(paths::MODULES, post(upload).get(list_modules))
         .route("/v1/modules/{hash}/activate", post(activate))
+        .route(paths::ROLLBACK, post(rollback))
         .route(paths::PREDICT, post(predict))
+        .route(paths::FEEDBACK, post(feedback))
         .route(paths::TELEMETRY, get(telemetry))
+        .route(paths::TELEMETRY_RECORDS, get(records))
+        .route(paths::TELEMETRY_WINDOWS, get(windows))
+        .route(paths::METRICS, get(metrics))
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see docs/device-api.md".into())
         })
@@ -154,147 +214,4 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     } else {
         Err(ApiError::Unauthorized)
     }
-}
-
-async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    })
-}
-
-async fn info(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<wire::DeviceInfo>, ApiError> {
-    authorize(&s, &headers)?;
-    Ok(Json(s.device.info()?))
-}
-
-async fn upload(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<UploadResponse>, ApiError> {
-    authorize(&s, &headers)?;
-    if body.is_empty() {
-        return Err(ApiError::BadRequest(
-            "empty body: send the module's bytes as application/wasm".into(),
-        ));
-    }
-    let device = s.device.clone();
-    // Compiling and conformance-testing is CPU work: keep it off the async workers.
-    let result = tokio::task::spawn_blocking(move || device.upload(&body))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    match result {
-        Ok(m) => Ok(Json(UploadResponse {
-            hash: m.info.hash.clone(),
-            size: m.info.size,
-            conformance_rows: m.info.conformance.n_rows,
-        })),
-        Err(e) => {
-            tracing::warn!(error = %e, "module rejected");
-            Err(e.into())
-        }
-    }
-}
-
-async fn activate(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(hash): Path<String>,
-) -> Result<Json<ActivateResponse>, ApiError> {
-    authorize(&s, &headers)?;
-    let device = s.device.clone();
-    let h = hash.clone();
-    let previous = tokio::task::spawn_blocking(move || device.activate(&h))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(ActivateResponse {
-        active: hash,
-        previous,
-    }))
-}
-
-async fn predict(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<PredictResponse>, ApiError> {
-    let t = &s.device.telemetry;
-    t.requests.fetch_add(1, Ordering::Relaxed);
-    let result = predict_inner(&s, &headers, &body);
-    if result.is_err() {
-        t.errors.fetch_add(1, Ordering::Relaxed);
-    }
-    result.map(Json)
-}
-
-fn predict_inner(
-    s: &AppState,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<PredictResponse, ApiError> {
-    if s.http.predict_requires_token {
-        authorize(s, headers)?;
-    }
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
-        return Err(ApiError::BadRequest(
-            "predict takes `Content-Type: application/json`".into(),
-        ));
-    }
-    let req: PredictRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("malformed predict request: {e}")))?;
-    let module = s.device.active().ok_or(DeviceError::NoActiveModel)?;
-    let d = module.n_features();
-    if req.rows.is_empty() {
-        return Err(ApiError::BadRequest("`rows` is empty".into()));
-    }
-    let mut flat = Vec::with_capacity(req.rows.len() * d);
-    for (i, row) in req.rows.iter().enumerate() {
-        if row.len() != d {
-            return Err(ApiError::BadRequest(format!(
-                "row {i} has {} values; the active model takes {d} features ({})",
-                row.len(),
-                module.info.card.feature_names.join(", ")
-            )));
-        }
-        flat.extend_from_slice(row);
-    }
-    let out = s
-        .device
-        .sandbox()
-        .predict(&module, &flat)
-        .map_err(|e| match e {
-            SandboxError::TooManyRows { .. } => ApiError::BadRequest(e.to_string()),
-            SandboxError::Internal(m) => ApiError::Internal(m),
-            other => ApiError::Rejected(other.to_string()),
-        })?;
-    let n = req.rows.len() as u64;
-    let first_id = s
-        .device
-        .telemetry
-        .predictions
-        .fetch_add(n, Ordering::Relaxed);
-    Ok(PredictResponse {
-        model: module.info.hash.clone(),
-        first_id,
-        outputs: out
-            .chunks(module.n_outputs())
-            .map(<[f64]>::to_vec)
-            .collect(),
-    })
-}
-
-async fn telemetry(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<wire::Telemetry>, ApiError> {
-    authorize(&s, &headers)?;
-    Ok(Json(s.device.telemetry.snapshot()))
 }

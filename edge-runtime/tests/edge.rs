@@ -1,5 +1,19 @@
 //! wasmops-edge integration tests: compiled modules against the reference in real wasmtime,
 //! the loader's refusals, and the HTTP API over real sockets on 127.0.0.1.
+//!
+//! More tests live in `edge/*.rs` (child modules, so they share the fixtures below):
+//! `bad_input` (the table of refusals), `versions` (activation under load, rollback,
+//! restart), `telemetry` (cursor, feedback, windows, metrics), `process` (the real binary:
+//! `kill -9` durability, `run`, `inspect`).
+
+#[path = "edge/bad_input.rs"]
+mod bad_input;
+#[path = "edge/process.rs"]
+mod process;
+#[path = "edge/telemetry.rs"]
+mod telemetry;
+#[path = "edge/versions.rs"]
+mod versions;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -432,6 +446,88 @@ impl TestDevice {
         self.http
             .get(format!("{}{path}", self.base))
             .bearer_auth(TOKEN)
+    }
+
+    async fn upload(&self, module: &[u8]) -> String {
+        let up: wire::UploadResponse = ok_json(
+            self.post("/v1/modules")
+                .header("Content-Type", "application/wasm")
+                .body(module.to_vec()),
+        )
+        .await;
+        up.hash
+    }
+
+    async fn activate(&self, hash: &str) -> wire::ActivateResponse {
+        ok_json(self.post(&wire::paths::activate(hash))).await
+    }
+
+    async fn predict(&self, rows: &[Vec<f64>]) -> wire::PredictResponse {
+        ok_json(self.post("/v1/predict").json(&wire::PredictRequest {
+            rows: rows.to_vec(),
+        }))
+        .await
+    }
+
+    async fn counters(&self) -> wire::Telemetry {
+        ok_json(self.get("/v1/telemetry")).await
+    }
+
+    /// Every stored record, read page by page through the cursor.
+    async fn all_records(&self, page: usize) -> Vec<wire::TelemetryRecord> {
+        read_all_records(&self.http, &self.base, page).await
+    }
+}
+
+/// Sends a request that must succeed and decodes its JSON answer.
+async fn ok_json<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> T {
+    let r = req.send().await.expect("request reaches the device");
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+async fn read_all_records(
+    http: &reqwest::Client,
+    base: &str,
+    page: usize,
+) -> Vec<wire::TelemetryRecord> {
+    let mut out: Vec<wire::TelemetryRecord> = Vec::new();
+    let mut after = 0;
+    // Bounded: at most 100,000 pages.
+    for _ in 0..100_000 {
+        let p: wire::TelemetryPage = ok_json(
+            http.get(format!(
+                "{base}/v1/telemetry/records?after={after}&limit={page}"
+            ))
+            .bearer_auth(TOKEN),
+        )
+        .await;
+        if p.records.is_empty() {
+            assert_eq!(p.next, after, "an empty page keeps the cursor");
+            return out;
+        }
+        assert!(p.records.len() <= page);
+        out.extend(p.records);
+        after = p.next;
+    }
+    panic!("records never ended");
+}
+
+/// A second model (different weights, same shape) for version tests.
+fn iris_like_v2() -> Pipeline {
+    Pipeline {
+        n_features: 4,
+        scaler: None,
+        model: Model::LogisticRegression {
+            weights: vec![
+                vec![0.41, 1.46, -2.26, -1.03],
+                vec![0.42, -1.57, 0.58, -1.38],
+                vec![-0.83, 0.11, 1.68, 2.41],
+            ],
+            intercepts: vec![3.26, 1.09, -1.35],
+        },
     }
 }
 

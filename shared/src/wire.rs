@@ -9,6 +9,16 @@ pub mod paths {
     pub const MODULES: &str = "/v1/modules";
     pub const PREDICT: &str = "/v1/predict";
     pub const TELEMETRY: &str = "/v1/telemetry";
+    /// `GET ?after=SEQ&limit=N`: telemetry records after a cursor.
+    pub const TELEMETRY_RECORDS: &str = "/v1/telemetry/records";
+    /// `GET ?window_s=S&count=N`: per-window aggregates with drift.
+    pub const TELEMETRY_WINDOWS: &str = "/v1/telemetry/windows";
+    /// `POST`: ground-truth labels for earlier prediction ids.
+    pub const FEEDBACK: &str = "/v1/feedback";
+    /// `POST`: re-activate the version that was active before the current one.
+    pub const ROLLBACK: &str = "/v1/rollback";
+    /// Prometheus text exposition.
+    pub const METRICS: &str = "/metrics";
 
     /// `POST` here activates an uploaded module by its hash.
     pub fn activate(hash: &str) -> String {
@@ -83,4 +93,139 @@ pub struct Telemetry {
     pub requests: u64,
     pub predictions: u64,
     pub errors: u64,
+}
+
+/// One entry of `GET /v1/modules`: a stored version and its card summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleSummary {
+    pub hash: String,
+    pub size: u64,
+    /// When the device stored it (unix milliseconds).
+    pub uploaded_ms: u64,
+    pub kind: String,
+    pub feature_names: Vec<String>,
+    pub classes: Vec<String>,
+    pub dataset: String,
+    pub code_version: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleList {
+    pub active: Option<String>,
+    /// Newest upload first.
+    pub modules: Vec<ModuleSummary>,
+}
+
+/// Answer to `POST /v1/rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackResponse {
+    /// The version now active.
+    pub active: String,
+    /// The version that was active before the call.
+    pub rolled_back: String,
+}
+
+/// Labels for earlier predictions: `label` is the true class index (classifiers) or value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackRequest {
+    pub labels: Vec<Label>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub id: u64,
+    pub label: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedbackResponse {
+    /// Labels stored (a label sent again for the same id replaces the earlier one).
+    pub accepted: usize,
+}
+
+/// One predict request as the device stored it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryRecord {
+    /// Cursor: strictly increasing in commit order.
+    pub seq: u64,
+    pub ts_ms: u64,
+    /// Hash of the module that answered (none when the request failed before one was chosen).
+    pub model: Option<String>,
+    pub latency_us: u64,
+    pub rows: u64,
+    /// `ok` or the error kind (`bad_request`, `unauthorized`, ...).
+    pub status: String,
+    /// Prediction id of the first row (`ok` records only).
+    pub first_id: Option<u64>,
+    /// First output per row (class index or value).
+    pub predictions: Vec<f64>,
+    /// Per row, per feature: the bin index in the module's training profile (0..=11).
+    pub bins: Vec<Vec<u8>>,
+}
+
+/// Answer to `GET /v1/telemetry/records`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TelemetryPage {
+    pub records: Vec<TelemetryRecord>,
+    /// Pass as `after` to get the records that follow (equal to `after` when none did).
+    pub next: u64,
+    /// Smallest seq still stored (older records were removed by retention).
+    pub oldest: Option<u64>,
+}
+
+/// Drift of one feature in one window against the module's training profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureDrift {
+    pub feature: String,
+    /// Live counts in the profile's 12 bins.
+    pub counts: Vec<u64>,
+    pub psi: f64,
+    /// Jensen-Shannon distance (base 2, in [0, 1]).
+    pub js: f64,
+    /// `ok`, `warn` (PSI >= 0.1 or JS >= 0.1) or `alert` (PSI >= 0.25).
+    pub level: String,
+}
+
+/// Aggregates of one time window for one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub model: Option<String>,
+    pub requests: u64,
+    pub rows: u64,
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// Latency histogram: counts per bucket upper bound in microseconds (last is +inf).
+    pub latency_us_buckets: Vec<u64>,
+    pub latency_us_counts: Vec<u64>,
+    pub latency_p50_us: u64,
+    pub latency_p99_us: u64,
+    /// Predicted class/value -> count (keys are the first output, formatted).
+    pub predictions: std::collections::BTreeMap<String, u64>,
+    pub drift: Vec<FeatureDrift>,
+    /// Features at `warn` or `alert` >= half of all features.
+    pub dataset_drift: bool,
+    pub labeled: u64,
+    pub correct: u64,
+    pub accuracy: Option<f64>,
+}
+
+/// DDM (error-rate) concept-drift state over the labeled predictions of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConceptDrift {
+    pub model: String,
+    pub samples: u64,
+    pub error_rate: f64,
+    /// `warming_up` (< 30 samples), `stable`, `warning` (2 sigma) or `drift` (3 sigma).
+    pub state: String,
+}
+
+/// Answer to `GET /v1/telemetry/windows`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowsResponse {
+    pub window_s: u64,
+    /// Oldest first.
+    pub windows: Vec<Window>,
+    pub concept_drift: Vec<ConceptDrift>,
 }

@@ -1,0 +1,282 @@
+//! Settings for `wasmops-edge serve`: command-line flags, then `WASMOPS_*` environment
+//! variables, then a TOML file (`--config`), then defaults. The first that sets a value wins.
+//!
+//! ```toml
+//! listen = "0.0.0.0:7878"
+//! data_dir = "/var/lib/wasmops-edge"
+//! token_file = "/etc/wasmops-edge/token"   # or `token = "..."`
+//! allow_origins = ["https://dashboard.example"]
+//! public_predict = false
+//! name = "gateway-1"
+//! max_body = 8388608
+//! log_format = "text"                     # or "json"
+//!
+//! [telemetry]
+//! max_age_days = 7
+//! max_records = 1000000
+//! synchronous = "normal"                  # or "full" (survives power loss, slower)
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::telemetry::TelemetryConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("reading token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no access token: pass --token, set WASMOPS_TOKEN, or set `token`/`token_file` in the config file")]
+    NoToken,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `wasmops-edge serve`; each can also come from a `WASMOPS_*` variable or the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and WASMOPS_* variables override it).
+    #[arg(long, env = "WASMOPS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (the bound address is printed)
+    /// [default: 127.0.0.1:7878].
+    #[arg(long, env = "WASMOPS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Where modules, the telemetry database and logs are kept [default: wasmops-data].
+    #[arg(long, env = "WASMOPS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Access token clients send as `Authorization: Bearer <token>`.
+    #[arg(
+        long,
+        env = "WASMOPS_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// Read the access token from this file (first line) instead.
+    #[arg(long, env = "WASMOPS_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Browser origin allowed to call the API (repeat, or comma-separate in the variable).
+    #[arg(
+        long = "allow-origin",
+        env = "WASMOPS_ALLOW_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub allow_origins: Vec<String>,
+    /// Let predict be called without the token.
+    #[arg(long, env = "WASMOPS_PUBLIC_PREDICT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub public_predict: Option<bool>,
+    /// Name this device reports [default: wasmops-device].
+    #[arg(long, env = "WASMOPS_NAME")]
+    pub name: Option<String>,
+    /// Largest request body in bytes [default: 8388608].
+    #[arg(long, env = "WASMOPS_MAX_BODY", value_name = "BYTES")]
+    pub max_body: Option<usize>,
+    /// Log format on stderr and in DATA_DIR/logs [default: text].
+    #[arg(long, env = "WASMOPS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Keep telemetry records this many days [default: 7].
+    #[arg(long, env = "WASMOPS_TELEMETRY_MAX_AGE_DAYS", value_name = "DAYS")]
+    pub telemetry_max_age_days: Option<u64>,
+    /// Keep at most this many telemetry records [default: 1000000].
+    #[arg(long, env = "WASMOPS_TELEMETRY_MAX_RECORDS", value_name = "N")]
+    pub telemetry_max_records: Option<u64>,
+}
+
+/// The config file's shape (every key optional; unknown keys are an error).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    pub public_predict: Option<bool>,
+    pub name: Option<String>,
+    pub max_body: Option<usize>,
+    pub log_format: Option<LogFormat>,
+    #[serde(default)]
+    pub telemetry: FileTelemetry,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTelemetry {
+    pub max_age_days: Option<u64>,
+    pub max_records: Option<u64>,
+    pub synchronous: Option<String>,
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub token: String,
+    pub allow_origins: Vec<String>,
+    pub public_predict: bool,
+    pub name: String,
+    pub max_body: usize,
+    pub log_format: LogFormat,
+    pub telemetry: TelemetryConfig,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl ServeConfig {
+    /// Merges flags/variables (already merged by clap) over the file over defaults.
+    pub fn resolve(args: ServeArgs) -> Result<ServeConfig, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let token = match (args.token, args.token_file, file.token, file.token_file) {
+            (Some(t), ..) => t,
+            (None, Some(p), ..) | (None, None, None, Some(p)) => read_token(&p)?,
+            (None, None, Some(t), _) => t,
+            (None, None, None, None) => return Err(ConfigError::NoToken),
+        };
+        if token.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "the access token must not be empty".into(),
+            ));
+        }
+        let sync_full = match file.telemetry.synchronous.as_deref() {
+            None | Some("normal") => false,
+            Some("full") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "telemetry.synchronous must be \"normal\" or \"full\", not {other:?}"
+                )))
+            }
+        };
+        let defaults = TelemetryConfig::default();
+        let max_age_days = args.telemetry_max_age_days.or(file.telemetry.max_age_days);
+        let max_body = args.max_body.or(file.max_body).unwrap_or(8 << 20);
+        if max_body == 0 {
+            return Err(ConfigError::Invalid("max_body must be positive".into()));
+        }
+        Ok(ServeConfig {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:7878".parse().expect("valid address")),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("wasmops-data")),
+            token,
+            allow_origins: if args.allow_origins.is_empty() {
+                file.allow_origins
+            } else {
+                args.allow_origins
+            },
+            public_predict: args.public_predict.or(file.public_predict).unwrap_or(false),
+            name: args
+                .name
+                .or(file.name)
+                .unwrap_or_else(|| "wasmops-device".into()),
+            max_body,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            telemetry: TelemetryConfig {
+                max_age: max_age_days
+                    .map(|d| Duration::from_secs(d * 24 * 3600))
+                    .unwrap_or(defaults.max_age),
+                max_records: args
+                    .telemetry_max_records
+                    .or(file.telemetry.max_records)
+                    .unwrap_or(defaults.max_records),
+                sync_full,
+                retention_every: defaults.retention_every,
+            },
+        })
+    }
+}
+
+fn read_token(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("wasmops-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("edge.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nname = \"from-file\"\ntoken = \"file-token\"\n[telemetry]\nmax_records = 5\nsynchronous = \"full\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            name: Some("from-flag".into()),
+            ..ServeArgs::default()
+        };
+        let c = ServeConfig::resolve(args).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.name, "from-flag");
+        assert_eq!(c.token, "file-token");
+        assert_eq!(c.telemetry.max_records, 5);
+        assert!(c.telemetry.sync_full);
+        assert_eq!(c.max_body, 8 << 20);
+
+        std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").unwrap();
+        let err = ServeConfig::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `lisen`"), "{err}");
+        assert!(matches!(
+            ServeConfig::resolve(ServeArgs::default()),
+            Err(ConfigError::NoToken)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,388 @@
+//! One function per endpoint. Blocking work (compiling modules, SQLite queries, large
+//! batches) runs on the blocking pool, never on the async workers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use wasmops_shared::wire::{
+    self, ActivateResponse, FeedbackRequest, FeedbackResponse, Health, ModuleList, PredictResponse,
+    RollbackResponse, TelemetryPage, UploadResponse, WindowsResponse,
+};
+
+use super::{authorize, ApiError, AppState};
+use crate::device::DeviceError;
+use crate::input;
+use crate::sandbox::{LoadedModule, SandboxError};
+use crate::telemetry::{self, windows::WindowQuery, NewRecord};
+
+/// Batches above this many rows run on the blocking pool.
+const INLINE_ROWS: usize = 256;
+/// Most labels in one feedback call.
+const MAX_LABELS: usize = 100_000;
+
+pub(super) async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+pub(super) async fn info(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<wire::DeviceInfo>, ApiError> {
+    authorize(&s, &headers)?;
+    Ok(Json(blocking(move || s.device.info()).await??))
+}
+
+pub(super) async fn list_modules(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ModuleList>, ApiError> {
+    authorize(&s, &headers)?;
+    Ok(Json(blocking(move || s.device.modules()).await??))
+}
+
+pub(super) async fn upload(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<UploadResponse>, ApiError> {
+    authorize(&s, &headers)?;
+    match content_type(&headers) {
+        None | Some("application/wasm") | Some("application/octet-stream") => {}
+        Some(other) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "upload takes the module's bytes as `application/wasm`, not `{other}`"
+            )))
+        }
+    }
+    let body = body_or_error(&s, body)?;
+    if body.is_empty() {
+        return Err(ApiError::BadRequest(
+            "empty body: send the module's bytes as application/wasm".into(),
+        ));
+    }
+    let device = s.device.clone();
+    // Compiling and conformance-testing is CPU work: keep it off the async workers.
+    match blocking(move || device.upload(&body)).await? {
+        Ok(m) => Ok(Json(UploadResponse {
+            hash: m.info.hash.clone(),
+            size: m.info.size,
+            conformance_rows: m.info.conformance.n_rows,
+        })),
+        Err(e) => {
+            tracing::warn!(error = %e, "module rejected");
+            Err(e.into())
+        }
+    }
+}
+
+pub(super) async fn activate(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Result<Json<ActivateResponse>, ApiError> {
+    authorize(&s, &headers)?;
+    let device = s.device.clone();
+    let h = hash.clone();
+    let previous = blocking(move || device.activate(&h)).await?.map_err(|e| {
+        tracing::warn!(module = %hash.chars().take(80).collect::<String>(), error = %e, "activation refused");
+        e
+    })?;
+    Ok(Json(ActivateResponse {
+        active: hash,
+        previous,
+    }))
+}
+
+pub(super) async fn rollback(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<RollbackResponse>, ApiError> {
+    authorize(&s, &headers)?;
+    let (active, rolled_back) = blocking(move || s.device.rollback()).await??;
+    Ok(Json(RollbackResponse {
+        active,
+        rolled_back,
+    }))
+}
+
+/// What a predict call produced before its record is stored.
+struct Answer {
+    module: Arc<LoadedModule>,
+    batch: input::Batch,
+    outputs: Vec<f64>,
+}
+
+pub(super) async fn predict(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let active = s.device.active();
+    let result = predict_inner(&s, &headers, body, active.clone()).await;
+    let latency_us = started.elapsed().as_micros() as u64;
+    let store = &s.device.telemetry;
+    let (record, reply) = match result {
+        Ok(a) => {
+            let d = a.module.n_features();
+            let o = a.module.n_outputs();
+            let first_id = store.allocate_ids(a.batch.rows as u64);
+            let profile = &a.module.info.profile.features;
+            let bins = a
+                .batch
+                .values
+                .chunks_exact(d)
+                .flat_map(|row| row.iter().zip(profile).map(|(v, f)| f.bin(*v) as u8))
+                .collect();
+            let record = NewRecord {
+                ts_ms: telemetry::now_ms(),
+                model: Some(a.module.info.hash.clone()),
+                latency_us,
+                rows: a.batch.rows as u64,
+                status: "ok",
+                first_id: Some(first_id),
+                predictions: a.outputs.chunks_exact(o).map(|r| r[0]).collect(),
+                bins,
+                n_features: d,
+            };
+            let reply = PredictResponse {
+                model: a.module.info.hash.clone(),
+                first_id,
+                outputs: a.outputs.chunks(o).map(<[f64]>::to_vec).collect(),
+            };
+            (record, Ok(reply))
+        }
+        Err(e) => {
+            let record = NewRecord {
+                ts_ms: telemetry::now_ms(),
+                model: active.map(|m| m.info.hash.clone()),
+                latency_us,
+                rows: 0,
+                status: e.kind(),
+                first_id: None,
+                predictions: Vec::new(),
+                bins: Vec::new(),
+                n_features: 0,
+            };
+            (record, Err(e))
+        }
+    };
+    // The answer waits for the commit: an acknowledged request always has its record.
+    if let Err(e) = store.commit(record).await {
+        return ApiError::from(e).into_response();
+    }
+    match reply {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn predict_inner(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    active: Option<Arc<LoadedModule>>,
+) -> Result<Answer, ApiError> {
+    if s.http.predict_requires_token {
+        authorize(s, headers)?;
+    }
+    let csv = match content_type(headers) {
+        Some("application/json") => false,
+        Some("text/csv") => true,
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "predict takes `application/json` ({{\"rows\": [[...]]}}) or `text/csv`, not {}",
+                other.map_or("a body without Content-Type".into(), |t| format!("`{t}`"))
+            )))
+        }
+    };
+    let body = body_or_error(s, body)?;
+    let module = active.ok_or(DeviceError::NoActiveModel)?;
+    let features = &module.info.card.feature_names;
+    let batch = if csv {
+        input::from_csv(&body, features)?
+    } else {
+        input::from_json(&body, features)?
+    };
+    let sandbox = s.device.sandbox().clone();
+    let rows = batch.rows;
+    let run = move || {
+        let outputs = sandbox.predict(&module, &batch.values);
+        (module, batch, outputs)
+    };
+    let (module, batch, outputs) = if rows > INLINE_ROWS {
+        blocking(run).await?
+    } else {
+        run()
+    };
+    let outputs = outputs.map_err(|e| match e {
+        SandboxError::TooManyRows { .. } => ApiError::BadRequest(e.to_string()),
+        SandboxError::Internal(m) => ApiError::Internal(m),
+        other => {
+            tracing::error!(module = %module.info.hash, error = %other, "active module failed a call");
+            ApiError::Rejected(other.to_string())
+        }
+    })?;
+    Ok(Answer {
+        module,
+        batch,
+        outputs,
+    })
+}
+
+pub(super) async fn feedback(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<FeedbackRequest>, JsonRejection>,
+) -> Result<Json<FeedbackResponse>, ApiError> {
+    authorize(&s, &headers)?;
+    let Json(req) = body.map_err(|e| match e {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "feedback takes `application/json`: {\"labels\": [{\"id\": n, \"label\": x}]}".into(),
+        ),
+        JsonRejection::BytesRejection(_) => {
+            ApiError::PayloadTooLarge(format!("body exceeds {} bytes", s.http.max_body))
+        }
+        other => ApiError::BadRequest(format!("malformed feedback: {}", other.body_text())),
+    })?;
+    if req.labels.is_empty() || req.labels.len() > MAX_LABELS {
+        return Err(ApiError::BadRequest(format!(
+            "send between 1 and {MAX_LABELS} labels (got {})",
+            req.labels.len()
+        )));
+    }
+    let accepted = s.device.telemetry.feedback(req.labels).await?;
+    Ok(Json(FeedbackResponse { accepted }))
+}
+
+pub(super) async fn telemetry(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<wire::Telemetry>, ApiError> {
+    authorize(&s, &headers)?;
+    let c = blocking(move || s.device.telemetry.counters()).await??;
+    Ok(Json(wire::Telemetry {
+        requests: c.requests,
+        predictions: c.predictions,
+        errors: c.errors,
+    }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RecordsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn records(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<RecordsQuery>, QueryRejection>,
+) -> Result<Json<TelemetryPage>, ApiError> {
+    authorize(&s, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("bad query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and 10000, not {limit}"
+        )));
+    }
+    let after = q.after.unwrap_or(0);
+    Ok(Json(
+        blocking(move || s.device.telemetry.records(after, limit)).await??,
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct WindowsQuery {
+    window_s: Option<u64>,
+    count: Option<u64>,
+}
+
+pub(super) async fn windows(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<WindowsQuery>, QueryRejection>,
+) -> Result<Json<WindowsResponse>, ApiError> {
+    authorize(&s, &headers)?;
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("bad query: {}", e.body_text())))?;
+    let window_s = q.window_s.unwrap_or(60);
+    let count = q.count.unwrap_or(60);
+    if !(1..=86_400).contains(&window_s) || !(1..=1_000).contains(&count) {
+        return Err(ApiError::BadRequest(format!(
+            "window_s must be 1..=86400 and count 1..=1000 (got {window_s}, {count})"
+        )));
+    }
+    let query = WindowQuery {
+        window_s,
+        count,
+        now_ms: telemetry::now_ms(),
+    };
+    let device = s.device.clone();
+    Ok(Json(
+        blocking(move || device.telemetry.windows(query, &|h| device.module_info(h))).await??,
+    ))
+}
+
+pub(super) async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&s, &headers) {
+        return e.into_response();
+    }
+    let device = s.device.clone();
+    match blocking(move || device.telemetry.counters()).await {
+        Ok(Ok(c)) => {
+            let active = s.device.active().map(|m| m.info.hash.clone());
+            let text = telemetry::prometheus::render(&c, active.as_deref(), s.device.uptime_s());
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                text,
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"))
+        .map(|v| v.split(';').next().unwrap_or("").trim())
+}
+
+fn body_or_error(s: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "request body exceeds the device's limit of {} bytes",
+                s.http.max_body
+            ))
+        } else {
+            ApiError::BadRequest(format!(
+                "could not read the request body: {}",
+                e.body_text()
+            ))
+        }
+    })
+}
+
+/// Runs blocking work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("worker task failed: {e}")))
+}

@@ -1,0 +1,421 @@
+//! Durable telemetry: one SQLite database (WAL) in the data dir, written by one thread.
+//!
+//! Handlers hand a [`NewRecord`] to [`TelemetryStore::commit`] and answer their client only
+//! after the transaction holding it committed. The writer thread takes every record queued
+//! while the previous commit ran into the next transaction (group commit), so many concurrent
+//! requests share one commit, and "every record the device acknowledged survives `kill -9`" is
+//! true by construction. With `synchronous=NORMAL` a commit survives a killed process; a power
+//! cut may lose the last commits (`synchronous = "full"` in the config closes that too).
+//!
+//! Counters (`requests`, errors by kind, the latency histogram, the next prediction id) live
+//! in the same database and are updated in the same transaction as the records, so they agree
+//! with the records after any crash.
+
+pub mod drift;
+pub mod prometheus;
+pub mod windows;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use wasmops_shared::wire::{Label, TelemetryPage, TelemetryRecord};
+
+/// Most prediction rows in one page of `records` (see [`TelemetryStore::records`]).
+pub const MAX_PAGE_ROWS: u64 = 100_000;
+
+/// Upper bounds (µs) of the latency histogram's buckets; a last, unbounded bucket follows.
+pub const LATENCY_BUCKETS_US: [u64; 12] = [
+    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 1_000_000,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("telemetry database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("starting the telemetry writer: {0}")]
+    Thread(#[from] std::io::Error),
+    #[error("telemetry commit failed: {0}")]
+    Commit(String),
+    #[error("the telemetry writer stopped")]
+    WriterGone,
+    #[error("prediction id {0} is unknown to this device (never issued, or removed by retention)")]
+    UnknownPrediction(u64),
+    #[error("label for prediction id {id} is not a finite number")]
+    BadLabel { id: u64 },
+}
+
+/// How much telemetry is kept and how hard commits are pushed to disk.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Records older than this are removed.
+    pub max_age: Duration,
+    /// At most this many records are kept (oldest removed first).
+    pub max_records: u64,
+    /// `synchronous=FULL` (survives power loss) instead of `NORMAL` (survives a killed process).
+    pub sync_full: bool,
+    /// How often the writer applies retention.
+    pub retention_every: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_records: 1_000_000,
+            sync_full: false,
+            retention_every: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One predict request, as a handler hands it over.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub ts_ms: u64,
+    pub model: Option<String>,
+    pub latency_us: u64,
+    pub rows: u64,
+    pub status: &'static str,
+    pub first_id: Option<u64>,
+    /// First output per row.
+    pub predictions: Vec<f64>,
+    /// Row-major profile bin per row and feature.
+    pub bins: Vec<u8>,
+    pub n_features: usize,
+}
+
+/// The durable counters behind `GET /v1/telemetry` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    pub requests: u64,
+    pub predictions: u64,
+    pub errors: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Per bucket of [`LATENCY_BUCKETS_US`] plus the unbounded one (not cumulative).
+    pub latency_counts: Vec<u64>,
+    pub latency_sum_us: u64,
+    pub labels: u64,
+    pub labels_correct: u64,
+}
+
+pub struct TelemetryStore {
+    path: std::path::PathBuf,
+    jobs: Mutex<mpsc::Sender<writer::Job>>,
+    reader: Mutex<Connection>,
+    next_prediction_id: AtomicU64,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// Dropping this stops the checkpoint thread.
+    checkpoint_stop: Option<mpsc::Sender<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TelemetryStore {
+    /// Opens (creating) `telemetry.sqlite` in `dir` and starts the writer thread.
+    pub fn open(dir: &Path, config: TelemetryConfig) -> Result<TelemetryStore, TelemetryError> {
+        let path = dir.join("telemetry.sqlite");
+        let conn = Connection::open(&path)?;
+        writer::init_schema(&conn, config.sync_full)?;
+        let next_id = read_counter(&conn, "next_prediction_id")?;
+        let reader = Connection::open(&path)?;
+        reader.busy_timeout(Duration::from_secs(5))?;
+        let checkpoint_conn = Connection::open(&path)?;
+        checkpoint_conn.busy_timeout(Duration::from_secs(5))?;
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("telemetry-writer".into())
+            .spawn(move || writer::run(conn, rx, config))?;
+        let (stop, stopped) = mpsc::channel();
+        let checkpointer = std::thread::Builder::new()
+            .name("telemetry-checkpoint".into())
+            .spawn(move || {
+                writer::checkpointer(checkpoint_conn, stopped, Duration::from_secs(1))
+            })?;
+        Ok(TelemetryStore {
+            path,
+            jobs: Mutex::new(tx),
+            reader: Mutex::new(reader),
+            next_prediction_id: AtomicU64::new(next_id),
+            writer: Some(handle),
+            checkpoint_stop: Some(stop),
+            checkpointer: Some(checkpointer),
+        })
+    }
+
+    /// Reserves `n` consecutive prediction ids; returns the first.
+    pub fn allocate_ids(&self, n: u64) -> u64 {
+        self.next_prediction_id.fetch_add(n, Ordering::Relaxed)
+    }
+
+    /// Stores a record; resolves with its seq once the transaction holding it committed.
+    pub async fn commit(&self, record: NewRecord) -> Result<u64, TelemetryError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(writer::Job::Record(record, tx))?;
+        rx.await.map_err(|_| TelemetryError::WriterGone)?
+    }
+
+    /// Stores labels for earlier predictions (all or none); resolves once committed.
+    pub async fn feedback(&self, labels: Vec<Label>) -> Result<usize, TelemetryError> {
+        if let Some(l) = labels.iter().find(|l| !l.label.is_finite()) {
+            return Err(TelemetryError::BadLabel { id: l.id });
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(writer::Job::Feedback(labels, tx))?;
+        rx.await.map_err(|_| TelemetryError::WriterGone)?
+    }
+
+    fn send(&self, job: writer::Job) -> Result<(), TelemetryError> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| TelemetryError::WriterGone)
+    }
+
+    pub fn counters(&self) -> Result<Counters, TelemetryError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached("SELECT name, value FROM counters")?;
+        let mut c = Counters {
+            latency_counts: vec![0; LATENCY_BUCKETS_US.len() + 1],
+            ..Counters::default()
+        };
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (name, value) = row?;
+            let value = value as u64;
+            match name.as_str() {
+                "requests" => c.requests = value,
+                "predictions" => c.predictions = value,
+                "errors" => c.errors = value,
+                "latency_sum_us" => c.latency_sum_us = value,
+                "labels" => c.labels = value,
+                "labels_correct" => c.labels_correct = value,
+                other => {
+                    if let Some(kind) = other.strip_prefix("errors.") {
+                        c.errors_by_kind.insert(kind.to_string(), value);
+                    } else if let Some(i) = other.strip_prefix("latency_bucket.") {
+                        if let Some(slot) = i
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|i| c.latency_counts.get_mut(i))
+                        {
+                            *slot = value;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// Records with `seq > after`, oldest first, at most `limit` (fewer once the page holds
+    /// [`MAX_PAGE_ROWS`] rows).
+    pub fn records(&self, after: u64, limit: usize) -> Result<TelemetryPage, TelemetryError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, ts_ms, model, latency_us, rows, status, first_id, n_features, predictions, bins
+             FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        // A page ends early once it holds MAX_PAGE_ROWS prediction rows (always at least one
+        // record), so a page of large batches stays a reasonable size.
+        let mut records = Vec::new();
+        let mut rows = 0;
+        for record in stmt.query_map(params![after as i64, limit as i64], row_to_record)? {
+            let record = record?;
+            rows += record.rows;
+            records.push(record);
+            if rows >= MAX_PAGE_ROWS {
+                break;
+            }
+        }
+        let oldest: Option<i64> = conn
+            .query_row("SELECT min(seq) FROM records", [], |r| r.get(0))
+            .optional()?
+            .flatten();
+        Ok(TelemetryPage {
+            next: records.last().map_or(after, |r| r.seq),
+            oldest: oldest.map(|s| s as u64),
+            records,
+        })
+    }
+
+    /// Per-window aggregates with drift; `module` finds a stored module's profile by hash.
+    /// Runs on its own read connection, so a long scan never holds up the cursor, the
+    /// counters or `/metrics`.
+    pub fn windows(
+        &self,
+        query: windows::WindowQuery,
+        module: &dyn Fn(&str) -> Option<std::sync::Arc<wasmops_shared::module::ModuleInfo>>,
+    ) -> Result<wasmops_shared::wire::WindowsResponse, TelemetryError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(windows::compute(&conn, query, module)?)
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for TelemetryStore {
+    /// Lets the writer drain its queue and close the database.
+    fn drop(&mut self) {
+        let (dead, _) = mpsc::channel();
+        *self.jobs.get_mut().unwrap_or_else(|p| p.into_inner()) = dead;
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+        drop(self.checkpoint_stop.take());
+        if let Some(h) = self.checkpointer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn read_counter(conn: &Connection, name: &str) -> Result<u64, rusqlite::Error> {
+    Ok(conn
+        .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .unwrap_or(0) as u64)
+}
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TelemetryRecord> {
+    let n_features: i64 = r.get(7)?;
+    let preds: Vec<u8> = r.get(8)?;
+    let bins: Vec<u8> = r.get(9)?;
+    Ok(TelemetryRecord {
+        seq: r.get::<_, i64>(0)? as u64,
+        ts_ms: r.get::<_, i64>(1)? as u64,
+        model: r.get(2)?,
+        latency_us: r.get::<_, i64>(3)? as u64,
+        rows: r.get::<_, i64>(4)? as u64,
+        status: r.get(5)?,
+        first_id: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        predictions: decode_f64s(&preds),
+        bins: if n_features > 0 {
+            bins.chunks(n_features as usize)
+                .map(<[u8]>::to_vec)
+                .collect()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+pub(crate) fn decode_f64s(bytes: &[u8]) -> Vec<f64> {
+    bytes
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")))
+        .collect()
+}
+
+/// Index into the latency histogram for a latency.
+pub fn latency_bucket(us: u64) -> usize {
+    LATENCY_BUCKETS_US.partition_point(|b| *b < us)
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(rows: u64, first_id: u64) -> NewRecord {
+        NewRecord {
+            ts_ms: now_ms(),
+            model: Some("m".into()),
+            latency_us: 40,
+            rows,
+            status: "ok",
+            first_id: Some(first_id),
+            predictions: vec![1.0; rows as usize],
+            bins: vec![3; rows as usize * 2],
+            n_features: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_of_large_batches_ends_early_and_the_cursor_continues() {
+        let dir = std::env::temp_dir().join(format!("wasmops-page-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = TelemetryStore::open(&dir, TelemetryConfig::default()).unwrap();
+        for _ in 0..3 {
+            let id = store.allocate_ids(60_000);
+            store.commit(record(60_000, id)).await.unwrap();
+        }
+        let first = store.records(0, 100).unwrap();
+        assert_eq!(
+            first.records.len(),
+            2,
+            "60k + 60k rows reach the page limit"
+        );
+        let second = store.records(first.next, 100).unwrap();
+        assert_eq!(
+            second.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![3]
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_the_newest_records_and_counters_stay_whole() {
+        let dir = std::env::temp_dir().join(format!("wasmops-retention-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = TelemetryConfig {
+            max_records: 5,
+            retention_every: Duration::ZERO,
+            ..TelemetryConfig::default()
+        };
+        let store = TelemetryStore::open(&dir, config.clone()).unwrap();
+        for i in 0..20 {
+            let id = store.allocate_ids(2);
+            assert_eq!(store.commit(record(2, id)).await.unwrap(), i + 1);
+        }
+        let page = store.records(0, 100).unwrap();
+        let seqs: Vec<u64> = page.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![16, 17, 18, 19, 20]);
+        assert_eq!(page.oldest, Some(16));
+        assert_eq!(page.records[0].bins, vec![vec![3, 3], vec![3, 3]]);
+        let c = store.counters().unwrap();
+        assert_eq!((c.requests, c.predictions, c.errors), (20, 40, 0));
+        assert_eq!(c.latency_counts[latency_bucket(40)], 20);
+        drop(store);
+
+        // Age: with a zero maximum age, the next commit removes everything older.
+        let store = TelemetryStore::open(
+            &dir,
+            TelemetryConfig {
+                max_age: Duration::ZERO,
+                ..config
+            },
+        )
+        .unwrap();
+        assert_eq!(store.allocate_ids(1), 40, "ids continue after a reopen");
+        std::thread::sleep(Duration::from_millis(5));
+        store.commit(record(1, 40)).await.unwrap();
+        let page = store.records(0, 100).unwrap();
+        assert!(
+            page.records.iter().all(|r| r.seq == 21),
+            "older records remain: {:?}",
+            page.records
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,192 @@
+//! Drift statistics over the profile's 12 bins, and DDM over a stream of labeled predictions.
+//!
+//! Defaults follow `PRODUCT.md`: PSI with empty bins smoothed to 1e-4 (0.1 warn, 0.25 alert),
+//! Jensen-Shannon distance (warn at 0.1), DDM with a 30-sample warm-up (2 sigma warning,
+//! 3 sigma drift).
+
+/// Proportion every empty bin is raised to before PSI takes logarithms.
+pub const PSI_SMOOTHING: f64 = 1e-4;
+pub const PSI_WARN: f64 = 0.1;
+pub const PSI_ALERT: f64 = 0.25;
+pub const JS_WARN: f64 = 0.1;
+pub const DDM_WARM_UP: u64 = 30;
+
+/// Population stability index of `actual` against `expected` (both raw counts, same bins).
+/// `None` when either side is empty.
+pub fn psi(expected: &[u64], actual: &[u64]) -> Option<f64> {
+    let (e, a) = (proportions(expected)?, proportions(actual)?);
+    Some(
+        e.iter()
+            .zip(&a)
+            .map(|(e, a)| {
+                let (e, a) = (e.max(PSI_SMOOTHING), a.max(PSI_SMOOTHING));
+                (a - e) * (a / e).ln()
+            })
+            .sum(),
+    )
+}
+
+/// Jensen-Shannon distance (square root of the divergence, base 2): 0 for equal
+/// distributions, 1 for disjoint ones. `None` when either side is empty.
+pub fn js_distance(expected: &[u64], actual: &[u64]) -> Option<f64> {
+    let (p, q) = (proportions(expected)?, proportions(actual)?);
+    let kl = |x: f64, m: f64| if x > 0.0 { x * (x / m).log2() } else { 0.0 };
+    let jsd: f64 = p
+        .iter()
+        .zip(&q)
+        .map(|(p, q)| {
+            let m = (p + q) / 2.0;
+            (kl(*p, m) + kl(*q, m)) / 2.0
+        })
+        .sum();
+    Some(jsd.clamp(0.0, 1.0).sqrt())
+}
+
+/// `ok`, `warn` or `alert` for one feature in one window.
+pub fn level(psi: f64, js: f64) -> &'static str {
+    if psi >= PSI_ALERT {
+        "alert"
+    } else if psi >= PSI_WARN || js >= JS_WARN {
+        "warn"
+    } else {
+        "ok"
+    }
+}
+
+fn proportions(counts: &[u64]) -> Option<Vec<f64>> {
+    let n: u64 = counts.iter().sum();
+    (n > 0).then(|| counts.iter().map(|c| *c as f64 / n as f64).collect())
+}
+
+/// Drift Detection Method (Gama et al. 2004) over a sequence of prediction errors.
+#[derive(Debug, Clone, Default)]
+pub struct Ddm {
+    n: u64,
+    errors: u64,
+    min_p_plus_s: f64,
+    min_p: f64,
+    min_s: f64,
+    state: DdmState,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DdmState {
+    #[default]
+    WarmingUp,
+    Stable,
+    Warning,
+    Drift,
+}
+
+impl DdmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DdmState::WarmingUp => "warming_up",
+            DdmState::Stable => "stable",
+            DdmState::Warning => "warning",
+            DdmState::Drift => "drift",
+        }
+    }
+}
+
+impl Ddm {
+    pub fn push(&mut self, error: bool) -> DdmState {
+        self.n += 1;
+        self.errors += u64::from(error);
+        let n = self.n as f64;
+        let p = self.errors as f64 / n;
+        let s = (p * (1.0 - p) / n).sqrt();
+        if self.n < DDM_WARM_UP {
+            self.state = DdmState::WarmingUp;
+            return self.state;
+        }
+        if self.n == DDM_WARM_UP || p + s < self.min_p_plus_s {
+            self.min_p_plus_s = p + s;
+            self.min_p = p;
+            self.min_s = s;
+        }
+        // Strict comparisons: a model that has made no error yet (s_min = 0) is stable.
+        self.state = if p + s > self.min_p + 3.0 * self.min_s {
+            DdmState::Drift
+        } else if p + s > self.min_p + 2.0 * self.min_s {
+            DdmState::Warning
+        } else {
+            DdmState::Stable
+        };
+        self.state
+    }
+
+    pub fn samples(&self) -> u64 {
+        self.n
+    }
+
+    pub fn error_rate(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.errors as f64 / self.n as f64
+        }
+    }
+
+    pub fn state(&self) -> DdmState {
+        self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_distributions_do_not_drift() {
+        let c = [0, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 0];
+        assert!(psi(&c, &c).unwrap().abs() < 1e-12);
+        assert!(js_distance(&c, &c).unwrap().abs() < 1e-6);
+        assert_eq!(level(0.0, 0.0), "ok");
+        assert_eq!(psi(&c, &[0; 12]), None);
+    }
+
+    #[test]
+    fn shifted_distribution_alerts() {
+        let expected = [0, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 0];
+        let actual = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 50, 50];
+        let p = psi(&expected, &actual).unwrap();
+        assert!(p > PSI_ALERT, "{p}");
+        let js = js_distance(&expected, &actual).unwrap();
+        assert!(js > 0.5 && js <= 1.0, "{js}");
+        assert_eq!(level(p, js), "alert");
+        // Disjoint supports are as far apart as JS distance goes.
+        let d = js_distance(&[1, 0], &[0, 1]).unwrap();
+        assert!((d - 1.0).abs() < 1e-12, "{d}");
+    }
+
+    #[test]
+    fn ddm_without_errors_is_stable() {
+        let mut ddm = Ddm::default();
+        for _ in 0..40 {
+            ddm.push(false);
+        }
+        assert_eq!(ddm.state(), DdmState::Stable);
+    }
+
+    #[test]
+    fn ddm_warms_up_then_detects_a_jump_in_errors() {
+        let mut ddm = Ddm::default();
+        for i in 0..29 {
+            assert_eq!(ddm.push(i % 10 == 0), DdmState::WarmingUp);
+        }
+        for i in 0..300 {
+            ddm.push(i % 10 == 0);
+        }
+        assert_eq!(ddm.state(), DdmState::Stable);
+        let mut seen_warning = false;
+        for _ in 0..200 {
+            if ddm.push(true) == DdmState::Warning {
+                seen_warning = true;
+            }
+        }
+        assert!(seen_warning);
+        assert_eq!(ddm.state(), DdmState::Drift);
+        assert_eq!(ddm.samples(), 529);
+    }
+}

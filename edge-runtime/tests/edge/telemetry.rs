@@ -1,0 +1,173 @@
+//! Telemetry over HTTP: the cursor under concurrent writes, feedback and accuracy, drift
+//! windows, DDM, Prometheus text, and counters across a restart.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cursor_reader_never_misses_or_double_counts_during_writes() {
+    let dir = temp_dir("cursor");
+    let dev = Arc::new(TestDevice::start(&dir).await);
+    let hash = dev.upload(&build(&iris_like(), &[])).await;
+    dev.activate(&hash).await;
+
+    const WRITERS: usize = 4;
+    const EACH: usize = 100;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let dev = dev.clone();
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                let rows = vec![vec![w as f64, i as f64, 1.0, 2.0]; 1 + i % 3];
+                let p = dev.predict(&rows).await;
+                ids.extend((0..rows.len() as u64).map(|k| p.first_id + k));
+            }
+            ids
+        }));
+    }
+    // Read with small pages while the writers run.
+    let mut seen: Vec<wire::TelemetryRecord> = Vec::new();
+    let mut after = 0;
+    for _ in 0..10_000 {
+        let page: wire::TelemetryPage =
+            ok_json(dev.get(&format!("/v1/telemetry/records?after={after}&limit=7"))).await;
+        after = page.next;
+        seen.extend(page.records);
+        if writers.iter().all(|w| w.is_finished()) {
+            break;
+        }
+    }
+    let mut ids = Vec::new();
+    for w in writers {
+        ids.extend(w.await.unwrap());
+    }
+    seen.extend(
+        dev.all_records(1000)
+            .await
+            .into_iter()
+            .filter(|r| r.seq > after),
+    );
+    assert_eq!(seen.len(), WRITERS * EACH, "every request exactly once");
+    assert!(
+        seen.windows(2).all(|w| w[0].seq < w[1].seq),
+        "strictly increasing cursor"
+    );
+    // Prediction ids are unique and each record holds its rows' bins and predictions.
+    ids.sort_unstable();
+    ids.dedup();
+    let total_rows: u64 = seen.iter().map(|r| r.rows).sum();
+    assert_eq!(ids.len() as u64, total_rows);
+    for r in &seen {
+        assert_eq!(r.predictions.len() as u64, r.rows);
+        assert_eq!(r.bins.len() as u64, r.rows);
+        assert!(r
+            .bins
+            .iter()
+            .all(|b| b.len() == 4 && b.iter().all(|x| *x <= 11)));
+    }
+    Arc::try_unwrap(dev)
+        .ok()
+        .expect("writers done")
+        .stop()
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn feedback_drift_windows_and_metrics() {
+    let dir = temp_dir("drift");
+    let dev = TestDevice::start(&dir).await;
+    let p = iris_like();
+    let hash = dev.upload(&build(&p, &[])).await;
+    dev.activate(&hash).await;
+
+    // The training profile covers [-3, 3] in every feature; these rows are far outside it.
+    let shifted: Vec<Vec<f64>> = (0..40).map(|i| vec![100.0 + i as f64; 4]).collect();
+    let answer = dev.predict(&shifted).await;
+    let csv_answer: wire::PredictResponse = ok_json(
+        dev.post("/v1/predict")
+            .header("Content-Type", "text/csv")
+            .body("f3,f2,f1,f0\n0.5,0.5,0.5,0.5\n"),
+    )
+    .await;
+    assert_eq!(csv_answer.first_id, 40);
+
+    // Labels: 30 right, 10 wrong (first outputs are the predicted classes).
+    let labels: Vec<wire::Label> = answer
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, out)| wire::Label {
+            id: answer.first_id + i as u64,
+            label: if i < 30 { out[0] } else { out[0] + 1.0 },
+        })
+        .collect();
+    let fb: wire::FeedbackResponse = ok_json(
+        dev.post("/v1/feedback")
+            .json(&wire::FeedbackRequest { labels }),
+    )
+    .await;
+    assert_eq!(fb.accepted, 40);
+
+    let w: wire::WindowsResponse =
+        ok_json(dev.get("/v1/telemetry/windows?window_s=3600&count=2")).await;
+    assert_eq!(w.window_s, 3600);
+    let win: Vec<&wire::Window> = w
+        .windows
+        .iter()
+        .filter(|w| w.model.as_ref() == Some(&hash))
+        .collect();
+    let rows: u64 = win.iter().map(|w| w.rows).sum();
+    assert_eq!(rows, 41);
+    let labeled: u64 = win.iter().map(|w| w.labeled).sum();
+    let correct: u64 = win.iter().map(|w| w.correct).sum();
+    assert_eq!((labeled, correct), (40, 30));
+    let last = win.last().unwrap();
+    assert_eq!(last.drift.len(), 4);
+    for f in &last.drift {
+        assert_eq!(f.level, "alert", "{f:?}");
+        assert!(f.psi > 0.25 && f.js > 0.5, "{f:?}");
+        assert!(
+            f.counts[11] >= 40,
+            "shifted rows land in the overflow bin: {f:?}"
+        );
+    }
+    assert!(last.dataset_drift);
+    assert_eq!(last.predictions.values().sum::<u64>(), 41);
+    let cd = w.concept_drift.iter().find(|c| c.model == hash).unwrap();
+    assert_eq!(cd.samples, 40);
+    assert!((cd.error_rate - 0.25).abs() < 1e-12);
+    assert_ne!(cd.state, "warming_up");
+
+    let metrics = dev.get("/metrics").send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(metrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = metrics.text().await.unwrap();
+    for line in [
+        "wasmops_predict_requests_total 2",
+        "wasmops_predictions_total 41",
+        "wasmops_feedback_labels_total 40",
+        "wasmops_feedback_correct_total 30",
+        "wasmops_predict_latency_seconds_count 2",
+        "wasmops_predict_latency_seconds_bucket{le=\"+Inf\"} 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    assert!(text.contains(&format!("wasmops_active_model_info{{hash=\"{hash}\"}} 1")));
+    dev.stop().await;
+
+    // Counters and labels come from the database: a restart keeps them.
+    let dev = TestDevice::start(&dir).await;
+    let t = dev.counters().await;
+    assert_eq!((t.requests, t.predictions, t.errors), (2, 41, 0));
+    let next = dev.predict(&[vec![0.0; 4]]).await;
+    assert_eq!(next.first_id, 41);
+    dev.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
