@@ -579,7 +579,7 @@ mod tests {
 }
 
 /// Benchmarks, one `cargo bench` target each (release build, same package set every time).
-const BENCHES: &[(&str, &str)] = &[("wasmops-shared", "modules")];
+const BENCHES: &[(&str, &str)] = &[("wasmops-shared", "modules"), ("wasmops-edge", "http")];
 
 fn bench(ws: &Workspace) -> Result {
     for (package, target) in BENCHES {
