@@ -9,14 +9,9 @@
 //! - wasm+fuel: the same with fuel metering on, as the device runs it.
 //! Prints a markdown table; figures are ratios against native measured in the same run.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use wasmops_shared::abi::{self, BatchLayout};
-use wasmops_shared::compiler::{compile, CompileInput};
-use wasmops_shared::module::{DatasetRef, ModelCard};
 use wasmops_shared::pipeline::{Model, Pipeline, StandardScaler, Tree, TreeNode};
-use wasmops_shared::profile::Profile;
 use wasmops_shared::reference;
 
 const ROWS: usize = 10_000;
@@ -138,97 +133,29 @@ fn models(rng: &mut Rng) -> Vec<(&'static str, Pipeline)> {
     ]
 }
 
-fn build(p: &Pipeline) -> Vec<u8> {
-    let classes: Vec<String> = (0..p.model.n_classes().unwrap_or(0))
-        .map(|c| format!("c{c}"))
-        .collect();
-    let card = ModelCard {
-        abi_version: abi::ABI_VERSION,
-        kind: p.model.kind().into(),
-        feature_names: (0..p.n_features).map(|j| format!("f{j}")).collect(),
-        target_name: "y".into(),
-        outputs: p.output_names(&classes),
-        classes,
-        dataset: DatasetRef {
-            name: "bench".into(),
-            hash: "0".repeat(64),
-            n_rows: 0,
-        },
-        params: BTreeMap::new(),
-        metrics: BTreeMap::new(),
-        code_version: "bench".into(),
-    };
-    let profile = Profile::from_rows(&card.feature_names, &vec![0.0; p.n_features * 10]);
-    compile(&CompileInput {
-        pipeline: p,
-        card: &card,
-        profile: &profile,
-        conformance_rows: &vec![0.5; p.n_features * 4],
-    })
-    .expect("compiles")
-}
+#[path = "../tests/support/wasm.rs"]
+mod support;
+use support::{code_size, Batch};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
-/// Median time of one predict call over all rows, in wasmtime.
+/// Median time of one predict call over all rows, in wasmtime; checks the outputs.
 fn time_wasm(bytes: &[u8], rows: &[f64], d: usize, fuel: bool, expect: &[f64]) -> Duration {
-    let mut config = wasmtime::Config::new();
-    config.consume_fuel(fuel);
-    let engine = wasmtime::Engine::new(&config).unwrap();
-    let module = wasmtime::Module::new(&engine, bytes).unwrap();
-    let mut store = wasmtime::Store::new(&engine, ());
-    if fuel {
-        store.set_fuel(u64::MAX / 2).unwrap();
-    }
-    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
-    let call0 = |store: &mut wasmtime::Store<()>, name: &str| {
-        instance
-            .get_typed_func::<(), i32>(&mut *store, name)
-            .unwrap()
-            .call(&mut *store, ())
-            .unwrap()
-    };
-    let n_outputs = call0(&mut store, abi::EXPORT_N_OUTPUTS) as usize;
-    let heap_base = call0(&mut store, abi::EXPORT_HEAP_BASE) as u32;
-    let memory = instance.get_memory(&mut store, abi::EXPORT_MEMORY).unwrap();
-    let n = rows.len() / d;
-    let layout = BatchLayout::new(heap_base, n, d, n_outputs).unwrap();
-    let have = memory.size(&store);
-    if layout.pages() > have {
-        memory.grow(&mut store, layout.pages() - have).unwrap();
-    }
-    let input: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-    memory
-        .write(&mut store, layout.in_ptr as usize, &input)
-        .unwrap();
-    let predict = instance
-        .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, abi::EXPORT_PREDICT)
-        .unwrap();
-    let args = (
-        layout.in_ptr as i32,
-        n as i32,
-        d as i32,
-        layout.out_ptr as i32,
-    );
+    let mut batch = Batch::new(bytes, rows, d, fuel).expect("module instantiates");
     let mut times = Vec::new();
     for _ in 0..REPEATS {
         let t = Instant::now();
-        assert_eq!(predict.call(&mut store, args).unwrap(), 0);
+        batch.call().expect("predict");
         times.push(t.elapsed());
     }
-    let mut out = vec![0u8; n * n_outputs * 8];
-    memory
-        .read(&store, layout.out_ptr as usize, &mut out)
-        .unwrap();
-    let got: Vec<u64> = out
-        .chunks_exact(8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+    let got = batch.outputs();
     assert!(
-        got.iter().zip(expect).all(|(a, b)| *a == b.to_bits()),
+        got.iter()
+            .zip(expect)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
         "module disagrees with native"
     );
     median(times)
@@ -241,17 +168,8 @@ fn main() {
     for (name, p) in models(&mut rng) {
         let d = p.n_features;
         let rows = rng.vec(ROWS * d, 2.5);
-        let bytes = build(&p);
-        let code = bytes.len()
-            - wasmparser::Parser::new(0)
-                .parse_all(&bytes)
-                .filter_map(|x| match x.ok()? {
-                    wasmparser::Payload::CustomSection(r) => {
-                        Some((r.range().end - r.range().start) as usize)
-                    }
-                    _ => None,
-                })
-                .sum::<usize>();
+        let bytes = support::build_with(&p, &vec![0.5; d * 4]);
+        let code = code_size(&bytes);
         let mut native = Vec::new();
         let mut expect = Vec::new();
         for _ in 0..REPEATS {

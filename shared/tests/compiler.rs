@@ -1,98 +1,19 @@
 //! The compiler against the reference: every model kind, random models and inputs (NaN,
 //! infinities, subnormals, huge values), run in real wasmtime, must match bit for bit.
 
-use std::collections::BTreeMap;
-
 use proptest::prelude::*;
-use wasmops_shared::abi::{self, BatchLayout, Status};
-use wasmops_shared::compiler::{compile, CompileInput};
-use wasmops_shared::module::{DatasetRef, ModelCard, ModuleInfo};
+use wasmops_shared::abi::{self, Status};
+use wasmops_shared::module::ModuleInfo;
 use wasmops_shared::pipeline::{Model, Pipeline, StandardScaler, Tree, TreeNode};
-use wasmops_shared::profile::Profile;
 use wasmops_shared::reference;
 
-fn build(p: &Pipeline) -> Vec<u8> {
-    let classes: Vec<String> = (0..p.model.n_classes().unwrap_or(0))
-        .map(|c| format!("c{c}"))
-        .collect();
-    let card = ModelCard {
-        abi_version: abi::ABI_VERSION,
-        kind: p.model.kind().into(),
-        feature_names: (0..p.n_features).map(|j| format!("f{j}")).collect(),
-        target_name: "y".into(),
-        outputs: p.output_names(&classes),
-        classes,
-        dataset: DatasetRef {
-            name: "synthetic".into(),
-            hash: "0".repeat(64),
-            n_rows: 0,
-        },
-        params: BTreeMap::new(),
-        metrics: BTreeMap::new(),
-        code_version: "test".into(),
-    };
-    let rows: Vec<f64> = (0..10 * p.n_features).map(|i| (i % 5) as f64).collect();
-    let profile = Profile::from_rows(&card.feature_names, &rows);
-    compile(&CompileInput {
-        pipeline: p,
-        card: &card,
-        profile: &profile,
-        conformance_rows: &rows,
-    })
-    .expect("compiles")
-}
+#[path = "support/wasm.rs"]
+mod support;
+use support::{code_size, run};
 
-/// Runs a module in wasmtime with the ABI's batch layout.
-fn run(bytes: &[u8], rows: &[f64], n_features: usize) -> Result<Vec<f64>, String> {
-    let engine = wasmtime::Engine::default();
-    let module = wasmtime::Module::new(&engine, bytes).map_err(|e| e.to_string())?;
-    let mut store = wasmtime::Store::new(&engine, ());
-    let instance = wasmtime::Instance::new(&mut store, &module, &[]).map_err(|e| e.to_string())?;
-    let get = |store: &mut wasmtime::Store<()>, name: &str| -> i32 {
-        instance
-            .get_typed_func::<(), i32>(&mut *store, name)
-            .unwrap()
-            .call(&mut *store, ())
-            .unwrap()
-    };
-    let n_outputs = get(&mut store, abi::EXPORT_N_OUTPUTS) as usize;
-    let heap_base = get(&mut store, abi::EXPORT_HEAP_BASE) as u32;
-    let memory = instance.get_memory(&mut store, abi::EXPORT_MEMORY).unwrap();
-    let n_rows = rows.len() / n_features;
-    let layout = BatchLayout::new(heap_base, n_rows, n_features, n_outputs).unwrap();
-    let have = memory.size(&store);
-    if layout.pages() > have {
-        memory.grow(&mut store, layout.pages() - have).unwrap();
-    }
-    let input: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-    memory
-        .write(&mut store, layout.in_ptr as usize, &input)
-        .unwrap();
-    let predict = instance
-        .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, abi::EXPORT_PREDICT)
-        .unwrap();
-    let code = predict
-        .call(
-            &mut store,
-            (
-                layout.in_ptr as i32,
-                n_rows as i32,
-                n_features as i32,
-                layout.out_ptr as i32,
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-    if code != Status::Ok as i32 {
-        return Err(Status::describe(code));
-    }
-    let mut out = vec![0u8; n_rows * n_outputs * 8];
-    memory
-        .read(&store, layout.out_ptr as usize, &mut out)
-        .unwrap();
-    Ok(out
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-        .collect())
+fn build(p: &Pipeline) -> Vec<u8> {
+    let rows: Vec<f64> = (0..10 * p.n_features).map(|i| (i % 5) as f64).collect();
+    support::build_with(p, &rows)
 }
 
 fn bits(v: &[f64]) -> Vec<u64> {
@@ -285,21 +206,6 @@ fn trees_walk_like_linfa_nan_goes_right() {
         out,
         vec![0.0, 1.0, 0.0, 1.0, 0.25, 0.75, 1.0, 0.25, 0.75, 0.0, 1.0, 0.0]
     );
-}
-
-/// Bytes of a module without its custom sections (card, profile, conformance vectors): the
-/// part comparable to other model formats.
-fn code_size(bytes: &[u8]) -> usize {
-    let custom: usize = wasmparser::Parser::new(0)
-        .parse_all(bytes)
-        .filter_map(|p| match p.ok()? {
-            wasmparser::Payload::CustomSection(r) => {
-                Some((r.range().end - r.range().start) as usize)
-            }
-            _ => None,
-        })
-        .sum();
-    bytes.len() - custom
 }
 
 #[test]

@@ -239,6 +239,40 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         );
     }
     browser.screenshot("kinds").await;
+
+    // Filter and sort the runs table.
+    browser
+        .fill("#run-filter", "model = kmeans or metrics.r2 > 0.5")
+        .await;
+    let count = browser
+        .wait_text("[data-testid=run-count]", "the filtered count", |t| {
+            t.starts_with("2 of 8")
+        })
+        .await;
+    assert_eq!(count, "2 of 8 runs");
+    browser.fill("#run-filter", "metrics.accuracy >").await;
+    let err = browser
+        .wait_text("[data-testid=filter-error]", "the filter error", |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert_eq!(err, "filter, column 19: expected a value after `>`");
+    browser.fill("#run-filter", "dataset = iris").await;
+    browser
+        .wait_text("[data-testid=run-count]", "the iris runs", |t| {
+            t.starts_with("5 of 8")
+        })
+        .await;
+    browser.click("table.runs thead th:nth-child(1)").await; // sort by name, ascending
+    let first = browser
+        .wait_text(
+            "table.runs tbody tr:nth-child(1) td:first-child",
+            "the first run by name",
+            |t| t.starts_with("decision"),
+        )
+        .await;
+    assert!(first.starts_with("decision tree"), "{first}");
+    browser.screenshot("runs-filtered").await;
     browser.close().await;
 }
 
