@@ -33,6 +33,41 @@ async fn train_compile_deploy_loop() {
         accuracy > 0.85,
         "logistic regression on iris should exceed 0.85 accuracy, got {accuracy}"
     );
+    // The finished run's details: every metric, and a confusion matrix whose diagonal holds the
+    // correctly classified held-out rows.
+    let metrics = browser
+        .wait_text("[data-testid=run-metrics]", "the run's metrics", |t| {
+            t.contains("f1_macro")
+        })
+        .await;
+    assert!(
+        metrics.contains("precision_macro") && metrics.contains("recall_macro"),
+        "{metrics}"
+    );
+    let cells = browser
+        .client
+        .find_all(fantoccini::Locator::Css("table.confusion td"))
+        .await
+        .unwrap();
+    assert_eq!(cells.len(), 9, "3 x 3 confusion matrix for iris");
+    let mut diagonal = 0.0;
+    for cell in browser
+        .client
+        .find_all(fantoccini::Locator::Css("table.confusion td.diag"))
+        .await
+        .unwrap()
+    {
+        diagonal += cell.text().await.unwrap().parse::<f64>().unwrap();
+    }
+    let mut total = 0.0;
+    for cell in cells {
+        total += cell.text().await.unwrap().parse::<f64>().unwrap();
+    }
+    assert_eq!(
+        diagonal / total,
+        accuracy,
+        "accuracy = diagonal share of the confusion matrix"
+    );
 
     // 2. Reload: the run comes back from IndexedDB.
     browser.client.refresh().await.expect("reload");

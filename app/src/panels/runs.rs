@@ -97,6 +97,11 @@ pub fn RunsPanel() -> impl IntoView {
                 </table>
             </Show>
             {move || error.get().map(|e| view! { <p class="error" data-testid="runs-error">{e}</p> })}
+            {move || {
+                let id = state.selected_run.get()?;
+                let run = state.runs.with(|r| r.iter().find(|x| x.id == id).cloned())?;
+                Some(view! { <RunDetails run=run /> })
+            }}
             {move || state.compiled.get().map(|m| view! { <ModuleSummary m=m /> })}
         </section>
     }
@@ -170,9 +175,11 @@ fn RunRow(
     let code = run.code_version.clone();
     let name = run.name.clone();
     let id = run.id.clone();
+    let select_id = run.id.clone();
+    let state = use_app_state();
     view! {
         <tr data-run-id=id>
-            <td>{name}</td>
+            <td><a href="#" class="run-name" on:click=move |ev| { ev.prevent_default(); state.selected_run.set(Some(select_id.clone())); }>{name}</a></td>
             <td class="mono">{dataset}</td>
             <td>{kind}</td>
             <td>{metric}</td>
@@ -183,6 +190,50 @@ fn RunRow(
                 "Compile & verify"
             </button></td>
         </tr>
+    }
+}
+
+/// Everything about one run: params, every metric, and for classifiers the confusion matrix of
+/// the held-out split (recomputed from the pipeline, which the module equals bit for bit).
+#[component]
+fn RunDetails(run: Run) -> impl IntoView {
+    let params: Vec<(String, String)> = run
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    let metrics: Vec<(String, String)> = run
+        .metrics
+        .iter()
+        .map(|(k, v)| (k.clone(), format!("{v:.4}")))
+        .collect();
+    let classes = run.class_names.clone();
+    let cm = (!classes.is_empty() && run.pipeline.model.kind() != "kmeans").then(|| {
+        let out = wasmops_shared::reference::predict(&run.pipeline, &run.test_x);
+        let predicted: Vec<f64> = out.chunks(run.pipeline.n_outputs()).map(|o| o[0]).collect();
+        wasmops_shared::metrics::confusion_matrix(&predicted, &run.test_y, classes.len())
+    });
+    view! {
+        <div class="details" data-testid="run-details">
+            <h3>{format!("{} on {} ({} rows)", run.name, run.dataset.name, run.dataset.n_rows)}</h3>
+            <div class="kv">
+                <dl>{params.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="mono">{v}</dd> }).collect_view()}</dl>
+                <dl data-testid="run-metrics">{metrics.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="num">{v}</dd> }).collect_view()}</dl>
+            </div>
+            {cm.map(|cm| view! {
+                <table class="confusion" data-testid="confusion">
+                    <caption>"Confusion matrix (held-out rows; rows: actual, columns: predicted)"</caption>
+                    <thead><tr><th></th>{classes.iter().map(|c| view! { <th>{c.clone()}</th> }).collect_view()}</tr></thead>
+                    <tbody>
+                        {cm.into_iter().zip(classes.clone()).enumerate().map(|(i, (row, c))| view! {
+                            <tr><th>{c}</th>{row.into_iter().enumerate().map(|(j, v)| view! {
+                                <td class={if i == j { "num diag" } else if v > 0 { "num off" } else { "num" }}>{v}</td>
+                            }).collect_view()}</tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            })}
+        </div>
     }
 }
 
