@@ -67,3 +67,49 @@ impl Run {
         (name, self.metrics.get(name).copied())
     }
 }
+
+/// A file of runs, as exported and imported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub format: String,
+    pub version: u32,
+    pub runs: Vec<Run>,
+}
+
+pub const BUNDLE_FORMAT: &str = "wasmops-runs";
+pub const BUNDLE_VERSION: u32 = 1;
+
+impl Bundle {
+    pub fn new(runs: Vec<Run>) -> Bundle {
+        Bundle {
+            format: BUNDLE_FORMAT.into(),
+            version: BUNDLE_VERSION,
+            runs,
+        }
+    }
+
+    /// Parses and checks a whole bundle; any problem rejects all of it, naming the run.
+    pub fn parse(text: &str) -> Result<Bundle, String> {
+        let b: Bundle =
+            serde_json::from_str(text).map_err(|e| format!("not a wasmops runs file: {e}"))?;
+        if b.format != BUNDLE_FORMAT || b.version != BUNDLE_VERSION {
+            return Err(format!(
+                "unsupported file: format `{}` version {} (this dashboard reads `{BUNDLE_FORMAT}` version {BUNDLE_VERSION})",
+                b.format, b.version
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, r) in b.runs.iter().enumerate() {
+            let at = format!("run {} (`{}`)", i + 1, r.id);
+            if r.id.is_empty() || !ids.insert(r.id.clone()) {
+                return Err(format!("{at}: missing or duplicate id"));
+            }
+            r.pipeline.validate().map_err(|e| format!("{at}: {e}"))?;
+            let d = r.pipeline.n_features;
+            if r.feature_names.len() != d || r.test_x.len() != r.test_y.len() * d {
+                return Err(format!("{at}: held-out rows do not match its {d} features"));
+            }
+        }
+        Ok(b)
+    }
+}

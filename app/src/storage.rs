@@ -180,6 +180,39 @@ impl Storage {
         self.put(RUNS, run).await
     }
 
+    /// Writes all runs in one transaction: either every run is stored or none is.
+    pub async fn put_runs(&self, runs: &[Run]) -> Result<(), StorageError> {
+        let tx = self
+            .db
+            .transaction(&[RUNS], TransactionMode::ReadWrite)
+            .map_err(failed("write"))?;
+        let os = tx.object_store(RUNS).map_err(failed("write"))?;
+        for run in runs {
+            let value = run
+                .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+                .map_err(|e| StorageError::Failed {
+                    op: "encode",
+                    reason: e.to_string(),
+                })?;
+            os.put(&value, None)
+                .map_err(failed("write"))?
+                .await
+                .map_err(failed("write"))?;
+        }
+        match tx
+            .commit()
+            .map_err(failed("commit"))?
+            .await
+            .map_err(failed("commit"))?
+        {
+            TransactionResult::Committed => Ok(()),
+            TransactionResult::Aborted => Err(StorageError::Failed {
+                op: "write",
+                reason: "transaction aborted".into(),
+            }),
+        }
+    }
+
     /// All runs, newest first.
     pub async fn runs(&self) -> Result<Vec<Run>, StorageError> {
         let mut runs: Vec<Run> = self.all(RUNS, "run").await?;

@@ -476,3 +476,107 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
     browser.screenshot("csv").await;
     browser.close().await;
 }
+
+/// Runs export to a JSON bundle and import back; a bad bundle imports nothing and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_export_and_import_as_a_bundle() {
+    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
+    let site = StaticSite::serve(&dist);
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&site.origin)
+        .await
+        .expect("open dashboard");
+    browser.click("#train").await;
+    browser
+        .wait_text("[data-testid=run-metric]", "a run", |t| {
+            t.parse::<f64>().is_ok()
+        })
+        .await;
+
+    browser.click("#runs-export").await;
+    browser
+        .wait_text("#runs-download", "the download link", |t| {
+            t.contains("wasmops-runs.json")
+        })
+        .await;
+    let text = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(document.querySelector('#runs-download').href).then(r => r.text()).then(done, e => done(String(e)));",
+            vec![],
+        )
+        .await
+        .expect("read the export");
+    let mut bundle: serde_json::Value =
+        serde_json::from_str(text.as_str().expect("text")).expect("the export is JSON");
+    assert_eq!(bundle["format"], "wasmops-runs");
+    assert_eq!(bundle["runs"].as_array().map(Vec::len), Some(1));
+
+    let dir = temp_dir("bundle");
+    let import = |name: &str, value: &serde_json::Value| {
+        let path = dir.join(name);
+        std::fs::write(&path, serde_json::to_vec(value).unwrap()).unwrap();
+        path
+    };
+    // A bundle with one broken run imports nothing.
+    let mut broken = bundle.clone();
+    broken["runs"][0]["id"] = "copy-1".into();
+    broken["runs"][0]["pipeline"]["n_features"] = 7.into();
+    let path = import("broken.json", &broken);
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#runs-import"))
+        .await
+        .unwrap()
+        .send_keys(&path.display().to_string())
+        .await
+        .unwrap();
+    let err = browser
+        .wait_text("[data-testid=runs-error]", "the import error", |t| {
+            t.contains("nothing imported")
+        })
+        .await;
+    assert!(
+        err.contains("broken.json") && err.contains("run 1 (`copy-1`)"),
+        "{err}"
+    );
+    assert_eq!(
+        browser
+            .wait_text("[data-testid=run-count]", "the count", |_| true)
+            .await,
+        "1 of 1 runs"
+    );
+
+    // A good bundle with a new run imports it, and it persists.
+    bundle["runs"][0]["id"] = "copy-2".into();
+    bundle["runs"][0]["name"] = "imported copy".into();
+    let path = import("good.json", &bundle);
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#runs-import"))
+        .await
+        .unwrap()
+        .send_keys(&path.display().to_string())
+        .await
+        .unwrap();
+    browser
+        .wait_text("[data-testid=runs-notice]", "the import notice", |t| {
+            t.contains("imported 1 runs")
+        })
+        .await;
+    browser.client.refresh().await.unwrap();
+    browser
+        .wait_text("[data-testid=run-count]", "both runs after reload", |t| {
+            t == "2 of 2 runs"
+        })
+        .await;
+    browser
+        .wait_text("table.runs", "the imported run", |t| {
+            t.contains("imported copy")
+        })
+        .await;
+    browser.close().await;
+}

@@ -6,7 +6,7 @@ use wasmops_shared::digest::{content_hash, short};
 use wasmops_shared::module::ModuleInfo;
 
 use crate::module_runner::BrowserModule;
-use crate::run::Run;
+use crate::run::{Bundle, Run};
 use crate::state::{use_app_state, CompiledModule};
 use crate::storage::{Storage, StoredModule};
 use wasmops_shared::metrics::evaluate;
@@ -40,6 +40,57 @@ pub fn RunsPanel() -> impl IntoView {
         });
         runs
     });
+    let export_url = RwSignal::new(None::<String>);
+    let notice = RwSignal::new(None::<String>);
+    let export = move |_| {
+        let json =
+            serde_json::to_string_pretty(&Bundle::new(visible.get_untracked())).unwrap_or_default();
+        match blob_url(&json) {
+            Ok(url) => export_url.set(Some(url)),
+            Err(e) => error.set(Some(e)),
+        }
+    };
+    let import = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        let Some(file) = input.files().and_then(|f| f.get(0)) else {
+            return;
+        };
+        input.set_value("");
+        error.set(None);
+        notice.set(None);
+        spawn_local(async move {
+            let text = wasm_bindgen_futures::JsFuture::from(file.text())
+                .await
+                .ok()
+                .and_then(|v| v.as_string())
+                .unwrap_or_default();
+            let bundle = match Bundle::parse(&text) {
+                Ok(b) => b,
+                Err(e) => {
+                    return error.set(Some(format!("{}: nothing imported: {e}", file.name())))
+                }
+            };
+            let known: std::collections::BTreeSet<String> = state
+                .runs
+                .with_untracked(|r| r.iter().map(|x| x.id.clone()).collect());
+            let new: Vec<Run> = bundle
+                .runs
+                .into_iter()
+                .filter(|r| !known.contains(&r.id))
+                .collect();
+            match async { Storage::open().await?.put_runs(&new).await }.await {
+                Ok(()) => {
+                    notice.set(Some(format!(
+                        "imported {} runs from {}",
+                        new.len(),
+                        file.name()
+                    )));
+                    state.runs.update(|r| r.extend(new));
+                }
+                Err(e) => error.set(Some(format!("nothing imported: {e}"))),
+            }
+        });
+    };
     let header = move |label: &'static str, by: SortBy, class: &'static str| {
         view! {
             <th class=class on:click=move |_| sort.update(|s| *s = (by, if s.0 == by { !s.1 } else { true }))>
@@ -82,6 +133,12 @@ pub fn RunsPanel() -> impl IntoView {
                 <input id="run-filter" class="filter" placeholder="filter: metrics.accuracy > 0.9 and params.max_depth = 4"
                     prop:value=move || query.get() on:input=move |ev| query.set(event_target_value(&ev)) />
                 {move || filter.get().err().map(|e| view! { <p class="error" data-testid="filter-error">{e.to_string()}</p> })}
+                <div class="actions runs-io">
+                    <button id="runs-export" class="secondary" on:click=export>"Export shown runs"</button>
+                    {move || export_url.get().map(|url| view! { <a id="runs-download" href=url download="wasmops-runs.json">"download wasmops-runs.json"</a> })}
+                    <label class="file">"Import runs" <input type="file" id="runs-import" accept=".json,application/json" on:change=import /></label>
+                </div>
+                {move || notice.get().map(|n| view! { <p class="ok" data-testid="runs-notice">{n}</p> })}
                 <p class="count" data-testid="run-count">{move || format!("{} of {} runs", visible.with(Vec::len), state.runs.with(Vec::len))}</p>
                 <table class="runs" data-testid="runs">
                     <thead><tr>
@@ -286,4 +343,14 @@ async fn compile_and_verify(run: &Run) -> Result<CompiledModule, String> {
         test_outputs,
         bytes,
     })
+}
+
+/// An object URL for a JSON text, for a download link.
+fn blob_url(json: &str) -> Result<String, String> {
+    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(json));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("application/json");
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+        .map_err(|e| format!("{e:?}"))?;
+    web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))
 }
