@@ -222,6 +222,34 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         ("diabetes", "ridge"),
         ("diabetes", "elastic_net"),
     ];
+    // Hyperparameters are validated before any work, naming the field.
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#algorithm"))
+        .await
+        .unwrap()
+        .select_by_value("random_forest")
+        .await
+        .unwrap();
+    browser.fill("#param-n_trees", "0").await;
+    browser.click("#train").await;
+    let err = browser
+        .wait_text("[data-testid=train-error]", "the parameter error", |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert_eq!(
+        err,
+        "invalid hyperparameter n_trees: must be between 1 and 1000, got 0"
+    );
+    browser.fill("#param-feature_proportion", "lots").await;
+    browser.click("#train").await;
+    browser
+        .wait_text("[data-testid=train-error]", "the parse error", |t| {
+            t == "feature proportion: `lots` is not a number"
+        })
+        .await;
+
     for (i, (dataset, algorithm)) in kinds.iter().enumerate() {
         let select = |css: &'static str, value: &'static str| {
             let client = browser.client.clone();

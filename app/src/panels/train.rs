@@ -72,6 +72,63 @@ pub fn algorithms() -> Vec<(&'static str, &'static str, Algorithm)> {
     ]
 }
 
+/// The hyperparameters of an algorithm's defaults, as editable text (`none` = unlimited).
+fn default_params(name: &str) -> std::collections::BTreeMap<String, String> {
+    let algorithm = algorithms().into_iter().find(|a| a.0 == name).map(|a| a.2);
+    let Some(serde_json::Value::Object(map)) = algorithm.and_then(|a| serde_json::to_value(a).ok())
+    else {
+        return Default::default();
+    };
+    map.into_iter()
+        .filter(|(k, _)| k != "algorithm")
+        .map(|(k, v)| {
+            (
+                k,
+                if v.is_null() {
+                    "none".to_string()
+                } else {
+                    v.to_string()
+                },
+            )
+        })
+        .collect()
+}
+
+/// Builds an algorithm from typed hyperparameters; errors name the field.
+fn parse_algorithm(
+    name: &str,
+    params: &std::collections::BTreeMap<String, String>,
+) -> Result<Algorithm, String> {
+    let (_, _, default) = algorithms()
+        .into_iter()
+        .find(|a| a.0 == name)
+        .ok_or_else(|| format!("unknown algorithm `{name}`"))?;
+    let mut obj = match serde_json::to_value(&default) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(format!("algorithm `{name}` has no parameters form")),
+    };
+    for (field, text) in params {
+        let t = text.trim();
+        let value = if t.is_empty() || t.eq_ignore_ascii_case("none") {
+            serde_json::Value::Null
+        } else {
+            let n: f64 = t
+                .parse()
+                .map_err(|_| format!("{}: `{t}` is not a number", field.replace('_', " ")))?;
+            if n.fract() == 0.0 && n >= 0.0 && n < 9e15 {
+                serde_json::json!(n as u64)
+            } else {
+                serde_json::json!(n)
+            }
+        };
+        obj.insert(field.clone(), value);
+    }
+    let algorithm: Algorithm = serde_json::from_value(serde_json::Value::Object(obj))
+        .map_err(|e| format!("hyperparameters: {e}"))?;
+    algorithm.validate().map_err(|e| e.to_string())?;
+    Ok(algorithm)
+}
+
 #[component]
 pub fn TrainPanel() -> impl IntoView {
     let state = use_app_state();
@@ -79,6 +136,9 @@ pub fn TrainPanel() -> impl IntoView {
     let algorithm = RwSignal::new("logistic_regression".to_string());
     let scale = RwSignal::new(false);
     let seed = RwSignal::new("42".to_string());
+    // The selected algorithm's hyperparameters as the user typed them, reset to its defaults
+    // whenever another algorithm is chosen.
+    let params = RwSignal::new(default_params("logistic_regression"));
     let progress = RwSignal::new(None::<(String, f64)>);
     let error = RwSignal::new(None::<String>);
     // The running job holds a web_sys::Worker, which is not Send: keep it in local storage.
@@ -86,11 +146,7 @@ pub fn TrainPanel() -> impl IntoView {
 
     let spec = move || -> Result<TrainSpec, String> {
         let name = algorithm.get_untracked();
-        let algorithm = algorithms()
-            .into_iter()
-            .find(|a| a.0 == name)
-            .map(|a| a.2)
-            .ok_or_else(|| format!("unknown algorithm `{name}`"))?;
+        let algorithm = parse_algorithm(&name, &params.get_untracked())?;
         let seed = seed
             .get_untracked()
             .trim()
@@ -180,11 +236,24 @@ pub fn TrainPanel() -> impl IntoView {
                     </select>
                 </label>
                 <label>"Algorithm"
-                    <select id="algorithm" prop:value=move || algorithm.get() on:change=move |ev| algorithm.set(event_target_value(&ev))>
+                    <select id="algorithm" prop:value=move || algorithm.get() on:change=move |ev| {
+                        let name = event_target_value(&ev);
+                        params.set(default_params(&name));
+                        algorithm.set(name);
+                    }>
                         {algorithms().into_iter().map(|(name, label, _)| view! { <option value=name>{label}</option> }).collect_view()}
                     </select>
                 </label>
                 <label class="check"><input type="checkbox" id="scale" prop:checked=move || scale.get() on:change=move |ev| scale.set(event_target_checked(&ev)) /> "Standard-scale features"</label>
+                {move || params.get().into_iter().map(|(name, value)| {
+                    let field = name.clone();
+                    view! {
+                        <label>{name.replace('_', " ")}
+                            <input id=format!("param-{name}") prop:value=value
+                                on:change=move |ev| params.update(|p| { p.insert(field.clone(), event_target_value(&ev)); }) />
+                        </label>
+                    }
+                }).collect_view()}
                 <label>"Split seed" <input id="seed" prop:value=move || seed.get() on:input=move |ev| seed.set(event_target_value(&ev)) /></label>
             </div>
             <div class="actions">
