@@ -9,7 +9,7 @@ pub const BUILTIN: [(&str, &str); 4] = [
         "winequality",
         "wine quality (red): 1599 rows, 11 features, 6 quality classes",
     ),
-    ("diabetes", "diabetes: 442 rows, 10 features, regression"),
+    ("diabetes", "diabetes: 441 rows, 10 features, regression"),
     (
         "linnerud",
         "linnerud: 20 rows, 3 features, regression (weight)",

@@ -257,7 +257,14 @@ fn RunDetails(run: Run) -> impl IntoView {
     let params: Vec<(String, String)> = run
         .params
         .iter()
-        .map(|(k, v)| (k.clone(), v.to_string()))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
         .collect();
     let metrics: Vec<(String, String)> = run
         .metrics
