@@ -70,7 +70,7 @@ impl BrowserModule {
     /// Predicts a row-major batch; returns `rows * n_outputs` values.
     pub fn predict(&self, rows: &[f64]) -> Result<Vec<f64>, String> {
         let d = self.n_features;
-        if d == 0 || rows.is_empty() || rows.len() % d != 0 {
+        if d == 0 || rows.is_empty() || !rows.len().is_multiple_of(d) {
             return Err(format!(
                 "batch holds {} values, not whole rows of {d} features",
                 rows.len()

@@ -14,11 +14,14 @@ use crate::run::Run;
 /// The loader script trunk generates for the `train_worker` binary.
 const WORKER_URL: &str = "./train_worker_loader.js";
 
+/// Where the job's single result goes; taken by whichever comes first (result, crash, cancel).
+type ResultSlot = Rc<RefCell<Option<oneshot::Sender<Result<Run, String>>>>>;
+
 /// A training job in a dedicated worker. Dropping it does not stop it; call [`TrainJob::cancel`].
 #[derive(Clone)]
 pub struct TrainJob {
     worker: Worker,
-    done: Rc<RefCell<Option<oneshot::Sender<Result<Run, String>>>>>,
+    done: ResultSlot,
 }
 
 impl TrainJob {

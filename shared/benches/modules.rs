@@ -7,6 +7,7 @@
 //!   equal bit for bit (release build, scratch buffers reused across rows);
 //! - wasm: the compiled module in wasmtime (cranelift), plain;
 //! - wasm+fuel: the same with fuel metering on, as the device runs it.
+//!
 //! Prints a markdown table; figures are ratios against native measured in the same run.
 
 use std::time::{Duration, Instant};

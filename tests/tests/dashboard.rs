@@ -268,7 +268,7 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         browser.click("#train").await;
         browser
             .wait_text(
-                &format!("table.runs tbody tr:nth-child(1) td:first-child"),
+                "table.runs tbody tr:nth-child(1) td:first-child",
                 "the new run",
                 |t| t.ends_with(&format!("#{}", i + 1)),
             )

@@ -115,7 +115,7 @@ fn parse_algorithm(
             let n: f64 = t
                 .parse()
                 .map_err(|_| format!("{}: `{t}` is not a number", field.replace('_', " ")))?;
-            if n.fract() == 0.0 && n >= 0.0 && n < 9e15 {
+            if n.fract() == 0.0 && (0.0..9e15).contains(&n) {
                 serde_json::json!(n as u64)
             } else {
                 serde_json::json!(n)
