@@ -121,21 +121,32 @@ impl Storage {
     }
 
     async fn put<T: Serialize>(&self, store: &'static str, value: &T) -> Result<(), StorageError> {
-        let value = value
-            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-            .map_err(|e| StorageError::Failed {
-                op: "encode",
-                reason: e.to_string(),
-            })?;
+        self.put_all(store, std::slice::from_ref(value)).await
+    }
+
+    /// Writes all values in one transaction: either every value is stored or none is.
+    async fn put_all<T: Serialize>(
+        &self,
+        store: &'static str,
+        values: &[T],
+    ) -> Result<(), StorageError> {
         let tx = self
             .db
             .transaction(&[store], TransactionMode::ReadWrite)
             .map_err(failed("write"))?;
         let os = tx.object_store(store).map_err(failed("write"))?;
-        os.put(&value, None)
-            .map_err(failed("write"))?
-            .await
-            .map_err(failed("write"))?;
+        for value in values {
+            let value = value
+                .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+                .map_err(|e| StorageError::Failed {
+                    op: "encode",
+                    reason: e.to_string(),
+                })?;
+            os.put(&value, None)
+                .map_err(failed("write"))?
+                .await
+                .map_err(failed("write"))?;
+        }
         match tx
             .commit()
             .map_err(failed("commit"))?
@@ -182,35 +193,7 @@ impl Storage {
 
     /// Writes all runs in one transaction: either every run is stored or none is.
     pub async fn put_runs(&self, runs: &[Run]) -> Result<(), StorageError> {
-        let tx = self
-            .db
-            .transaction(&[RUNS], TransactionMode::ReadWrite)
-            .map_err(failed("write"))?;
-        let os = tx.object_store(RUNS).map_err(failed("write"))?;
-        for run in runs {
-            let value = run
-                .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-                .map_err(|e| StorageError::Failed {
-                    op: "encode",
-                    reason: e.to_string(),
-                })?;
-            os.put(&value, None)
-                .map_err(failed("write"))?
-                .await
-                .map_err(failed("write"))?;
-        }
-        match tx
-            .commit()
-            .map_err(failed("commit"))?
-            .await
-            .map_err(failed("commit"))?
-        {
-            TransactionResult::Committed => Ok(()),
-            TransactionResult::Aborted => Err(StorageError::Failed {
-                op: "write",
-                reason: "transaction aborted".into(),
-            }),
-        }
+        self.put_all(RUNS, runs).await
     }
 
     /// All runs, newest first.

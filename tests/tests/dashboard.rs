@@ -223,14 +223,7 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         ("diabetes", "elastic_net"),
     ];
     // Hyperparameters are validated before any work, naming the field.
-    browser
-        .client
-        .find(fantoccini::Locator::Css("#algorithm"))
-        .await
-        .unwrap()
-        .select_by_value("random_forest")
-        .await
-        .unwrap();
+    browser.select("#algorithm", "random_forest").await;
     browser.fill("#param-n_trees", "0").await;
     browser.click("#train").await;
     let err = browser
@@ -251,20 +244,8 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         .await;
 
     for (i, (dataset, algorithm)) in kinds.iter().enumerate() {
-        let select = |css: &'static str, value: &'static str| {
-            let client = browser.client.clone();
-            async move {
-                client
-                    .find(fantoccini::Locator::Css(css))
-                    .await
-                    .unwrap()
-                    .select_by_value(value)
-                    .await
-                    .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"))
-            }
-        };
-        select("#dataset", dataset).await;
-        select("#algorithm", algorithm).await;
+        browser.select("#dataset", dataset).await;
+        browser.select("#algorithm", algorithm).await;
         browser.click("#train").await;
         browser
             .wait_text(
@@ -362,16 +343,13 @@ async fn dashboard_works_offline_after_one_visit() {
         .expect("open dashboard");
     browser.wait_text("#train", "the app", |_| true).await;
     let controlled = browser
-        .client
-        .execute_async(
+        .eval_async(
             "const done = arguments[arguments.length - 1];
              navigator.serviceWorker.ready
                .then(() => new Promise(r => navigator.serviceWorker.controller ? r() : navigator.serviceWorker.addEventListener('controllerchange', r)))
                .then(() => done(true), e => done(String(e)));",
-            vec![],
         )
-        .await
-        .expect("service worker script");
+        .await;
     assert_eq!(
         controlled,
         serde_json::json!(true),
@@ -419,15 +397,7 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
     let path = temp_dir("csv").join("shapes.csv");
     std::fs::write(&path, csv).unwrap();
 
-    let input = browser
-        .client
-        .find(fantoccini::Locator::Css("#csv-file"))
-        .await
-        .expect("file input");
-    input
-        .send_keys(&path.display().to_string())
-        .await
-        .expect("choose file");
+    browser.upload("#csv-file", &path).await;
     let problems = browser
         .wait_text("[data-testid=csv-problems]", "the bad rows", |t| {
             t.contains("line 64")
@@ -476,14 +446,7 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
         .await
         .unwrap()
         .unwrap();
-    browser
-        .client
-        .find(fantoccini::Locator::Css("#dataset"))
-        .await
-        .unwrap()
-        .select_by_value(&value)
-        .await
-        .unwrap();
+    browser.select("#dataset", &value).await;
     browser.click("#train").await;
     let metric = browser
         .wait_text("[data-testid=run-metric]", "a run on the CSV", |t| {
@@ -530,14 +493,11 @@ async fn runs_export_and_import_as_a_bundle() {
         })
         .await;
     let text = browser
-        .client
-        .execute_async(
+        .eval_async(
             "const done = arguments[arguments.length - 1];
              fetch(document.querySelector('#runs-download').href).then(r => r.text()).then(done, e => done(String(e)));",
-            vec![],
         )
-        .await
-        .expect("read the export");
+        .await;
     let mut bundle: serde_json::Value =
         serde_json::from_str(text.as_str().expect("text")).expect("the export is JSON");
     assert_eq!(bundle["format"], "wasmops-runs");
@@ -554,14 +514,7 @@ async fn runs_export_and_import_as_a_bundle() {
     broken["runs"][0]["id"] = "copy-1".into();
     broken["runs"][0]["pipeline"]["n_features"] = 7.into();
     let path = import("broken.json", &broken);
-    browser
-        .client
-        .find(fantoccini::Locator::Css("#runs-import"))
-        .await
-        .unwrap()
-        .send_keys(&path.display().to_string())
-        .await
-        .unwrap();
+    browser.upload("#runs-import", &path).await;
     let err = browser
         .wait_text("[data-testid=runs-error]", "the import error", |t| {
             t.contains("nothing imported")
@@ -582,14 +535,7 @@ async fn runs_export_and_import_as_a_bundle() {
     bundle["runs"][0]["id"] = "copy-2".into();
     bundle["runs"][0]["name"] = "imported copy".into();
     let path = import("good.json", &bundle);
-    browser
-        .client
-        .find(fantoccini::Locator::Css("#runs-import"))
-        .await
-        .unwrap()
-        .send_keys(&path.display().to_string())
-        .await
-        .unwrap();
+    browser.upload("#runs-import", &path).await;
     browser
         .wait_text("[data-testid=runs-notice]", "the import notice", |t| {
             t.contains("imported 1 runs")
