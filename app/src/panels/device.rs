@@ -19,13 +19,24 @@ pub fn DevicePanel() -> impl IntoView {
     let verdict = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
 
-    // Mirror the stored device into the form once it is loaded.
+    // Mirror the stored device into the form once it is loaded (or changed), and ask it how it
+    // is doing right away.
     Effect::new(move |_| {
         if let Some(d) = state.device.get() {
             url.set(d.url);
             token.set(d.token);
+            spawn_local(refresh_status(state, status, error));
         }
     });
+    // Keep the device's status and counters current while the page is open.
+    set_interval(
+        move || {
+            if state.device.get_untracked().is_some() {
+                spawn_local(refresh_status(state, status, error));
+            }
+        },
+        std::time::Duration::from_secs(10),
+    );
 
     let save = move |_| {
         let entry = DeviceEntry {
