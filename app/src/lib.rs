@@ -11,6 +11,7 @@
 //!
 //! `main.rs` only mounts [`App`].
 
+pub mod charts;
 pub mod device_client;
 pub mod module_runner;
 pub mod panels;

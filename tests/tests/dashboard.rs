@@ -63,6 +63,21 @@ async fn train_compile_deploy_loop() {
     for cell in cells {
         total += cell.text().await.unwrap().parse::<f64>().unwrap();
     }
+    // One readable histogram per feature of the training profile.
+    let charts = browser
+        .client
+        .find_all(fantoccini::Locator::Css("[data-testid=profile-charts] svg"))
+        .await
+        .unwrap();
+    assert_eq!(charts.len(), 4, "iris has 4 features");
+    let first = charts[0].html(false).await.unwrap();
+    assert!(
+        first.contains("sepal length")
+            && first.contains("rows per unit")
+            && first.contains("<rect"),
+        "{first}"
+    );
+    browser.screenshot("run-details").await;
     assert_eq!(
         diagonal / total,
         accuracy,

@@ -284,6 +284,13 @@ fn RunDetails(run: Run) -> impl IntoView {
                 <dl>{params.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="mono">{v}</dd> }).collect_view()}</dl>
                 <dl data-testid="run-metrics">{metrics.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="num">{v}</dd> }).collect_view()}</dl>
             </div>
+            <h4>"Training data profile"</h4>
+            <div class="charts" data-testid="profile-charts">
+                {run.profile.features.iter().map(|f| match crate::charts::profile_histogram(f, 300, 180) {
+                    Ok(svg) => view! { <div class="chart" inner_html=svg></div> }.into_any(),
+                    Err(e) => view! { <p class="error">{format!("chart of {}: {e}", f.name)}</p> }.into_any(),
+                }).collect_view()}
+            </div>
             {cm.map(|cm| view! {
                 <table class="confusion" data-testid="confusion">
                     <caption>"Confusion matrix (held-out rows; rows: actual, columns: predicted)"</caption>
