@@ -68,6 +68,11 @@ impl StaticSite {
         }
     }
 
+    /// Serves the built dashboard (`$WASMOPS_DIST`).
+    pub fn dashboard() -> StaticSite {
+        StaticSite::serve(&PathBuf::from(required_env("WASMOPS_DIST")))
+    }
+
     /// Takes the site down: the listener and every open connection.
     pub fn stop(&mut self) {
         if let Some(rt) = self.runtime.take() {
@@ -219,6 +224,14 @@ impl Browser {
         }
     }
 
+    /// Navigates to `url`.
+    pub async fn open(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    }
+
     /// Waits until the element matching `css` has text satisfying `pred`; returns the text.
     pub async fn wait_text(&self, css: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -262,11 +275,7 @@ impl Browser {
     }
 
     pub async fn fill(&self, css: &str, value: &str) {
-        let el = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("find {css}: {e}"));
+        let el = self.element(css).await;
         el.clear()
             .await
             .unwrap_or_else(|e| panic!("clear {css}: {e}"));
@@ -275,13 +284,22 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
+    /// Waits (up to 60 s) for an element to exist: the app mounts after its wasm loads, which is
+    /// after the page's load event.
+    pub async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(el) => return el,
+                Err(e) if Instant::now() > deadline => panic!("`{css}` never appeared: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// Chooses `value` in the `<select>` matching `css`.
     pub async fn select(&self, css: &str, value: &str) {
-        let el = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("find {css}: {e}"));
+        let el = self.element(css).await;
         el.select_by_value(value)
             .await
             .unwrap_or_else(|e| panic!("select {value} in {css}: {e}"));
@@ -289,11 +307,7 @@ impl Browser {
 
     /// Gives a local file to the `<input type=file>` matching `css`.
     pub async fn upload(&self, css: &str, path: &Path) {
-        let el = self
-            .client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("find {css}: {e}"));
+        let el = self.element(css).await;
         el.send_keys(&path.display().to_string())
             .await
             .unwrap_or_else(|e| panic!("choose {} in {css}: {e}", path.display()));

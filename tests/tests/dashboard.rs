@@ -1,20 +1,19 @@
 //! The whole loop in a real browser: train in the tab, persist, compile to a module, verify it
 //! in V8, deploy to a real device, and see the device's answers and counters.
 
-use wasmops_e2e::{required_env, temp_dir, Browser, EdgeProcess, StaticSite};
+use wasmops_e2e::{temp_dir, Browser, EdgeProcess, StaticSite};
 use wasmops_shared::wire;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn train_compile_deploy_loop() {
-    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
-    let site = StaticSite::serve(&dist);
+    let site = StaticSite::dashboard();
     let token = "e2e-token-7f3a";
     let mut device = EdgeProcess::start(&temp_dir("device"), token, &site.origin);
     let browser = Browser::start().await;
 
     // 1. Open the dashboard with the device in the fragment, train on iris.
     let url = format!("{}/#device={}&token={token}", site.origin, device.url);
-    browser.client.goto(&url).await.expect("open dashboard");
+    browser.open(&url).await;
     browser
         .wait_text(
             "#device-panel input#device-url",
@@ -210,19 +209,16 @@ async fn train_compile_deploy_loop() {
 /// must answer the held-out rows bit-identically to the browser.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
-    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
-    let site = StaticSite::serve(&dist);
+    let site = StaticSite::dashboard();
     let token = "e2e-kinds";
     let device = EdgeProcess::start(&temp_dir("kinds"), token, &site.origin);
     let browser = Browser::start().await;
     browser
-        .client
-        .goto(&format!(
+        .open(&format!(
             "{}/#device={}&token={token}",
             site.origin, device.url
         ))
-        .await
-        .unwrap();
+        .await;
     browser
         .wait_text("#device-panel input#device-url", "the device", |_| true)
         .await;
@@ -348,14 +344,9 @@ fn parse_fraction(s: &str) -> (usize, usize) {
 /// After one visit the dashboard loads and trains with the server gone (service worker).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_works_offline_after_one_visit() {
-    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
-    let mut site = StaticSite::serve(&dist);
+    let mut site = StaticSite::dashboard();
     let browser = Browser::start().await;
-    browser
-        .client
-        .goto(&site.origin)
-        .await
-        .expect("open dashboard");
+    browser.open(&site.origin).await;
     browser.wait_text("#train", "the app", |_| true).await;
     let controlled = browser
         .eval_async(
@@ -388,14 +379,9 @@ async fn dashboard_works_offline_after_one_visit() {
 /// content-addressed dataset that survives a reload and trains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
-    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
-    let site = StaticSite::serve(&dist);
+    let site = StaticSite::dashboard();
     let browser = Browser::start().await;
-    browser
-        .client
-        .goto(&site.origin)
-        .await
-        .expect("open dashboard");
+    browser.open(&site.origin).await;
 
     let mut csv = String::from("width,height,kind\n");
     for i in 0..60 {
@@ -486,14 +472,9 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
 /// Runs export to a JSON bundle and import back; a bad bundle imports nothing and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_export_and_import_as_a_bundle() {
-    let dist = std::path::PathBuf::from(required_env("WASMOPS_DIST"));
-    let site = StaticSite::serve(&dist);
+    let site = StaticSite::dashboard();
     let browser = Browser::start().await;
-    browser
-        .client
-        .goto(&site.origin)
-        .await
-        .expect("open dashboard");
+    browser.open(&site.origin).await;
     browser.click("#train").await;
     browser
         .wait_text("[data-testid=run-metric]", "a run", |t| {
