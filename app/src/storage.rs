@@ -196,6 +196,31 @@ impl Storage {
         self.put_all(RUNS, runs).await
     }
 
+    /// Deletes a run (its modules stay: they are content-addressed and may be deployed).
+    pub async fn delete_run(&self, id: &str) -> Result<(), StorageError> {
+        let tx = self
+            .db
+            .transaction(&[RUNS], TransactionMode::ReadWrite)
+            .map_err(failed("delete"))?;
+        let os = tx.object_store(RUNS).map_err(failed("delete"))?;
+        os.delete(JsValue::from_str(id))
+            .map_err(failed("delete"))?
+            .await
+            .map_err(failed("delete"))?;
+        match tx
+            .commit()
+            .map_err(failed("commit"))?
+            .await
+            .map_err(failed("commit"))?
+        {
+            TransactionResult::Committed => Ok(()),
+            TransactionResult::Aborted => Err(StorageError::Failed {
+                op: "delete",
+                reason: "transaction aborted".into(),
+            }),
+        }
+    }
+
     /// All runs, newest first.
     pub async fn runs(&self) -> Result<Vec<Run>, StorageError> {
         let mut runs: Vec<Run> = self.all(RUNS, "run").await?;

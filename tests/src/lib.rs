@@ -297,6 +297,18 @@ impl Browser {
         }
     }
 
+    /// Accepts the confirmation dialog the page opened (waits up to 10 s for it).
+    pub async fn accept_dialog(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.client.accept_alert().await {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("no dialog to accept: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// Chooses `value` in the `<select>` matching `css`.
     pub async fn select(&self, css: &str, value: &str) {
         let el = self.element(css).await;

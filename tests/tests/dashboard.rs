@@ -548,5 +548,50 @@ async fn runs_export_and_import_as_a_bundle() {
             t.contains("imported copy")
         })
         .await;
+
+    // Rename one run, delete the other (after confirming), and both changes persist.
+    browser
+        .click("table.runs tbody tr:nth-child(1) a.run-name")
+        .await;
+    browser
+        .wait_text("[data-testid=run-details] h3", "the selected run", |t| {
+            !t.is_empty()
+        })
+        .await;
+    browser.fill("#run-name", "renamed run").await;
+    browser.click("#run-rename").await;
+    browser
+        .wait_text("table.runs tbody", "the renamed run", |t| {
+            t.contains("renamed run")
+        })
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(2) a.run-name")
+        .await;
+    browser
+        .wait_text("[data-testid=run-details] h3", "the other run", |t| {
+            !t.contains("renamed run")
+        })
+        .await;
+    browser.click("#run-delete").await;
+    browser.accept_dialog().await;
+    browser
+        .wait_text("[data-testid=run-count]", "one run left", |t| {
+            t == "1 of 1 runs"
+        })
+        .await;
+    browser.client.refresh().await.unwrap();
+    let table = browser
+        .wait_text("table.runs tbody", "the run after reload", |t| {
+            t.contains("renamed run")
+        })
+        .await;
+    assert_eq!(
+        browser
+            .wait_text("[data-testid=run-count]", "the count", |_| true)
+            .await,
+        "1 of 1 runs",
+        "{table}"
+    );
     browser.close().await;
 }

@@ -147,7 +147,7 @@ pub fn RunsPanel() -> impl IntoView {
                         {header("Duration", SortBy::Duration, "num")}<th>"Code"</th><th></th>
                     </tr></thead>
                     <tbody>
-                        <For each=move || visible.get() key=|r| r.id.clone() let:run>
+                        <For each=move || visible.get() key=|r| (r.id.clone(), r.name.clone()) let:run>
                             <RunRow run=run.clone() busy=busy on_compile=compile />
                         </For>
                     </tbody>
@@ -250,6 +250,60 @@ fn RunRow(
     }
 }
 
+/// Rename or delete (after confirmation) a run; both are written to IndexedDB before the table
+/// changes, and failures are shown.
+#[component]
+fn RunActions(run: Run) -> impl IntoView {
+    let state = use_app_state();
+    let name = RwSignal::new(run.name.clone());
+    let error = RwSignal::new(None::<String>);
+    let stored = StoredValue::new(run);
+    let rename = move |_| {
+        let mut run = stored.get_value();
+        run.name = name.get_untracked().trim().to_string();
+        if run.name.is_empty() {
+            return error.set(Some("a run needs a name".into()));
+        }
+        spawn_local(async move {
+            match async { Storage::open().await?.put_run(&run).await }.await {
+                Ok(()) => state.runs.update(|runs| {
+                    if let Some(r) = runs.iter_mut().find(|r| r.id == run.id) {
+                        r.name = run.name.clone();
+                    }
+                }),
+                Err(e) => error.set(Some(format!("rename failed: {e}"))),
+            }
+        });
+    };
+    let delete = move |_| {
+        let run = stored.get_value();
+        let question = format!("Delete run \"{}\"? This cannot be undone.", run.name);
+        let confirmed = web_sys::window()
+            .and_then(|w| w.confirm_with_message(&question).ok())
+            .unwrap_or(false);
+        if !confirmed {
+            return;
+        }
+        spawn_local(async move {
+            match async { Storage::open().await?.delete_run(&run.id).await }.await {
+                Ok(()) => {
+                    state.selected_run.set(None);
+                    state.runs.update(|runs| runs.retain(|r| r.id != run.id));
+                }
+                Err(e) => error.set(Some(format!("delete failed: {e}"))),
+            }
+        });
+    };
+    view! {
+        <div class="actions run-actions">
+            <input id="run-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
+            <button id="run-rename" class="secondary" on:click=rename>"Rename"</button>
+            <button id="run-delete" class="danger" on:click=delete>"Delete run"</button>
+        </div>
+        {move || error.get().map(|e| view! { <p class="error">{e}</p> })}
+    }
+}
+
 /// Everything about one run: params, every metric, and for classifiers the confusion matrix of
 /// the held-out split (recomputed from the pipeline, which the module equals bit for bit).
 #[component]
@@ -280,6 +334,7 @@ fn RunDetails(run: Run) -> impl IntoView {
     view! {
         <div class="details" data-testid="run-details">
             <h3>{format!("{} on {} ({} rows)", run.name, run.dataset.name, run.dataset.n_rows)}</h3>
+            <RunActions run=run.clone() />
             <div class="kv">
                 <dl>{params.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="mono">{v}</dd> }).collect_view()}</dl>
                 <dl data-testid="run-metrics">{metrics.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="num">{v}</dd> }).collect_view()}</dl>
