@@ -82,6 +82,22 @@ pub struct Storage {
     db: std::rc::Rc<Database>,
 }
 
+/// Commits a transaction; an abort (quota, blocked, error) is reported as a failed `op`.
+async fn commit(tx: idb::Transaction, op: &'static str) -> Result<(), StorageError> {
+    match tx
+        .commit()
+        .map_err(failed("commit"))?
+        .await
+        .map_err(failed("commit"))?
+    {
+        TransactionResult::Committed => Ok(()),
+        TransactionResult::Aborted => Err(StorageError::Failed {
+            op,
+            reason: "transaction aborted".into(),
+        }),
+    }
+}
+
 fn failed(op: &'static str) -> impl Fn(idb::Error) -> StorageError {
     move |e| StorageError::Failed {
         op,
@@ -147,18 +163,7 @@ impl Storage {
                 .await
                 .map_err(failed("write"))?;
         }
-        match tx
-            .commit()
-            .map_err(failed("commit"))?
-            .await
-            .map_err(failed("commit"))?
-        {
-            TransactionResult::Committed => Ok(()),
-            TransactionResult::Aborted => Err(StorageError::Failed {
-                op: "write",
-                reason: "transaction aborted".into(),
-            }),
-        }
+        commit(tx, "write").await
     }
 
     async fn all<T: DeserializeOwned>(
@@ -207,18 +212,7 @@ impl Storage {
             .map_err(failed("delete"))?
             .await
             .map_err(failed("delete"))?;
-        match tx
-            .commit()
-            .map_err(failed("commit"))?
-            .await
-            .map_err(failed("commit"))?
-        {
-            TransactionResult::Committed => Ok(()),
-            TransactionResult::Aborted => Err(StorageError::Failed {
-                op: "delete",
-                reason: "transaction aborted".into(),
-            }),
-        }
+        commit(tx, "delete").await
     }
 
     /// All runs, newest first.
