@@ -15,6 +15,8 @@ pub mod paths {
     pub const TELEMETRY_WINDOWS: &str = "/v1/telemetry/windows";
     /// `POST`: ground-truth labels for earlier prediction ids.
     pub const FEEDBACK: &str = "/v1/feedback";
+    /// `GET ?after=SEQ&limit=N`: every label received, in arrival order, after a cursor.
+    pub const FEEDBACK_RECORDS: &str = "/v1/feedback/records";
     /// `POST`: re-activate the version that was active before the current one.
     pub const ROLLBACK: &str = "/v1/rollback";
     /// Prometheus text exposition.
@@ -142,6 +144,27 @@ pub struct Label {
 pub struct FeedbackResponse {
     /// Labels stored (a label sent again for the same id replaces the earlier one).
     pub accepted: usize,
+}
+
+/// One label as the device received it. A label sent again for the same prediction id is a
+/// new record with a higher `seq`; the latest one counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelRecord {
+    /// Cursor: strictly increasing in commit order (its own sequence, not the records').
+    pub seq: u64,
+    /// When the device received it (unix milliseconds).
+    pub ts_ms: u64,
+    /// The prediction id it labels.
+    pub id: u64,
+    pub label: f64,
+}
+
+/// Answer to `GET /v1/feedback/records`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelPage {
+    pub labels: Vec<LabelRecord>,
+    /// Pass as `after` to get the labels that follow (equal to `after` when none did).
+    pub next: u64,
 }
 
 /// One predict request as the device stored it.
