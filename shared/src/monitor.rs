@@ -154,6 +154,82 @@ fn accuracy_finding(model: &str, ws: &[&Window], floor: f64) -> Option<Finding> 
     })
 }
 
+/// An alert as the dashboard keeps it: raised by a [`Finding`], updated while the condition
+/// holds, and closed by a person acknowledging it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: String,
+    pub device: String,
+    pub device_name: String,
+    pub model: String,
+    /// The model version's name when the alert was raised (or its short hash).
+    pub version: String,
+    pub kind: AlertKind,
+    pub features: Vec<String>,
+    pub windows: Vec<u64>,
+    pub detail: String,
+    pub raised_ms: f64,
+    pub updated_ms: f64,
+    pub acknowledged_ms: Option<f64>,
+}
+
+/// The alerts to write after evaluating one device: a finding updates the open alert of the
+/// same device, model and kind, or raises a new one unless every window it rests on was
+/// already acknowledged.
+pub fn merge_alerts(
+    existing: &[Alert],
+    device: (&str, &str),
+    findings: &[Finding],
+    version_label: &dyn Fn(&str) -> String,
+    now_ms: f64,
+) -> Vec<Alert> {
+    let (url, name) = device;
+    let mut out = Vec::new();
+    for f in findings {
+        let same = |a: &&Alert| a.device == url && a.model == f.model && a.kind == f.kind;
+        let last_window = f.windows.iter().copied().max().unwrap_or(0);
+        if let Some(open) = existing
+            .iter()
+            .filter(same)
+            .find(|a| a.acknowledged_ms.is_none())
+        {
+            if open.features != f.features || open.windows != f.windows || open.detail != f.detail {
+                out.push(Alert {
+                    features: f.features.clone(),
+                    windows: f.windows.clone(),
+                    detail: f.detail.clone(),
+                    updated_ms: now_ms,
+                    ..open.clone()
+                });
+            }
+            continue;
+        }
+        let acknowledged_up_to = existing
+            .iter()
+            .filter(same)
+            .flat_map(|a| a.windows.iter().copied())
+            .max();
+        if acknowledged_up_to.is_some_and(|w| last_window <= w) {
+            continue;
+        }
+        out.push(Alert {
+            id: format!("{url}|{}|{}|{last_window:015}", f.model, f.kind.as_str()),
+            device: url.to_string(),
+            device_name: name.to_string(),
+            model: f.model.clone(),
+            version: version_label(&f.model),
+            kind: f.kind,
+            features: f.features.clone(),
+            windows: f.windows.clone(),
+            detail: f.detail.clone(),
+            raised_ms: now_ms,
+            updated_ms: now_ms,
+            acknowledged_ms: None,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +335,51 @@ mod tests {
         // At 0.86 and 0.9 accuracy nothing fails.
         let ws = vec![window(0, 500, &[], 50, 43), window(1000, 500, &[], 50, 45)];
         assert!(findings(&ws, &held_out).is_empty());
+    }
+
+    fn finding(windows: &[u64]) -> Finding {
+        Finding {
+            model: "m".into(),
+            kind: AlertKind::Drift,
+            features: vec!["a".into()],
+            windows: windows.to_vec(),
+            detail: "a PSI 1.0".into(),
+        }
+    }
+
+    #[test]
+    fn alerts_are_raised_once_updated_while_open_and_new_only_after_new_windows() {
+        let label = |_: &str| "iris v1".to_string();
+        let dev = ("http://d", "d");
+        let raised = merge_alerts(&[], dev, &[finding(&[1000, 2000])], &label, 5.0);
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].version, "iris v1");
+        assert_eq!(raised[0].device_name, "d");
+        // The same condition again: nothing to write.
+        assert!(merge_alerts(&raised, dev, &[finding(&[1000, 2000])], &label, 6.0).is_empty());
+        // It spreads to a new window: the open alert is updated, not duplicated.
+        let updated = merge_alerts(&raised, dev, &[finding(&[2000, 3000])], &label, 7.0);
+        assert_eq!(updated.len(), 1);
+        assert_eq!(updated[0].id, raised[0].id);
+        assert_eq!(updated[0].windows, vec![2000, 3000]);
+        assert_eq!(updated[0].raised_ms, 5.0);
+        // Acknowledged: the windows it covered raise nothing; a later window raises a new one.
+        let mut acked = updated[0].clone();
+        acked.acknowledged_ms = Some(8.0);
+        let acked = vec![acked];
+        assert!(merge_alerts(&acked, dev, &[finding(&[2000, 3000])], &label, 9.0).is_empty());
+        let again = merge_alerts(&acked, dev, &[finding(&[3000, 4000])], &label, 10.0);
+        assert_eq!(again.len(), 1);
+        assert_ne!(again[0].id, acked[0].id);
+        assert_eq!(again[0].acknowledged_ms, None);
+        // Another device's alert is its own.
+        let other = merge_alerts(
+            &acked,
+            ("http://e", "e"),
+            &[finding(&[2000, 3000])],
+            &label,
+            9.0,
+        );
+        assert_eq!(other.len(), 1);
     }
 }

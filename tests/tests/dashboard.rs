@@ -14,13 +14,6 @@ async fn train_compile_deploy_loop() {
     // 1. Open the dashboard with the device in the fragment, train on iris.
     let url = format!("{}/#device={}&token={token}", site.origin, device.url);
     browser.open(&url).await;
-    browser
-        .wait_text(
-            "#device-panel input#device-url",
-            "the device from the URL",
-            |_| true,
-        )
-        .await;
     browser.click("#train").await;
     let accuracy = browser
         .wait_text("[data-testid=run-metric]", "a finished run", |t| {
@@ -121,12 +114,35 @@ async fn train_compile_deploy_loop() {
         })
         .await;
 
-    // A wrong token is reported as such, and nothing stored is lost.
+    // Register the checked module: versions carry their lineage and verification.
+    browser.click("#register").await;
+    let title = browser
+        .wait_text("[data-testid=version-page] h2", "the version page", |t| {
+            t.contains(" v1")
+        })
+        .await;
+    assert!(title.starts_with("iris-logistic-regression v1"), "{title}");
+    assert!(title.contains(&hash), "{title}");
+    let verified = browser
+        .wait_text("[data-testid=version-verified]", "the verification", |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert!(
+        verified.contains("conformance rows bit-identical"),
+        "{verified}"
+    );
+
+    // A wrong token is reported as the device said it, and recorded in the history.
+    browser.click("#nav-devices").await;
+    browser.click("a.device-link").await;
     browser.fill("#device-token", "wrong-token").await;
     browser.click("#device-save").await;
+    browser.click("#nav-registry").await;
+    browser.click("input.deploy-target").await;
     browser.click("#deploy").await;
     let err = browser
-        .wait_text("[data-testid=device-error]", "the token error", |t| {
+        .wait_text("[data-testid=deploy-result]", "the token error", |t| {
             !t.is_empty()
         })
         .await;
@@ -134,12 +150,14 @@ async fn train_compile_deploy_loop() {
 
     // 4. Deploy with the right token: the device validates, activates and answers held-out rows
     // bit-identically to the browser.
+    browser.click("#nav-devices").await;
     browser.fill("#device-token", token).await;
     browser.click("#device-save").await;
+    browser.click("#nav-registry").await;
     browser.click("#deploy").await;
     let verdict = browser
         .wait_text(
-            "[data-testid=deploy-verdict]",
+            "[data-testid=deploy-result]",
             "the deployment verdict",
             |t| !t.is_empty(),
         )
@@ -147,16 +165,15 @@ async fn train_compile_deploy_loop() {
     assert!(verdict.contains("bit-identical"), "{verdict}");
     let (same, total) = parse_fraction(&verdict);
     assert!(total >= 20 && same == total, "{verdict}");
-
-    // 5. The dashboard shows the prediction count pulled from the device, and it is the
-    // device's own count.
-    let telemetry = browser
-        .wait_text(
-            "[data-testid=device-telemetry]",
-            "the device's counters",
-            |t| t.contains("predictions served"),
-        )
+    browser
+        .wait_text("[data-testid=deployed-on]", "where it runs", |t| {
+            t == "e2e-device"
+        })
         .await;
+
+    // 5. The dashboard's stored telemetry counts what the device counted.
+    browser.click("#nav-devices").await;
+    browser.click("#pull-all").await;
     let http = reqwest::Client::new();
     let t: wire::Telemetry = http
         .get(format!("{}/v1/telemetry", device.url))
@@ -168,10 +185,25 @@ async fn train_compile_deploy_loop() {
         .await
         .unwrap();
     assert_eq!(t.predictions, total as u64);
-    assert!(
-        telemetry.contains(&format!("predictions served: {}", t.predictions)),
-        "{telemetry}"
-    );
+    browser
+        .wait_text(
+            "[data-testid=stored-telemetry]",
+            "the pulled telemetry",
+            |t| t.contains(&format!("{total} rows predicted")),
+        )
+        .await;
+    let active = browser
+        .wait_text("[data-testid=device-active]", "the active version", |t| {
+            t != "none" && !t.is_empty()
+        })
+        .await;
+    assert_eq!(active, "iris-logistic-regression v1");
+    let history = browser
+        .wait_text("[data-testid=deployments]", "the deployment history", |t| {
+            t.contains("bit-identical")
+        })
+        .await;
+    assert!(history.contains("refused the access token"), "{history}");
     let info: wire::DeviceInfo = http
         .get(format!("{}/v1/info", device.url))
         .bearer_auth(token)
@@ -185,15 +217,22 @@ async fn train_compile_deploy_loop() {
     let shot = browser.screenshot("loop").await;
     println!("screenshot: {}", shot.display());
 
-    // A device that is down is reported as unreachable; the run is still stored.
+    // A device that is down is reported as unreachable; what was stored stays.
     device.kill();
-    browser.click("#device-refresh").await;
+    browser.click("#pull-all").await;
     let err = browser
         .wait_text("[data-testid=device-error]", "the unreachable error", |t| {
             t.contains("unreachable")
         })
         .await;
     assert!(err.contains(&device.url), "{err}");
+    browser
+        .wait_text(
+            "[data-testid=stored-telemetry]",
+            "the stored telemetry",
+            |t| t.contains(&format!("{total} rows predicted")),
+        )
+        .await;
     browser.client.refresh().await.expect("reload");
     browser
         .wait_text("[data-testid=run-metric]", "the run after errors", |t| {
@@ -219,10 +258,6 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
             site.origin, device.url
         ))
         .await;
-    browser
-        .wait_text("#device-panel input#device-url", "the device", |_| true)
-        .await;
-
     let kinds = [
         ("iris", "logistic_regression"),
         ("iris", "decision_tree"),
@@ -265,8 +300,21 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
                 |t| t.ends_with(&format!("#{}", i + 1)),
             )
             .await;
+        let previous = match browser
+            .client
+            .find(fantoccini::Locator::Css("[data-testid=module-hash]"))
+            .await
+        {
+            Ok(el) => el.text().await.ok(),
+            Err(_) => None,
+        };
         browser
             .click("table.runs tbody tr:nth-child(1) button.compile")
+            .await;
+        let hash = browser
+            .wait_text("[data-testid=module-hash]", "the new module's hash", |t| {
+                t.len() == 64 && Some(t) != previous.as_deref()
+            })
             .await;
         let check = browser
             .wait_text("[data-testid=module-check]", "the module check", |t| {
@@ -277,21 +325,27 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
             check.contains("matches the trained model"),
             "{algorithm}: {check}"
         );
-        let hash = browser
-            .wait_text("[data-testid=module-hash]", "the hash", |t| t.len() == 64)
+        browser.click("#register").await;
+        browser
+            .wait_text("[data-testid=version-page] h2", "the version page", |t| {
+                t.contains(&hash)
+            })
             .await;
+        if i == 0 {
+            // The chosen devices stay chosen from one version to the next.
+            browser.click("input.deploy-target").await;
+        }
         browser.click("#deploy").await;
         let verdict = browser
-            .wait_text(
-                "[data-testid=deploy-verdict], [data-testid=device-error]",
-                "the verdict",
-                |t| t.contains(&hash[..12]) || t.contains("rejected") || t.contains("differ"),
-            )
+            .wait_text("[data-testid=deploy-result]", "the verdict", |t| {
+                !t.is_empty()
+            })
             .await;
         assert!(
             verdict.contains("bit-identical"),
             "{algorithm} on {dataset}: {verdict}"
         );
+        browser.click("#nav-lab").await;
     }
     browser.screenshot("kinds").await;
 

@@ -366,6 +366,41 @@ fn RunDetails(run: Run) -> impl IntoView {
 #[component]
 fn ModuleSummary(m: CompiledModule) -> impl IntoView {
     let matches = m.module_metric == m.trained_metric;
+    let state = use_app_state();
+    let run = state
+        .runs
+        .with_untracked(|r| r.iter().find(|x| x.id == m.run_id).cloned());
+    let default_name = run
+        .as_ref()
+        .map(|r| format!("{}-{}", r.dataset.name, r.pipeline.model.kind()).replace('_', "-"))
+        .unwrap_or_default();
+    let name = RwSignal::new(default_name);
+    let error = RwSignal::new(None::<String>);
+    let stored = StoredValue::new((m.clone(), run));
+    let register = move |_| {
+        let (m, run) = stored.get_value();
+        error.set(None);
+        let Some(run) = run else {
+            return error.set(Some("the module's run is gone".into()));
+        };
+        spawn_local(async move {
+            match register_version(&run, &m, name.get_untracked().trim()).await {
+                Ok(v) => {
+                    state.selected_version.set(Some(v.hash.clone()));
+                    state.versions.update(|all| all.insert(0, v));
+                    state.page.set(crate::state::Page::Registry);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let registered = move || {
+        state.versions.with(|all| {
+            all.iter()
+                .find(|v| v.hash == stored.with_value(|(m, _)| m.hash.clone()))
+                .map(|v| v.label())
+        })
+    };
     view! {
         <div class="module" data-testid="module">
             <h3>"Model module"</h3>
@@ -381,6 +416,18 @@ fn ModuleSummary(m: CompiledModule) -> impl IntoView {
                     {format!("; {} conformance rows bit-identical in this browser", m.conformance_rows)}
                 </dd>
             </dl>
+            {move || match registered() {
+                Some(label) => view! {
+                    <p class="ok" data-testid="registered">{format!("registered as {label}")}</p>
+                }.into_any(),
+                None => view! {
+                    <div class="actions register">
+                        <label>"Model name" <input id="model-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) /></label>
+                        <button id="register" on:click=register>"Register version"</button>
+                    </div>
+                }.into_any(),
+            }}
+            {move || error.get().map(|e| view! { <p class="error" data-testid="register-error">{e}</p> })}
         </div>
     }
 }
@@ -414,12 +461,80 @@ async fn compile_and_verify(run: &Run) -> Result<CompiledModule, String> {
     })
 }
 
+/// Registers a verified module as the next version of `name`, with its lineage; refuses a
+/// module whose evaluation in this browser differs from the trained model.
+async fn register_version(
+    run: &Run,
+    m: &CompiledModule,
+    name: &str,
+) -> Result<crate::registry::ModelVersion, String> {
+    if name.is_empty() || name.contains('/') {
+        return Err(format!(
+            "model name must be non-empty and without `/`, got `{name}`"
+        ));
+    }
+    if m.module_metric.to_bits() != m.trained_metric.to_bits() {
+        return Err(format!(
+            "not registered: the module's {} in this browser ({}) differs from the trained model's ({})",
+            m.metric, m.module_metric, m.trained_metric
+        ));
+    }
+    let storage = Storage::open().await.map_err(|e| e.to_string())?;
+    let existing = storage.versions().await.map_err(|e| e.to_string())?;
+    let version = existing
+        .iter()
+        .filter(|v| v.model == name)
+        .map(|v| v.version)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let v = crate::registry::ModelVersion {
+        hash: m.hash.clone(),
+        model: name.to_string(),
+        version,
+        size: m.bytes.len(),
+        registered_at_ms: js_sys::Date::now(),
+        run_id: run.id.clone(),
+        run_name: run.name.clone(),
+        dataset: run.dataset.clone(),
+        code_version: run.code_version.clone(),
+        card: run.card(),
+        profile: run.profile.clone(),
+        conformance_rows: m.conformance_rows,
+        metric: m.metric.to_string(),
+        module_metric: m.module_metric,
+        trained_metric: m.trained_metric,
+        check_rows: run.test_x.clone(),
+        check_outputs: m.test_outputs.clone(),
+    };
+    let module = StoredModule {
+        hash: m.hash.clone(),
+        run_id: run.id.clone(),
+        bytes: m.bytes.clone(),
+    };
+    storage
+        .register(&v, &module)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
 /// An object URL for a JSON text, for a download link.
 fn blob_url(json: &str) -> Result<String, String> {
     let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(json));
     let options = web_sys::BlobPropertyBag::new();
     options.set_type("application/json");
     let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+        .map_err(|e| format!("{e:?}"))?;
+    web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))
+}
+
+/// An object URL for bytes (e.g. a module), for a download link.
+pub fn bytes_url(bytes: &[u8], mime: &str) -> Result<String, String> {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(mime);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
         .map_err(|e| format!("{e:?}"))?;
     web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))
 }
