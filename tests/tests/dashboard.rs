@@ -167,7 +167,7 @@ async fn train_compile_deploy_loop() {
     assert!(total >= 20 && same == total, "{verdict}");
     browser
         .wait_text("[data-testid=deployed-on]", "where it runs", |t| {
-            t == "e2e-device"
+            t == "local device"
         })
         .await;
 
