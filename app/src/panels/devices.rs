@@ -22,21 +22,30 @@ const PULL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 pub fn DevicesPage() -> impl IntoView {
     let state = use_app_state();
     let pulling = RwSignal::new(BTreeSet::<String>::new());
+    // Off: only the buttons pull (e.g. over a metered link).
+    let auto_pull = RwSignal::new(true);
     let pull_all = move || {
         for d in state.devices.get_untracked() {
             spawn_local(pull_one(state, pulling, d));
         }
     };
-    // Pull now (what the dashboard shows is what it stored; a pull catches up) and every
-    // PULL_EVERY while the page is open.
+    // Pull once the devices are known (what the dashboard shows is what it stored; a pull
+    // catches up), then every PULL_EVERY while auto-pull is on.
     Effect::new(move |done: Option<bool>| {
-        if done != Some(true) && !state.devices.with(Vec::is_empty) {
+        if done != Some(true) && !state.devices.with(Vec::is_empty) && auto_pull.get_untracked() {
             pull_all();
             return true;
         }
         done.unwrap_or(false)
     });
-    set_interval(pull_all, PULL_EVERY);
+    set_interval(
+        move || {
+            if auto_pull.get_untracked() {
+                pull_all();
+            }
+        },
+        PULL_EVERY,
+    );
 
     view! {
         <section class="panel" id="alerts-panel">
@@ -49,6 +58,11 @@ pub fn DevicesPage() -> impl IntoView {
             <div class="actions">
                 <button id="pull-all" class="secondary" on:click=move |_| pull_all()
                     disabled=move || state.devices.with(Vec::is_empty)>"Pull telemetry now"</button>
+                <label class="check inline">
+                    <input type="checkbox" id="auto-pull" prop:checked=move || auto_pull.get()
+                        on:change=move |ev| auto_pull.set(event_target_checked(&ev)) />
+                    {format!(" pull every {} s", PULL_EVERY.as_secs())}
+                </label>
             </div>
             <Show when=move || !state.devices.with(Vec::is_empty)
                 fallback=|| view! { <p class="empty">"No devices yet. Start one with `wasmops-edge serve` and add its URL and token."</p> }>
