@@ -250,3 +250,210 @@ pub fn share_bars(
     }
     Ok(svg)
 }
+
+/// Parallel coordinates: one vertical axis per dimension (each scaled to its own min..max,
+/// labelled with its name and range) and one line per item, coloured from low (blue) to high
+/// (orange) by the last dimension (the chosen metric). Items missing a value skip that axis.
+pub fn parallel_coordinates(
+    title: &str,
+    axes: &[String],
+    items: &[(String, Vec<Option<f64>>)],
+    (width, height): (u32, u32),
+) -> Result<String, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let n = axes.len().max(2);
+    let ranges: Vec<(f64, f64)> = (0..axes.len())
+        .map(|j| {
+            let vs = items
+                .iter()
+                .filter_map(|(_, v)| v.get(j).copied().flatten());
+            let (lo, hi) = vs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                (a.min(x), b.max(x))
+            });
+            if lo.is_finite() {
+                (lo, hi)
+            } else {
+                (0.0, 1.0)
+            }
+        })
+        .collect();
+    let norm = |j: usize, x: f64| {
+        let (lo, hi) = ranges[j];
+        if hi > lo {
+            (x - lo) / (hi - lo)
+        } else {
+            0.5
+        }
+    };
+    let fmt = |x: f64| {
+        if x.abs() >= 1000.0 || (x != 0.0 && x.abs() < 0.01) {
+            format!("{x:.2e}")
+        } else {
+            format!("{x:.3}")
+        }
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(10)
+            .margin_left(30)
+            .margin_right(30)
+            .x_label_area_size(40)
+            .build_cartesian_2d(-0.1..(n as f64 - 0.9), -0.12..1.1)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .disable_y_axis()
+            .x_labels(0)
+            .draw()
+            .map_err(|x| e(&x))?;
+        let style = ("sans-serif", 11).into_font();
+        for (j, name) in axes.iter().enumerate() {
+            let x = j as f64;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 0.0), (x, 1.0)],
+                    BLACK.stroke_width(1),
+                )))
+                .map_err(|x| e(&x))?;
+            let (lo, hi) = ranges[j];
+            chart
+                .draw_series([
+                    Text::new(name.clone(), (x, -0.08), style.clone().color(&BLACK)),
+                    Text::new(
+                        fmt(hi),
+                        (x, 1.07),
+                        style.clone().color(&RGBColor(93, 104, 117)),
+                    ),
+                    Text::new(
+                        fmt(lo),
+                        (x, -0.02),
+                        style.clone().color(&RGBColor(93, 104, 117)),
+                    ),
+                ])
+                .map_err(|x| e(&x))?;
+        }
+        let last = axes.len().saturating_sub(1);
+        for (label, values) in items {
+            let t = values
+                .get(last)
+                .copied()
+                .flatten()
+                .map(|v| norm(last, v))
+                .unwrap_or(0.5);
+            let c = RGBColor(
+                (47.0 + (230.0 - 47.0) * t) as u8,
+                (95.0 + (120.0 - 95.0) * t) as u8,
+                (208.0 + (30.0 - 208.0) * t) as u8,
+            );
+            let points: Vec<(f64, f64)> = values
+                .iter()
+                .enumerate()
+                .filter_map(|(j, v)| Some((j as f64, norm(j, (*v)?))))
+                .collect();
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    points.clone(),
+                    c.stroke_width(2),
+                )))
+                .map_err(|x| e(&x))?
+                .label(label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 3, c.filled())))
+                .map_err(|x| e(&x))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(217, 222, 228))
+            .label_font(("sans-serif", 10))
+            .draw()
+            .map_err(|x| e(&x))?;
+        root.present().map_err(|x| e(&x))?;
+    }
+    Ok(svg)
+}
+
+/// Predicted against actual values (regression), with the y = x line a perfect model would
+/// sit on.
+pub fn predicted_vs_actual(
+    title: &str,
+    points: &[(f64, f64)],
+    (width, height): (u32, u32),
+) -> Result<String, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let (lo, hi) = points
+        .iter()
+        .flat_map(|(a, p)| [*a, *p])
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let pad = (hi - lo) * 0.05;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(48)
+            .build_cartesian_2d((lo - pad)..(hi + pad), (lo - pad)..(hi + pad))
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc("actual")
+            .y_desc("predicted")
+            .x_labels(5)
+            .y_labels(5)
+            .label_style(("sans-serif", 10))
+            .light_line_style(RGBColor(238, 241, 244))
+            .draw()
+            .map_err(|x| e(&x))?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(lo, lo), (hi, hi)],
+                5,
+                4,
+                PALETTE[5].stroke_width(1),
+            ))
+            .map_err(|x| e(&x))?
+            .label("predicted = actual")
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], PALETTE[5].stroke_width(1))
+            });
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|(a, p)| Circle::new((*a, *p), 3, PALETTE[0].mix(0.7).filled())),
+            )
+            .map_err(|x| e(&x))?
+            .label("held-out row")
+            .legend(|(x, y)| Circle::new((x + 8, y), 3, PALETTE[0].filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(217, 222, 228))
+            .label_font(("sans-serif", 10))
+            .draw()
+            .map_err(|x| e(&x))?;
+        root.present().map_err(|x| e(&x))?;
+    }
+    Ok(svg)
+}

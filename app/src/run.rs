@@ -29,6 +29,14 @@ pub struct Run {
     /// Held-out split, row-major, with its class indices.
     pub test_x: Vec<f64>,
     pub test_y: Vec<f64>,
+    /// Free labels, e.g. `baseline` (filter with `tags = baseline`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub notes: String,
+    /// Hidden from the runs table unless archived runs are shown; kept otherwise.
+    #[serde(default)]
+    pub archived: bool,
 }
 
 impl Run {

@@ -53,5 +53,8 @@ pub fn train(
         pipeline: trained.pipeline,
         test_x: trained.test_x,
         test_y: trained.test_y,
+        tags: Vec::new(),
+        notes: String::new(),
+        archived: false,
     })
 }

@@ -86,7 +86,8 @@ async fn run() {
                 if k >= RECORDS || Instant::now() >= deadline {
                     break;
                 }
-                let due = started + Duration::from_secs_f64(k as f64 * LOAD_SECONDS as f64 / RECORDS as f64);
+                let due = started
+                    + Duration::from_secs_f64(k as f64 * LOAD_SECONDS as f64 / RECORDS as f64);
                 tokio::time::sleep_until(due.into()).await;
                 let row = vec![
                     4.3 + (i % 36) as f64 * 0.1,

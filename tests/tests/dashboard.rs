@@ -295,7 +295,7 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         browser.click("#train").await;
         browser
             .wait_text(
-                "table.runs tbody tr:nth-child(1) td:first-child",
+                "table.runs tbody tr:nth-child(1) td.name",
                 "the new run",
                 |t| t.ends_with(&format!("#{}", i + 1)),
             )
@@ -372,16 +372,125 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
             t.starts_with("5 of 8")
         })
         .await;
-    browser.click("table.runs thead th:nth-child(1)").await; // sort by name, ascending
+    browser.click("table.runs thead th:nth-child(2)").await; // sort by name, ascending
     let first = browser
         .wait_text(
-            "table.runs tbody tr:nth-child(1) td:first-child",
+            "table.runs tbody tr:nth-child(1) td.name",
             "the first run by name",
             |t| t.starts_with("decision"),
         )
         .await;
     assert!(first.starts_with("decision tree"), "{first}");
     browser.screenshot("runs-filtered").await;
+
+    // Compare two runs: params side by side, differing rows marked, params vs metric chart.
+    browser.fill("#run-filter", "dataset = diabetes").await;
+    browser
+        .wait_text("[data-testid=run-count]", "the diabetes runs", |t| {
+            t.starts_with("3 of 8")
+        })
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(1) input.compare")
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(2) input.compare")
+        .await;
+    let compare = browser
+        .wait_text("[data-testid=compare] h3", "the compare view", |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert_eq!(compare, "Comparing 2 runs");
+    let differing = browser
+        .client
+        .find_all(fantoccini::Locator::Css(
+            "[data-testid=compare-params] tr.differs",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        !differing.is_empty(),
+        "two different runs differ in some param"
+    );
+    let same = browser
+        .element("[data-testid=compare-params] tr[data-param=dataset]")
+        .await
+        .attr("class")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        !same.contains("differs"),
+        "both runs are on diabetes: {same}"
+    );
+    let chart = browser
+        .element("[data-chart=parallel]")
+        .await
+        .html(false)
+        .await
+        .unwrap();
+    assert!(
+        chart.contains("metrics.") && chart.contains("<path"),
+        "parallel coordinates drawn"
+    );
+    browser.screenshot("compare").await;
+
+    // A regression run shows predicted against actual.
+    browser
+        .click("table.runs tbody tr:nth-child(1) a.run-name")
+        .await;
+    let pva = browser
+        .element("[data-chart=predicted-vs-actual]")
+        .await
+        .html(false)
+        .await
+        .unwrap();
+    assert!(
+        pva.contains("predicted = actual") && pva.contains("<circle"),
+        "predicted vs actual drawn"
+    );
+
+    // Tag and annotate it, find it by tag, archive it (hidden, kept), show it again.
+    browser.fill("#run-tags", "baseline, diabetes-ols").await;
+    browser.fill("#run-notes", "first try").await;
+    browser.click("#run-save-meta").await;
+    browser
+        .wait_text("[data-testid=run-saved]", "the tags saved", |t| {
+            t == "tags and notes saved"
+        })
+        .await;
+    browser.fill("#run-filter", "tags = baseline").await;
+    browser
+        .wait_text("[data-testid=run-count]", "the tagged run", |t| {
+            t.starts_with("1 of 8")
+        })
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(1) a.run-name")
+        .await;
+    browser.click("#run-archive").await;
+    browser
+        .wait_text("[data-testid=run-count]", "the archived run hidden", |t| {
+            t.starts_with("0 of 8")
+        })
+        .await;
+    browser.client.refresh().await.expect("reload");
+    browser
+        .wait_text("[data-testid=run-count]", "archive persisted", |t| {
+            t.starts_with("7 of 8")
+        })
+        .await;
+    browser.click("#show-archived").await;
+    browser
+        .fill("#run-filter", "archived = true and notes ~ first")
+        .await;
+    let row = browser
+        .wait_text("[data-testid=run-count]", "the archived run", |t| {
+            t.starts_with("1 of 8")
+        })
+        .await;
+    assert_eq!(row, "1 of 8 runs");
     browser.close().await;
 }
 
