@@ -431,8 +431,8 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         .await
         .unwrap();
     assert!(
-        chart.contains("metrics.") && chart.contains("<path"),
-        "parallel coordinates drawn"
+        chart.contains("metrics.") && chart.contains("<polyline"),
+        "parallel coordinates drawn: {chart}"
     );
     browser.screenshot("compare").await;
 
@@ -456,9 +456,11 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     browser.fill("#run-notes", "first try").await;
     browser.click("#run-save-meta").await;
     browser
-        .wait_text("[data-testid=run-saved]", "the tags saved", |t| {
-            t == "tags and notes saved"
-        })
+        .wait_text(
+            "table.runs tbody tr:nth-child(1) td.name",
+            "the tags in the table",
+            |t| t.contains("baseline") && t.contains("diabetes-ols"),
+        )
         .await;
     browser.fill("#run-filter", "tags = baseline").await;
     browser

@@ -292,12 +292,10 @@ fn RunActions(run: Run) -> impl IntoView {
     let tags = RwSignal::new(run.tags.join(", "));
     let notes = RwSignal::new(run.notes.clone());
     let error = RwSignal::new(None::<String>);
-    let saved = RwSignal::new(None::<String>);
     let stored = StoredValue::new(run);
-    // Writes the changed run, then updates the table (and the copy this form edits).
+    // Writes the changed run, then updates the table (which redraws these details with it).
     let save = move |run: Run, what: &'static str| {
         error.set(None);
-        saved.set(None);
         spawn_local(async move {
             match async { Storage::open().await?.put_run(&run).await }.await {
                 Ok(()) => {
@@ -307,7 +305,6 @@ fn RunActions(run: Run) -> impl IntoView {
                             *r = run.clone();
                         }
                     });
-                    saved.set(Some(format!("{what} saved")));
                 }
                 Err(e) => error.set(Some(format!("{what} not saved: {e}"))),
             }
@@ -377,7 +374,7 @@ fn RunActions(run: Run) -> impl IntoView {
         <div class="actions run-actions">
             <input id="run-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
             <button id="run-rename" class="secondary" on:click=rename>"Rename"</button>
-            <button id="run-archive" class="secondary" on:click=toggle_archive>{move || { saved.track(); if archived() { "Unarchive" } else { "Archive" } }}</button>
+            <button id="run-archive" class="secondary" on:click=toggle_archive>{move || if archived() { "Unarchive" } else { "Archive" }}</button>
             <button id="run-delete" class="danger" on:click=delete>"Delete run"</button>
         </div>
         <div class="form run-meta">
@@ -386,7 +383,6 @@ fn RunActions(run: Run) -> impl IntoView {
         </div>
         <div class="actions">
             <button id="run-save-meta" class="secondary" on:click=save_meta>"Save tags and notes"</button>
-            {move || saved.get().map(|s| view! { <span class="ok" data-testid="run-saved">{s}</span> })}
         </div>
         {move || error.get().map(|e| view! { <p class="error" data-testid="run-action-error">{e}</p> })}
     }
