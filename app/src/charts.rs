@@ -93,7 +93,32 @@ pub fn time_series(
     y_desc: &str,
     series: &[Series],
     thresholds: &[Threshold],
+    size: (u32, u32),
+) -> Result<String, String> {
+    line_chart(title, ("time", y_desc), series, thresholds, size, &|ms| {
+        clock(*ms)
+    })
+}
+
+/// Lines over training steps (x values are steps).
+pub fn step_chart(
+    title: &str,
+    y_desc: &str,
+    series: &[Series],
+    size: (u32, u32),
+) -> Result<String, String> {
+    line_chart(title, ("step", y_desc), series, &[], size, &|x| {
+        format!("{x:.0}")
+    })
+}
+
+fn line_chart(
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: &[Series],
+    thresholds: &[Threshold],
     (width, height): (u32, u32),
+    x_fmt: &dyn Fn(&f64) -> String,
 ) -> Result<String, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
@@ -126,11 +151,11 @@ pub fn time_series(
             .map_err(|x| e(&x))?;
         chart
             .configure_mesh()
-            .x_desc("time")
+            .x_desc(x_desc)
             .y_desc(y_desc)
             .x_labels(5)
             .y_labels(5)
-            .x_label_formatter(&|ms| clock(*ms))
+            .x_label_formatter(x_fmt)
             .label_style(("sans-serif", 10))
             .light_line_style(RGBColor(238, 241, 244))
             .draw()

@@ -34,6 +34,9 @@ pub struct Run {
     pub tags: Vec<String>,
     #[serde(default)]
     pub notes: String,
+    /// Step metrics of iterative fits: name -> (step, value) (see `wasmops_trainer::curves`).
+    #[serde(default)]
+    pub metric_steps: BTreeMap<String, Vec<(u64, f64)>>,
     /// Hidden from the runs table unless archived runs are shown; kept otherwise.
     #[serde(default)]
     pub archived: bool,

@@ -69,6 +69,17 @@ async fn train_compile_deploy_loop() {
             && first.contains("<rect"),
         "{first}"
     );
+    // Logistic regression iterates: its loss and accuracy by step are charted.
+    let curve = browser
+        .element("[data-chart=curve-train_log_loss]")
+        .await
+        .html(false)
+        .await
+        .unwrap();
+    assert!(
+        curve.contains("<polyline") && curve.contains("step"),
+        "loss curve drawn"
+    );
     browser.screenshot("run-details").await;
     assert_eq!(
         diagonal / total,

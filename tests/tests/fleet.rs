@@ -47,6 +47,25 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         .wait_text("[data-testid=version-page] h2", "v2", |t| !t.is_empty())
         .await;
     assert!(title.starts_with("iris-logistic-regression v2"), "{title}");
+    // The two logistic runs compared: their loss curves overlaid, one line per run.
+    browser.click("#nav-lab").await;
+    browser
+        .click("table.runs tbody tr:nth-child(1) input.compare")
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(2) input.compare")
+        .await;
+    let overlay = browser
+        .element("[data-chart=compare-train_log_loss]")
+        .await
+        .html(false)
+        .await
+        .unwrap();
+    assert!(
+        overlay.contains("logistic regression #1") && overlay.contains("logistic regression #2"),
+        "both runs in the overlaid loss curves"
+    );
+    browser.click("#nav-registry").await;
     // Aliases move between versions and keep their history.
     browser.click("#alias-champion").await;
     select_version(&browser, &logistic_v1).await;

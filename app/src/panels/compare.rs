@@ -97,6 +97,31 @@ pub fn CompareRuns(runs: Vec<Run>) -> impl IntoView {
             )
         })
     };
+    // One chart per step metric, a line per run that logged it.
+    let curve_names: BTreeSet<String> = runs
+        .iter()
+        .flat_map(|r| r.metric_steps.keys().cloned())
+        .collect();
+    let curves: Vec<(String, Result<String, String>)> = curve_names
+        .into_iter()
+        .map(|name| {
+            let series: Vec<crate::charts::Series> = runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let points = r.metric_steps.get(&name)?;
+                    Some(crate::charts::Series {
+                        name: r.name.clone(),
+                        points: points.iter().map(|(s, v)| (*s as f64, *v)).collect(),
+                        color: crate::charts::PALETTE[i % crate::charts::PALETTE.len()],
+                    })
+                })
+                .collect();
+            let svg =
+                crate::charts::step_chart(&format!("{name} by step"), &name, &series, (460, 260));
+            (name, svg)
+        })
+        .collect();
     let names: Vec<String> = runs.iter().map(|r| r.name.clone()).collect();
     let names2 = names.clone();
     view! {
@@ -135,6 +160,12 @@ pub fn CompareRuns(runs: Vec<Run>) -> impl IntoView {
                     }).collect_view()}
                 </select>
             </label>
+            <div class="charts" data-testid="compare-curves">
+                {curves.into_iter().map(|(name, svg)| match svg {
+                    Ok(svg) => view! { <div class="chart" data-chart=format!("compare-{name}") inner_html=svg></div> }.into_any(),
+                    Err(e) => view! { <p class="error">{format!("{name}: {e}")}</p> }.into_any(),
+                }).collect_view()}
+            </div>
             {move || match chart() {
                 Ok(svg) => view! { <div class="chart" data-chart="parallel" inner_html=svg></div> }.into_any(),
                 Err(e) => view! { <p class="error">{format!("parallel coordinates: {e}")}</p> }.into_any(),

@@ -444,6 +444,22 @@ fn RunDetails(run: Run) -> impl IntoView {
                     Err(e) => view! { <p class="error">{format!("chart of {}: {e}", f.name)}</p> }.into_any(),
                 }).collect_view()}
             </div>
+            {(!run.metric_steps.is_empty()).then(|| view! {
+                <h4>"Training curves"</h4>
+                <div class="charts" data-testid="curves">
+                    {run.metric_steps.iter().map(|(name, points)| {
+                        let series = [crate::charts::Series {
+                            name: name.clone(),
+                            points: points.iter().map(|(s, v)| (*s as f64, *v)).collect(),
+                            color: crate::charts::PALETTE[0],
+                        }];
+                        match crate::charts::step_chart(name, name, &series, (380, 240)) {
+                            Ok(svg) => view! { <div class="chart" data-chart=format!("curve-{name}") inner_html=svg></div> }.into_any(),
+                            Err(e) => view! { <p class="error">{format!("curve {name}: {e}")}</p> }.into_any(),
+                        }
+                    }).collect_view()}
+                </div>
+            })}
             {pva.map(|svg| match svg {
                 Ok(svg) => view! { <div class="chart" data-chart="predicted-vs-actual" inner_html=svg></div> }.into_any(),
                 Err(e) => view! { <p class="error">{format!("predicted vs actual: {e}")}</p> }.into_any(),
