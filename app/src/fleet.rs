@@ -72,6 +72,7 @@ pub async fn pull(
     let (info, response, from) = match fetched {
         Ok(x) => x,
         Err(e) => {
+            crate::logs::warn("telemetry", format!("{}: {e}", device.name));
             status.last_error = Some(e.to_string());
             storage.save_pull(&status, &[]).await?;
             return Err(PullError::Device(e.to_string()));
@@ -119,7 +120,28 @@ pub async fn pull(
     );
     if !alerts.is_empty() {
         storage.put_alerts(&alerts).await?;
+        for a in &alerts {
+            crate::logs::warn(
+                "alerts",
+                format!(
+                    "{} · {} · {} alert: {}",
+                    a.device_name,
+                    a.version,
+                    a.kind.as_str(),
+                    a.detail
+                ),
+            );
+        }
     }
+    crate::logs::debug(
+        "telemetry",
+        format!(
+            "{}: pulled {} windows of {} s",
+            device.name,
+            windows.len(),
+            device.window_s
+        ),
+    );
     Ok(Pulled {
         status,
         windows: windows.len(),
@@ -136,6 +158,13 @@ pub async fn deploy(
     bytes: &[u8],
 ) -> Deployment {
     let result = deploy_and_check(device, version, bytes).await;
+    match &result {
+        Ok(m) => crate::logs::info("deploy", format!("{}: {m}", device.name)),
+        Err(e) => crate::logs::error(
+            "deploy",
+            format!("{}: {} not deployed: {e}", device.name, version.label()),
+        ),
+    }
     let d = Deployment::new(
         &device.url,
         now_ms(),
@@ -207,26 +236,40 @@ pub async fn rollback(
 ) -> Deployment {
     let client = DeviceClient { device };
     let d = match client.rollback().await {
-        Ok(r) => Deployment::new(
-            &device.url,
-            now_ms(),
-            "rollback",
-            Some(r.active.clone()),
-            version_label(versions, &r.active),
-            Ok(format!(
-                "rolled back from {} to {}",
-                version_label(versions, &r.rolled_back),
-                version_label(versions, &r.active)
-            )),
-        ),
-        Err(e) => Deployment::new(
-            &device.url,
-            now_ms(),
-            "rollback",
-            None,
-            String::new(),
-            Err(e.to_string()),
-        ),
+        Ok(r) => {
+            crate::logs::info(
+                "deploy",
+                format!(
+                    "{}: rolled back from {} to {}",
+                    device.name,
+                    short(&r.rolled_back),
+                    short(&r.active)
+                ),
+            );
+            Deployment::new(
+                &device.url,
+                now_ms(),
+                "rollback",
+                Some(r.active.clone()),
+                version_label(versions, &r.active),
+                Ok(format!(
+                    "rolled back from {} to {}",
+                    version_label(versions, &r.rolled_back),
+                    version_label(versions, &r.active)
+                )),
+            )
+        }
+        Err(e) => {
+            crate::logs::error("deploy", format!("{}: rollback failed: {e}", device.name));
+            Deployment::new(
+                &device.url,
+                now_ms(),
+                "rollback",
+                None,
+                String::new(),
+                Err(e.to_string()),
+            )
+        }
     };
     record(storage, d).await
 }

@@ -17,6 +17,7 @@
 pub mod charts;
 pub mod device_client;
 pub mod fleet;
+pub mod logs;
 pub mod module_runner;
 pub mod panels;
 pub mod protocol;
@@ -64,8 +65,21 @@ pub fn App() -> impl IntoView {
             Ok::<_, storage::StorageError>(())
         }
         .await;
-        if let Err(e) = result {
-            state.storage_error.set(Some(e.to_string()));
+        match result {
+            Ok(()) => logs::info(
+                "storage",
+                format!(
+                    "loaded {} runs, {} datasets, {} model versions, {} devices",
+                    state.runs.with_untracked(Vec::len),
+                    state.datasets.with_untracked(Vec::len),
+                    state.versions.with_untracked(Vec::len),
+                    state.devices.with_untracked(Vec::len)
+                ),
+            ),
+            Err(e) => {
+                logs::error("storage", e.to_string());
+                state.storage_error.set(Some(e.to_string()));
+            }
         }
     });
 
@@ -84,6 +98,7 @@ pub fn App() -> impl IntoView {
             {nav_button(state, Page::Lab, "nav-lab", "Lab")}
             {nav_button(state, Page::Registry, "nav-registry", "Registry")}
             {nav_button(state, Page::Devices, "nav-devices", "Devices")}
+            {nav_button(state, Page::Logs, "nav-logs", "Logs")}
         </nav>
         // Pages stay mounted (hidden), so a training run or a form keeps its state.
         <main class="lab" class:hidden=move || state.page.get() != Page::Lab>
@@ -96,6 +111,9 @@ pub fn App() -> impl IntoView {
         </main>
         <main class="page" class:hidden=move || state.page.get() != Page::Devices>
             <panels::devices::DevicesPage />
+        </main>
+        <main class="page" class:hidden=move || state.page.get() != Page::Logs>
+            <panels::logs::LogsPage />
         </main>
     }
 }

@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod data;
 pub mod devices;
+pub mod logs;
 pub mod registry;
 pub mod runs;
 pub mod train;

@@ -14,6 +14,7 @@ pub enum Page {
     Lab,
     Registry,
     Devices,
+    Logs,
 }
 
 /// A run's compiled module and what the browser measured running it.
@@ -53,6 +54,8 @@ pub struct AppState {
     pub alerts: RwSignal<Vec<Alert>>,
     /// Bumped after each pull, so views of stored telemetry reload.
     pub pulls: RwSignal<u64>,
+    /// This session's log lines (see [`crate::logs`]).
+    pub logs: RwSignal<Vec<crate::logs::LogLine>>,
     /// The latest storage failure, shown in the header; never swallowed.
     pub storage_error: RwSignal<Option<String>>,
 }
@@ -73,8 +76,10 @@ pub fn provide_app_state() -> AppState {
         deploy_targets: RwSignal::new(BTreeSet::new()),
         alerts: RwSignal::new(Vec::new()),
         pulls: RwSignal::new(0),
+        logs: RwSignal::new(Vec::new()),
         storage_error: RwSignal::new(None),
     };
+    crate::logs::install(state.logs);
     provide_context(state);
     state
 }

@@ -228,6 +228,54 @@ async fn train_compile_deploy_loop() {
     let shot = browser.screenshot("loop").await;
     println!("screenshot: {}", shot.display());
 
+    // The logs page has the story: training, compiling, registering, both deployments.
+    browser.click("#nav-logs").await;
+    let logs = browser
+        .wait_text("[data-testid=logs]", "the log", |t| {
+            t.contains("registered")
+        })
+        .await;
+    for needle in [
+        "finished in",
+        "compile",
+        "iris-logistic-regression v1 active",
+        "refused the access token",
+    ] {
+        assert!(
+            logs.contains(needle),
+            "`{needle}` missing from the log:\n{logs}"
+        );
+    }
+    browser.select("#log-level", "error").await;
+    let errors = browser
+        .wait_text("[data-testid=logs]", "the errors", |t| {
+            !t.contains("registered")
+        })
+        .await;
+    assert!(errors.contains("refused the access token"), "{errors}");
+    browser.click("#log-export").await;
+    let href = browser
+        .element("#log-download")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(href.starts_with("blob:"), "{href}");
+    let exported = browser
+        .eval_async(&format!(
+            "const done = arguments[arguments.length - 1]; fetch('{href}').then(r => r.text()).then(done);"
+        ))
+        .await;
+    let exported = exported.as_str().unwrap_or_default();
+    assert!(
+        exported.lines().all(|l| l.contains(" ERROR "))
+            && exported.contains("deploy: local device"),
+        "{exported}"
+    );
+    browser.screenshot("logs").await;
+    browser.click("#nav-devices").await;
+
     // A device that is down is reported as unreachable; what was stored stays.
     device.kill();
     browser.click("#pull-all").await;

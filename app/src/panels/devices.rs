@@ -119,6 +119,10 @@ async fn pull_one(state: AppState, pulling: RwSignal<BTreeSet<String>>, d: Devic
     }
     .await;
     if let Err(e) = result {
+        crate::logs::error(
+            "storage",
+            format!("telemetry of {} not stored: {e}", d.name),
+        );
         state
             .storage_error
             .set(Some(format!("telemetry of {} not stored: {e}", d.name)));

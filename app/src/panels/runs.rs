@@ -120,9 +120,23 @@ pub fn RunsPanel() -> impl IntoView {
                     {
                         error.set(Some(format!("module compiled but not saved: {e}")));
                     }
+                    crate::logs::info(
+                        "compile",
+                        format!(
+                            "{}: module {} ({} bytes), {} {} through the module in this browser",
+                            run.name,
+                            short(&m.hash),
+                            m.bytes.len(),
+                            m.metric,
+                            m.module_metric
+                        ),
+                    );
                     state.compiled.set(Some(m));
                 }
-                Err(e) => error.set(Some(e)),
+                Err(e) => {
+                    crate::logs::error("compile", format!("{}: {e}", run.name));
+                    error.set(Some(e))
+                }
             }
             busy.set(false);
         });
@@ -306,7 +320,10 @@ fn RunActions(run: Run) -> impl IntoView {
                         }
                     });
                 }
-                Err(e) => error.set(Some(format!("{what} not saved: {e}"))),
+                Err(e) => {
+                    crate::logs::error("storage", format!("{}: {what} not saved: {e}", run.name));
+                    error.set(Some(format!("{what} not saved: {e}")))
+                }
             }
         });
     };
@@ -504,6 +521,15 @@ fn ModuleSummary(m: CompiledModule) -> impl IntoView {
         spawn_local(async move {
             match register_version(&run, &m, name.get_untracked().trim()).await {
                 Ok(v) => {
+                    crate::logs::info(
+                        "registry",
+                        format!(
+                            "registered {} ({}) from run {}",
+                            v.label(),
+                            short(&v.hash),
+                            v.run_name
+                        ),
+                    );
                     state.selected_version.set(Some(v.hash.clone()));
                     state.versions.update(|all| all.insert(0, v));
                     state.page.set(crate::state::Page::Registry);
