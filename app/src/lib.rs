@@ -46,6 +46,7 @@ pub fn App() -> impl IntoView {
             if let Some(device) = device_from_fragment() {
                 storage.put_device(&device).await?;
             }
+            logs::restore(storage.logs(logs::MAX_LINES).await?);
             state.runs.set(storage.runs().await?);
             state.datasets.set(storage.datasets().await?);
             state.versions.set(storage.versions().await?);

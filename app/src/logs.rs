@@ -1,6 +1,7 @@
 //! The dashboard's log: structured lines (time, level, source, message) from every part of the
-//! page, kept for this session (the newest [`MAX_LINES`]), mirrored to the browser console, and
-//! shown, filtered and exported by the Logs page.
+//! page, mirrored to the browser console, shown, filtered and exported by the Logs page. Lines
+//! at `info` and above are also written to IndexedDB (the newest [`MAX_LINES`] are kept), so
+//! the log survives reloads; `debug` lines (every telemetry pull) live for the session only.
 //!
 //! Sources are short fixed names: `train`, `compile`, `registry`, `deploy`, `telemetry`,
 //! `alerts`, `runs`, `data`, `storage`.
@@ -8,10 +9,12 @@
 use std::cell::RefCell;
 
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
 
 pub const MAX_LINES: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Level {
     Debug,
     Info,
@@ -39,13 +42,13 @@ impl Level {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
-    /// Sequence number in this session (keys the table rows).
-    pub seq: u64,
+    /// `time-sequence`: unique, and sorts by time (the IndexedDB key).
+    pub id: String,
     pub ts_ms: f64,
     pub level: Level,
-    pub source: &'static str,
+    pub source: String,
     pub message: String,
 }
 
@@ -74,6 +77,23 @@ pub fn install(lines: RwSignal<Vec<LogLine>>) {
     SINK.with(|s| *s.borrow_mut() = Some(lines));
 }
 
+/// Puts the stored lines (oldest first) before this session's.
+pub fn restore(stored: Vec<LogLine>) {
+    SINK.with(|s| {
+        if let Some(sig) = *s.borrow() {
+            sig.update(|lines| {
+                // Lines of this session may already be stored too.
+                let mut all: Vec<LogLine> = stored
+                    .into_iter()
+                    .filter(|s| !lines.iter().any(|l| l.id == s.id))
+                    .collect();
+                all.append(lines);
+                *lines = all;
+            });
+        }
+    });
+}
+
 pub fn log(level: Level, source: &'static str, message: impl Into<String>) {
     let message = message.into();
     let seq = SEQ.with(|s| {
@@ -81,13 +101,29 @@ pub fn log(level: Level, source: &'static str, message: impl Into<String>) {
         *s += 1;
         *s
     });
+    let ts_ms = js_sys::Date::now();
     let line = LogLine {
-        seq,
-        ts_ms: js_sys::Date::now(),
+        id: format!("{:015}-{seq:09}", ts_ms as u64),
+        ts_ms,
         level,
-        source,
+        source: source.to_string(),
         message,
     };
+    if level >= Level::Info {
+        let stored = line.clone();
+        leptos::task::spawn_local(async move {
+            let written = async {
+                crate::storage::Storage::open()
+                    .await?
+                    .put_log(&stored)
+                    .await
+            }
+            .await;
+            if let Err(e) = written {
+                leptos::logging::error!("log line not stored: {e}");
+            }
+        });
+    }
     match level {
         Level::Error => leptos::logging::error!("{}", line.to_text()),
         Level::Warn => leptos::logging::warn!("{}", line.to_text()),

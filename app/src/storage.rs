@@ -8,6 +8,7 @@
 //!   [`Alias`] by `key`; `device_status`: [`DeviceStatus`] by `url`; `windows`:
 //!   [`StoredWindow`] by `key` (device, window size, start, model: range-scannable per device);
 //!   `deployments`: [`Deployment`] by `id`; `alerts`: [`Alert`] by `id`.
+//! - v4: `logs`: [`LogLine`] by `id` (time-ordered).
 //!
 //! Migrations run in `upgradeneeded` by the old version number, so existing data is kept when
 //! a later schema adds stores or indexes. Every write awaits its transaction's commit and
@@ -23,11 +24,12 @@ use wasm_bindgen::JsValue;
 use wasmops_shared::dataset::Dataset;
 use wasmops_trainer::csv_import::Prepared;
 
+use crate::logs::LogLine;
 use crate::registry::{Alert, Alias, Deployment, DeviceStatus, ModelVersion, StoredWindow};
 use crate::run::Run;
 
 const DB_NAME: &str = "wasmops";
-const DB_VERSION: u32 = 3;
+const DB_VERSION: u32 = 4;
 const RUNS: &str = "runs";
 const DEVICES: &str = "devices";
 const MODULES: &str = "modules";
@@ -38,6 +40,7 @@ const DEVICE_STATUS: &str = "device_status";
 const WINDOWS: &str = "windows";
 const DEPLOYMENTS: &str = "deployments";
 const ALERTS: &str = "alerts";
+const LOGS: &str = "logs";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -175,6 +178,9 @@ impl Storage {
                 create(WINDOWS, "key");
                 create(DEPLOYMENTS, "id");
                 create(ALERTS, "id");
+            }
+            if old < 4 {
+                create(LOGS, "id");
             }
         });
         let db = request.await.map_err(failed("open"))?;
@@ -446,6 +452,34 @@ impl Storage {
     pub async fn alerts(&self) -> Result<Vec<Alert>, StorageError> {
         let mut all: Vec<Alert> = self.all(ALERTS, "alert").await?;
         all.sort_by(|a, b| b.raised_ms.total_cmp(&a.raised_ms));
+        Ok(all)
+    }
+
+    pub async fn put_log(&self, line: &LogLine) -> Result<(), StorageError> {
+        self.put(LOGS, line).await
+    }
+
+    /// The newest `keep` stored log lines, oldest first; older ones are deleted.
+    pub async fn logs(&self, keep: usize) -> Result<Vec<LogLine>, StorageError> {
+        let mut all: Vec<LogLine> = self.all(LOGS, "log line").await?;
+        if all.len() > keep {
+            let cut = all.len() - keep;
+            let first_kept = all[cut].id.clone();
+            let tx = self
+                .db
+                .transaction(&[LOGS], TransactionMode::ReadWrite)
+                .map_err(failed("delete"))?;
+            let range = idb::KeyRange::upper_bound(&JsValue::from_str(&first_kept), Some(true))
+                .map_err(failed("delete"))?;
+            tx.object_store(LOGS)
+                .map_err(failed("delete"))?
+                .delete(range)
+                .map_err(failed("delete"))?
+                .await
+                .map_err(failed("delete"))?;
+            commit(tx, "delete").await?;
+            all.drain(..cut);
+        }
         Ok(all)
     }
 }

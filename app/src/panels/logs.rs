@@ -56,11 +56,11 @@ pub fn LogsPage() -> impl IntoView {
             <table class="runs logs" data-testid="logs">
                 <thead><tr><th>"Time"</th><th>"Level"</th><th>"Source"</th><th>"Message"</th></tr></thead>
                 <tbody>
-                    <For each=move || shown.get() key=|l| l.seq let:l>
+                    <For each=move || shown.get() key=|l| l.id.clone() let:l>
                         <tr class=format!("log-{}", l.level.as_str())>
                             <td class="mono">{clock_ms(l.ts_ms)}</td>
                             <td class="level">{l.level.as_str()}</td>
-                            <td class="mono">{l.source}</td>
+                            <td class="mono">{l.source.clone()}</td>
                             <td>{l.message.clone()}</td>
                         </tr>
                     </For>

@@ -172,7 +172,7 @@ pub fn RunsPanel() -> impl IntoView {
                         {header("Duration", SortBy::Duration, "num")}<th>"Code"</th><th></th>
                     </tr></thead>
                     <tbody>
-                        <For each=move || visible.get() key=|r| (r.id.clone(), r.name.clone()) let:run>
+                        <For each=move || visible.get() key=|r| (r.id.clone(), r.name.clone(), r.tags.join(","), r.archived) let:run>
                             <RunRow run=run.clone() busy=busy on_compile=compile compare=compare />
                         </For>
                     </tbody>
