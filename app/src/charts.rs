@@ -325,9 +325,9 @@ pub fn parallel_coordinates(
             .caption(title, ("sans-serif", 14))
             .margin(10)
             .margin_left(30)
-            .margin_right(30)
-            .x_label_area_size(40)
-            .build_cartesian_2d(-0.1..(n as f64 - 0.9), -0.12..1.1)
+            .margin_right(10)
+            .x_label_area_size(10)
+            .build_cartesian_2d(-0.15..(n as f64), -0.1..1.16)
             .map_err(|x| e(&x))?;
         chart
             .configure_mesh()
@@ -336,7 +336,8 @@ pub fn parallel_coordinates(
             .x_labels(0)
             .draw()
             .map_err(|x| e(&x))?;
-        let style = ("sans-serif", 11).into_font();
+        let style = ("sans-serif", 12).into_font();
+        let name_style = ("sans-serif", 13).into_font().style(FontStyle::Bold);
         for (j, name) in axes.iter().enumerate() {
             let x = j as f64;
             chart
@@ -348,15 +349,19 @@ pub fn parallel_coordinates(
             let (lo, hi) = ranges[j];
             chart
                 .draw_series([
-                    Text::new(name.clone(), (x, -0.08), style.clone().color(&BLACK)),
+                    Text::new(
+                        name.clone(),
+                        (x - 0.05, 1.14),
+                        name_style.clone().color(&BLACK),
+                    ),
                     Text::new(
                         fmt(hi),
-                        (x, 1.07),
+                        (x + 0.02, 1.03),
                         style.clone().color(&RGBColor(93, 104, 117)),
                     ),
                     Text::new(
                         fmt(lo),
-                        (x, -0.02),
+                        (x + 0.02, 0.0),
                         style.clone().color(&RGBColor(93, 104, 117)),
                     ),
                 ])
@@ -396,7 +401,7 @@ pub fn parallel_coordinates(
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::MiddleRight)
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(217, 222, 228))
             .label_font(("sans-serif", 10))
