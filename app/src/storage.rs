@@ -89,17 +89,43 @@ pub struct StoredDataset {
     pub skipped_rows: usize,
     pub imported_at_ms: f64,
     pub dataset: Dataset,
+    /// Version number among the datasets of the same name (1 for the first import).
+    #[serde(default = "first_version")]
+    pub version: u32,
+    /// The previous version of the same name (a re-import of a changed file).
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 impl StoredDataset {
-    pub fn new(p: &Prepared, now_ms: f64) -> StoredDataset {
-        StoredDataset {
-            hash: p.dataset.content_hash(),
+    /// A new version of `p`'s dataset: versions count up per name and link to the newest
+    /// earlier one. An import identical to a stored version (same content hash) is that version.
+    pub fn new(
+        p: &Prepared,
+        now_ms: f64,
+        existing: &[StoredDataset],
+    ) -> Result<StoredDataset, StoredDataset> {
+        let hash = p.dataset.content_hash();
+        if let Some(same) = existing.iter().find(|d| d.hash == hash) {
+            return Err(same.clone());
+        }
+        let earlier = existing
+            .iter()
+            .filter(|d| d.dataset.name == p.dataset.name)
+            .max_by_key(|d| d.version);
+        Ok(StoredDataset {
+            hash,
             task: p.task.to_string(),
             skipped_rows: p.problems.len(),
             imported_at_ms: now_ms,
             dataset: p.dataset.clone(),
-        }
+            version: earlier.map_or(1, |e| e.version + 1),
+            parent: earlier.map(|e| e.hash.clone()),
+        })
     }
 }
 

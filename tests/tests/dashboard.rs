@@ -647,9 +647,69 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
         })
         .await;
     assert!(
-        notice.contains("60 rows") && notice.contains("3 bad rows skipped"),
+        notice.contains("shapes.csv v1")
+            && notice.contains("60 rows")
+            && notice.contains("3 bad rows skipped"),
         "{notice}"
     );
+    // Its profile: statistics per column and a histogram per feature.
+    browser.click("a.dataset-link").await;
+    let stats = browser
+        .wait_text("[data-testid=dataset-stats]", "the column stats", |t| {
+            t.contains("width")
+        })
+        .await;
+    assert!(
+        stats.contains("height") && stats.contains("5.0000"),
+        "{stats}"
+    );
+    let classes = browser
+        .wait_text("[data-testid=dataset-classes]", "the classes", |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert_eq!(classes, "target kind: tall 30, wide 30");
+    let charts = browser
+        .client
+        .find_all(fantoccini::Locator::Css(
+            "[data-testid=dataset-profile] svg",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(charts.len(), 2, "one histogram per feature");
+    let v1_hash = notice.split('@').nth(1).unwrap()[..12].to_string();
+
+    // The file changed (ten more rows): a new version whose parent is the first.
+    let mut more = std::fs::read_to_string(&path).unwrap();
+    for i in 0..10 {
+        more.push_str(&format!("{},5.0,tall\n", 1.0 + i as f64 * 0.05));
+    }
+    std::fs::write(&path, &more).unwrap();
+    browser.upload("#csv-file", &path).await;
+    browser.click("#csv-import").await;
+    let notice = browser
+        .wait_text("[data-testid=csv-notice]", "the second import", |t| {
+            t.contains("v2")
+        })
+        .await;
+    assert!(
+        notice.contains("70 rows") && notice.contains(&format!("parent @{v1_hash}")),
+        "{notice}"
+    );
+    // The same file again is the same version: nothing new.
+    browser.upload("#csv-file", &path).await;
+    browser.click("#csv-import").await;
+    browser
+        .wait_text("[data-testid=csv-notice]", "the duplicate import", |t| {
+            t.contains("already holds exactly these rows")
+        })
+        .await;
+    let list = browser
+        .wait_text("[data-testid=datasets]", "the versions", |t| {
+            t.contains("v2")
+        })
+        .await;
+    assert_eq!(list.lines().count(), 2, "{list}");
 
     // The dataset survives a reload and trains.
     browser.client.refresh().await.unwrap();

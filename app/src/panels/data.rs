@@ -67,30 +67,49 @@ pub fn DataPanel() -> impl IntoView {
         let Some(Ok(p)) = prepared.get_untracked() else {
             return;
         };
-        let stored = StoredDataset::new(&p, js_sys::Date::now());
+        let existing = state.datasets.get_untracked();
+        let stored = match StoredDataset::new(&p, js_sys::Date::now(), &existing) {
+            Ok(s) => s,
+            Err(same) => {
+                table.set(None);
+                return notice.set(Some(format!(
+                    "{} v{} @{} already holds exactly these rows: nothing new to import",
+                    same.dataset.name,
+                    same.version,
+                    short(&same.hash)
+                )));
+            }
+        };
         spawn_local(async move {
             match async { Storage::open().await?.put_dataset(&stored).await }.await {
                 Ok(()) => {
                     crate::logs::info(
                         "data",
                         format!(
-                            "imported {} @{}: {} rows, {} bad rows skipped",
+                            "imported {} v{} @{}: {} rows, {} bad rows skipped",
                             stored.dataset.name,
+                            stored.version,
                             short(&stored.hash),
                             stored.dataset.n_rows(),
                             stored.skipped_rows
                         ),
                     );
                     notice.set(Some(format!(
-                        "imported {} @{}: {} rows{}",
+                        "imported {} v{} @{}: {} rows{}{}",
                         stored.dataset.name,
+                        stored.version,
                         short(&stored.hash),
                         stored.dataset.n_rows(),
                         if stored.skipped_rows > 0 {
                             format!(", {} bad rows skipped", stored.skipped_rows)
                         } else {
                             String::new()
-                        }
+                        },
+                        stored
+                            .parent
+                            .as_deref()
+                            .map(|p| format!("; parent @{}", short(p)))
+                            .unwrap_or_default()
                     )));
                     state.datasets.update(|d| {
                         d.retain(|x| x.hash != stored.hash);
@@ -156,6 +175,95 @@ pub fn DataPanel() -> impl IntoView {
             })}
             {move || notice.get().map(|n| view! { <p class="ok" data-testid="csv-notice">{n}</p> })}
             {move || error.get().map(|e| view! { <p class="error" data-testid="csv-error">{e}</p> })}
+            <DatasetVersions />
         </section>
+    }
+}
+
+/// The imported dataset versions with their lineage; one chosen shows its column statistics
+/// and histograms.
+#[component]
+fn DatasetVersions() -> impl IntoView {
+    let state = use_app_state();
+    let chosen = RwSignal::new(None::<String>);
+    view! {
+        <Show when=move || !state.datasets.with(Vec::is_empty)>
+            <h3>"Imported datasets"</h3>
+            <ul class="datasets" data-testid="datasets">
+                <For each=move || state.datasets.get() key=|d| d.hash.clone() let:d>
+                    {
+                        let hash = d.hash.clone();
+                        let parent = d.parent.as_deref().map(|p| format!(" · parent @{}", short(p))).unwrap_or_default();
+                        view! {
+                            <li data-dataset=d.hash.clone()>
+                                <a href="#" class="dataset-link" on:click=move |ev| { ev.prevent_default(); chosen.set(Some(hash.clone())); }>
+                                    {format!("{} v{}", d.dataset.name, d.version)}
+                                </a>
+                                <span class="mono">{format!(" @{}", short(&d.hash))}</span>
+                                <span class="muted">{format!(" · {} rows × {} features · {}{parent}", d.dataset.n_rows(), d.dataset.n_features(), d.task)}</span>
+                            </li>
+                        }
+                    }
+                </For>
+            </ul>
+        </Show>
+        {move || {
+            let hash = chosen.get()?;
+            let d = state.datasets.with(|all| all.iter().find(|d| d.hash == hash).cloned())?;
+            Some(view! { <DatasetProfile d=d /> })
+        }}
+    }
+}
+
+#[component]
+fn DatasetProfile(d: crate::storage::StoredDataset) -> impl IntoView {
+    let ds = &d.dataset;
+    let n = ds.n_rows().max(1) as f64;
+    let stats: Vec<(String, f64, f64, f64, f64)> = (0..ds.n_features())
+        .map(|j| {
+            let col: Vec<f64> = (0..ds.n_rows()).map(|i| ds.row(i)[j]).collect();
+            let mean = col.iter().sum::<f64>() / n;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            let min = col.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = col.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (ds.feature_names[j].clone(), min, max, mean, var.sqrt())
+        })
+        .collect();
+    let profile = wasmops_shared::profile::Profile::from_rows(&ds.feature_names, &ds.x);
+    let classes: Vec<(String, usize)> = ds
+        .class_names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            (
+                name.clone(),
+                ds.y.iter().filter(|y| **y == c as f64).count(),
+            )
+        })
+        .collect();
+    view! {
+        <div class="dataset-profile" data-testid="dataset-profile">
+            <h4>{format!("{} v{} @{}: {} rows, {} bad rows skipped at import", ds.name, d.version, short(&d.hash), ds.n_rows(), d.skipped_rows)}</h4>
+            <table class="runs compact" data-testid="dataset-stats">
+                <thead><tr><th>"column"</th><th class="num">"min"</th><th class="num">"max"</th><th class="num">"mean"</th><th class="num">"std"</th></tr></thead>
+                <tbody>
+                    {stats.into_iter().map(|(name, min, max, mean, std)| view! {
+                        <tr><td>{name}</td>
+                            <td class="num">{format!("{min:.4}")}</td><td class="num">{format!("{max:.4}")}</td>
+                            <td class="num">{format!("{mean:.4}")}</td><td class="num">{format!("{std:.4}")}</td></tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            {(!classes.is_empty()).then(|| view! {
+                <p class="muted" data-testid="dataset-classes">{format!("target {}: {}", ds.target_name,
+                    classes.iter().map(|(c, k)| format!("{c} {k}")).collect::<Vec<_>>().join(", "))}</p>
+            })}
+            <div class="charts">
+                {profile.features.iter().map(|f| match crate::charts::profile_histogram(f, 260, 170) {
+                    Ok(svg) => view! { <div class="chart" inner_html=svg></div> }.into_any(),
+                    Err(e) => view! { <p class="error">{format!("chart of {}: {e}", f.name)}</p> }.into_any(),
+                }).collect_view()}
+            </div>
+        </div>
     }
 }

@@ -52,7 +52,7 @@ pub fn LogsPage() -> impl IntoView {
                 <button id="log-export" class="secondary" on:click=export>"Export shown lines"</button>
                 {move || export_url.get().map(|url| view! { <a id="log-download" href=url download="wasmops-log.txt">"download wasmops-log.txt"</a> })}
             </div>
-            <p class="count" data-testid="log-count">{move || format!("{} of {} lines (this session, newest first)", shown.with(Vec::len), state.logs.with(Vec::len))}</p>
+            <p class="count" data-testid="log-count">{move || format!("{} of {} lines (newest first; info and above are kept across reloads)", shown.with(Vec::len), state.logs.with(Vec::len))}</p>
             <table class="runs logs" data-testid="logs">
                 <thead><tr><th>"Time"</th><th>"Level"</th><th>"Source"</th><th>"Message"</th></tr></thead>
                 <tbody>

@@ -253,7 +253,7 @@ pub fn TrainPanel() -> impl IntoView {
                     <select id="dataset" prop:value=move || dataset.get() on:change=move |ev| dataset.set(event_target_value(&ev))>
                         {BUILTIN.iter().map(|(name, label)| view! { <option value=*name>{*label}</option> }).collect_view()}
                         {move || state.datasets.get().into_iter().map(|d| {
-                            let label = format!("{} @{}: {} rows, {}", d.dataset.name, short(&d.hash), d.dataset.n_rows(), d.task);
+                            let label = format!("{} v{} @{}: {} rows, {}", d.dataset.name, d.version, short(&d.hash), d.dataset.n_rows(), d.task);
                             view! { <option value=format!("csv:{}", d.hash)>{label}</option> }
                         }).collect_view()}
                     </select>
