@@ -179,6 +179,7 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
         .route(paths::ROLLBACK, post(rollback))
         .route(paths::PREDICT, post(predict))
         .route(paths::FEEDBACK, post(feedback))
+        .route(paths::FEEDBACK_RECORDS, get(label_records))
         .route(paths::TELEMETRY, get(telemetry))
         .route(paths::TELEMETRY_RECORDS, get(records))
         .route(paths::TELEMETRY_WINDOWS, get(windows))
