@@ -4,7 +4,7 @@
 //! More tests live in `edge/*.rs` (child modules, so they share the fixtures below):
 //! `bad_input` (the table of refusals), `versions` (activation under load, rollback,
 //! restart), `telemetry` (cursor, feedback, windows, metrics), `process` (the real binary:
-//! `kill -9` durability, `run`, `inspect`).
+//! `kill -9` durability, `run`, `inspect`), `tls` (HTTPS and its startup errors).
 
 #[path = "edge/bad_input.rs"]
 mod bad_input;
@@ -12,6 +12,8 @@ mod bad_input;
 mod process;
 #[path = "edge/telemetry.rs"]
 mod telemetry;
+#[path = "edge/tls.rs"]
+mod tls;
 #[path = "edge/versions.rs"]
 mod versions;
 
