@@ -203,11 +203,11 @@ fn write_batch(
         }
         // Ids are handed out before commit, possibly out of order: keep the highest end so a
         // restart never re-issues an acknowledged id.
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO counters (name, value) VALUES ('next_prediction_id', ?1)
              ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
-            [next_id as i64],
-        )?;
+        )?
+        .execute([next_id as i64])?;
     }
     if let Some(config) = retention {
         let cutoff = now_ms().saturating_sub(config.max_age.as_millis() as u64) as i64;
