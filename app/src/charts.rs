@@ -53,3 +53,432 @@ pub fn profile_histogram(f: &FeatureProfile, width: u32, height: u32) -> Result<
     }
     Ok(svg)
 }
+
+/// One line of a time-series chart.
+pub struct Series {
+    pub name: String,
+    /// (unix ms, value)
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+}
+
+/// A horizontal line with its meaning, e.g. a drift threshold.
+pub struct Threshold {
+    pub label: String,
+    pub y: f64,
+    pub color: RGBColor,
+}
+
+pub const PALETTE: [RGBColor; 6] = [
+    RGBColor(47, 95, 208),
+    RGBColor(214, 110, 30),
+    RGBColor(28, 124, 58),
+    RGBColor(150, 60, 170),
+    RGBColor(179, 38, 30),
+    RGBColor(90, 100, 115),
+];
+pub const WARN: RGBColor = RGBColor(214, 150, 0);
+pub const ALERT: RGBColor = RGBColor(179, 38, 30);
+
+/// Clock time (local) of a unix-ms instant, for time axes.
+fn clock(ms: f64) -> String {
+    js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms))
+        .to_locale_time_string("en-GB")
+        .into()
+}
+
+/// Lines over time with markers, dashed threshold lines and a legend naming both.
+pub fn time_series(
+    title: &str,
+    y_desc: &str,
+    series: &[Series],
+    thresholds: &[Threshold],
+    size: (u32, u32),
+) -> Result<String, String> {
+    line_chart(title, ("time", y_desc), series, thresholds, size, &|ms| {
+        clock(*ms)
+    })
+}
+
+/// Lines over training steps (x values are steps).
+pub fn step_chart(
+    title: &str,
+    y_desc: &str,
+    series: &[Series],
+    size: (u32, u32),
+) -> Result<String, String> {
+    line_chart(title, ("step", y_desc), series, &[], size, &|x| {
+        format!("{x:.0}")
+    })
+}
+
+fn line_chart(
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: &[Series],
+    thresholds: &[Threshold],
+    (width, height): (u32, u32),
+    x_fmt: &dyn Fn(&f64) -> String,
+) -> Result<String, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    let (x0, x1) = if x0.is_finite() {
+        (x0, x1.max(x0 + 1000.0))
+    } else {
+        (0.0, 1000.0)
+    };
+    let pad = (x1 - x0) * 0.04;
+    let y_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .chain(thresholds.iter().map(|t| t.y))
+        .filter(|y| y.is_finite())
+        .fold(0.0, f64::max);
+    let y_max = if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(52)
+            .build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..y_max)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .x_labels(5)
+            .y_labels(5)
+            .x_label_formatter(x_fmt)
+            .label_style(("sans-serif", 10))
+            .light_line_style(RGBColor(238, 241, 244))
+            .draw()
+            .map_err(|x| e(&x))?;
+        for t in thresholds {
+            let c = t.color;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(x0 - pad, t.y), (x1 + pad, t.y)],
+                    5,
+                    4,
+                    c.stroke_width(1),
+                ))
+                .map_err(|x| e(&x))?
+                .label(t.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(1))
+                });
+        }
+        for s in series {
+            let c = s.color;
+            chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
+                .map_err(|x| e(&x))?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(s.points.iter().map(|p| Circle::new(*p, 2, c.filled())))
+                .map_err(|x| e(&x))?;
+        }
+        if !series.is_empty() || !thresholds.is_empty() {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(217, 222, 228))
+                .label_font(("sans-serif", 10))
+                .draw()
+                .map_err(|x| e(&x))?;
+        }
+        root.present().map_err(|x| e(&x))?;
+    }
+    Ok(svg)
+}
+
+/// Grouped bars of shares per category (e.g. predicted classes at training vs live), with a
+/// legend naming each group.
+pub fn share_bars(
+    title: &str,
+    categories: &[String],
+    groups: &[(String, Vec<f64>)],
+    (width, height): (u32, u32),
+) -> Result<String, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let n = categories.len().max(1);
+    let g = groups.len().max(1) as f64;
+    let y_max = groups
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0, f64::max)
+        .max(0.01)
+        * 1.2;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.0..n as f64, 0.0..y_max)
+            .map_err(|x| e(&x))?;
+        let cats = categories.to_vec();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("prediction")
+            .y_desc("share of predictions")
+            .x_labels(n * 2 + 1)
+            .y_labels(5)
+            .x_label_formatter(&move |x| {
+                let i = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 1e-6 && i < cats.len() {
+                    cats[i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .label_style(("sans-serif", 10))
+            .light_line_style(RGBColor(238, 241, 244))
+            .draw()
+            .map_err(|x| e(&x))?;
+        for (gi, (name, values)) in groups.iter().enumerate() {
+            let c = PALETTE[gi % PALETTE.len()];
+            let w = 0.8 / g;
+            chart
+                .draw_series(values.iter().enumerate().map(|(i, v)| {
+                    let l = i as f64 + 0.1 + gi as f64 * w;
+                    Rectangle::new([(l, 0.0), (l + w * 0.92, *v)], c.mix(0.8).filled())
+                }))
+                .map_err(|x| e(&x))?
+                .label(name.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 10, y + 4)], c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(217, 222, 228))
+            .label_font(("sans-serif", 10))
+            .draw()
+            .map_err(|x| e(&x))?;
+        root.present().map_err(|x| e(&x))?;
+    }
+    Ok(svg)
+}
+
+/// Parallel coordinates: one vertical axis per dimension (each scaled to its own min..max,
+/// labelled with its name and range) and one line per item, coloured from low (blue) to high
+/// (orange) by the last dimension (the chosen metric). Items missing a value skip that axis.
+pub fn parallel_coordinates(
+    title: &str,
+    axes: &[String],
+    items: &[(String, Vec<Option<f64>>)],
+    (width, height): (u32, u32),
+) -> Result<String, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let n = axes.len().max(2);
+    let ranges: Vec<(f64, f64)> = (0..axes.len())
+        .map(|j| {
+            let vs = items
+                .iter()
+                .filter_map(|(_, v)| v.get(j).copied().flatten());
+            let (lo, hi) = vs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+                (a.min(x), b.max(x))
+            });
+            if lo.is_finite() {
+                (lo, hi)
+            } else {
+                (0.0, 1.0)
+            }
+        })
+        .collect();
+    let norm = |j: usize, x: f64| {
+        let (lo, hi) = ranges[j];
+        if hi > lo {
+            (x - lo) / (hi - lo)
+        } else {
+            0.5
+        }
+    };
+    let fmt = |x: f64| {
+        if x.abs() >= 1000.0 || (x != 0.0 && x.abs() < 0.01) {
+            format!("{x:.2e}")
+        } else {
+            format!("{x:.3}")
+        }
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(10)
+            .margin_left(30)
+            .margin_right(30)
+            .x_label_area_size(40)
+            .build_cartesian_2d(-0.1..(n as f64 - 0.9), -0.12..1.1)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .disable_y_axis()
+            .x_labels(0)
+            .draw()
+            .map_err(|x| e(&x))?;
+        let style = ("sans-serif", 11).into_font();
+        for (j, name) in axes.iter().enumerate() {
+            let x = j as f64;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 0.0), (x, 1.0)],
+                    BLACK.stroke_width(1),
+                )))
+                .map_err(|x| e(&x))?;
+            let (lo, hi) = ranges[j];
+            chart
+                .draw_series([
+                    Text::new(name.clone(), (x, -0.08), style.clone().color(&BLACK)),
+                    Text::new(
+                        fmt(hi),
+                        (x, 1.07),
+                        style.clone().color(&RGBColor(93, 104, 117)),
+                    ),
+                    Text::new(
+                        fmt(lo),
+                        (x, -0.02),
+                        style.clone().color(&RGBColor(93, 104, 117)),
+                    ),
+                ])
+                .map_err(|x| e(&x))?;
+        }
+        let last = axes.len().saturating_sub(1);
+        for (label, values) in items {
+            let t = values
+                .get(last)
+                .copied()
+                .flatten()
+                .map(|v| norm(last, v))
+                .unwrap_or(0.5);
+            let c = RGBColor(
+                (47.0 + (230.0 - 47.0) * t) as u8,
+                (95.0 + (120.0 - 95.0) * t) as u8,
+                (208.0 + (30.0 - 208.0) * t) as u8,
+            );
+            let points: Vec<(f64, f64)> = values
+                .iter()
+                .enumerate()
+                .filter_map(|(j, v)| Some((j as f64, norm(j, (*v)?))))
+                .collect();
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    points.clone(),
+                    c.stroke_width(2),
+                )))
+                .map_err(|x| e(&x))?
+                .label(label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 3, c.filled())))
+                .map_err(|x| e(&x))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(217, 222, 228))
+            .label_font(("sans-serif", 10))
+            .draw()
+            .map_err(|x| e(&x))?;
+        root.present().map_err(|x| e(&x))?;
+    }
+    Ok(svg)
+}
+
+/// Predicted against actual values (regression), with the y = x line a perfect model would
+/// sit on.
+pub fn predicted_vs_actual(
+    title: &str,
+    points: &[(f64, f64)],
+    (width, height): (u32, u32),
+) -> Result<String, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let (lo, hi) = points
+        .iter()
+        .flat_map(|(a, p)| [*a, *p])
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+    let (lo, hi) = if lo.is_finite() && hi > lo {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let pad = (hi - lo) * 0.05;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|x| e(&x))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(48)
+            .build_cartesian_2d((lo - pad)..(hi + pad), (lo - pad)..(hi + pad))
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc("actual")
+            .y_desc("predicted")
+            .x_labels(5)
+            .y_labels(5)
+            .label_style(("sans-serif", 10))
+            .light_line_style(RGBColor(238, 241, 244))
+            .draw()
+            .map_err(|x| e(&x))?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(lo, lo), (hi, hi)],
+                5,
+                4,
+                PALETTE[5].stroke_width(1),
+            ))
+            .map_err(|x| e(&x))?
+            .label("predicted = actual")
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], PALETTE[5].stroke_width(1))
+            });
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|(a, p)| Circle::new((*a, *p), 3, PALETTE[0].mix(0.7).filled())),
+            )
+            .map_err(|x| e(&x))?
+            .label("held-out row")
+            .legend(|(x, y)| Circle::new((x + 8, y), 3, PALETTE[0].filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(217, 222, 228))
+            .label_font(("sans-serif", 10))
+            .draw()
+            .map_err(|x| e(&x))?;
+        root.present().map_err(|x| e(&x))?;
+    }
+    Ok(svg)
+}

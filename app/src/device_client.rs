@@ -4,8 +4,8 @@
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
 use wasmops_shared::wire::{
-    self, paths, ActivateResponse, DeviceInfo, PredictRequest, PredictResponse, Telemetry,
-    UploadResponse,
+    self, paths, ActivateResponse, DeviceInfo, PredictRequest, PredictResponse, RollbackResponse,
+    Telemetry, UploadResponse, WindowsResponse,
 };
 
 use crate::storage::DeviceEntry;
@@ -108,6 +108,27 @@ impl DeviceClient<'_> {
             .header("Authorization", &self.auth())
             .json(&PredictRequest { rows })
             .map_err(|e| DeviceError::Protocol(e.to_string()))?
+            .send()
+            .await;
+        self.decode(r).await
+    }
+
+    pub async fn rollback(&self) -> Result<RollbackResponse, DeviceError> {
+        let r = Request::post(&self.url(paths::ROLLBACK))
+            .header("Authorization", &self.auth())
+            .send()
+            .await;
+        self.decode(r).await
+    }
+
+    /// The last `count` windows of `window_s` seconds (the current, partial one included).
+    pub async fn windows(&self, window_s: u64, count: u64) -> Result<WindowsResponse, DeviceError> {
+        let url = format!(
+            "{}?window_s={window_s}&count={count}",
+            self.url(paths::TELEMETRY_WINDOWS)
+        );
+        let r = Request::get(&url)
+            .header("Authorization", &self.auth())
             .send()
             .await;
         self.decode(r).await

@@ -1,11 +1,14 @@
 //! The wasmops dashboard (leptos CSR).
 //!
 //! # Layout
-//! - [`App`] and the page frame; [`panels`]: one file per panel (train, runs, device).
+//! - [`App`] and the page frame with its three pages: the lab (data, train, runs panels), the
+//!   registry and the devices; [`panels`]: one file per panel or page.
 //! - [`state`]: app-wide signals in context.
 //! - [`training`] (worker side) and [`worker_client`] (page side) with [`protocol`] between
 //!   them; the worker binary is `src/bin/train_worker.rs`.
-//! - [`storage`]: IndexedDB; [`run`]: the tracked run record.
+//! - [`storage`]: IndexedDB; [`run`]: the tracked run record; [`registry`]: model versions,
+//!   aliases, device status, telemetry windows, deployments and alerts as stored.
+//! - [`fleet`]: deploy, roll back and pull telemetry from devices.
 //! - [`module_runner`]: model modules through the browser's WebAssembly API;
 //!   [`device_client`]: the device HTTP API.
 //!
@@ -13,9 +16,12 @@
 
 pub mod charts;
 pub mod device_client;
+pub mod fleet;
+pub mod logs;
 pub mod module_runner;
 pub mod panels;
 pub mod protocol;
+pub mod registry;
 pub mod run;
 pub mod state;
 pub mod storage;
@@ -25,6 +31,7 @@ pub mod worker_client;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::state::Page;
 use crate::storage::{DeviceEntry, Storage};
 
 #[component]
@@ -41,14 +48,38 @@ pub fn App() -> impl IntoView {
             }
             state.runs.set(storage.runs().await?);
             state.datasets.set(storage.datasets().await?);
-            state
-                .device
-                .set(storage.devices().await?.into_iter().next());
+            state.versions.set(storage.versions().await?);
+            state.aliases.set(storage.aliases().await?);
+            state.alerts.set(storage.alerts().await?);
+            state.statuses.set(
+                storage
+                    .device_statuses()
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.url.clone(), s))
+                    .collect(),
+            );
+            let mut devices = storage.devices().await?;
+            devices.sort_by(|a, b| a.added_ms.total_cmp(&b.added_ms));
+            state.devices.set(devices);
             Ok::<_, storage::StorageError>(())
         }
         .await;
-        if let Err(e) = result {
-            state.storage_error.set(Some(e.to_string()));
+        match result {
+            Ok(()) => logs::info(
+                "storage",
+                format!(
+                    "loaded {} runs, {} datasets, {} model versions, {} devices",
+                    state.runs.with_untracked(Vec::len),
+                    state.datasets.with_untracked(Vec::len),
+                    state.versions.with_untracked(Vec::len),
+                    state.devices.with_untracked(Vec::len)
+                ),
+            ),
+            Err(e) => {
+                logs::error("storage", e.to_string());
+                state.storage_error.set(Some(e.to_string()));
+            }
         }
     });
 
@@ -63,12 +94,49 @@ pub fn App() -> impl IntoView {
                 "Storage: " {move || state.storage_error.get().unwrap_or_default()}
             </p>
         </Show>
-        <main>
+        <nav class="pages">
+            {nav_button(state, Page::Lab, "nav-lab", "Lab")}
+            {nav_button(state, Page::Registry, "nav-registry", "Registry")}
+            {nav_button(state, Page::Devices, "nav-devices", "Devices")}
+            {nav_button(state, Page::Logs, "nav-logs", "Logs")}
+        </nav>
+        // Pages stay mounted (hidden), so a training run or a form keeps its state.
+        <main class="lab" class:hidden=move || state.page.get() != Page::Lab>
             <panels::data::DataPanel />
             <panels::train::TrainPanel />
             <panels::runs::RunsPanel />
-            <panels::device::DevicePanel />
         </main>
+        <main class="page" class:hidden=move || state.page.get() != Page::Registry>
+            <panels::registry::RegistryPage />
+        </main>
+        <main class="page" class:hidden=move || state.page.get() != Page::Devices>
+            <panels::devices::DevicesPage />
+        </main>
+        <main class="page" class:hidden=move || state.page.get() != Page::Logs>
+            <panels::logs::LogsPage />
+        </main>
+    }
+}
+
+fn nav_button(
+    state: state::AppState,
+    page: Page,
+    id: &'static str,
+    label: &'static str,
+) -> impl IntoView {
+    let alerts = move || {
+        state
+            .alerts
+            .with(|a| a.iter().filter(|a| a.acknowledged_ms.is_none()).count())
+    };
+    view! {
+        <button id=id class="nav" class:active=move || state.page.get() == page
+            on:click=move |_| state.page.set(page)>
+            {label}
+            {move || (page == Page::Devices && alerts() > 0).then(|| view! {
+                <span class="badge" data-testid="alert-badge">{alerts()}</span>
+            })}
+        </button>
     }
 }
 
@@ -87,6 +155,8 @@ fn device_from_fragment() -> Option<DeviceEntry> {
         url,
         token,
         name: params.get("name").unwrap_or_else(|| "local device".into()),
+        window_s: storage::DEFAULT_WINDOW_S,
+        added_ms: js_sys::Date::now(),
     })
 }
 

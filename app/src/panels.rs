@@ -1,6 +1,9 @@
-//! The dashboard's panels, one file each.
+//! The dashboard's panels and pages, one file each.
 
+pub mod compare;
 pub mod data;
-pub mod device;
+pub mod devices;
+pub mod logs;
+pub mod registry;
 pub mod runs;
 pub mod train;

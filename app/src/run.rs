@@ -29,6 +29,17 @@ pub struct Run {
     /// Held-out split, row-major, with its class indices.
     pub test_x: Vec<f64>,
     pub test_y: Vec<f64>,
+    /// Free labels, e.g. `baseline` (filter with `tags = baseline`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub notes: String,
+    /// Step metrics of iterative fits: name -> (step, value) (see `wasmops_trainer::curves`).
+    #[serde(default)]
+    pub metric_steps: BTreeMap<String, Vec<(u64, f64)>>,
+    /// Hidden from the runs table unless archived runs are shown; kept otherwise.
+    #[serde(default)]
+    pub archived: bool,
 }
 
 impl Run {

@@ -1,10 +1,21 @@
 //! App-wide reactive state, shared through context (`provide_app_state` / `use_app_state`).
 
-use leptos::prelude::*;
-use wasmops_shared::wire::Telemetry;
+use std::collections::{BTreeMap, BTreeSet};
 
+use leptos::prelude::*;
+
+use crate::registry::{Alert, Alias, DeviceStatus, ModelVersion};
 use crate::run::Run;
 use crate::storage::{DeviceEntry, StoredDataset};
+
+/// The dashboard's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Lab,
+    Registry,
+    Devices,
+    Logs,
+}
 
 /// A run's compiled module and what the browser measured running it.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,8 +40,22 @@ pub struct AppState {
     pub datasets: RwSignal<Vec<StoredDataset>>,
     pub selected_run: RwSignal<Option<String>>,
     pub compiled: RwSignal<Option<CompiledModule>>,
-    pub device: RwSignal<Option<DeviceEntry>>,
-    pub telemetry: RwSignal<Option<Telemetry>>,
+    pub page: RwSignal<Page>,
+    /// The registry, newest version first.
+    pub versions: RwSignal<Vec<ModelVersion>>,
+    pub aliases: RwSignal<Vec<Alias>>,
+    pub selected_version: RwSignal<Option<String>>,
+    pub devices: RwSignal<Vec<DeviceEntry>>,
+    /// What each device last told us, by URL.
+    pub statuses: RwSignal<BTreeMap<String, DeviceStatus>>,
+    pub selected_device: RwSignal<Option<String>>,
+    /// Devices a deployment goes to (kept while moving between versions).
+    pub deploy_targets: RwSignal<BTreeSet<String>>,
+    pub alerts: RwSignal<Vec<Alert>>,
+    /// Bumped after each pull, so views of stored telemetry reload.
+    pub pulls: RwSignal<u64>,
+    /// This session's log lines (see [`crate::logs`]).
+    pub logs: RwSignal<Vec<crate::logs::LogLine>>,
     /// The latest storage failure, shown in the header; never swallowed.
     pub storage_error: RwSignal<Option<String>>,
 }
@@ -41,10 +66,20 @@ pub fn provide_app_state() -> AppState {
         datasets: RwSignal::new(Vec::new()),
         selected_run: RwSignal::new(None),
         compiled: RwSignal::new(None),
-        device: RwSignal::new(None),
-        telemetry: RwSignal::new(None),
+        page: RwSignal::new(Page::Lab),
+        versions: RwSignal::new(Vec::new()),
+        aliases: RwSignal::new(Vec::new()),
+        selected_version: RwSignal::new(None),
+        devices: RwSignal::new(Vec::new()),
+        statuses: RwSignal::new(BTreeMap::new()),
+        selected_device: RwSignal::new(None),
+        deploy_targets: RwSignal::new(BTreeSet::new()),
+        alerts: RwSignal::new(Vec::new()),
+        pulls: RwSignal::new(0),
+        logs: RwSignal::new(Vec::new()),
         storage_error: RwSignal::new(None),
     };
+    crate::logs::install(state.logs);
     provide_context(state);
     state
 }

@@ -4,6 +4,10 @@
 //! - v1: `runs`: [`Run`] by `id`; `devices`: [`DeviceEntry`] by `url`; `modules`:
 //!   [`StoredModule`] by `hash` (module bytes are content-addressed);
 //! - v2: `datasets`: [`StoredDataset`] by `hash` (imported datasets, content-addressed).
+//! - v3: the registry and the fleet: `versions`: [`ModelVersion`] by `hash`; `aliases`:
+//!   [`Alias`] by `key`; `device_status`: [`DeviceStatus`] by `url`; `windows`:
+//!   [`StoredWindow`] by `key` (device, window size, start, model: range-scannable per device);
+//!   `deployments`: [`Deployment`] by `id`; `alerts`: [`Alert`] by `id`.
 //!
 //! Migrations run in `upgradeneeded` by the old version number, so existing data is kept when
 //! a later schema adds stores or indexes. Every write awaits its transaction's commit and
@@ -19,14 +23,21 @@ use wasm_bindgen::JsValue;
 use wasmops_shared::dataset::Dataset;
 use wasmops_trainer::csv_import::Prepared;
 
+use crate::registry::{Alert, Alias, Deployment, DeviceStatus, ModelVersion, StoredWindow};
 use crate::run::Run;
 
 const DB_NAME: &str = "wasmops";
-const DB_VERSION: u32 = 2;
+const DB_VERSION: u32 = 3;
 const RUNS: &str = "runs";
 const DEVICES: &str = "devices";
 const MODULES: &str = "modules";
 const DATASETS: &str = "datasets";
+const VERSIONS: &str = "versions";
+const ALIASES: &str = "aliases";
+const DEVICE_STATUS: &str = "device_status";
+const WINDOWS: &str = "windows";
+const DEPLOYMENTS: &str = "deployments";
+const ALERTS: &str = "alerts";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -38,12 +49,24 @@ pub enum StorageError {
     Corrupt { what: &'static str, reason: String },
 }
 
-/// A device the dashboard talks to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A device the dashboard talks to, as the user set it up (what the dashboard learns from it
+/// is a separate [`DeviceStatus`], so a pull never overwrites an edit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceEntry {
     pub url: String,
     pub token: String,
     pub name: String,
+    /// Telemetry window length the dashboard pulls and charts, in seconds.
+    #[serde(default = "default_window_s")]
+    pub window_s: u64,
+    #[serde(default)]
+    pub added_ms: f64,
+}
+
+pub const DEFAULT_WINDOW_S: u64 = 60;
+
+fn default_window_s() -> u64 {
+    DEFAULT_WINDOW_S
 }
 
 /// A compiled module and the run it came from.
@@ -98,6 +121,22 @@ async fn commit(tx: idb::Transaction, op: &'static str) -> Result<(), StorageErr
     }
 }
 
+fn encode<T: Serialize>(value: &T) -> Result<JsValue, StorageError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| StorageError::Failed {
+            op: "encode",
+            reason: e.to_string(),
+        })
+}
+
+fn decode<T: DeserializeOwned>(value: JsValue, what: &'static str) -> Result<T, StorageError> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| StorageError::Corrupt {
+        what,
+        reason: e.to_string(),
+    })
+}
+
 fn failed(op: &'static str) -> impl Fn(idb::Error) -> StorageError {
     move |e| StorageError::Failed {
         op,
@@ -129,11 +168,59 @@ impl Storage {
             if old < 2 {
                 create(DATASETS, "hash");
             }
+            if old < 3 {
+                create(VERSIONS, "hash");
+                create(ALIASES, "key");
+                create(DEVICE_STATUS, "url");
+                create(WINDOWS, "key");
+                create(DEPLOYMENTS, "id");
+                create(ALERTS, "id");
+            }
         });
         let db = request.await.map_err(failed("open"))?;
         Ok(Storage {
             db: std::rc::Rc::new(db),
         })
+    }
+
+    /// Writes values to several stores in one transaction: all of them are stored or none is.
+    async fn put_in(&self, items: Vec<(&'static str, JsValue)>) -> Result<(), StorageError> {
+        let mut stores: Vec<&str> = items.iter().map(|(s, _)| *s).collect();
+        stores.sort_unstable();
+        stores.dedup();
+        let tx = self
+            .db
+            .transaction(&stores, TransactionMode::ReadWrite)
+            .map_err(failed("write"))?;
+        for (store, value) in items {
+            tx.object_store(store)
+                .map_err(failed("write"))?
+                .put(&value, None)
+                .map_err(failed("write"))?
+                .await
+                .map_err(failed("write"))?;
+        }
+        commit(tx, "write").await
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        store: &'static str,
+        key: &str,
+        what: &'static str,
+    ) -> Result<Option<T>, StorageError> {
+        let tx = self
+            .db
+            .transaction(&[store], TransactionMode::ReadOnly)
+            .map_err(failed("read"))?;
+        let value = tx
+            .object_store(store)
+            .map_err(failed("read"))?
+            .get(JsValue::from_str(key))
+            .map_err(failed("read"))?
+            .await
+            .map_err(failed("read"))?;
+        value.map(|v| decode(v, what)).transpose()
     }
 
     async fn put<T: Serialize>(&self, store: &'static str, value: &T) -> Result<(), StorageError> {
@@ -152,12 +239,7 @@ impl Storage {
             .map_err(failed("write"))?;
         let os = tx.object_store(store).map_err(failed("write"))?;
         for value in values {
-            let value = value
-                .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-                .map_err(|e| StorageError::Failed {
-                    op: "encode",
-                    reason: e.to_string(),
-                })?;
+            let value = encode(value)?;
             os.put(&value, None)
                 .map_err(failed("write"))?
                 .await
@@ -181,15 +263,34 @@ impl Storage {
             .map_err(failed("read"))?
             .await
             .map_err(failed("read"))?;
-        values
-            .into_iter()
-            .map(|v| {
-                serde_wasm_bindgen::from_value(v).map_err(|e| StorageError::Corrupt {
-                    what,
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+        values.into_iter().map(|v| decode(v, what)).collect()
+    }
+
+    /// Values whose key starts with `prefix` (keys are strings), in key order.
+    async fn with_prefix<T: DeserializeOwned>(
+        &self,
+        store: &'static str,
+        prefix: &str,
+        what: &'static str,
+    ) -> Result<Vec<T>, StorageError> {
+        let tx = self
+            .db
+            .transaction(&[store], TransactionMode::ReadOnly)
+            .map_err(failed("read"))?;
+        let os = tx.object_store(store).map_err(failed("read"))?;
+        let range = idb::KeyRange::bound(
+            &JsValue::from_str(prefix),
+            &JsValue::from_str(&format!("{prefix}\u{ffff}")),
+            Some(false),
+            Some(false),
+        )
+        .map_err(failed("read"))?;
+        let values: Vec<JsValue> = os
+            .get_all(Some(range.into()), None)
+            .map_err(failed("read"))?
+            .await
+            .map_err(failed("read"))?;
+        values.into_iter().map(|v| decode(v, what)).collect()
     }
 
     pub async fn put_run(&self, run: &Run) -> Result<(), StorageError> {
@@ -243,5 +344,108 @@ impl Storage {
 
     pub async fn put_module(&self, module: &StoredModule) -> Result<(), StorageError> {
         self.put(MODULES, module).await
+    }
+
+    pub async fn module_bytes(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .get::<StoredModule>(MODULES, hash, "module")
+            .await?
+            .map(|m| m.bytes))
+    }
+
+    /// Registers a version and its module bytes in one transaction. Versions are immutable:
+    /// a hash already registered is refused (the caller shows which version holds it).
+    pub async fn register(
+        &self,
+        version: &ModelVersion,
+        module: &StoredModule,
+    ) -> Result<(), StorageError> {
+        if let Some(existing) = self
+            .get::<ModelVersion>(VERSIONS, &version.hash, "model version")
+            .await?
+        {
+            return Err(StorageError::Failed {
+                op: "register",
+                reason: format!(
+                    "this module is already registered as {} (versions are immutable)",
+                    existing.label()
+                ),
+            });
+        }
+        self.put_in(vec![
+            (VERSIONS, encode(version)?),
+            (MODULES, encode(module)?),
+        ])
+        .await
+    }
+
+    pub async fn versions(&self) -> Result<Vec<ModelVersion>, StorageError> {
+        let mut all: Vec<ModelVersion> = self.all(VERSIONS, "model version").await?;
+        all.sort_by(|a, b| b.registered_at_ms.total_cmp(&a.registered_at_ms));
+        Ok(all)
+    }
+
+    pub async fn put_alias(&self, alias: &Alias) -> Result<(), StorageError> {
+        self.put(ALIASES, alias).await
+    }
+
+    pub async fn aliases(&self) -> Result<Vec<Alias>, StorageError> {
+        self.all(ALIASES, "alias").await
+    }
+
+    pub async fn device_statuses(&self) -> Result<Vec<DeviceStatus>, StorageError> {
+        self.all(DEVICE_STATUS, "device status").await
+    }
+
+    /// Stores what one pull brought: the device's status (with its cursor) and the windows, in
+    /// one transaction, so the cursor never moves past windows that were not stored.
+    pub async fn save_pull(
+        &self,
+        status: &DeviceStatus,
+        windows: &[StoredWindow],
+    ) -> Result<(), StorageError> {
+        let mut items = vec![(DEVICE_STATUS, encode(status)?)];
+        for w in windows {
+            items.push((WINDOWS, encode(w)?));
+        }
+        self.put_in(items).await
+    }
+
+    /// The stored windows of one device at one window length, oldest first.
+    pub async fn windows(
+        &self,
+        device: &str,
+        window_s: u64,
+    ) -> Result<Vec<StoredWindow>, StorageError> {
+        self.with_prefix(
+            WINDOWS,
+            &StoredWindow::prefix(device, window_s),
+            "telemetry window",
+        )
+        .await
+    }
+
+    pub async fn add_deployment(&self, d: &Deployment) -> Result<(), StorageError> {
+        self.put(DEPLOYMENTS, d).await
+    }
+
+    /// Deployment history of one device, newest first.
+    pub async fn deployments(&self, device: &str) -> Result<Vec<Deployment>, StorageError> {
+        let mut all: Vec<Deployment> = self
+            .with_prefix(DEPLOYMENTS, &format!("{device}|"), "deployment")
+            .await?;
+        all.reverse();
+        Ok(all)
+    }
+
+    pub async fn put_alerts(&self, alerts: &[Alert]) -> Result<(), StorageError> {
+        self.put_all(ALERTS, alerts).await
+    }
+
+    /// Every alert, newest first.
+    pub async fn alerts(&self) -> Result<Vec<Alert>, StorageError> {
+        let mut all: Vec<Alert> = self.all(ALERTS, "alert").await?;
+        all.sort_by(|a, b| b.raised_ms.total_cmp(&a.raised_ms));
+        Ok(all)
     }
 }

@@ -53,5 +53,9 @@ pub fn train(
         pipeline: trained.pipeline,
         test_x: trained.test_x,
         test_y: trained.test_y,
+        metric_steps: trained.curves,
+        tags: Vec::new(),
+        notes: String::new(),
+        archived: false,
     })
 }

@@ -8,7 +8,8 @@
 //!   module against the ABI.
 //! - [`abi`]: export names, status codes, batch layout (ABI version 1, `docs/module-abi.md`).
 //! - [`profile`]: training profiles for drift; [`dataset`]: datasets and their content hash.
-//! - [`wire`]: JSON bodies of the device HTTP API.
+//! - [`wire`]: JSON bodies of the device HTTP API; [`monitor`]: the alert rules over telemetry
+//!   windows.
 //!
 //! This crate builds for wasm32 and native and never depends on leptos, web-sys, tokio, axum
 //! or wasmtime.
@@ -20,6 +21,7 @@ pub mod digest;
 pub mod math;
 pub mod metrics;
 pub mod module;
+pub mod monitor;
 pub mod pipeline;
 pub mod profile;
 pub mod reference;

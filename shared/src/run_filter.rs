@@ -7,13 +7,16 @@
 //! value := number | 'text' | "text" | word
 //! ```
 //! Numbers compare as numbers; everything else compares as text. A field a run does not have
-//! never matches. Parse errors say what was expected and at which column.
+//! never matches. A list field (a run's tags) matches `=` and `~` when any element does, and
+//! `!=` when none is equal. Parse errors say what was expected and at which column.
 
 /// A value a run exposes to filters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Num(f64),
     Text(String),
+    /// Several texts, e.g. tags.
+    List(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,6 +244,13 @@ impl Filter {
 
 fn compare(actual: &Value, op: Op, wanted: &Value) -> bool {
     use std::cmp::Ordering::*;
+    if let Value::List(items) = actual {
+        let each = |i: &String| compare(&Value::Text(i.clone()), op, wanted);
+        return match op {
+            Op::Ne => items.iter().all(each),
+            _ => items.iter().any(each),
+        };
+    }
     let ord = match (actual, wanted) {
         (Value::Num(a), Value::Num(b)) => a.partial_cmp(b),
         (a, b) => Some(text(a).cmp(&text(b))),
@@ -262,6 +272,7 @@ fn text(v: &Value) -> String {
     match v {
         Value::Num(n) => n.to_string(),
         Value::Text(t) => t.clone(),
+        Value::List(items) => items.join(","),
     }
 }
 
@@ -275,6 +286,7 @@ mod tests {
             "params.max_depth" => Some(Value::Num(4.0)),
             "params.algorithm" => Some(Value::Text("decision_tree".into())),
             "dataset" => Some(Value::Text("iris".into())),
+            "tags" => Some(Value::List(vec!["baseline".into(), "scaled".into()])),
             _ => None,
         }
     }
@@ -297,6 +309,15 @@ mod tests {
         assert!(!check("metrics.rmse < 1"), "a missing field never matches");
         assert!(check("params.algorithm != 'random_forest'"));
         assert!(check(""));
+    }
+
+    #[test]
+    fn list_fields_match_any_element() {
+        assert!(check("tags = baseline"));
+        assert!(check("tags = scaled and tags ~ BASE"));
+        assert!(!check("tags = base"), "= is the whole tag");
+        assert!(!check("tags != baseline"));
+        assert!(check("tags != candidate"));
     }
 
     #[test]

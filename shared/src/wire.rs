@@ -223,6 +223,9 @@ pub struct Window {
     pub latency_us_buckets: Vec<u64>,
     pub latency_us_counts: Vec<u64>,
     pub latency_p50_us: u64,
+    /// Absent from devices older than this field.
+    #[serde(default)]
+    pub latency_p95_us: u64,
     pub latency_p99_us: u64,
     /// Predicted class/value -> count (keys are the first output, formatted).
     pub predictions: std::collections::BTreeMap<String, u64>,

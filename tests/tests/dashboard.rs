@@ -14,13 +14,6 @@ async fn train_compile_deploy_loop() {
     // 1. Open the dashboard with the device in the fragment, train on iris.
     let url = format!("{}/#device={}&token={token}", site.origin, device.url);
     browser.open(&url).await;
-    browser
-        .wait_text(
-            "#device-panel input#device-url",
-            "the device from the URL",
-            |_| true,
-        )
-        .await;
     browser.click("#train").await;
     let accuracy = browser
         .wait_text("[data-testid=run-metric]", "a finished run", |t| {
@@ -76,6 +69,17 @@ async fn train_compile_deploy_loop() {
             && first.contains("<rect"),
         "{first}"
     );
+    // Logistic regression iterates: its loss and accuracy by step are charted.
+    let curve = browser
+        .element("[data-chart=curve-train_log_loss]")
+        .await
+        .html(false)
+        .await
+        .unwrap();
+    assert!(
+        curve.contains("<polyline") && curve.contains("step"),
+        "loss curve drawn"
+    );
     browser.screenshot("run-details").await;
     assert_eq!(
         diagonal / total,
@@ -121,12 +125,35 @@ async fn train_compile_deploy_loop() {
         })
         .await;
 
-    // A wrong token is reported as such, and nothing stored is lost.
+    // Register the checked module: versions carry their lineage and verification.
+    browser.click("#register").await;
+    let title = browser
+        .wait_text("[data-testid=version-page] h2", "the version page", |t| {
+            t.contains(" v1")
+        })
+        .await;
+    assert!(title.starts_with("iris-logistic-regression v1"), "{title}");
+    assert!(title.contains(&hash), "{title}");
+    let verified = browser
+        .wait_text("[data-testid=version-verified]", "the verification", |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert!(
+        verified.contains("conformance rows bit-identical"),
+        "{verified}"
+    );
+
+    // A wrong token is reported as the device said it, and recorded in the history.
+    browser.click("#nav-devices").await;
+    browser.click("a.device-link").await;
     browser.fill("#device-token", "wrong-token").await;
     browser.click("#device-save").await;
+    browser.click("#nav-registry").await;
+    browser.click("input.deploy-target").await;
     browser.click("#deploy").await;
     let err = browser
-        .wait_text("[data-testid=device-error]", "the token error", |t| {
+        .wait_text("[data-testid=deploy-result]", "the token error", |t| {
             !t.is_empty()
         })
         .await;
@@ -134,12 +161,14 @@ async fn train_compile_deploy_loop() {
 
     // 4. Deploy with the right token: the device validates, activates and answers held-out rows
     // bit-identically to the browser.
+    browser.click("#nav-devices").await;
     browser.fill("#device-token", token).await;
     browser.click("#device-save").await;
+    browser.click("#nav-registry").await;
     browser.click("#deploy").await;
     let verdict = browser
         .wait_text(
-            "[data-testid=deploy-verdict]",
+            "[data-testid=deploy-result]",
             "the deployment verdict",
             |t| !t.is_empty(),
         )
@@ -147,16 +176,15 @@ async fn train_compile_deploy_loop() {
     assert!(verdict.contains("bit-identical"), "{verdict}");
     let (same, total) = parse_fraction(&verdict);
     assert!(total >= 20 && same == total, "{verdict}");
-
-    // 5. The dashboard shows the prediction count pulled from the device, and it is the
-    // device's own count.
-    let telemetry = browser
-        .wait_text(
-            "[data-testid=device-telemetry]",
-            "the device's counters",
-            |t| t.contains("predictions served"),
-        )
+    browser
+        .wait_text("[data-testid=deployed-on]", "where it runs", |t| {
+            t == "local device"
+        })
         .await;
+
+    // 5. The dashboard's stored telemetry counts what the device counted.
+    browser.click("#nav-devices").await;
+    browser.click("#pull-all").await;
     let http = reqwest::Client::new();
     let t: wire::Telemetry = http
         .get(format!("{}/v1/telemetry", device.url))
@@ -168,10 +196,25 @@ async fn train_compile_deploy_loop() {
         .await
         .unwrap();
     assert_eq!(t.predictions, total as u64);
-    assert!(
-        telemetry.contains(&format!("predictions served: {}", t.predictions)),
-        "{telemetry}"
-    );
+    browser
+        .wait_text(
+            "[data-testid=stored-telemetry]",
+            "the pulled telemetry",
+            |t| t.contains(&format!("{total} rows predicted")),
+        )
+        .await;
+    let active = browser
+        .wait_text("[data-testid=device-active]", "the active version", |t| {
+            t != "none" && !t.is_empty()
+        })
+        .await;
+    assert_eq!(active, "iris-logistic-regression v1");
+    let history = browser
+        .wait_text("[data-testid=deployments]", "the deployment history", |t| {
+            t.contains("bit-identical")
+        })
+        .await;
+    assert!(history.contains("refused the access token"), "{history}");
     let info: wire::DeviceInfo = http
         .get(format!("{}/v1/info", device.url))
         .bearer_auth(token)
@@ -185,15 +228,70 @@ async fn train_compile_deploy_loop() {
     let shot = browser.screenshot("loop").await;
     println!("screenshot: {}", shot.display());
 
-    // A device that is down is reported as unreachable; the run is still stored.
+    // The logs page has the story: training, compiling, registering, both deployments.
+    browser.click("#nav-logs").await;
+    let logs = browser
+        .wait_text("[data-testid=logs]", "the log", |t| {
+            t.contains("registered")
+        })
+        .await;
+    for needle in [
+        "finished in",
+        "compile",
+        "iris-logistic-regression v1 active",
+        "refused the access token",
+    ] {
+        assert!(
+            logs.contains(needle),
+            "`{needle}` missing from the log:\n{logs}"
+        );
+    }
+    browser.select("#log-level", "error").await;
+    let errors = browser
+        .wait_text("[data-testid=logs]", "the errors", |t| {
+            !t.contains("registered")
+        })
+        .await;
+    assert!(errors.contains("refused the access token"), "{errors}");
+    browser.click("#log-export").await;
+    let href = browser
+        .element("#log-download")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(href.starts_with("blob:"), "{href}");
+    let exported = browser
+        .eval_async(&format!(
+            "const done = arguments[arguments.length - 1]; fetch('{href}').then(r => r.text()).then(done);"
+        ))
+        .await;
+    let exported = exported.as_str().unwrap_or_default();
+    assert!(
+        exported.lines().all(|l| l.contains(" ERROR "))
+            && exported.contains("deploy: local device"),
+        "{exported}"
+    );
+    browser.screenshot("logs").await;
+    browser.click("#nav-devices").await;
+
+    // A device that is down is reported as unreachable; what was stored stays.
     device.kill();
-    browser.click("#device-refresh").await;
+    browser.click("#pull-all").await;
     let err = browser
         .wait_text("[data-testid=device-error]", "the unreachable error", |t| {
             t.contains("unreachable")
         })
         .await;
     assert!(err.contains(&device.url), "{err}");
+    browser
+        .wait_text(
+            "[data-testid=stored-telemetry]",
+            "the stored telemetry",
+            |t| t.contains(&format!("{total} rows predicted")),
+        )
+        .await;
     browser.client.refresh().await.expect("reload");
     browser
         .wait_text("[data-testid=run-metric]", "the run after errors", |t| {
@@ -219,10 +317,6 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
             site.origin, device.url
         ))
         .await;
-    browser
-        .wait_text("#device-panel input#device-url", "the device", |_| true)
-        .await;
-
     let kinds = [
         ("iris", "logistic_regression"),
         ("iris", "decision_tree"),
@@ -260,13 +354,26 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         browser.click("#train").await;
         browser
             .wait_text(
-                "table.runs tbody tr:nth-child(1) td:first-child",
+                "table.runs tbody tr:nth-child(1) td.name",
                 "the new run",
                 |t| t.ends_with(&format!("#{}", i + 1)),
             )
             .await;
+        let previous = match browser
+            .client
+            .find(fantoccini::Locator::Css("[data-testid=module-hash]"))
+            .await
+        {
+            Ok(el) => el.text().await.ok(),
+            Err(_) => None,
+        };
         browser
             .click("table.runs tbody tr:nth-child(1) button.compile")
+            .await;
+        let hash = browser
+            .wait_text("[data-testid=module-hash]", "the new module's hash", |t| {
+                t.len() == 64 && Some(t) != previous.as_deref()
+            })
             .await;
         let check = browser
             .wait_text("[data-testid=module-check]", "the module check", |t| {
@@ -277,21 +384,27 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
             check.contains("matches the trained model"),
             "{algorithm}: {check}"
         );
-        let hash = browser
-            .wait_text("[data-testid=module-hash]", "the hash", |t| t.len() == 64)
+        browser.click("#register").await;
+        browser
+            .wait_text("[data-testid=version-page] h2", "the version page", |t| {
+                t.contains(&hash)
+            })
             .await;
+        if i == 0 {
+            // The chosen devices stay chosen from one version to the next.
+            browser.click("input.deploy-target").await;
+        }
         browser.click("#deploy").await;
         let verdict = browser
-            .wait_text(
-                "[data-testid=deploy-verdict], [data-testid=device-error]",
-                "the verdict",
-                |t| t.contains(&hash[..12]) || t.contains("rejected") || t.contains("differ"),
-            )
+            .wait_text("[data-testid=deploy-result]", "the verdict", |t| {
+                !t.is_empty()
+            })
             .await;
         assert!(
             verdict.contains("bit-identical"),
             "{algorithm} on {dataset}: {verdict}"
         );
+        browser.click("#nav-lab").await;
     }
     browser.screenshot("kinds").await;
 
@@ -318,16 +431,127 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
             t.starts_with("5 of 8")
         })
         .await;
-    browser.click("table.runs thead th:nth-child(1)").await; // sort by name, ascending
+    browser.click("table.runs thead th:nth-child(2)").await; // sort by name, ascending
     let first = browser
         .wait_text(
-            "table.runs tbody tr:nth-child(1) td:first-child",
+            "table.runs tbody tr:nth-child(1) td.name",
             "the first run by name",
             |t| t.starts_with("decision"),
         )
         .await;
     assert!(first.starts_with("decision tree"), "{first}");
     browser.screenshot("runs-filtered").await;
+
+    // Compare two runs: params side by side, differing rows marked, params vs metric chart.
+    browser.fill("#run-filter", "dataset = diabetes").await;
+    browser
+        .wait_text("[data-testid=run-count]", "the diabetes runs", |t| {
+            t.starts_with("3 of 8")
+        })
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(1) input.compare")
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(2) input.compare")
+        .await;
+    let compare = browser
+        .wait_text("[data-testid=compare] h3", "the compare view", |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert_eq!(compare, "Comparing 2 runs");
+    let differing = browser
+        .client
+        .find_all(fantoccini::Locator::Css(
+            "[data-testid=compare-params] tr.differs",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        !differing.is_empty(),
+        "two different runs differ in some param"
+    );
+    let same = browser
+        .element("[data-testid=compare-params] tr[data-param=dataset]")
+        .await
+        .attr("class")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        !same.contains("differs"),
+        "both runs are on diabetes: {same}"
+    );
+    let chart = browser
+        .element("[data-chart=parallel]")
+        .await
+        .html(false)
+        .await
+        .unwrap();
+    assert!(
+        chart.contains("metrics.") && chart.contains("<polyline"),
+        "parallel coordinates drawn: {chart}"
+    );
+    browser.screenshot("compare").await;
+
+    // A regression run shows predicted against actual.
+    browser
+        .click("table.runs tbody tr:nth-child(1) a.run-name")
+        .await;
+    let pva = browser
+        .element("[data-chart=predicted-vs-actual]")
+        .await
+        .html(false)
+        .await
+        .unwrap();
+    assert!(
+        pva.contains("predicted = actual") && pva.contains("<circle"),
+        "predicted vs actual drawn"
+    );
+
+    // Tag and annotate it, find it by tag, archive it (hidden, kept), show it again.
+    browser.fill("#run-tags", "baseline, diabetes-ols").await;
+    browser.fill("#run-notes", "first try").await;
+    browser.click("#run-save-meta").await;
+    browser
+        .wait_text(
+            "table.runs tbody tr:nth-child(1) td.name",
+            "the tags in the table",
+            |t| t.contains("baseline") && t.contains("diabetes-ols"),
+        )
+        .await;
+    browser.fill("#run-filter", "tags = baseline").await;
+    browser
+        .wait_text("[data-testid=run-count]", "the tagged run", |t| {
+            t.starts_with("1 of 8")
+        })
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(1) a.run-name")
+        .await;
+    browser.click("#run-archive").await;
+    browser
+        .wait_text("[data-testid=run-count]", "the archived run hidden", |t| {
+            t.starts_with("0 of 8")
+        })
+        .await;
+    browser.client.refresh().await.expect("reload");
+    browser
+        .wait_text("[data-testid=run-count]", "archive persisted", |t| {
+            t.starts_with("7 of 8")
+        })
+        .await;
+    browser.click("#show-archived").await;
+    browser
+        .fill("#run-filter", "archived = true and notes ~ first")
+        .await;
+    let row = browser
+        .wait_text("[data-testid=run-count]", "the archived run", |t| {
+            t.starts_with("1 of 8")
+        })
+        .await;
+    assert_eq!(row, "1 of 8 runs");
     browser.close().await;
 }
 

@@ -174,6 +174,9 @@ pub struct Trained {
     /// What linfa itself predicts for the test rows (class index, cluster or value).
     pub linfa_test_predictions: Vec<f64>,
     pub metrics: BTreeMap<String, f64>,
+    /// Step metrics where the fit iterates: name -> (step, value), steps increasing. See
+    /// [`curves`] for what each algorithm honestly offers.
+    pub curves: BTreeMap<String, Vec<(u64, f64)>>,
 }
 
 /// Trains `spec` on `data`. `progress(stage, fraction)` reports what is happening; linfa's
@@ -377,6 +380,8 @@ pub fn train(
         a if a.is_regression() => Vec::new(),
         _ => data.class_names.clone(),
     };
+    progress("curves", 0.95);
+    let curves = curves(spec, &pipeline, &train_x, &train_y, &test_x_raw, &test_y)?;
     progress("done", 1.0);
     Ok(Trained {
         pipeline,
@@ -386,7 +391,117 @@ pub fn train(
         test_y,
         linfa_test_predictions: linfa_pred,
         metrics,
+        curves,
     })
+}
+
+/// Steps 1, 2, 4, ... up to and including `last`.
+fn checkpoints(last: u64) -> Vec<u64> {
+    let mut steps: Vec<u64> = std::iter::successors(Some(1u64), |s| s.checked_mul(2))
+        .take_while(|s| *s < last)
+        .collect();
+    steps.push(last.max(1));
+    steps
+}
+
+/// Step metrics, from what each fit honestly exposes. linfa reports no per-iteration history,
+/// but its fits are deterministic, so a fit stopped after `t` iterations *is* the fit's state
+/// at step `t`:
+/// - logistic regression: training log loss and held-out accuracy after 1, 2, 4, ... L-BFGS
+///   iterations (refits; about twice the work of one fit);
+/// - k-means: inertia after 1, 2, 4, ... Lloyd iterations (refits with the same seed);
+/// - random forest: held-out accuracy of the first 1, 2, 4, ... trees of the fitted forest;
+/// - OLS, elastic net, Gaussian NB and a single tree do not iterate: no curve.
+pub fn curves(
+    spec: &TrainSpec,
+    pipeline: &Pipeline,
+    train_x: &Array2<f64>,
+    train_y: &Array1<f64>,
+    test_x_raw: &[f64],
+    test_y: &[f64],
+) -> Result<BTreeMap<String, Vec<(u64, f64)>>, TrainError> {
+    let mut out = BTreeMap::new();
+    let accuracy = |p: &Pipeline| {
+        let k = p.n_outputs();
+        let o = wasmops_shared::reference::predict(p, test_x_raw);
+        let hits = o.chunks(k).zip(test_y).filter(|(o, y)| o[0] == **y).count();
+        hits as f64 / test_y.len().max(1) as f64
+    };
+    match (&spec.algorithm, &pipeline.model) {
+        (
+            Algorithm::LogisticRegression {
+                alpha,
+                max_iterations,
+            },
+            Model::LogisticRegression { .. },
+        ) => {
+            let ds = linfa::Dataset::new(train_x.clone(), train_y.mapv(|v| v as usize));
+            let (mut loss, mut acc) = (Vec::new(), Vec::new());
+            for t in checkpoints(*max_iterations) {
+                let fit = MultiLogisticRegression::default()
+                    .alpha(*alpha)
+                    .max_iterations(t)
+                    .fit(&ds)
+                    .map_err(|e| TrainError::Fit(e.to_string()))?;
+                // Probabilities of the true class on the (scaled) training rows.
+                let probs = fit.predict_probabilities(train_x);
+                let classes = fit.classes();
+                let mut total = 0.0;
+                for (row, y) in probs.rows().into_iter().zip(train_y) {
+                    let c = classes.iter().position(|c| *c == *y as usize);
+                    let p = c.map_or(0.0, |c| row[c]);
+                    total -= p.max(1e-15).ln();
+                }
+                loss.push((t, total / train_y.len().max(1) as f64));
+                let pred = fit.predict(&apply_rows(pipeline, test_x_raw));
+                let hits = pred
+                    .iter()
+                    .zip(test_y)
+                    .filter(|(p, y)| **p as f64 == **y)
+                    .count();
+                acc.push((t, hits as f64 / test_y.len().max(1) as f64));
+            }
+            out.insert("train_log_loss".to_string(), loss);
+            out.insert("accuracy".to_string(), acc);
+        }
+        (Algorithm::KMeans { k, max_iterations }, _) => {
+            let mut inertia = Vec::new();
+            for t in checkpoints(*max_iterations) {
+                let fit = KMeans::params_with_rng(*k, Xoshiro256Plus::seed_from_u64(spec.seed))
+                    .max_n_iterations(t)
+                    .fit(&linfa::DatasetBase::from(train_x.clone()))
+                    .map_err(|e| TrainError::Fit(e.to_string()))?;
+                inertia.push((t, fit.inertia()));
+            }
+            out.insert("train_inertia".to_string(), inertia);
+        }
+        (_, Model::RandomForest { n_classes, trees }) => {
+            let mut acc = Vec::new();
+            for t in checkpoints(trees.len() as u64) {
+                let partial = Pipeline {
+                    model: Model::RandomForest {
+                        n_classes: *n_classes,
+                        trees: trees[..t as usize].to_vec(),
+                    },
+                    ..pipeline.clone()
+                };
+                acc.push((t, accuracy(&partial)));
+            }
+            out.insert("accuracy".to_string(), acc);
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// Raw held-out rows as the fit saw them (after the pipeline's scaler).
+fn apply_rows(pipeline: &Pipeline, raw: &[f64]) -> Array2<f64> {
+    let d = pipeline.n_features;
+    let rows = Array2::from_shape_vec((raw.len() / d, d), raw.to_vec()).expect("whole rows");
+    match &pipeline.scaler {
+        Some(s) => apply_scaler(s, &rows),
+        None => rows,
+    }
 }
 
 /// Mean and population standard deviation per column (a constant column scales by 1).

@@ -209,3 +209,79 @@ fn bad_hyperparameters_are_rejected_with_the_field_name() {
         .unwrap_err()
         .contains("available: iris"));
 }
+
+#[test]
+fn iterative_fits_log_step_curves_and_the_last_step_is_the_fitted_model() {
+    let iris = datasets::builtin("iris").unwrap();
+    let logistic = train(
+        &iris,
+        &spec(
+            Algorithm::LogisticRegression {
+                alpha: 1.0,
+                max_iterations: 50,
+            },
+            true,
+        ),
+        |_, _| {},
+    )
+    .unwrap();
+    let loss = &logistic.curves["train_log_loss"];
+    let steps: Vec<u64> = loss.iter().map(|p| p.0).collect();
+    assert_eq!(steps, vec![1, 2, 4, 8, 16, 32, 50]);
+    assert!(loss.last().unwrap().1 < loss[0].1 * 0.5, "{loss:?}");
+    assert_eq!(
+        logistic.curves["accuracy"].last().unwrap().1,
+        logistic.metrics["accuracy"],
+        "the last step is the fitted model"
+    );
+
+    let forest = train(
+        &iris,
+        &spec(
+            Algorithm::RandomForest {
+                n_trees: 12,
+                max_depth: Some(4),
+                feature_proportion: 0.7,
+            },
+            false,
+        ),
+        |_, _| {},
+    )
+    .unwrap();
+    let acc = &forest.curves["accuracy"];
+    assert_eq!(
+        acc.iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![1, 2, 4, 8, 12]
+    );
+    assert_eq!(acc.last().unwrap().1, forest.metrics["accuracy"]);
+
+    let kmeans = train(
+        &iris,
+        &spec(
+            Algorithm::KMeans {
+                k: 3,
+                max_iterations: 20,
+            },
+            false,
+        ),
+        |_, _| {},
+    )
+    .unwrap();
+    let inertia = &kmeans.curves["train_inertia"];
+    assert_eq!(inertia.last().unwrap().0, 20);
+    for w in inertia.windows(2) {
+        assert!(
+            w[1].1 <= w[0].1 + 1e-9,
+            "Lloyd iterations never raise inertia: {inertia:?}"
+        );
+    }
+
+    let diabetes = datasets::builtin("diabetes").unwrap();
+    let ols = train(
+        &diabetes,
+        &spec(Algorithm::LinearRegression, false),
+        |_, _| {},
+    )
+    .unwrap();
+    assert!(ols.curves.is_empty(), "OLS does not iterate");
+}

@@ -585,5 +585,35 @@ fn bench(ws: &Workspace) -> Result {
     for (package, target) in BENCHES {
         run_checked(cargo(ws).args(["bench", "-p", package, "--bench", target]))?;
     }
+    // The dashboard benchmarks drive the release build of the dashboard and of the device in
+    // headless Chromium.
+    let tools = install::toolchain(ws)?;
+    let browser = install::browser()?;
+    run_checked(trunk(ws, &tools).args(["build", "--release"]))?;
+    run_checked(cargo(ws).args([
+        "build",
+        "--release",
+        "-p",
+        "wasmops-edge",
+        "--bin",
+        "wasmops-edge",
+    ]))?;
+    let screenshots = ws.target.join("screenshots");
+    fs::create_dir_all(&screenshots)
+        .map_err(|e| format!("cannot create {}: {e}", screenshots.display()))?;
+    for target in BROWSER_BENCHES {
+        run_checked(
+            cargo(ws)
+                .args(["bench", "-p", "wasmops-e2e", "--bench", target])
+                .env("WASMOPS_DIST", ws.root.join("dist"))
+                .env("WASMOPS_EDGE_BIN", ws.edge_binary("release"))
+                .env("CHROMEDRIVER", &browser.chromedriver)
+                .env("CHROMIUM", &browser.chromium)
+                .env("WASMOPS_SCREENSHOTS", &screenshots),
+        )?;
+    }
     Ok(())
 }
+
+/// Benchmarks of the dashboard in Chromium (package `wasmops-e2e`).
+const BROWSER_BENCHES: &[&str] = &["telemetry_pull"];

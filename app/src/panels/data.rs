@@ -71,6 +71,16 @@ pub fn DataPanel() -> impl IntoView {
         spawn_local(async move {
             match async { Storage::open().await?.put_dataset(&stored).await }.await {
                 Ok(()) => {
+                    crate::logs::info(
+                        "data",
+                        format!(
+                            "imported {} @{}: {} rows, {} bad rows skipped",
+                            stored.dataset.name,
+                            short(&stored.hash),
+                            stored.dataset.n_rows(),
+                            stored.skipped_rows
+                        ),
+                    );
                     notice.set(Some(format!(
                         "imported {} @{}: {} rows{}",
                         stored.dataset.name,
@@ -88,7 +98,10 @@ pub fn DataPanel() -> impl IntoView {
                     });
                     table.set(None);
                 }
-                Err(e) => error.set(Some(format!("the dataset could not be saved: {e}"))),
+                Err(e) => {
+                    crate::logs::error("storage", format!("dataset not saved: {e}"));
+                    error.set(Some(format!("the dataset could not be saved: {e}")))
+                }
             }
         });
     };

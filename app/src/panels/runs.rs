@@ -21,8 +21,13 @@ pub fn RunsPanel() -> impl IntoView {
     // (column, ascending); newest first by default.
     let sort = RwSignal::new((SortBy::Started, false));
     let filter = Memo::new(move |_| Filter::parse(&query.get()));
+    let show_archived = RwSignal::new(false);
+    let compare = RwSignal::new(std::collections::BTreeSet::<String>::new());
     let visible = Memo::new(move |_| {
         let mut runs = state.runs.get();
+        if !show_archived.get() {
+            runs.retain(|r| !r.archived);
+        }
         if let Ok(Some(f)) = filter.get() {
             runs.retain(|r| f.matches(&|k| run_field(r, k)));
         }
@@ -115,9 +120,23 @@ pub fn RunsPanel() -> impl IntoView {
                     {
                         error.set(Some(format!("module compiled but not saved: {e}")));
                     }
+                    crate::logs::info(
+                        "compile",
+                        format!(
+                            "{}: module {} ({} bytes), {} {} through the module in this browser",
+                            run.name,
+                            short(&m.hash),
+                            m.bytes.len(),
+                            m.metric,
+                            m.module_metric
+                        ),
+                    );
                     state.compiled.set(Some(m));
                 }
-                Err(e) => error.set(Some(e)),
+                Err(e) => {
+                    crate::logs::error("compile", format!("{}: {e}", run.name));
+                    error.set(Some(e))
+                }
             }
             busy.set(false);
         });
@@ -139,21 +158,34 @@ pub fn RunsPanel() -> impl IntoView {
                     <label class="file">"Import runs" <input type="file" id="runs-import" accept=".json,application/json" on:change=import /></label>
                 </div>
                 {move || notice.get().map(|n| view! { <p class="ok" data-testid="runs-notice">{n}</p> })}
+                <label class="check inline">
+                    <input type="checkbox" id="show-archived" prop:checked=move || show_archived.get()
+                        on:change=move |ev| show_archived.set(event_target_checked(&ev)) />
+                    " show archived runs"
+                </label>
                 <p class="count" data-testid="run-count">{move || format!("{} of {} runs", visible.with(Vec::len), state.runs.with(Vec::len))}</p>
                 <table class="runs" data-testid="runs">
                     <thead><tr>
+                        <th title="select to compare">"Cmp"</th>
                         {header("Run", SortBy::Name, "")}{header("Dataset", SortBy::Dataset, "")}{header("Model", SortBy::Model, "")}
                         <th>"Metric"</th>{header("Value", SortBy::Metric, "num")}
                         {header("Duration", SortBy::Duration, "num")}<th>"Code"</th><th></th>
                     </tr></thead>
                     <tbody>
                         <For each=move || visible.get() key=|r| (r.id.clone(), r.name.clone()) let:run>
-                            <RunRow run=run.clone() busy=busy on_compile=compile />
+                            <RunRow run=run.clone() busy=busy on_compile=compile compare=compare />
                         </For>
                     </tbody>
                 </table>
             </Show>
             {move || error.get().map(|e| view! { <p class="error" data-testid="runs-error">{e}</p> })}
+            {move || {
+                let ids = compare.get();
+                (ids.len() >= 2).then(|| {
+                    let runs: Vec<Run> = state.runs.with(|all| all.iter().filter(|r| ids.contains(&r.id)).cloned().collect());
+                    view! { <crate::panels::compare::CompareRuns runs=runs /> }
+                })
+            }}
             {move || {
                 let id = state.selected_run.get()?;
                 let run = state.runs.with(|r| r.iter().find(|x| x.id == id).cloned())?;
@@ -203,6 +235,9 @@ fn run_field(r: &Run, field: &str) -> Option<FilterValue> {
         "model" => text(r.pipeline.model.kind()),
         "code" => text(&r.code_version),
         "duration_ms" => Some(FilterValue::Num(r.duration_ms)),
+        "tags" => Some(FilterValue::List(r.tags.clone())),
+        "notes" => text(&r.notes),
+        "archived" => text(if r.archived { "true" } else { "false" }),
         _ => {
             if let Some(m) = field.strip_prefix("metrics.") {
                 return r.metrics.get(m).map(|v| FilterValue::Num(*v));
@@ -221,6 +256,7 @@ fn RunRow(
     run: Run,
     busy: RwSignal<bool>,
     on_compile: impl Fn(Run) + Copy + 'static,
+    compare: RwSignal<std::collections::BTreeSet<String>>,
 ) -> impl IntoView {
     let (metric, value) = run.primary_metric();
     let value = value
@@ -233,10 +269,21 @@ fn RunRow(
     let name = run.name.clone();
     let id = run.id.clone();
     let select_id = run.id.clone();
+    let (cmp_id, cmp_id2) = (run.id.clone(), run.id.clone());
+    let tags = run.tags.clone();
+    let archived = run.archived;
     let state = use_app_state();
     view! {
-        <tr data-run-id=id>
-            <td><a href="#" class="run-name" on:click=move |ev| { ev.prevent_default(); state.selected_run.set(Some(select_id.clone())); }>{name}</a></td>
+        <tr data-run-id=id class:archived=archived>
+            <td><input type="checkbox" class="compare" prop:checked=move || compare.with(|c| c.contains(&cmp_id))
+                on:change=move |ev| {
+                    let on = event_target_checked(&ev);
+                    compare.update(|c| { if on { c.insert(cmp_id2.clone()); } else { c.remove(&cmp_id2); } });
+                } /></td>
+            <td class="name"><a href="#" class="run-name" on:click=move |ev| { ev.prevent_default(); state.selected_run.set(Some(select_id.clone())); }>{name}</a>
+                {tags.into_iter().map(|t| view! { <span class="tag">{t}</span> }).collect_view()}
+                {archived.then(|| view! { <span class="tag muted">"archived"</span> })}
+            </td>
             <td class="mono">{dataset}</td>
             <td>{kind}</td>
             <td>{metric}</td>
@@ -250,30 +297,75 @@ fn RunRow(
     }
 }
 
-/// Rename or delete (after confirmation) a run; both are written to IndexedDB before the table
-/// changes, and failures are shown.
+/// Rename, tag, annotate, archive or delete (after confirmation) a run; each change is written
+/// to IndexedDB before the table changes, and failures are shown.
 #[component]
 fn RunActions(run: Run) -> impl IntoView {
     let state = use_app_state();
     let name = RwSignal::new(run.name.clone());
+    let tags = RwSignal::new(run.tags.join(", "));
+    let notes = RwSignal::new(run.notes.clone());
     let error = RwSignal::new(None::<String>);
     let stored = StoredValue::new(run);
+    // Writes the changed run, then updates the table (which redraws these details with it).
+    let save = move |run: Run, what: &'static str| {
+        error.set(None);
+        spawn_local(async move {
+            match async { Storage::open().await?.put_run(&run).await }.await {
+                Ok(()) => {
+                    stored.set_value(run.clone());
+                    state.runs.update(|runs| {
+                        if let Some(r) = runs.iter_mut().find(|r| r.id == run.id) {
+                            *r = run.clone();
+                        }
+                    });
+                }
+                Err(e) => {
+                    crate::logs::error("storage", format!("{}: {what} not saved: {e}", run.name));
+                    error.set(Some(format!("{what} not saved: {e}")))
+                }
+            }
+        });
+    };
     let rename = move |_| {
         let mut run = stored.get_value();
         run.name = name.get_untracked().trim().to_string();
         if run.name.is_empty() {
             return error.set(Some("a run needs a name".into()));
         }
-        spawn_local(async move {
-            match async { Storage::open().await?.put_run(&run).await }.await {
-                Ok(()) => state.runs.update(|runs| {
-                    if let Some(r) = runs.iter_mut().find(|r| r.id == run.id) {
-                        r.name = run.name.clone();
-                    }
-                }),
-                Err(e) => error.set(Some(format!("rename failed: {e}"))),
+        save(run, "name");
+    };
+    let save_meta = move |_| {
+        let mut run = stored.get_value();
+        let mut list: Vec<String> = Vec::new();
+        for t in tags.get_untracked().split(',') {
+            let t = t.trim().to_string();
+            if t.is_empty() || list.contains(&t) {
+                continue;
             }
-        });
+            if t.contains(char::is_whitespace) {
+                return error.set(Some(format!(
+                    "tag `{t}`: tags are single words (use - or _)"
+                )));
+            }
+            list.push(t);
+        }
+        run.tags = list;
+        run.notes = notes.get_untracked();
+        save(run, "tags and notes");
+    };
+    let toggle_archive = move |_| {
+        let mut run = stored.get_value();
+        run.archived = !run.archived;
+        if run.archived {
+            state.selected_run.set(None);
+        }
+        let what = if run.archived {
+            "archived"
+        } else {
+            "unarchived"
+        };
+        save(run, what);
     };
     let delete = move |_| {
         let run = stored.get_value();
@@ -294,13 +386,22 @@ fn RunActions(run: Run) -> impl IntoView {
             }
         });
     };
+    let archived = move || stored.with_value(|r| r.archived);
     view! {
         <div class="actions run-actions">
             <input id="run-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
             <button id="run-rename" class="secondary" on:click=rename>"Rename"</button>
+            <button id="run-archive" class="secondary" on:click=toggle_archive>{move || if archived() { "Unarchive" } else { "Archive" }}</button>
             <button id="run-delete" class="danger" on:click=delete>"Delete run"</button>
         </div>
-        {move || error.get().map(|e| view! { <p class="error">{e}</p> })}
+        <div class="form run-meta">
+            <label>"Tags (comma-separated)" <input id="run-tags" placeholder="baseline, scaled" prop:value=move || tags.get() on:input=move |ev| tags.set(event_target_value(&ev)) /></label>
+            <label>"Notes" <textarea id="run-notes" rows="3" prop:value=move || notes.get() on:input=move |ev| notes.set(event_target_value(&ev))></textarea></label>
+        </div>
+        <div class="actions">
+            <button id="run-save-meta" class="secondary" on:click=save_meta>"Save tags and notes"</button>
+        </div>
+        {move || error.get().map(|e| view! { <p class="error" data-testid="run-action-error">{e}</p> })}
     }
 }
 
@@ -331,6 +432,20 @@ fn RunDetails(run: Run) -> impl IntoView {
         let predicted: Vec<f64> = out.chunks(run.pipeline.n_outputs()).map(|o| o[0]).collect();
         wasmops_shared::metrics::confusion_matrix(&predicted, &run.test_y, classes.len())
     });
+    // Regression: predicted against actual on the held-out rows.
+    let pva = (classes.is_empty() && run.pipeline.model.kind() != "kmeans").then(|| {
+        let out = wasmops_shared::reference::predict(&run.pipeline, &run.test_x);
+        let points: Vec<(f64, f64)> = out
+            .chunks(run.pipeline.n_outputs())
+            .zip(&run.test_y)
+            .map(|(o, y)| (*y, o[0]))
+            .collect();
+        crate::charts::predicted_vs_actual(
+            &format!("Predicted vs actual {} (held-out rows)", run.target_name),
+            &points,
+            (420, 320),
+        )
+    });
     view! {
         <div class="details" data-testid="run-details">
             <h3>{format!("{} on {} ({} rows)", run.name, run.dataset.name, run.dataset.n_rows)}</h3>
@@ -346,6 +461,26 @@ fn RunDetails(run: Run) -> impl IntoView {
                     Err(e) => view! { <p class="error">{format!("chart of {}: {e}", f.name)}</p> }.into_any(),
                 }).collect_view()}
             </div>
+            {(!run.metric_steps.is_empty()).then(|| view! {
+                <h4>"Training curves"</h4>
+                <div class="charts" data-testid="curves">
+                    {run.metric_steps.iter().map(|(name, points)| {
+                        let series = [crate::charts::Series {
+                            name: name.clone(),
+                            points: points.iter().map(|(s, v)| (*s as f64, *v)).collect(),
+                            color: crate::charts::PALETTE[0],
+                        }];
+                        match crate::charts::step_chart(name, name, &series, (380, 240)) {
+                            Ok(svg) => view! { <div class="chart" data-chart=format!("curve-{name}") inner_html=svg></div> }.into_any(),
+                            Err(e) => view! { <p class="error">{format!("curve {name}: {e}")}</p> }.into_any(),
+                        }
+                    }).collect_view()}
+                </div>
+            })}
+            {pva.map(|svg| match svg {
+                Ok(svg) => view! { <div class="chart" data-chart="predicted-vs-actual" inner_html=svg></div> }.into_any(),
+                Err(e) => view! { <p class="error">{format!("predicted vs actual: {e}")}</p> }.into_any(),
+            })}
             {cm.map(|cm| view! {
                 <table class="confusion" data-testid="confusion">
                     <caption>"Confusion matrix (held-out rows; rows: actual, columns: predicted)"</caption>
@@ -366,6 +501,50 @@ fn RunDetails(run: Run) -> impl IntoView {
 #[component]
 fn ModuleSummary(m: CompiledModule) -> impl IntoView {
     let matches = m.module_metric == m.trained_metric;
+    let state = use_app_state();
+    let run = state
+        .runs
+        .with_untracked(|r| r.iter().find(|x| x.id == m.run_id).cloned());
+    let default_name = run
+        .as_ref()
+        .map(|r| format!("{}-{}", r.dataset.name, r.pipeline.model.kind()).replace('_', "-"))
+        .unwrap_or_default();
+    let name = RwSignal::new(default_name);
+    let error = RwSignal::new(None::<String>);
+    let stored = StoredValue::new((m.clone(), run));
+    let register = move |_| {
+        let (m, run) = stored.get_value();
+        error.set(None);
+        let Some(run) = run else {
+            return error.set(Some("the module's run is gone".into()));
+        };
+        spawn_local(async move {
+            match register_version(&run, &m, name.get_untracked().trim()).await {
+                Ok(v) => {
+                    crate::logs::info(
+                        "registry",
+                        format!(
+                            "registered {} ({}) from run {}",
+                            v.label(),
+                            short(&v.hash),
+                            v.run_name
+                        ),
+                    );
+                    state.selected_version.set(Some(v.hash.clone()));
+                    state.versions.update(|all| all.insert(0, v));
+                    state.page.set(crate::state::Page::Registry);
+                }
+                Err(e) => error.set(Some(e)),
+            }
+        });
+    };
+    let registered = move || {
+        state.versions.with(|all| {
+            all.iter()
+                .find(|v| v.hash == stored.with_value(|(m, _)| m.hash.clone()))
+                .map(|v| v.label())
+        })
+    };
     view! {
         <div class="module" data-testid="module">
             <h3>"Model module"</h3>
@@ -381,6 +560,18 @@ fn ModuleSummary(m: CompiledModule) -> impl IntoView {
                     {format!("; {} conformance rows bit-identical in this browser", m.conformance_rows)}
                 </dd>
             </dl>
+            {move || match registered() {
+                Some(label) => view! {
+                    <p class="ok" data-testid="registered">{format!("registered as {label}")}</p>
+                }.into_any(),
+                None => view! {
+                    <div class="actions register">
+                        <label>"Model name" <input id="model-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) /></label>
+                        <button id="register" on:click=register>"Register version"</button>
+                    </div>
+                }.into_any(),
+            }}
+            {move || error.get().map(|e| view! { <p class="error" data-testid="register-error">{e}</p> })}
         </div>
     }
 }
@@ -414,12 +605,80 @@ async fn compile_and_verify(run: &Run) -> Result<CompiledModule, String> {
     })
 }
 
+/// Registers a verified module as the next version of `name`, with its lineage; refuses a
+/// module whose evaluation in this browser differs from the trained model.
+async fn register_version(
+    run: &Run,
+    m: &CompiledModule,
+    name: &str,
+) -> Result<crate::registry::ModelVersion, String> {
+    if name.is_empty() || name.contains('/') {
+        return Err(format!(
+            "model name must be non-empty and without `/`, got `{name}`"
+        ));
+    }
+    if m.module_metric.to_bits() != m.trained_metric.to_bits() {
+        return Err(format!(
+            "not registered: the module's {} in this browser ({}) differs from the trained model's ({})",
+            m.metric, m.module_metric, m.trained_metric
+        ));
+    }
+    let storage = Storage::open().await.map_err(|e| e.to_string())?;
+    let existing = storage.versions().await.map_err(|e| e.to_string())?;
+    let version = existing
+        .iter()
+        .filter(|v| v.model == name)
+        .map(|v| v.version)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let v = crate::registry::ModelVersion {
+        hash: m.hash.clone(),
+        model: name.to_string(),
+        version,
+        size: m.bytes.len(),
+        registered_at_ms: js_sys::Date::now(),
+        run_id: run.id.clone(),
+        run_name: run.name.clone(),
+        dataset: run.dataset.clone(),
+        code_version: run.code_version.clone(),
+        card: run.card(),
+        profile: run.profile.clone(),
+        conformance_rows: m.conformance_rows,
+        metric: m.metric.to_string(),
+        module_metric: m.module_metric,
+        trained_metric: m.trained_metric,
+        check_rows: run.test_x.clone(),
+        check_outputs: m.test_outputs.clone(),
+    };
+    let module = StoredModule {
+        hash: m.hash.clone(),
+        run_id: run.id.clone(),
+        bytes: m.bytes.clone(),
+    };
+    storage
+        .register(&v, &module)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(v)
+}
+
 /// An object URL for a JSON text, for a download link.
 fn blob_url(json: &str) -> Result<String, String> {
     let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(json));
     let options = web_sys::BlobPropertyBag::new();
     options.set_type("application/json");
     let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)
+        .map_err(|e| format!("{e:?}"))?;
+    web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))
+}
+
+/// An object URL for bytes (e.g. a module), for a download link.
+pub fn bytes_url(bytes: &[u8], mime: &str) -> Result<String, String> {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type(mime);
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
         .map_err(|e| format!("{e:?}"))?;
     web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))
 }

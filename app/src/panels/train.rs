@@ -183,6 +183,13 @@ pub fn TrainPanel() -> impl IntoView {
             spec,
             started_at_ms: now,
         };
+        crate::logs::info(
+            "train",
+            format!(
+                "{} on {} started ({:?})",
+                req.run_name, req.dataset, req.spec.algorithm
+            ),
+        );
         progress.set(Some(("starting worker".into(), 0.0)));
         let (handle, done) =
             match TrainJob::start(req, move |stage, f| progress.set(Some((stage, f)))) {
@@ -201,8 +208,21 @@ pub fn TrainPanel() -> impl IntoView {
             progress.set(None);
             match outcome {
                 Ok(run) => {
+                    let (metric, value) = run.primary_metric();
+                    crate::logs::info(
+                        "train",
+                        format!(
+                            "{} finished in {:.0} ms: {metric} {}",
+                            run.name,
+                            run.duration_ms,
+                            value
+                                .map(|v| format!("{v:.4}"))
+                                .unwrap_or_else(|| "-".into())
+                        ),
+                    );
                     let saved = async { Storage::open().await?.put_run(&run).await }.await;
                     if let Err(e) = saved {
+                        crate::logs::error("storage", format!("run {} not saved: {e}", run.name));
                         error.set(Some(format!(
                             "the run finished but could not be saved: {e}"
                         )));
@@ -210,7 +230,10 @@ pub fn TrainPanel() -> impl IntoView {
                     state.selected_run.set(Some(run.id.clone()));
                     state.runs.update(|runs| runs.insert(0, run));
                 }
-                Err(e) => error.set(Some(e)),
+                Err(e) => {
+                    crate::logs::error("train", format!("training failed: {e}"));
+                    error.set(Some(e));
+                }
             }
         });
     };

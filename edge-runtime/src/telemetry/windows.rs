@@ -121,6 +121,7 @@ pub fn compute(
                     acc.latency_counts
                 },
                 latency_p50_us: percentile(&acc.latencies, 0.50),
+                latency_p95_us: percentile(&acc.latencies, 0.95),
                 latency_p99_us: percentile(&acc.latencies, 0.99),
                 predictions: acc.predictions,
                 dataset_drift: !drift.is_empty() && drifting * 2 >= drift.len(),

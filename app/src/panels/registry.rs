@@ -1,0 +1,327 @@
+//! Registry page: every registered version with its aliases; a version's card, lineage,
+//! verification, training profile, where it is deployed, and deploying it to devices.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasmops_shared::digest::short;
+
+use crate::fleet;
+use crate::registry::{Alias, ModelVersion};
+use crate::state::use_app_state;
+use crate::storage::Storage;
+
+#[component]
+pub fn RegistryPage() -> impl IntoView {
+    let state = use_app_state();
+    let aliases_of = move |hash: &str| {
+        state.aliases.with(|all| {
+            all.iter()
+                .filter(|a| a.hash == hash)
+                .map(|a| a.alias.clone())
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <section class="panel" id="registry-panel">
+            <h2>"Model registry"</h2>
+            <Show
+                when=move || !state.versions.with(Vec::is_empty)
+                fallback=|| view! { <p class="empty">"No versions yet: compile a run in the Lab, check it, and register it."</p> }
+            >
+                <table class="runs" data-testid="versions">
+                    <thead><tr>
+                        <th>"Model"</th><th>"Version"</th><th>"Aliases"</th><th>"Hash"</th>
+                        <th class="num">"Size"</th><th>"Metric"</th><th>"Dataset"</th><th>"Registered"</th>
+                    </tr></thead>
+                    <tbody>
+                        <For each=move || state.versions.get() key=|v| v.hash.clone() let:v>
+                            {
+                                let hash = v.hash.clone();
+                                let select = hash.clone();
+                                let aliases_hash = hash.clone();
+                                view! {
+                                    <tr data-version=hash.clone()
+                                        class:selected=move || state.selected_version.get().as_deref() == Some(hash.as_str())>
+                                        <td><a href="#" class="version-link" on:click=move |ev| { ev.prevent_default(); state.selected_version.set(Some(select.clone())); }>{v.model.clone()}</a></td>
+                                        <td>{format!("v{}", v.version)}</td>
+                                        <td>{move || aliases_of(&aliases_hash).into_iter().map(|a| view! { <span class="tag">{a}</span> }).collect_view()}</td>
+                                        <td class="mono">{short(&v.hash).to_string()}</td>
+                                        <td class="num">{format!("{:.1} KB", v.size as f64 / 1024.0)}</td>
+                                        <td>{format!("{} {:.4}", v.metric, v.module_metric)}</td>
+                                        <td class="mono">{format!("{} @{}", v.dataset.name, short(&v.dataset.hash))}</td>
+                                        <td>{clock(v.registered_at_ms)}</td>
+                                    </tr>
+                                }
+                            }
+                        </For>
+                    </tbody>
+                </table>
+            </Show>
+        </section>
+        {move || {
+            let hash = state.selected_version.get()?;
+            let v = state.versions.with(|all| all.iter().find(|v| v.hash == hash).cloned())?;
+            Some(view! { <VersionPage v=v /> })
+        }}
+    }
+}
+
+/// Local date and time of a unix-ms instant.
+pub fn clock(ms: f64) -> String {
+    js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms))
+        .to_locale_string("en-GB", &wasm_bindgen::JsValue::UNDEFINED)
+        .into()
+}
+
+#[component]
+fn VersionPage(v: ModelVersion) -> impl IntoView {
+    let state = use_app_state();
+    let download = RwSignal::new(None::<String>);
+    let error = RwSignal::new(None::<String>);
+    {
+        let hash = v.hash.clone();
+        spawn_local(async move {
+            match async { Storage::open().await?.module_bytes(&hash).await }.await {
+                Ok(Some(bytes)) => match crate::panels::runs::bytes_url(&bytes, "application/wasm")
+                {
+                    Ok(url) => download.set(Some(url)),
+                    Err(e) => error.set(Some(e)),
+                },
+                Ok(None) => error.set(Some(
+                    "the module's bytes are not stored in this browser".into(),
+                )),
+                Err(e) => error.set(Some(e.to_string())),
+            }
+        });
+    }
+    let stored = StoredValue::new(v.clone());
+    let card = v.card.clone();
+    let verified = v.module_metric.to_bits() == v.trained_metric.to_bits();
+    let file_name = format!("{}-v{}.wasm", v.model, v.version);
+    let deployed_on = move || {
+        let hash = stored.with_value(|v| v.hash.clone());
+        state.devices.with(|devices| {
+            state.statuses.with(|statuses| {
+                devices
+                    .iter()
+                    .filter(|d| {
+                        statuses
+                            .get(&d.url)
+                            .and_then(|s| s.last_info.as_ref())
+                            .and_then(|i| i.active.as_ref())
+                            .is_some_and(|a| a.hash == hash)
+                    })
+                    .map(|d| d.name.clone())
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
+    view! {
+        <section class="panel version" data-testid="version-page">
+            <h2>{v.label()} <span class="mono muted">{format!(" {}", v.hash)}</span></h2>
+            <div class="kv">
+                <dl data-testid="version-card">
+                    <dt>"kind"</dt><dd>{card.kind.replace('_', " ")}</dd>
+                    <dt>"features"</dt><dd>{card.feature_names.join(", ")}</dd>
+                    <dt>"target"</dt><dd>{card.target_name.clone()}</dd>
+                    <dt>"outputs"</dt><dd>{card.outputs.join(", ")}</dd>
+                    <dt>"size"</dt><dd>{format!("{} bytes", v.size)}</dd>
+                    <dt>"ABI"</dt><dd>{format!("v{}", card.abi_version)}</dd>
+                </dl>
+                <dl data-testid="version-lineage">
+                    <dt>"run"</dt><dd>{v.run_name.clone()}</dd>
+                    <dt>"dataset"</dt><dd class="mono">{format!("{} @{}", v.dataset.name, short(&v.dataset.hash))}</dd>
+                    <dt>"code version"</dt><dd class="mono">{v.code_version.clone()}</dd>
+                    <dt>"registered"</dt><dd>{clock(v.registered_at_ms)}</dd>
+                    <dt>"verified in this browser"</dt>
+                    <dd class=if verified { "ok" } else { "error" } data-testid="version-verified">
+                        {format!("{} {:.4} through the module = {:.4} trained; {} conformance rows bit-identical",
+                            v.metric, v.module_metric, v.trained_metric, v.conformance_rows)}
+                    </dd>
+                    <dt>"deployed on"</dt>
+                    <dd data-testid="deployed-on">{move || { let d = deployed_on(); if d.is_empty() { "no device (as last seen)".to_string() } else { d.join(", ") } }}</dd>
+                </dl>
+            </div>
+            <div class="actions">
+                {move || download.get().map(|url| view! { <a id="download-wasm" class="button secondary" href=url download=file_name.clone()>"Download .wasm"</a> })}
+            </div>
+            <AliasEditor v=v.clone() />
+            <DeployBox v=v.clone() />
+            {move || error.get().map(|e| view! { <p class="error">{e}</p> })}
+            <h4>"Training data profile"</h4>
+            <div class="charts" data-testid="version-profile">
+                {v.profile.features.iter().map(|f| match crate::charts::profile_histogram(f, 300, 180) {
+                    Ok(svg) => view! { <div class="chart" inner_html=svg></div> }.into_any(),
+                    Err(e) => view! { <p class="error">{format!("chart of {}: {e}", f.name)}</p> }.into_any(),
+                }).collect_view()}
+            </div>
+        </section>
+    }
+}
+
+/// Points an alias of this model at this version (moving it if it pointed elsewhere), and shows
+/// where the model's aliases pointed over time.
+#[component]
+fn AliasEditor(v: ModelVersion) -> impl IntoView {
+    let state = use_app_state();
+    let name = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let stored = StoredValue::new(v);
+    let set_alias = move |alias: String| {
+        let v = stored.get_value();
+        let alias = alias.trim().to_lowercase();
+        if alias.is_empty()
+            || !alias
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return error.set(Some(format!(
+                "an alias is letters, digits, `-` and `_`, got `{alias}`"
+            )));
+        }
+        error.set(None);
+        let key = format!("{}/{alias}", v.model);
+        let existing = state
+            .aliases
+            .with_untracked(|all| all.iter().find(|a| a.key == key).cloned());
+        if existing.as_ref().is_some_and(|a| a.hash == v.hash) {
+            return;
+        }
+        let moved = Alias::point(existing.as_ref(), &alias, &v, js_sys::Date::now());
+        spawn_local(async move {
+            match async { Storage::open().await?.put_alias(&moved).await }.await {
+                Ok(()) => state.aliases.update(|all| {
+                    all.retain(|a| a.key != moved.key);
+                    all.push(moved);
+                }),
+                Err(e) => error.set(Some(format!("alias not saved: {e}"))),
+            }
+        });
+    };
+    let model = stored.with_value(|v| v.model.clone());
+    let history = move || {
+        let mut rows: Vec<(String, String, f64, Option<f64>)> = Vec::new();
+        state.aliases.with(|all| {
+            for a in all.iter().filter(|a| a.model == model) {
+                rows.push((a.alias.clone(), format!("v{}", a.version), a.moved_ms, None));
+                for m in &a.history {
+                    rows.push((
+                        a.alias.clone(),
+                        format!("v{}", m.version),
+                        m.from_ms,
+                        Some(m.until_ms),
+                    ));
+                }
+            }
+        });
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.total_cmp(&a.2)));
+        rows
+    };
+    view! {
+        <h4>"Aliases"</h4>
+        <div class="actions aliases">
+            <button class="secondary alias-quick" id="alias-champion" on:click=move |_| set_alias("champion".into())>"Make champion"</button>
+            <button class="secondary alias-quick" id="alias-challenger" on:click=move |_| set_alias("challenger".into())>"Make challenger"</button>
+            <input id="alias-name" placeholder="other alias, e.g. staging" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
+            <button class="secondary" id="set-alias" on:click=move |_| set_alias(name.get_untracked())>"Set alias"</button>
+        </div>
+        {move || error.get().map(|e| view! { <p class="error" data-testid="alias-error">{e}</p> })}
+        <table class="runs compact" data-testid="alias-history">
+            <thead><tr><th>"Alias"</th><th>"Version"</th><th>"From"</th><th>"Until"</th></tr></thead>
+            <tbody>
+                {move || history().into_iter().map(|(alias, version, from, until)| view! {
+                    <tr class:current=until.is_none()>
+                        <td>{alias}</td><td>{version}</td><td>{clock(from)}</td>
+                        <td>{until.map(clock).unwrap_or_else(|| "now".into())}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+/// Deploys this version to the chosen devices, one after the other, each outcome as the device
+/// said it.
+#[component]
+fn DeployBox(v: ModelVersion) -> impl IntoView {
+    let state = use_app_state();
+    let busy = RwSignal::new(false);
+    let results = RwSignal::new(Vec::<(String, bool, String)>::new());
+    let stored = StoredValue::new(v);
+    let deploy = move |_| {
+        let v = stored.get_value();
+        let targets: Vec<_> = state.devices.with_untracked(|all| {
+            state
+                .deploy_targets
+                .with_untracked(|t| all.iter().filter(|d| t.contains(&d.url)).cloned().collect())
+        });
+        busy.set(true);
+        results.set(Vec::new());
+        spawn_local(async move {
+            let outcome = async {
+                let storage = Storage::open().await.map_err(|e| e.to_string())?;
+                let bytes = storage
+                    .module_bytes(&v.hash)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("the module's bytes are not stored in this browser")?;
+                for device in targets {
+                    let d = fleet::deploy(&storage, &device, &v, &bytes).await;
+                    results.update(|r| r.push((device.name.clone(), d.ok, d.message.clone())));
+                    // Refresh what the dashboard knows of the device (its active version).
+                    let versions = state.versions.get_untracked();
+                    if let Ok(p) = fleet::pull(&storage, &device, &versions).await {
+                        state.statuses.update(|s| {
+                            s.insert(device.url.clone(), p.status);
+                        });
+                    }
+                }
+                state.pulls.update(|n| *n += 1);
+                Ok::<_, String>(())
+            }
+            .await;
+            if let Err(e) = outcome {
+                results.update(|r| r.push(("registry".into(), false, e)));
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <h4>"Deploy"</h4>
+        <Show
+            when=move || !state.devices.with(Vec::is_empty)
+            fallback=|| view! { <p class="empty">"No devices yet: add one on the Devices page."</p> }
+        >
+            <div class="targets">
+                <For each=move || state.devices.get() key=|d| d.url.clone() let:d>
+                    {
+                        let url = d.url.clone();
+                        let url2 = d.url.clone();
+                        view! {
+                            <label class="check">
+                                <input type="checkbox" class="deploy-target" data-device=d.url.clone()
+                                    prop:checked=move || state.deploy_targets.with(|t| t.contains(&url))
+                                    on:change=move |ev| {
+                                        let on = event_target_checked(&ev);
+                                        state.deploy_targets.update(|t| { if on { t.insert(url2.clone()); } else { t.remove(&url2); } });
+                                    } />
+                                {format!("{} ({})", d.name, d.url)}
+                            </label>
+                        }
+                    }
+                </For>
+            </div>
+            <div class="actions">
+                <button id="deploy" on:click=deploy
+                    disabled=move || busy.get() || state.deploy_targets.with(|t| t.is_empty())>
+                    "Deploy to selected devices"
+                </button>
+            </div>
+        </Show>
+        <ul class="results" data-testid="deploy-results">
+            {move || results.get().into_iter().map(|(device, ok, message)| view! {
+                <li class=if ok { "ok" } else { "error" } data-testid="deploy-result">{format!("{device}: {message}")}</li>
+            }).collect_view()}
+        </ul>
+    }
+}
