@@ -199,13 +199,23 @@ fn bad_tls_files_are_startup_errors_naming_the_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A daemon child process, killed when dropped (also when an assertion fails first).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `wasmops-edge serve` with these extra arguments and variables; returns its first
 /// stdout line, or its exit status and stderr when it stopped before printing one.
 fn serve_binary(
     data: &Path,
     args: &[&std::ffi::OsStr],
     env: &[(&str, &std::ffi::OsStr)],
-) -> Result<(std::process::Child, String), String> {
+) -> Result<(Running, String), String> {
     use std::io::{BufRead, Read};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasmops-edge"))
         .args([
@@ -241,7 +251,7 @@ fn serve_binary(
             .unwrap();
         return Err(format!("{status}: {stderr}"));
     }
-    Ok((child, line.trim_end().to_string()))
+    Ok((Running(child), line.trim_end().to_string()))
 }
 
 #[tokio::test]
@@ -250,7 +260,7 @@ async fn the_binary_serves_https_from_flags_or_variables_and_refuses_half_a_setu
     let data = dir.join("data");
     let (cert, key) = (fixture("cert.pem"), fixture("key.pem"));
     let (data2, cert2, key2) = (data.clone(), cert.clone(), key.clone());
-    let (mut child, line) = tokio::task::spawn_blocking(move || {
+    let (daemon, line) = tokio::task::spawn_blocking(move || {
         serve_binary(
             &data2,
             &[],
@@ -269,8 +279,7 @@ async fn the_binary_serves_https_from_flags_or_variables_and_refuses_half_a_setu
     assert!(base.starts_with("https://127.0.0.1:"), "{line}");
     let health: wire::Health = ok_json(trusting_client().get(format!("{base}/v1/health"))).await;
     assert_eq!(health.status, "ok");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
 
     let other_key = fixture("other-key.pem");
     let failures: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
@@ -311,9 +320,8 @@ async fn the_binary_serves_https_from_flags_or_variables_and_refuses_half_a_setu
         .await
         .unwrap();
         match result {
-            Ok((mut child, line)) => {
-                let _ = child.kill();
-                let _ = child.wait();
+            Ok((daemon, line)) => {
+                drop(daemon);
                 panic!("started ({line}) where it should fail with {says:?}");
             }
             Err(e) => {
