@@ -2,7 +2,8 @@
 //! waits for its SQLite commit): time to first answer, idle memory, single-row latency
 //! (p50/p99, one connection), requests/s with 16 connections, and batch rows/s.
 //!
-//! `cargo bench -p wasmops-edge --bench http` (or `cargo xtask bench`). The client runs in this
+//! `cargo bench -p wasmops-edge --bench http` (or `cargo xtask bench`); `WASMOPS_BENCH_DAEMON`
+//! points it at another daemon binary, `WASMOPS_BENCH_BASELINE=0` skips mlflow. The client runs in this
 //! process on the same machine, so on 2 cores it competes with the daemon for CPU: figures are
 //! a lower bound for the daemon alone.
 
@@ -305,7 +306,12 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmops-edge"))
+    // WASMOPS_BENCH_DAEMON=path measures another build of the daemon with this same client
+    // (e.g. the binary from before a change, to compare in one session).
+    let daemon = std::env::var_os("WASMOPS_BENCH_DAEMON")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_wasmops-edge").into());
+    eprintln!("bench: daemon {}", std::path::Path::new(&daemon).display());
+    let mut child = Command::new(&daemon)
         .args([
             "serve",
             "--listen",

@@ -10,6 +10,8 @@
 //! name = "gateway-1"
 //! max_body = 8388608
 //! log_format = "text"                     # or "json"
+//! tls_cert = "/etc/wasmops-edge/cert.pem"  # HTTPS: both or neither
+//! tls_key = "/etc/wasmops-edge/key.pem"
 //!
 //! [telemetry]
 //! max_age_days = 7
@@ -23,6 +25,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::server::tls::TlsFiles;
 use crate::telemetry::TelemetryConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +103,13 @@ pub struct ServeArgs {
     /// Log format on stderr and in DATA_DIR/logs [default: text].
     #[arg(long, env = "WASMOPS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Serve HTTPS with this certificate chain (PEM, server certificate first); needs
+    /// --tls-key.
+    #[arg(long, env = "WASMOPS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the --tls-cert certificate.
+    #[arg(long, env = "WASMOPS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Keep telemetry records this many days [default: 7].
     #[arg(long, env = "WASMOPS_TELEMETRY_MAX_AGE_DAYS", value_name = "DAYS")]
     pub telemetry_max_age_days: Option<u64>,
@@ -122,6 +132,8 @@ pub struct FileConfig {
     pub name: Option<String>,
     pub max_body: Option<usize>,
     pub log_format: Option<LogFormat>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub telemetry: FileTelemetry,
 }
@@ -145,6 +157,8 @@ pub struct ServeConfig {
     pub name: String,
     pub max_body: usize,
     pub log_format: LogFormat,
+    /// HTTPS instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
     pub telemetry: TelemetryConfig,
 }
 
@@ -194,7 +208,22 @@ impl ServeConfig {
         if max_body == 0 {
             return Err(ConfigError::Invalid("max_body must be positive".into()));
         }
+        let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "a TLS certificate was given without its key: set both tls_cert and tls_key (--tls-cert/--tls-key, WASMOPS_TLS_CERT/WASMOPS_TLS_KEY) or neither".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "a TLS key was given without its certificate: set both tls_cert and tls_key (--tls-cert/--tls-key, WASMOPS_TLS_CERT/WASMOPS_TLS_KEY) or neither".into(),
+                ))
+            }
+        };
         Ok(ServeConfig {
+            tls,
             listen: args
                 .listen
                 .or(file.listen)
@@ -268,7 +297,7 @@ mod tests {
 
         std::fs::write(&path, "lisen = \"0.0.0.0:9000\"\n").unwrap();
         let err = ServeConfig::resolve(ServeArgs {
-            config: Some(path),
+            config: Some(path.clone()),
             ..ServeArgs::default()
         })
         .unwrap_err();
@@ -277,6 +306,40 @@ mod tests {
             ServeConfig::resolve(ServeArgs::default()),
             Err(ConfigError::NoToken)
         ));
+
+        // TLS: both files or neither; a flag overrides the file's entry.
+        std::fs::write(
+            &path,
+            "token = \"t\"\ntls_cert = \"file-cert.pem\"\ntls_key = \"file-key.pem\"\n",
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            tls_key: Some("flag-key.pem".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "file-cert.pem".into(),
+                key: "flag-key.pem".into()
+            })
+        );
+        let err = ServeConfig::resolve(ServeArgs {
+            token: Some("t".into()),
+            tls_cert: Some("cert.pem".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("without its key"), "{err}");
+        let err = ServeConfig::resolve(ServeArgs {
+            token: Some("t".into()),
+            tls_key: Some("key.pem".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("without its certificate"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -16,7 +16,7 @@ use wasmops_edge::{logging, offline};
     name = "wasmops-edge",
     version,
     about = "Runs wasmops model modules on a device: serves predictions over HTTP, keeps durable telemetry, runs and inspects modules offline",
-    after_help = "Examples:\n  wasmops-edge serve --data-dir /var/lib/wasmops-edge --token-file /etc/wasmops-edge/token\n  wasmops-edge run --module model.wasm --input rows.csv --output predictions.csv\n  wasmops-edge inspect model.wasm\n\nAPI reference: docs/device-api.md. Log filter: WASMOPS_LOG (e.g. debug)."
+    after_help = "Examples:\n  wasmops-edge serve --data-dir /var/lib/wasmops-edge --token-file /etc/wasmops-edge/token\n  wasmops-edge serve --token-file token --tls-cert cert.pem --tls-key key.pem\n  wasmops-edge run --module model.wasm --input rows.csv --output predictions.csv\n  wasmops-edge inspect model.wasm\n\nAPI reference: docs/device-api.md. Log filter: WASMOPS_LOG (e.g. debug)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the device API (settings: flags > WASMOPS_* variables > --config file > defaults).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Predict every row of a CSV file (header optional) with a module, without a server.
     Run {
         /// The model module (.wasm); its conformance vectors are checked first.
@@ -50,7 +50,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => {
-            let config = ServeConfig::resolve(args)?;
+            let config = ServeConfig::resolve(*args)?;
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
             logging::init(config.log_format, Some(&config.data_dir.join("logs")))
@@ -99,20 +99,29 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     })
     .await?;
     let (device, config) = device.with_context(|| "opening the data dir".to_string())?;
+    // Bad TLS files stop the start here, before the port is bound.
+    let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
     // Tests and scripts read this line to learn the port.
-    println!("wasmops-edge listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("wasmops-edge listening on {scheme}://{addr}");
     let http = HttpConfig {
         token: config.token,
         predict_requires_token: !config.public_predict,
         allowed_origins: config.allow_origins,
         max_body: config.max_body,
     };
-    server::run(listener, Arc::new(device), http, shutdown_signal()).await?;
+    let device = Arc::new(device);
+    match tls {
+        Some(acceptor) => {
+            server::run_tls(listener, acceptor, device, http, shutdown_signal()).await?
+        }
+        None => server::run(listener, device, http, shutdown_signal()).await?,
+    }
     tracing::info!("stopped");
     Ok(())
 }

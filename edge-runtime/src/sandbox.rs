@@ -1,15 +1,27 @@
 //! Running untrusted model modules: one [`Sandbox`] (a wasmtime engine) per device, one
-//! [`LoadedModule`] per accepted module, and a fresh `Store` for every call.
+//! [`LoadedModule`] per accepted module, and a fresh `Store` and instance for every call.
 //!
 //! A call can never take the device down: modules import nothing (the linker is empty), memory
-//! is capped by `StoreLimits`, and fuel bounds the work per call, so an endless loop or a
-//! memory bomb fails that one call with an error and nothing else.
+//! is capped by `StoreLimits` (and the pool's slot size), and fuel bounds the work per call, so
+//! an endless loop or a memory bomb fails that one call with an error and nothing else.
+//!
+//! Instances come from wasmtime's pooling allocator: linear memories live in slots reserved
+//! once at startup and are reset (zeroed, the module's data re-applied) when a call ends, so a
+//! call costs no `mmap`/`munmap` and the next call still starts from a fresh instance. At most
+//! [`Limits::max_concurrent_calls`] calls hold a slot at once; further calls wait for one.
 
+use std::sync::{Arc, Condvar, Mutex};
 use wasmops_shared::abi::{self, BatchLayout, Status};
 use wasmops_shared::module::{ModuleError, ModuleInfo};
+
 use wasmtime::{
-    Config, Engine, InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, Trap,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap,
 };
+
+/// Bytes of each pooled linear memory (and table) reset with `memset` instead of `madvise`
+/// when a call ends: model modules use a few pages, so resetting them costs no system call.
+const KEEP_RESIDENT: usize = 1 << 20;
 
 /// Resource limits for every call into a module.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +34,8 @@ pub struct Limits {
     pub fuel_per_row: u64,
     /// Rows per call at most.
     pub max_rows: usize,
+    /// Calls that may run at the same time (instance slots in the pool); more calls wait.
+    pub max_concurrent_calls: u32,
 }
 
 impl Default for Limits {
@@ -31,6 +45,7 @@ impl Default for Limits {
             base_fuel: 1_000_000,
             fuel_per_row: 200_000,
             max_rows: 100_000,
+            max_concurrent_calls: 64,
         }
     }
 }
@@ -75,8 +90,37 @@ pub struct StoreData {
 #[derive(Clone)]
 pub struct Sandbox {
     engine: Engine,
-    linker: std::sync::Arc<Linker<StoreData>>,
+    linker: Arc<Linker<StoreData>>,
     limits: Limits,
+    slots: Arc<CallSlots>,
+}
+
+/// A counting semaphore over the pool's instance slots, so a burst of calls waits for a slot
+/// instead of failing with "pool exhausted". Blocking is fine here: a slot is held only for
+/// one call into a module, which fuel bounds.
+struct CallSlots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+struct Slot<'a>(&'a CallSlots);
+
+impl CallSlots {
+    fn acquire(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// A module that passed static checks, compiled, and reproduced its conformance vectors.
@@ -94,13 +138,28 @@ impl Sandbox {
         config.consume_fuel(true);
         // Model modules are small and shallow; a tight stack turns deep recursion into a trap fast.
         config.max_wasm_stack(256 << 10);
+        let slots = limits.max_concurrent_calls.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .max_memories_per_module(1)
+            .max_tables_per_module(1)
+            .max_memory_size(limits.max_memory)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| SandboxError::Internal(e.to_string()))?;
         // Deliberately empty: nothing is importable, so a module with imports cannot link.
         let linker = Linker::new(&engine);
         Ok(Sandbox {
             engine,
-            linker: std::sync::Arc::new(linker),
+            linker: Arc::new(linker),
             limits,
+            slots: Arc::new(CallSlots {
+                free: Mutex::new(slots),
+                freed: Condvar::new(),
+            }),
         })
     }
 
@@ -111,8 +170,7 @@ impl Sandbox {
     /// Checks, compiles and conformance-tests a module. Nothing is activated here.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedModule, SandboxError> {
         let info = ModuleInfo::parse(bytes)?;
-        let module =
-            Module::new(&self.engine, bytes).map_err(|e| SandboxError::Compile(e.to_string()))?;
+        let module = Module::new(&self.engine, bytes).map_err(compile_failed)?;
         let pre = self
             .linker
             .instantiate_pre(&module)
@@ -172,6 +230,8 @@ impl Sandbox {
     }
 
     fn query_abi(&self, m: &LoadedModule) -> Result<(i32, i32, i32, i32), SandboxError> {
+        // Declared before the store, so the slot is given back only after the store is gone.
+        let _slot = self.slots.acquire();
         let mut store = self.new_store(self.limits.base_fuel)?;
         let instance = m
             .pre
@@ -214,6 +274,8 @@ impl Sandbox {
             },
         )?;
         let fuel = self.limits.base_fuel + self.limits.fuel_per_row * n_rows as u64;
+        // Declared before the store, so the slot is given back only after the store is gone.
+        let _slot = self.slots.acquire();
         let mut store = self.new_store(fuel)?;
         let instance = m
             .pre
@@ -228,10 +290,16 @@ impl Sandbox {
                 .grow(&mut store, layout.pages() - have)
                 .map_err(|e| SandboxError::OutOfMemory(format!("{e:#}")))?;
         }
-        let input: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-        memory
-            .write(&mut store, layout.in_ptr as usize, &input)
-            .map_err(|e| SandboxError::Internal(e.to_string()))?;
+        // Straight into linear memory (no intermediate buffer); the layout fits the pages grown
+        // above, so a failed slice is a bug, reported rather than panicking.
+        let in_bytes = rows.len() * 8;
+        let input = memory
+            .data_mut(&mut store)
+            .get_mut(layout.in_ptr as usize..layout.in_ptr as usize + in_bytes)
+            .ok_or_else(|| SandboxError::Internal("input does not fit the batch layout".into()))?;
+        for (dst, v) in input.chunks_exact_mut(8).zip(rows) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
         let predict = instance
             .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, abi::EXPORT_PREDICT)
             .map_err(|e| SandboxError::Internal(e.to_string()))?;
@@ -249,10 +317,11 @@ impl Sandbox {
         if code != Status::Ok as i32 {
             return Err(SandboxError::Status { code });
         }
-        let mut out = vec![0u8; n_rows * m.n_outputs * 8];
-        memory
-            .read(&store, layout.out_ptr as usize, &mut out)
-            .map_err(|e| SandboxError::Internal(e.to_string()))?;
+        let out_bytes = n_rows * m.n_outputs * 8;
+        let out = memory
+            .data(&store)
+            .get(layout.out_ptr as usize..layout.out_ptr as usize + out_bytes)
+            .ok_or_else(|| SandboxError::Internal("outputs do not fit the batch layout".into()))?;
         Ok(out
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")))
@@ -276,6 +345,17 @@ fn classify(e: wasmtime::Error) -> SandboxError {
         Some(Trap::OutOfFuel) => SandboxError::OutOfFuel,
         Some(trap) => SandboxError::Trap(trap.to_string()),
         None => SandboxError::Trap(format!("{e:#}")),
+    }
+}
+
+/// Compilation also checks the module against the pool's limits (a minimum memory above the
+/// cap, more than one memory or table): those are limit refusals, reported as such.
+fn compile_failed(e: wasmtime::Error) -> SandboxError {
+    let message = format!("{e:#}");
+    if message.contains("exceeds the limit") || message.contains("exceeds the maximum") {
+        SandboxError::Instantiate(message)
+    } else {
+        SandboxError::Compile(message)
     }
 }
 

@@ -1,12 +1,13 @@
 //! The device's HTTP API (`/v1`, JSON; bodies in `wasmops_shared::wire`).
 //!
 //! [`router`] builds the app so tests can drive it; [`run`] serves it on a listener the caller
-//! bound (tests bind `127.0.0.1:0`) until `shutdown` resolves.
+//! bound (tests bind `127.0.0.1:0`) until `shutdown` resolves, [`run_tls`] the same over TLS.
 //!
 //! Every predict call, answered or refused, becomes one telemetry record, and its answer is
 //! sent only after that record committed (see [`crate::telemetry`]).
 
 mod handlers;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -179,6 +180,7 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
         .route(paths::ROLLBACK, post(rollback))
         .route(paths::PREDICT, post(predict))
         .route(paths::FEEDBACK, post(feedback))
+        .route(paths::FEEDBACK_RECORDS, get(label_records))
         .route(paths::TELEMETRY, get(telemetry))
         .route(paths::TELEMETRY_RECORDS, get(records))
         .route(paths::TELEMETRY_WINDOWS, get(windows))
@@ -201,6 +203,23 @@ pub async fn run(
     axum::serve(listener, router(device, http))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serves HTTPS until `shutdown` resolves: like [`run`], with every connection going through
+/// a TLS handshake first (see [`tls`]).
+pub async fn run_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    device: Arc<Device>,
+    http: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        tls::TlsListener::new(listener, acceptor),
+        router(device, http),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -23,7 +23,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use wasmops_shared::wire::{Label, TelemetryPage, TelemetryRecord};
+use wasmops_shared::wire::{Label, LabelPage, LabelRecord, TelemetryPage, TelemetryRecord};
 
 /// Most prediction rows in one page of `records` (see [`TelemetryStore::records`]).
 pub const MAX_PAGE_ROWS: u64 = 100_000;
@@ -243,6 +243,29 @@ impl TelemetryStore {
         })
     }
 
+    /// Accepted labels with `seq > after`, in commit order, at most `limit`.
+    pub fn labels(&self, after: u64, limit: usize) -> Result<LabelPage, TelemetryError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, ts_ms, prediction_id, label FROM label_log
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let labels = stmt
+            .query_map(params![after as i64, limit as i64], |r| {
+                Ok(LabelRecord {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    ts_ms: r.get::<_, i64>(1)? as u64,
+                    id: r.get::<_, i64>(2)? as u64,
+                    label: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LabelPage {
+            next: labels.last().map_or(after, |l| l.seq),
+            labels,
+        })
+    }
+
     /// Per-window aggregates with drift; `module` finds a stored module's profile by hash.
     /// Runs on its own read connection, so a long scan never holds up the cursor, the
     /// counters or `/metrics`.
@@ -416,6 +439,51 @@ mod tests {
             "older records remain: {:?}",
             page.records
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn retention_trims_the_label_log_like_the_records() {
+        let dir = std::env::temp_dir().join(format!("wasmops-label-ret-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = TelemetryConfig {
+            max_records: 3,
+            retention_every: Duration::ZERO,
+            ..TelemetryConfig::default()
+        };
+        let store = TelemetryStore::open(&dir, config.clone()).unwrap();
+        let first = store.allocate_ids(10);
+        store.commit(record(10, first)).await.unwrap();
+        for i in 0..6 {
+            let label = Label {
+                id: first + i % 2,
+                label: i as f64,
+            };
+            assert_eq!(store.feedback(vec![label]).await.unwrap(), 1);
+        }
+        let page = store.labels(0, 100).unwrap();
+        let kept: Vec<(u64, f64)> = page.labels.iter().map(|l| (l.seq, l.label)).collect();
+        assert_eq!(kept, vec![(4, 3.0), (5, 4.0), (6, 5.0)]);
+        assert_eq!(page.next, 6);
+        assert_eq!(store.labels(6, 100).unwrap().labels, vec![]);
+        drop(store);
+
+        // Age: with a zero maximum age, the next commit removes every older label.
+        let store = TelemetryStore::open(
+            &dir,
+            TelemetryConfig {
+                max_age: Duration::ZERO,
+                ..config
+            },
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let id = store.allocate_ids(1);
+        store.commit(record(1, id)).await.unwrap();
+        let page = store.labels(0, 100).unwrap();
+        assert!(page.labels.is_empty(), "{:?}", page.labels);
+        assert_eq!(page.next, 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,7 +4,7 @@
 //! More tests live in `edge/*.rs` (child modules, so they share the fixtures below):
 //! `bad_input` (the table of refusals), `versions` (activation under load, rollback,
 //! restart), `telemetry` (cursor, feedback, windows, metrics), `process` (the real binary:
-//! `kill -9` durability, `run`, `inspect`).
+//! `kill -9` durability, `run`, `inspect`), `tls` (HTTPS and its startup errors).
 
 #[path = "edge/bad_input.rs"]
 mod bad_input;
@@ -12,6 +12,8 @@ mod bad_input;
 mod process;
 #[path = "edge/telemetry.rs"]
 mod telemetry;
+#[path = "edge/tls.rs"]
+mod tls;
 #[path = "edge/versions.rs"]
 mod versions;
 
@@ -394,6 +396,122 @@ fn module_reports_bad_calls_with_status_codes() {
         sb.predict(&m, &too_many),
         Err(SandboxError::TooManyRows { .. })
     ));
+}
+
+/// A module that passes its own conformance vectors but carries state, bombs and loops on
+/// request: output = a counter it keeps in linear memory (then increments); first input above
+/// 100 grows memory past the cap (and traps when refused); first input below -100 loops.
+fn stateful_hostile() -> Vec<u8> {
+    use wasm_encoder::{BlockType, Instruction as I, MemArg, MemArgTarget};
+    let at = |offset: u64| MemArg {
+        offset,
+        align: 3,
+        target: MemArgTarget::Memory(0),
+        ordering: None,
+    };
+    const COUNTER: i32 = 60_000;
+    let mut body = vec![
+        // Memory bomb: 2,000 pages (125 MiB) on top of what the module has.
+        I::LocalGet(0),
+        I::F64Load(at(0)),
+        I::F64Const(100.0.into()),
+        I::F64Gt,
+        I::If(BlockType::Empty),
+        I::I32Const(2_000),
+        I::MemoryGrow(0),
+        I::I32Const(-1),
+        I::I32Eq,
+        I::If(BlockType::Empty),
+        I::Unreachable,
+        I::End,
+        I::End,
+        // Endless loop.
+        I::LocalGet(0),
+        I::F64Load(at(0)),
+        I::F64Const((-100.0).into()),
+        I::F64Lt,
+        I::If(BlockType::Empty),
+        I::Loop(BlockType::Empty),
+        I::Br(0),
+        I::End,
+        I::End,
+    ];
+    // out[k] = counter for the four outputs of row 0, then counter += 1.
+    for k in 0..4 {
+        body.extend([
+            I::LocalGet(3),
+            I::I32Const(COUNTER),
+            I::F64Load(at(0)),
+            I::F64Store(at(8 * k)),
+        ]);
+    }
+    body.extend([
+        I::I32Const(COUNTER),
+        I::I32Const(COUNTER),
+        I::F64Load(at(0)),
+        I::F64Const(1.0.into()),
+        I::F64Add,
+        I::F64Store(at(0)),
+        I::I32Const(0),
+    ]);
+    let module = hostile(&body, 1, false);
+    let conformance = wasmops_shared::module::Conformance {
+        abi_version: abi::ABI_VERSION,
+        n_rows: 1,
+        n_features: 4,
+        n_outputs: 4,
+        inputs: vec![wasmops_shared::module::Hex64(0); 4],
+        expected: vec![wasmops_shared::module::Hex64(0); 4],
+    };
+    with_section(
+        &module,
+        abi::SECTION_CONFORMANCE,
+        &serde_json::to_vec(&conformance).unwrap(),
+    )
+}
+
+#[test]
+fn every_call_gets_a_fresh_instance_and_a_failed_call_fails_alone() {
+    // Few slots, so the same pooled slots are reused many times.
+    let sb = Sandbox::new(Limits {
+        max_concurrent_calls: 2,
+        ..Limits::default()
+    })
+    .unwrap();
+    let m = sb
+        .load(&stateful_hostile())
+        .expect("passes its conformance vectors");
+    let fresh = |sb: &Sandbox| {
+        let out = sb
+            .predict(&m, &[1.0, 2.0, 3.0, 4.0])
+            .expect("a normal call");
+        assert_eq!(out, vec![0.0; 4], "state leaked from an earlier call");
+    };
+    for _ in 0..10 {
+        fresh(&sb);
+    }
+    for _ in 0..3 {
+        match sb.predict(&m, &[1000.0, 0.0, 0.0, 0.0]) {
+            Err(SandboxError::Trap(msg)) => assert!(msg.contains("unreachable"), "{msg}"),
+            other => panic!("memory bomb must fail its call, got {other:?}"),
+        }
+        fresh(&sb);
+        match sb.predict(&m, &[-1000.0, 0.0, 0.0, 0.0]) {
+            Err(SandboxError::OutOfFuel) => {}
+            other => panic!("endless loop must run out of fuel, got {other:?}"),
+        }
+        fresh(&sb);
+    }
+    // Calls from several threads at once share the two slots (the rest wait) and all succeed.
+    std::thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    fresh(&sb);
+                }
+            });
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use wasmops_shared::wire::{
-    self, ActivateResponse, FeedbackRequest, FeedbackResponse, Health, ModuleList, PredictResponse,
-    RollbackResponse, TelemetryPage, UploadResponse, WindowsResponse,
+    self, ActivateResponse, FeedbackRequest, FeedbackResponse, Health, LabelPage, ModuleList,
+    PredictResponse, RollbackResponse, TelemetryPage, UploadResponse, WindowsResponse,
 };
 
 use super::{authorize, ApiError, AppState};
@@ -284,22 +284,42 @@ pub(super) struct RecordsQuery {
     limit: Option<usize>,
 }
 
+impl RecordsQuery {
+    /// The cursor and page size, checked (the same rules for every cursor endpoint).
+    fn checked(q: Result<Query<RecordsQuery>, QueryRejection>) -> Result<(u64, usize), ApiError> {
+        let Query(q) =
+            q.map_err(|e| ApiError::BadRequest(format!("bad query: {}", e.body_text())))?;
+        let limit = q.limit.unwrap_or(1000);
+        if !(1..=10_000).contains(&limit) {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be between 1 and 10000, not {limit}"
+            )));
+        }
+        Ok((q.after.unwrap_or(0), limit))
+    }
+}
+
 pub(super) async fn records(
     State(s): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<RecordsQuery>, QueryRejection>,
 ) -> Result<Json<TelemetryPage>, ApiError> {
     authorize(&s, &headers)?;
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("bad query: {}", e.body_text())))?;
-    let limit = q.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and 10000, not {limit}"
-        )));
-    }
-    let after = q.after.unwrap_or(0);
+    let (after, limit) = RecordsQuery::checked(q)?;
     Ok(Json(
         blocking(move || s.device.telemetry.records(after, limit)).await??,
+    ))
+}
+
+pub(super) async fn label_records(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<RecordsQuery>, QueryRejection>,
+) -> Result<Json<LabelPage>, ApiError> {
+    authorize(&s, &headers)?;
+    let (after, limit) = RecordsQuery::checked(q)?;
+    Ok(Json(
+        blocking(move || s.device.telemetry.labels(after, limit)).await??,
     ))
 }
 

@@ -53,6 +53,35 @@ pub(super) fn init_schema(conn: &Connection, sync_full: bool) -> Result<(), rusq
         );
         CREATE INDEX IF NOT EXISTS feedback_pred_ts ON feedback (pred_ts_ms);
         CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    )?;
+    init_label_log(conn)
+}
+
+/// The append-only log behind `GET /v1/feedback/records`: one row per accepted label, in
+/// commit order. A database from before the log existed gets it filled from `feedback` (the
+/// latest label per prediction, in the order they were received) in the same transaction that
+/// creates it, so a crash cannot leave an empty log behind.
+fn init_label_log(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'label_log'",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+        CREATE TABLE IF NOT EXISTS label_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts_ms INTEGER NOT NULL,
+            prediction_id INTEGER NOT NULL,
+            label REAL NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS label_log_ts ON label_log (ts_ms);
+        INSERT INTO label_log (ts_ms, prediction_id, label)
+            SELECT ts_ms, prediction_id, label FROM feedback ORDER BY ts_ms, prediction_id;
+        COMMIT;",
     )
 }
 
@@ -174,11 +203,11 @@ fn write_batch(
         }
         // Ids are handed out before commit, possibly out of order: keep the highest end so a
         // restart never re-issues an acknowledged id.
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO counters (name, value) VALUES ('next_prediction_id', ?1)
              ON CONFLICT (name) DO UPDATE SET value = max(value, excluded.value)",
-            [next_id as i64],
-        )?;
+        )?
+        .execute([next_id as i64])?;
     }
     if let Some(config) = retention {
         let cutoff = now_ms().saturating_sub(config.max_age.as_millis() as u64) as i64;
@@ -188,6 +217,12 @@ fn write_batch(
             [config.max_records as i64],
         )?;
         tx.execute("DELETE FROM feedback WHERE pred_ts_ms < ?1", [cutoff])?;
+        // The label log follows the records' rules: same maximum age, same maximum count.
+        tx.execute("DELETE FROM label_log WHERE ts_ms < ?1", [cutoff])?;
+        tx.execute(
+            "DELETE FROM label_log WHERE seq <= (SELECT max(seq) FROM label_log) - ?1",
+            [config.max_records as i64],
+        )?;
         if removed > 0 {
             tracing::info!(removed, "telemetry retention removed old records");
         }
@@ -236,6 +271,9 @@ fn store_labels(
         "INSERT OR REPLACE INTO feedback (prediction_id, ts_ms, pred_ts_ms, model, predicted, label, correct)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
+    let mut log = tx.prepare_cached(
+        "INSERT INTO label_log (ts_ms, prediction_id, label) VALUES (?1, ?2, ?3)",
+    )?;
     let now = now_ms() as i64;
     for (l, model, predicted, ts) in &resolved {
         let previous: Option<bool> = old.query_row([l.id as i64], |r| r.get(0)).optional()?;
@@ -249,6 +287,8 @@ fn store_labels(
             l.label,
             correct
         ])?;
+        // Every accepted label is a new log entry, also one that replaces an earlier label.
+        log.execute(params![now, l.id as i64, l.label])?;
         match previous {
             None => *deltas.entry("labels".into()).or_default() += 1,
             Some(true) => *deltas.entry("labels_correct".into()).or_default() -= 1,

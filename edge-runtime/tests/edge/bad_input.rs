@@ -341,6 +341,36 @@ async fn bad_inputs_get_4xx_with_a_reason_and_the_device_keeps_serving() {
             says: "bad query",
         },
         Case {
+            name: "label records limit 0",
+            request: dev.get("/v1/feedback/records?after=0&limit=0"),
+            status: 400,
+            says: "limit must be between 1 and 10000, not 0",
+        },
+        Case {
+            name: "label records limit too large",
+            request: dev.get("/v1/feedback/records?limit=10001"),
+            status: 400,
+            says: "limit must be between 1 and 10000, not 10001",
+        },
+        Case {
+            name: "label records cursor not a number",
+            request: dev.get("/v1/feedback/records?after=abc"),
+            status: 400,
+            says: "bad query: Failed to deserialize query string: after: invalid digit",
+        },
+        Case {
+            name: "label records negative cursor",
+            request: dev.get("/v1/feedback/records?after=-1"),
+            status: 400,
+            says: "bad query",
+        },
+        Case {
+            name: "label records without token",
+            request: dev.http.get(format!("{}/v1/feedback/records", dev.base)),
+            status: 401,
+            says: "access token",
+        },
+        Case {
             name: "zero-length window",
             request: dev.get("/v1/telemetry/windows?window_s=0"),
             status: 400,

@@ -171,3 +171,202 @@ async fn feedback_drift_windows_and_metrics() {
     dev.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every label page by page through `GET /v1/feedback/records`.
+async fn all_labels(dev: &TestDevice, page: usize) -> Vec<wire::LabelRecord> {
+    let mut out: Vec<wire::LabelRecord> = Vec::new();
+    let mut after = 0;
+    for _ in 0..100_000 {
+        let p: wire::LabelPage =
+            ok_json(dev.get(&format!("/v1/feedback/records?after={after}&limit={page}"))).await;
+        if p.labels.is_empty() {
+            assert_eq!(p.next, after, "an empty page keeps the cursor");
+            return out;
+        }
+        assert!(p.labels.len() <= page);
+        out.extend(p.labels);
+        after = p.next;
+    }
+    panic!("labels never ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn label_cursor_pages_every_accepted_label_once_across_restarts() {
+    let dir = temp_dir("label-cursor");
+    let dev = Arc::new(TestDevice::start(&dir).await);
+    let hash = dev.upload(&build(&iris_like(), &[])).await;
+    dev.activate(&hash).await;
+    let answer = dev.predict(&vec![vec![0.5, 1.0, 1.5, 2.0]; 200]).await;
+    let first = answer.first_id;
+
+    // Four writers label disjoint ids (several labels per call) while a reader pages with a
+    // small limit; the last writer re-sends labels for ids that already have one.
+    const WRITERS: u64 = 4;
+    const CALLS: u64 = 25;
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let dev = dev.clone();
+        writers.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for c in 0..CALLS {
+                let id = first + (w * CALLS + c) % 150;
+                let labels = vec![
+                    wire::Label {
+                        id,
+                        label: (w * 1000 + c) as f64,
+                    },
+                    wire::Label {
+                        id: first + 150 + (c + w) % 50,
+                        label: 0.25 + c as f64,
+                    },
+                ];
+                let fb: wire::FeedbackResponse =
+                    ok_json(dev.post("/v1/feedback").json(&wire::FeedbackRequest {
+                        labels: labels.clone(),
+                    }))
+                    .await;
+                assert_eq!(fb.accepted, 2);
+                sent.extend(labels.into_iter().map(|l| (l.id, l.label.to_bits())));
+            }
+            sent
+        }));
+    }
+    let mut seen: Vec<wire::LabelRecord> = Vec::new();
+    let mut after = 0;
+    for _ in 0..10_000 {
+        let page: wire::LabelPage =
+            ok_json(dev.get(&format!("/v1/feedback/records?after={after}&limit=3"))).await;
+        assert!(page.labels.len() <= 3);
+        after = page.next;
+        seen.extend(page.labels);
+        if writers.iter().all(|w| w.is_finished()) {
+            break;
+        }
+    }
+    let mut sent = Vec::new();
+    for w in writers {
+        sent.extend(w.await.unwrap());
+    }
+    let rest: wire::LabelPage =
+        ok_json(dev.get(&format!("/v1/feedback/records?after={after}&limit=10000"))).await;
+    seen.extend(rest.labels);
+
+    // Exactly the labels sent, each once, with strictly increasing seq (re-sent ids included:
+    // ids in first+150.. got several labels each, and every one of them is its own record).
+    assert_eq!(
+        seen.len() as u64,
+        WRITERS * CALLS * 2,
+        "every label exactly once"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].seq < w[1].seq),
+        "strictly increasing seq"
+    );
+    let mut got: Vec<(u64, u64)> = seen.iter().map(|l| (l.id, l.label.to_bits())).collect();
+    got.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(got, sent);
+    let per_id = |id: u64| seen.iter().filter(|l| l.id == id).count();
+    assert_eq!(
+        per_id(first + 175),
+        3,
+        "a re-labelled id has a record per label"
+    );
+    assert!(seen.iter().all(|l| l.ts_ms > 0));
+
+    // A label re-sent for the same prediction is a new record at the end of the log.
+    let again: wire::FeedbackResponse =
+        ok_json(dev.post("/v1/feedback").json(&wire::FeedbackRequest {
+            labels: vec![wire::Label {
+                id: first,
+                label: 2.0,
+            }],
+        }))
+        .await;
+    assert_eq!(again.accepted, 1);
+    let tail: wire::LabelPage = ok_json(dev.get(&format!(
+        "/v1/feedback/records?after={}",
+        seen.last().unwrap().seq
+    )))
+    .await;
+    assert_eq!(tail.labels.len(), 1);
+    assert_eq!((tail.labels[0].id, tail.labels[0].label), (first, 2.0));
+    assert_eq!(tail.next, tail.labels[0].seq);
+    let before_restart = all_labels(&dev, 1000).await;
+    assert_eq!(before_restart.len(), seen.len() + 1);
+    Arc::try_unwrap(dev)
+        .ok()
+        .expect("writers done")
+        .stop()
+        .await;
+
+    // After a restart the log is the same, and new labels continue the sequence.
+    let dev = TestDevice::start(&dir).await;
+    assert_eq!(all_labels(&dev, 7).await, before_restart);
+    let _: wire::FeedbackResponse =
+        ok_json(dev.post("/v1/feedback").json(&wire::FeedbackRequest {
+            labels: vec![wire::Label {
+                id: first + 1,
+                label: 1.0,
+            }],
+        }))
+        .await;
+    let after_restart = all_labels(&dev, 1000).await;
+    assert_eq!(after_restart.len(), before_restart.len() + 1);
+    assert!(after_restart.last().unwrap().seq > before_restart.last().unwrap().seq);
+    dev.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_data_dir_from_before_the_label_log_gets_it_filled_from_feedback() {
+    let dir = temp_dir("label-backfill");
+    let dev = TestDevice::start(&dir).await;
+    let hash = dev.upload(&build(&iris_like(), &[])).await;
+    dev.activate(&hash).await;
+    let answer = dev.predict(&vec![vec![1.0, 1.0, 1.0, 1.0]; 3]).await;
+    for (id, label) in [(0, 1.0), (1, 2.0), (0, 0.0)] {
+        let _: wire::FeedbackResponse =
+            ok_json(dev.post("/v1/feedback").json(&wire::FeedbackRequest {
+                labels: vec![wire::Label {
+                    id: answer.first_id + id,
+                    label,
+                }],
+            }))
+            .await;
+    }
+    dev.stop().await;
+
+    // Make it a database as the device wrote it before the label log existed.
+    let db = rusqlite::Connection::open(dir.join("telemetry.sqlite")).unwrap();
+    db.execute_batch("DROP TABLE label_log;").unwrap();
+    drop(db);
+
+    // The log is rebuilt from `feedback`: the label each prediction holds now, in the order
+    // the device received them.
+    let dev = TestDevice::start(&dir).await;
+    let labels = all_labels(&dev, 10).await;
+    let mut got: Vec<(u64, f64)> = labels
+        .iter()
+        .map(|l| (l.id - answer.first_id, l.label))
+        .collect();
+    got.sort_by_key(|a| a.0);
+    assert_eq!(got, vec![(0, 0.0), (1, 2.0)]);
+    assert!(labels
+        .windows(2)
+        .all(|w| w[0].seq < w[1].seq && w[0].ts_ms <= w[1].ts_ms));
+    // And it goes on from there.
+    let _: wire::FeedbackResponse =
+        ok_json(dev.post("/v1/feedback").json(&wire::FeedbackRequest {
+            labels: vec![wire::Label {
+                id: answer.first_id + 2,
+                label: 1.0,
+            }],
+        }))
+        .await;
+    let labels = all_labels(&dev, 10).await;
+    assert_eq!(labels.len(), 3);
+    assert_eq!(labels[2].id, answer.first_id + 2);
+    dev.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
