@@ -428,7 +428,9 @@ fn trunk(ws: &Workspace, tools: &Tools) -> Command {
     command
         .current_dir(&ws.root)
         .env("PATH", &tools.path)
-        .env("TRUNK_SKIP_VERSION_CHECK", "true");
+        .env("TRUNK_SKIP_VERSION_CHECK", "true")
+        // Size over speed for the dashboard's wasm (see `[profile.wasm-release]`).
+        .env("TRUNK_BUILD_CARGO_PROFILE", "wasm-release");
     command
 }
 
