@@ -209,6 +209,23 @@ pub fn share_bars(
     title: &str,
     categories: &[String],
     groups: &[(String, Vec<f64>)],
+    size: (u32, u32),
+) -> Result<String, String> {
+    bars(
+        title,
+        ("prediction", "share of predictions"),
+        categories,
+        groups,
+        size,
+    )
+}
+
+/// Grouped bars of values per category, with axis names and a legend naming each group.
+pub fn bars(
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    categories: &[String],
+    groups: &[(String, Vec<f64>)],
     (width, height): (u32, u32),
 ) -> Result<String, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
@@ -219,6 +236,13 @@ pub fn share_bars(
         .flat_map(|(_, v)| v.iter().copied())
         .fold(0.0, f64::max)
         .max(0.01)
+        // Headroom for the legend above the bars.
+        * 1.45;
+    // Negative values (e.g. an importance below zero) get room below the axis.
+    let y_min = groups
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0, f64::min)
         * 1.2;
     let mut svg = String::new();
     {
@@ -229,14 +253,14 @@ pub fn share_bars(
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(52)
-            .build_cartesian_2d(0.0..n as f64, 0.0..y_max)
+            .build_cartesian_2d(0.0..n as f64, y_min..y_max)
             .map_err(|x| e(&x))?;
         let cats = categories.to_vec();
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_desc("prediction")
-            .y_desc("share of predictions")
+            .x_desc(x_desc)
+            .y_desc(y_desc)
             .x_labels(n * 2 + 1)
             .y_labels(5)
             .x_label_formatter(&move |x| {

@@ -37,6 +37,9 @@ pub struct Run {
     /// Step metrics of iterative fits: name -> (step, value) (see `wasmops_trainer::curves`).
     #[serde(default)]
     pub metric_steps: BTreeMap<String, Vec<(u64, f64)>>,
+    /// Trees and forests: permutation importance per feature (drop of the held-out metric).
+    #[serde(default)]
+    pub feature_importances: Vec<f64>,
     /// Hidden from the runs table unless archived runs are shown; kept otherwise.
     #[serde(default)]
     pub archived: bool,

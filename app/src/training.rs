@@ -54,6 +54,7 @@ pub fn train(
         test_x: trained.test_x,
         test_y: trained.test_y,
         metric_steps: trained.curves,
+        feature_importances: trained.importances,
         tags: Vec::new(),
         notes: String::new(),
         archived: false,

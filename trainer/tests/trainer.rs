@@ -285,3 +285,26 @@ fn iterative_fits_log_step_curves_and_the_last_step_is_the_fitted_model() {
     .unwrap();
     assert!(ols.curves.is_empty(), "OLS does not iterate");
 }
+
+#[test]
+fn tree_importances_find_the_features_the_tree_uses() {
+    let iris = datasets::builtin("iris").unwrap();
+    let t = train(
+        &iris,
+        &spec(Algorithm::DecisionTree { max_depth: Some(3) }, false),
+        |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(t.importances.len(), 4);
+    // Iris is separated by the petals: shuffling them costs accuracy, the sepals barely matter.
+    let petals = t.importances[2].max(t.importances[3]);
+    let sepals = t.importances[0].max(t.importances[1]);
+    assert!(petals > 0.2 && petals > sepals + 0.1, "{:?}", t.importances);
+    let ols = train(
+        &datasets::builtin("diabetes").unwrap(),
+        &spec(Algorithm::LinearRegression, false),
+        |_, _| {},
+    )
+    .unwrap();
+    assert!(ols.importances.is_empty());
+}

@@ -461,6 +461,14 @@ fn RunDetails(run: Run) -> impl IntoView {
                     Err(e) => view! { <p class="error">{format!("chart of {}: {e}", f.name)}</p> }.into_any(),
                 }).collect_view()}
             </div>
+            {(!run.feature_importances.is_empty()).then(|| {
+                let (metric, _) = run.primary_metric();
+                let groups = [(format!("{metric} lost when the feature is shuffled"), run.feature_importances.clone())];
+                match crate::charts::bars("Feature importance (permutation, held-out rows)", ("feature", metric), &run.feature_names, &groups, (460, 260)) {
+                    Ok(svg) => view! { <div class="chart" data-chart="importances" inner_html=svg></div> }.into_any(),
+                    Err(e) => view! { <p class="error">{format!("importances: {e}")}</p> }.into_any(),
+                }
+            })}
             {(!run.metric_steps.is_empty()).then(|| view! {
                 <h4>"Training curves"</h4>
                 <div class="charts" data-testid="curves">
