@@ -145,9 +145,34 @@ async fn commit(tx: idb::Transaction, op: &'static str) -> Result<(), StorageErr
         TransactionResult::Committed => Ok(()),
         TransactionResult::Aborted => Err(StorageError::Failed {
             op,
-            reason: "transaction aborted".into(),
+            reason: format!(
+                "transaction aborted{}; nothing of it was stored, and what was stored before is unchanged",
+                match usage().await {
+                    Some((used, quota)) if used >= quota * 0.9 => format!(
+                        " (browser storage is nearly full: {} of {} used; export and delete old runs to make room)",
+                        megabytes(used),
+                        megabytes(quota)
+                    ),
+                    Some((used, quota)) => format!(" (storage: {} of {} used)", megabytes(used), megabytes(quota)),
+                    None => String::new(),
+                }
+            ),
         }),
     }
+}
+
+/// Bytes this origin uses in browser storage and the quota the browser grants it.
+pub async fn usage() -> Option<(f64, f64)> {
+    let storage = web_sys::window()?.navigator().storage();
+    let estimate = wasm_bindgen_futures::JsFuture::from(storage.estimate().ok()?)
+        .await
+        .ok()?;
+    let get = |k: &str| js_sys::Reflect::get(&estimate, &k.into()).ok()?.as_f64();
+    Some((get("usage")?, get("quota")?))
+}
+
+pub fn megabytes(bytes: f64) -> String {
+    format!("{:.1} MB", bytes / 1_048_576.0)
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<JsValue, StorageError> {
@@ -167,9 +192,16 @@ fn decode<T: DeserializeOwned>(value: JsValue, what: &'static str) -> Result<T, 
 }
 
 fn failed(op: &'static str) -> impl Fn(idb::Error) -> StorageError {
-    move |e| StorageError::Failed {
-        op,
-        reason: e.to_string(),
+    move |e| {
+        let reason = e.to_string();
+        StorageError::Failed {
+            op,
+            reason: if reason.contains("Quota") {
+                format!("{reason}: browser storage is full; export and delete old runs to make room (nothing stored was lost)")
+            } else {
+                reason
+            },
+        }
     }
 }
 

@@ -246,6 +246,15 @@ async fn train_compile_deploy_loop() {
             "`{needle}` missing from the log:\n{logs}"
         );
     }
+    let usage = browser
+        .wait_text("[data-testid=storage-usage]", "the storage usage", |t| {
+            t.contains(" of ")
+        })
+        .await;
+    assert!(
+        usage.starts_with("browser storage: ") && usage.contains("MB"),
+        "{usage}"
+    );
     browser.select("#log-level", "error").await;
     let errors = browser
         .wait_text("[data-testid=logs]", "the errors", |t| {
@@ -367,6 +376,19 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
             Ok(el) => el.text().await.ok(),
             Err(_) => None,
         };
+        if *algorithm == "decision_tree" {
+            // Trees explain themselves: permutation importance per feature.
+            let chart = browser
+                .element("[data-chart=importances]")
+                .await
+                .html(false)
+                .await
+                .unwrap();
+            assert!(
+                chart.contains("Feature importance") && chart.contains("petal width"),
+                "importance chart"
+            );
+        }
         browser
             .click("table.runs tbody tr:nth-child(1) button.compile")
             .await;

@@ -28,6 +28,13 @@ pub fn LogsPage() -> impl IntoView {
         })
     });
     let export_url = RwSignal::new(None::<String>);
+    // How much of the browser's storage the dashboard uses (refreshed when the page opens).
+    let usage = RwSignal::new(None::<(f64, f64)>);
+    Effect::new(move |_| {
+        if state.page.get() == crate::state::Page::Logs {
+            leptos::task::spawn_local(async move { usage.set(crate::storage::usage().await) });
+        }
+    });
     let export = move |_| {
         let body: String =
             shown.with_untracked(|lines| lines.iter().rev().map(|l| l.to_text() + "\n").collect());
@@ -52,6 +59,12 @@ pub fn LogsPage() -> impl IntoView {
                 <button id="log-export" class="secondary" on:click=export>"Export shown lines"</button>
                 {move || export_url.get().map(|url| view! { <a id="log-download" href=url download="wasmops-log.txt">"download wasmops-log.txt"</a> })}
             </div>
+            {move || usage.get().map(|(used, quota)| view! {
+                <p class="count" data-testid="storage-usage">{format!(
+                    "browser storage: {} of {} used ({:.1}%)",
+                    crate::storage::megabytes(used), crate::storage::megabytes(quota), 100.0 * used / quota.max(1.0)
+                )}</p>
+            })}
             <p class="count" data-testid="log-count">{move || format!("{} of {} lines (newest first; info and above are kept across reloads)", shown.with(Vec::len), state.logs.with(Vec::len))}</p>
             <table class="runs logs" data-testid="logs">
                 <thead><tr><th>"Time"</th><th>"Level"</th><th>"Source"</th><th>"Message"</th></tr></thead>
