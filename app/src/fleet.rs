@@ -16,6 +16,10 @@ use crate::storage::{DeviceEntry, Storage};
 const MAX_WINDOWS: u64 = 1000;
 /// How far back the first pull of a device reaches, in windows.
 const FIRST_PULL_WINDOWS: u64 = 60;
+/// Windows before the cursor every pull fetches again: the cursor's window may have been
+/// partial, a record can commit a moment after the next window began, and labels that arrive
+/// later count in their prediction's window (so stored accuracy catches up for this long).
+const REFRESH_WINDOWS: u64 = 10;
 
 pub fn now_ms() -> f64 {
     js_sys::Date::now()
@@ -54,22 +58,40 @@ pub async fn pull(
         .find(|s| s.url == device.url)
         .unwrap_or_else(|| DeviceStatus::new(&device.url));
     let client = DeviceClient { device };
+    // Window starts and the cursor are the device's clock; the browser's clock only measures
+    // how long ago the last pull was (a duration, so clock offsets between the two cancel).
+    let w_ms = device.window_s.max(1) * 1000;
+    let cursor = status.cursors.get(&device.window_s.to_string()).copied();
+    let (from, wanted) = match (cursor, status.last_seen_ms) {
+        (Some(c), Some(seen)) => {
+            let elapsed = (now_ms() - seen).max(0.0) as u64;
+            (
+                Some(c.saturating_sub(REFRESH_WINDOWS * w_ms)),
+                elapsed / w_ms + REFRESH_WINDOWS + 3,
+            )
+        }
+        _ => (None, FIRST_PULL_WINDOWS),
+    };
+    if wanted > MAX_WINDOWS {
+        crate::logs::warn(
+            "telemetry",
+            format!(
+                "{}: not pulled for {} windows of {} s; the oldest {} are beyond one pull ({MAX_WINDOWS} windows) and are not fetched",
+                device.name,
+                wanted,
+                device.window_s,
+                wanted - MAX_WINDOWS
+            ),
+        );
+    }
+    let count = wanted.clamp(1, MAX_WINDOWS);
     let fetched = async {
         let info = client.info().await?;
-        let w_ms = device.window_s.max(1) * 1000;
-        let now = now_ms() as u64;
-        // Ask again from one window before the cursor: the cursor's window may have been
-        // partial, and a record can commit a moment after the next window began.
-        let from = match status.cursors.get(&device.window_s.to_string()) {
-            Some(cursor) => cursor.saturating_sub(w_ms),
-            None => now.saturating_sub(FIRST_PULL_WINDOWS * w_ms),
-        };
-        let count = (now.saturating_sub(from) / w_ms + 2).clamp(1, MAX_WINDOWS);
         let windows = client.windows(device.window_s, count).await?;
-        Ok::<_, crate::device_client::DeviceError>((info, windows, from))
+        Ok::<_, crate::device_client::DeviceError>((info, windows))
     }
     .await;
-    let (info, response, from) = match fetched {
+    let (info, response) = match fetched {
         Ok(x) => x,
         Err(e) => {
             crate::logs::warn("telemetry", format!("{}: {e}", device.name));
@@ -81,7 +103,7 @@ pub async fn pull(
     let windows: Vec<StoredWindow> = response
         .windows
         .into_iter()
-        .filter(|w| w.start_ms >= from)
+        .filter(|w| from.is_none_or(|f| w.start_ms >= f))
         .map(|w| StoredWindow::new(&device.url, device.window_s, w))
         .collect();
     if let Some(newest) = windows.iter().map(|w| w.window.start_ms).max() {
@@ -118,6 +140,17 @@ pub async fn pull(
         &|hash| version_label(versions, hash),
         now_ms(),
     );
+    // An alert acknowledged while this pull ran keeps its acknowledgement.
+    let latest = storage.alerts().await?;
+    let alerts: Vec<Alert> = alerts
+        .into_iter()
+        .filter(|a| {
+            latest
+                .iter()
+                .find(|l| l.id == a.id)
+                .is_none_or(|l| l.acknowledged_ms.is_none())
+        })
+        .collect();
     if !alerts.is_empty() {
         storage.put_alerts(&alerts).await?;
         for a in &alerts {

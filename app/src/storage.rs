@@ -129,6 +129,36 @@ impl StoredDataset {
     }
 }
 
+thread_local! {
+    static OPEN: std::cell::RefCell<Option<Storage>> = const { std::cell::RefCell::new(None) };
+}
+
+const BLOCKED_BANNER: &str = "storage-blocked";
+
+/// A banner at the top of the page, outside the app's reactive tree (it must show even while
+/// the app waits for the database).
+fn show_banner(id: &str, text: &str) {
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    remove_banner(id);
+    if let Some(body) = doc.body() {
+        let _ = body.insert_adjacent_html(
+            "afterbegin",
+            &format!("<p id=\"{id}\" class=\"error banner\" data-testid=\"{id}\">{text}</p>"),
+        );
+    }
+}
+
+fn remove_banner(id: &str) {
+    if let Some(el) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id(id))
+    {
+        el.remove();
+    }
+}
+
 #[derive(Clone)]
 pub struct Storage {
     db: std::rc::Rc<Database>,
@@ -206,7 +236,17 @@ fn failed(op: &'static str) -> impl Fn(idb::Error) -> StorageError {
 }
 
 impl Storage {
+    /// The page's connection to the database, opened (and upgraded) on first use.
     pub async fn open() -> Result<Storage, StorageError> {
+        if let Some(open) = OPEN.with(|o| o.borrow().clone()) {
+            return Ok(open);
+        }
+        let storage = Self::connect().await?;
+        OPEN.with(|o| *o.borrow_mut() = Some(storage.clone()));
+        Ok(storage)
+    }
+
+    async fn connect() -> Result<Storage, StorageError> {
         let factory = Factory::new().map_err(|e| StorageError::Unavailable(e.to_string()))?;
         let mut request = factory
             .open(DB_NAME, Some(DB_VERSION))
@@ -241,7 +281,23 @@ impl Storage {
                 create(LOGS, "id");
             }
         });
-        let db = request.await.map_err(failed("open"))?;
+        // Another tab holding an older schema open delays the upgrade until it lets go: say so
+        // on the page instead of waiting silently.
+        request.on_blocked(|_| show_banner(BLOCKED_BANNER, "Stored data is being upgraded to a new schema, and another tab with an older version of the dashboard is keeping it open: close or reload that tab, and this page continues."));
+        let mut db = request.await.map_err(failed("open"))?;
+        remove_banner(BLOCKED_BANNER);
+        // When a newer dashboard in another tab upgrades the schema, let go of the database
+        // (this tab's code is then older: it asks to be reloaded).
+        db.on_version_change(|event| {
+            if let Some(db) = event
+                .target()
+                .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::IdbDatabase>(t).ok())
+            {
+                db.close();
+            }
+            OPEN.with(|o| *o.borrow_mut() = None);
+            show_banner(BLOCKED_BANNER, "A newer version of the dashboard was opened in another tab: reload this tab to keep working (stored data is kept).");
+        });
         Ok(Storage {
             db: std::rc::Rc::new(db),
         })

@@ -667,13 +667,41 @@ fn prediction_chart(
     let live_values: Vec<(f64, u64)> = live
         .iter()
         .filter_map(|(k, v)| Some((k.parse::<f64>().ok()?, *v)))
+        .filter(|(x, _)| x.is_finite())
         .collect();
     let reference = version
         .map(ModelVersion::reference_predictions)
         .unwrap_or_default();
-    let categorical = version.is_none_or(|v| !v.card.classes.is_empty() || v.card.kind == "kmeans");
+    // Categories: a registered classifier or clustering; for a version this browser does not
+    // know, only when every prediction is a small class index. Anything else is binned.
+    const MAX_CATEGORIES: f64 = 64.0;
+    let categorical = match version {
+        Some(v) => !v.card.classes.is_empty() || v.card.kind == "kmeans",
+        None => live_values
+            .iter()
+            .all(|(x, _)| *x >= 0.0 && *x < MAX_CATEGORIES && x.fract() == 0.0),
+    };
+    let live_values: Vec<(f64, u64)> = if categorical {
+        live_values
+            .into_iter()
+            .filter(|(x, _)| *x >= 0.0 && *x < MAX_CATEGORIES)
+            .collect()
+    } else {
+        live_values
+    };
+    // Without a reference, numeric bins span the live values.
+    let reference_or_live: Vec<f64> = if reference.is_empty() {
+        live_values.iter().map(|(x, _)| *x).collect()
+    } else {
+        reference.clone()
+    };
     let (categories, live_counts, ref_counts): (Vec<String>, Vec<f64>, Vec<f64>) = if categorical {
         let names: Vec<String> = version.map(|v| v.card.classes.clone()).unwrap_or_default();
+        let reference: Vec<f64> = reference
+            .iter()
+            .copied()
+            .filter(|x| *x >= 0.0 && *x < MAX_CATEGORIES)
+            .collect();
         let n = live_values
             .iter()
             .map(|(x, _)| *x as usize + 1)
@@ -694,8 +722,15 @@ fn prediction_chart(
             .collect();
         (cats, l, r)
     } else {
-        let lo = reference.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = reference.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let lo = reference_or_live
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let hi = reference_or_live
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
         let bins = 8usize;
         let span = if hi > lo {
             (hi - lo) / bins as f64

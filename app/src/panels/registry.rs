@@ -270,12 +270,17 @@ fn DeployBox(v: ModelVersion) -> impl IntoView {
                     results.update(|r| r.push((device.name.clone(), d.ok, d.message.clone())));
                     // Refresh what the dashboard knows of the device (its active version).
                     let versions = state.versions.get_untracked();
-                    if let Ok(p) = fleet::pull(&storage, &device, &versions).await {
-                        state.statuses.update(|s| {
+                    match fleet::pull(&storage, &device, &versions).await {
+                        Ok(p) => state.statuses.update(|s| {
                             s.insert(device.url.clone(), p.status);
-                        });
+                        }),
+                        Err(fleet::PullError::Device(_)) => {} // shown in its row and logged
+                        Err(fleet::PullError::Storage(e)) => return Err(e.to_string()),
                     }
                 }
+                state
+                    .alerts
+                    .set(storage.alerts().await.map_err(|e| e.to_string())?);
                 state.pulls.update(|n| *n += 1);
                 Ok::<_, String>(())
             }

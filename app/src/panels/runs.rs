@@ -357,9 +357,6 @@ fn RunActions(run: Run) -> impl IntoView {
     let toggle_archive = move |_| {
         let mut run = stored.get_value();
         run.archived = !run.archived;
-        if run.archived {
-            state.selected_run.set(None);
-        }
         let what = if run.archived {
             "archived"
         } else {
