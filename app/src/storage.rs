@@ -108,10 +108,10 @@ impl StoredDataset {
         p: &Prepared,
         now_ms: f64,
         existing: &[StoredDataset],
-    ) -> Result<StoredDataset, StoredDataset> {
+    ) -> Result<StoredDataset, Box<StoredDataset>> {
         let hash = p.dataset.content_hash();
         if let Some(same) = existing.iter().find(|d| d.hash == hash) {
-            return Err(same.clone());
+            return Err(Box::new(same.clone()));
         }
         let earlier = existing
             .iter()
