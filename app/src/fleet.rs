@@ -20,6 +20,11 @@ const FIRST_PULL_WINDOWS: u64 = 60;
 /// partial, a record can commit a moment after the next window began, and labels that arrive
 /// later count in their prediction's window (so stored accuracy catches up for this long).
 const REFRESH_WINDOWS: u64 = 10;
+/// Windows the alert rules read back from the newest (they need the last 3 that count; a
+/// window counts only with enough rows or labels, so some slack).
+const ALERT_LOOKBACK_WINDOWS: u64 = 60;
+/// Windows the charts show, back from the newest.
+pub const CHART_WINDOWS: u64 = 720;
 
 pub fn now_ms() -> f64 {
     js_sys::Date::now()
@@ -120,7 +125,15 @@ pub async fn pull(
     storage.save_pull(&status, &windows).await?;
 
     let stored: Vec<_> = storage
-        .windows(&device.url, device.window_s)
+        // The alert rules look at the last windows only.
+        .windows(
+            &device.url,
+            device.window_s,
+            status
+                .cursors
+                .get(&device.window_s.to_string())
+                .map_or(0, |c| c.saturating_sub(ALERT_LOOKBACK_WINDOWS * w_ms)),
+        )
         .await?
         .into_iter()
         .map(|w| w.window)

@@ -393,13 +393,24 @@ impl Storage {
         prefix: &str,
         what: &'static str,
     ) -> Result<Vec<T>, StorageError> {
+        self.key_range(store, prefix, "", what).await
+    }
+
+    /// Values whose key starts with `prefix` and, after it, sorts at or above `from`.
+    async fn key_range<T: DeserializeOwned>(
+        &self,
+        store: &'static str,
+        prefix: &str,
+        from: &str,
+        what: &'static str,
+    ) -> Result<Vec<T>, StorageError> {
         let tx = self
             .db
             .transaction(&[store], TransactionMode::ReadOnly)
             .map_err(failed("read"))?;
         let os = tx.object_store(store).map_err(failed("read"))?;
         let range = idb::KeyRange::bound(
-            &JsValue::from_str(prefix),
+            &JsValue::from_str(&format!("{prefix}{from}")),
             &JsValue::from_str(&format!("{prefix}\u{ffff}")),
             Some(false),
             Some(false),
@@ -531,15 +542,18 @@ impl Storage {
         self.put_in(items).await
     }
 
-    /// The stored windows of one device at one window length, oldest first.
+    /// The stored windows of one device at one window length starting at or after `since_ms`
+    /// (device clock), oldest first. Keys hold the zero-padded start, so this reads only them.
     pub async fn windows(
         &self,
         device: &str,
         window_s: u64,
+        since_ms: u64,
     ) -> Result<Vec<StoredWindow>, StorageError> {
-        self.with_prefix(
+        self.key_range(
             WINDOWS,
             &StoredWindow::prefix(device, window_s),
+            &format!("{since_ms:015}"),
             "telemetry window",
         )
         .await

@@ -338,12 +338,22 @@ fn DeviceDetail(d: DeviceEntry) -> impl IntoView {
     Effect::new(move |_| {
         state.pulls.track();
         let url = url.clone();
+        // The newest stored window (device clock) and the chart's span back from it.
+        let since = state
+            .statuses
+            .with_untracked(|s| {
+                s.get(&url)
+                    .and_then(|st| st.cursors.get(&window_s.to_string()).copied())
+            })
+            .map_or(0, |c| {
+                c.saturating_sub(crate::fleet::CHART_WINDOWS * window_s * 1000)
+            });
         spawn_local(async move {
             let loaded = async {
                 let storage = Storage::open().await?;
                 Ok::<_, crate::storage::StorageError>((
                     storage.deployments(&url).await?,
-                    storage.windows(&url, window_s).await?,
+                    storage.windows(&url, window_s, since).await?,
                 ))
             }
             .await;
@@ -400,8 +410,8 @@ fn DeviceDetail(d: DeviceEntry) -> impl IntoView {
             <h2>{format!("{} · telemetry in {} s windows", d.name, d.window_s)}</h2>
             <p class="telemetry" data-testid="stored-telemetry">{move || {
                 let (requests, rows, errors, labeled) = totals();
-                format!("stored: {} windows · {requests} requests · {rows} rows predicted · {errors} errors · {labeled} labels",
-                    windows.with(Vec::len))
+                format!("stored, last {} windows at most: {} windows · {requests} requests · {rows} rows predicted · {errors} errors · {labeled} labels",
+                    crate::fleet::CHART_WINDOWS, windows.with(Vec::len))
             }}</p>
             <Show when=move || !models().is_empty()
                 fallback=|| view! { <p class="empty">"No telemetry stored for this device yet."</p> }>
