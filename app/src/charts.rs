@@ -54,6 +54,22 @@ pub fn profile_histogram(f: &FeatureProfile, width: u32, height: u32) -> Result<
     Ok(svg)
 }
 
+/// Draws the series labels (the legend) of `chart` in the charts' one style.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_size: u32,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(217, 222, 228))
+        .label_font(("sans-serif", font_size))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// One line of a time-series chart.
 pub struct Series {
     pub name: String,
@@ -189,14 +205,7 @@ fn line_chart(
                 .map_err(|x| e(&x))?;
         }
         if !series.is_empty() || !thresholds.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(217, 222, 228))
-                .label_font(("sans-serif", 10))
-                .draw()
-                .map_err(|x| e(&x))?;
+            legend(&mut chart, SeriesLabelPosition::UpperLeft, 10)?;
         }
         root.present().map_err(|x| e(&x))?;
     }
@@ -287,14 +296,7 @@ pub fn bars(
                 .label(name.clone())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 10, y + 4)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(217, 222, 228))
-            .label_font(("sans-serif", 10))
-            .draw()
-            .map_err(|x| e(&x))?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 10)?;
         root.present().map_err(|x| e(&x))?;
     }
     Ok(svg)
@@ -423,14 +425,7 @@ pub fn parallel_coordinates(
                 .draw_series(points.iter().map(|p| Circle::new(*p, 3, c.filled())))
                 .map_err(|x| e(&x))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::MiddleRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(217, 222, 228))
-            .label_font(("sans-serif", 10))
-            .draw()
-            .map_err(|x| e(&x))?;
+        legend(&mut chart, SeriesLabelPosition::MiddleRight, 10)?;
         root.present().map_err(|x| e(&x))?;
     }
     Ok(svg)
@@ -499,14 +494,7 @@ pub fn predicted_vs_actual(
             .map_err(|x| e(&x))?
             .label("held-out row")
             .legend(|(x, y)| Circle::new((x + 8, y), 3, PALETTE[0].filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(217, 222, 228))
-            .label_font(("sans-serif", 10))
-            .draw()
-            .map_err(|x| e(&x))?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, 10)?;
         root.present().map_err(|x| e(&x))?;
     }
     Ok(svg)
