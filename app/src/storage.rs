@@ -353,19 +353,11 @@ impl Storage {
         store: &'static str,
         values: &[T],
     ) -> Result<(), StorageError> {
-        let tx = self
-            .db
-            .transaction(&[store], TransactionMode::ReadWrite)
-            .map_err(failed("write"))?;
-        let os = tx.object_store(store).map_err(failed("write"))?;
-        for value in values {
-            let value = encode(value)?;
-            os.put(&value, None)
-                .map_err(failed("write"))?
-                .await
-                .map_err(failed("write"))?;
-        }
-        commit(tx, "write").await
+        let items = values
+            .iter()
+            .map(|v| Ok((store, encode(v)?)))
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        self.put_in(items).await
     }
 
     async fn all<T: DeserializeOwned>(
