@@ -21,8 +21,14 @@ use wasmops_e2e::{temp_dir, Browser, StaticSite};
 const ROWS: usize = 100_000;
 const FEATURES: usize = 20;
 
-/// (dashboard algorithm, its form values, scikit-learn estimator)
-const ALGORITHMS: &[(&str, &[(&str, &str)], &str)] = &[
+/// A dashboard algorithm, the values its form gets, and the scikit-learn estimator.
+type Algorithm = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+const ALGORITHMS: &[Algorithm] = &[
     (
         "logistic_regression",
         &[("alpha", "1"), ("max_iterations", "100")],

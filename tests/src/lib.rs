@@ -297,6 +297,41 @@ impl Browser {
         }
     }
 
+    /// The outer HTML of the element matching `css` (waits for it to appear).
+    pub async fn html(&self, css: &str) -> String {
+        self.element(css)
+            .await
+            .html(false)
+            .await
+            .unwrap_or_else(|e| panic!("html of {css}: {e}"))
+    }
+
+    /// The element's text now, if it exists (no waiting).
+    pub async fn current_text(&self, css: &str) -> Option<String> {
+        let el = self.client.find(Locator::Css(css)).await.ok()?;
+        el.text().await.ok()
+    }
+
+    /// Compiles the newest run in the Lab and waits for its module (not the one shown before)
+    /// to pass its checks in the browser; returns the module hash.
+    pub async fn compile_newest_run(&self) -> String {
+        let previous = self.current_text("[data-testid=module-hash]").await;
+        self.click("table.runs tbody tr:nth-child(1) button.compile")
+            .await;
+        let hash = self
+            .wait_text("[data-testid=module-hash]", "the new module's hash", |t| {
+                t.len() == 64 && Some(t) != previous.as_deref()
+            })
+            .await;
+        let check = self
+            .wait_text("[data-testid=module-check]", "the module check", |t| {
+                t.contains("bit-identical")
+            })
+            .await;
+        assert!(check.contains("matches the trained model"), "{check}");
+        hash
+    }
+
     /// Accepts the confirmation dialog the page opened (waits up to 10 s for it).
     pub async fn accept_dialog(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -70,12 +70,7 @@ async fn train_compile_deploy_loop() {
         "{first}"
     );
     // Logistic regression iterates: its loss and accuracy by step are charted.
-    let curve = browser
-        .element("[data-chart=curve-train_log_loss]")
-        .await
-        .html(false)
-        .await
-        .unwrap();
+    let curve = browser.html("[data-chart=curve-train_log_loss]").await;
     assert!(
         curve.contains("<polyline") && curve.contains("step"),
         "loss curve drawn"
@@ -368,44 +363,15 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
                 |t| t.ends_with(&format!("#{}", i + 1)),
             )
             .await;
-        let previous = match browser
-            .client
-            .find(fantoccini::Locator::Css("[data-testid=module-hash]"))
-            .await
-        {
-            Ok(el) => el.text().await.ok(),
-            Err(_) => None,
-        };
         if *algorithm == "decision_tree" {
             // Trees explain themselves: permutation importance per feature.
-            let chart = browser
-                .element("[data-chart=importances]")
-                .await
-                .html(false)
-                .await
-                .unwrap();
+            let chart = browser.html("[data-chart=importances]").await;
             assert!(
                 chart.contains("Feature importance") && chart.contains("petal width"),
                 "importance chart"
             );
         }
-        browser
-            .click("table.runs tbody tr:nth-child(1) button.compile")
-            .await;
-        let hash = browser
-            .wait_text("[data-testid=module-hash]", "the new module's hash", |t| {
-                t.len() == 64 && Some(t) != previous.as_deref()
-            })
-            .await;
-        let check = browser
-            .wait_text("[data-testid=module-check]", "the module check", |t| {
-                t.contains("bit-identical")
-            })
-            .await;
-        assert!(
-            check.contains("matches the trained model"),
-            "{algorithm}: {check}"
-        );
+        let hash = browser.compile_newest_run().await;
         browser.click("#register").await;
         browser
             .wait_text("[data-testid=version-page] h2", "the version page", |t| {
@@ -505,12 +471,7 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         !same.contains("differs"),
         "both runs are on diabetes: {same}"
     );
-    let chart = browser
-        .element("[data-chart=parallel]")
-        .await
-        .html(false)
-        .await
-        .unwrap();
+    let chart = browser.html("[data-chart=parallel]").await;
     assert!(
         chart.contains("metrics.") && chart.contains("<polyline"),
         "parallel coordinates drawn: {chart}"
@@ -521,12 +482,7 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     browser
         .click("table.runs tbody tr:nth-child(1) a.run-name")
         .await;
-    let pva = browser
-        .element("[data-chart=predicted-vs-actual]")
-        .await
-        .html(false)
-        .await
-        .unwrap();
+    let pva = browser.html("[data-chart=predicted-vs-actual]").await;
     assert!(
         pva.contains("predicted = actual") && pva.contains("<circle"),
         "predicted vs actual drawn"

@@ -55,12 +55,7 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
     browser
         .click("table.runs tbody tr:nth-child(2) input.compare")
         .await;
-    let overlay = browser
-        .element("[data-chart=compare-train_log_loss]")
-        .await
-        .html(false)
-        .await
-        .unwrap();
+    let overlay = browser.html("[data-chart=compare-train_log_loss]").await;
     assert!(
         overlay.contains("logistic regression #1") && overlay.contains("logistic regression #2"),
         "both runs in the overlaid loss curves"
@@ -183,12 +178,7 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         "rate, latency, PSI, JS, accuracy, predictions: {}",
         charts.len()
     );
-    let psi = browser
-        .element("[data-chart=chart-psi]")
-        .await
-        .html(false)
-        .await
-        .unwrap();
+    let psi = browser.html("[data-chart=chart-psi]").await;
     assert!(
         psi.contains("alert 0.25") && psi.contains("warn 0.1") && psi.contains("petal width"),
         "PSI chart lacks thresholds or legend"
@@ -314,7 +304,7 @@ async fn train_and_register(browser: &Browser, algorithm: &str, alpha: Option<&s
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let hash = compile_new_module(browser).await;
+    let hash = browser.compile_newest_run().await;
     browser.click("#register").await;
     browser
         .wait_text("[data-testid=version-page] h2", "the version page", |t| {
@@ -322,35 +312,6 @@ async fn train_and_register(browser: &Browser, algorithm: &str, alpha: Option<&s
         })
         .await;
     hash
-}
-
-/// Compiles the newest run and waits for its module (not the one shown before) to be checked.
-async fn compile_new_module(browser: &Browser) -> String {
-    let previous = current_text(browser, "[data-testid=module-hash]").await;
-    browser
-        .click("table.runs tbody tr:nth-child(1) button.compile")
-        .await;
-    let hash = browser
-        .wait_text("[data-testid=module-hash]", "the new module's hash", |t| {
-            t.len() == 64 && Some(t) != previous.as_deref()
-        })
-        .await;
-    let check = browser
-        .wait_text("[data-testid=module-check]", "the module check", |t| {
-            t.contains("bit-identical")
-        })
-        .await;
-    assert!(check.contains("matches the trained model"), "{check}");
-    hash
-}
-
-async fn current_text(browser: &Browser, css: &str) -> Option<String> {
-    let el = browser
-        .client
-        .find(fantoccini::Locator::Css(css))
-        .await
-        .ok()?;
-    el.text().await.ok()
 }
 
 async fn select_version(browser: &Browser, hash: &str) {
