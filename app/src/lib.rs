@@ -46,8 +46,15 @@ pub fn App() -> impl IntoView {
             if let Some(device) = device_from_fragment() {
                 storage.put_device(&device).await?;
             }
+            // The runs table's first screen comes first, from an index; everything else after.
+            let (newest, total) = storage
+                .newest_run_summaries(panels::runs::FIRST_SCREEN)
+                .await?;
+            if newest.len() < total {
+                state.runs_pending.set(Some(total));
+            }
+            state.runs.set(newest);
             logs::restore(storage.logs(logs::MAX_LINES).await?);
-            state.runs.set(storage.runs().await?);
             state.datasets.set(storage.datasets().await?);
             state.versions.set(storage.versions().await?);
             state.aliases.set(storage.aliases().await?);
@@ -63,6 +70,15 @@ pub fn App() -> impl IntoView {
             let mut devices = storage.devices().await?;
             devices.sort_by(|a, b| a.added_ms.total_cmp(&b.added_ms));
             state.devices.set(devices);
+            let all = storage.run_summaries().await?;
+            // Runs trained or imported while these were read are kept.
+            state.runs.update(|shown| {
+                let known: std::collections::BTreeSet<String> =
+                    all.iter().map(|r| r.id.clone()).collect();
+                shown.retain(|r| !known.contains(&r.id));
+                shown.extend(all);
+            });
+            state.runs_pending.set(None);
             Ok::<_, storage::StorageError>(())
         }
         .await;

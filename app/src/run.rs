@@ -82,6 +82,54 @@ impl Run {
     }
 }
 
+/// What the runs table needs of a run: a few hundred bytes, against the kilobytes of a [`Run`]
+/// (which keeps its held-out split, profile and step curves). Stored beside every run in its
+/// own store and written in the same transaction, so the table of 10,000 runs never reads the
+/// full records; they are read one by one when a run is opened, compared, compiled or exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub name: String,
+    pub started_at_ms: f64,
+    pub duration_ms: f64,
+    pub code_version: String,
+    pub dataset: DatasetRef,
+    /// The model kind (`logistic`, `decision_tree`, ...).
+    pub model: String,
+    /// The primary metric's name (see [`Run::primary_metric`]).
+    pub metric: String,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub metrics: BTreeMap<String, f64>,
+    pub tags: Vec<String>,
+    pub notes: String,
+    pub archived: bool,
+}
+
+impl RunSummary {
+    pub fn of(run: &Run) -> RunSummary {
+        RunSummary {
+            id: run.id.clone(),
+            name: run.name.clone(),
+            started_at_ms: run.started_at_ms,
+            duration_ms: run.duration_ms,
+            code_version: run.code_version.clone(),
+            dataset: run.dataset.clone(),
+            model: run.pipeline.model.kind().to_string(),
+            metric: run.primary_metric().0.to_string(),
+            params: run.params.clone(),
+            metrics: run.metrics.clone(),
+            tags: run.tags.clone(),
+            notes: run.notes.clone(),
+            archived: run.archived,
+        }
+    }
+
+    /// The primary metric's value, if the run has it.
+    pub fn metric_value(&self) -> Option<f64> {
+        self.metrics.get(&self.metric).copied()
+    }
+}
+
 /// A file of runs, as exported and imported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bundle {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use leptos::prelude::*;
 
 use crate::registry::{Alert, Alias, DeviceStatus, ModelVersion};
-use crate::run::Run;
+use crate::run::RunSummary;
 use crate::storage::{DeviceEntry, StoredDataset};
 
 /// The dashboard's pages.
@@ -35,7 +35,10 @@ pub struct CompiledModule {
 
 #[derive(Clone, Copy)]
 pub struct AppState {
-    pub runs: RwSignal<Vec<Run>>,
+    /// Summaries of the stored runs (the full records stay in IndexedDB until opened).
+    pub runs: RwSignal<Vec<RunSummary>>,
+    /// While only the newest runs are read (the first screen), how many are stored in all.
+    pub runs_pending: RwSignal<Option<usize>>,
     /// Imported datasets (built-ins are not stored).
     pub datasets: RwSignal<Vec<StoredDataset>>,
     pub selected_run: RwSignal<Option<String>>,
@@ -63,6 +66,7 @@ pub struct AppState {
 pub fn provide_app_state() -> AppState {
     let state = AppState {
         runs: RwSignal::new(Vec::new()),
+        runs_pending: RwSignal::new(None),
         datasets: RwSignal::new(Vec::new()),
         selected_run: RwSignal::new(None),
         compiled: RwSignal::new(None),

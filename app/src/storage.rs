@@ -9,6 +9,9 @@
 //!   [`StoredWindow`] by `key` (device, window size, start, model: range-scannable per device);
 //!   `deployments`: [`Deployment`] by `id`; `alerts`: [`Alert`] by `id`.
 //! - v4: `logs`: [`LogLine`] by `id` (time-ordered).
+//! - v5: `run_summaries`: [`RunSummary`] by `id`, indexed by `started_at_ms` (the runs table
+//!   reads these, newest first, and never the full runs). Written with their run in one
+//!   transaction; runs stored before v5 get theirs on the first load ([`Storage::run_summaries`]).
 //!
 //! Migrations run in `upgradeneeded` by the old version number, so existing data is kept when
 //! a later schema adds stores or indexes. Every write awaits its transaction's commit and
@@ -26,11 +29,14 @@ use wasmops_trainer::csv_import::Prepared;
 
 use crate::logs::LogLine;
 use crate::registry::{Alert, Alias, Deployment, DeviceStatus, ModelVersion, StoredWindow};
-use crate::run::Run;
+use crate::run::{Run, RunSummary};
 
 const DB_NAME: &str = "wasmops";
-const DB_VERSION: u32 = 4;
+const DB_VERSION: u32 = 5;
 const RUNS: &str = "runs";
+const RUN_SUMMARIES: &str = "run_summaries";
+/// Index of `run_summaries` by start time.
+const BY_START: &str = "started_at_ms";
 const DEVICES: &str = "devices";
 const MODULES: &str = "modules";
 const DATASETS: &str = "datasets";
@@ -259,7 +265,7 @@ impl Storage {
             let create = |store: &str, key: &str| {
                 let mut params = ObjectStoreParams::new();
                 params.key_path(Some(KeyPath::new_single(key)));
-                let _ = db.create_object_store(store, params);
+                db.create_object_store(store, params).ok()
             };
             if old < 1 {
                 create(RUNS, "id");
@@ -279,6 +285,11 @@ impl Storage {
             }
             if old < 4 {
                 create(LOGS, "id");
+            }
+            if old < 5 {
+                if let Some(store) = create(RUN_SUMMARIES, "id") {
+                    let _ = store.create_index(BY_START, KeyPath::new_single(BY_START), None);
+                }
             }
         });
         // Another tab holding an older schema open delays the upgrade until it lets go: say so
@@ -416,34 +427,151 @@ impl Storage {
         values.into_iter().map(|v| decode(v, what)).collect()
     }
 
+    /// Writes a run and its summary in one transaction.
     pub async fn put_run(&self, run: &Run) -> Result<(), StorageError> {
-        self.put(RUNS, run).await
+        self.put_runs(std::slice::from_ref(run)).await
     }
 
-    /// Writes all runs in one transaction: either every run is stored or none is.
+    /// Writes all runs and their summaries in one transaction: either every run is stored or
+    /// none is.
     pub async fn put_runs(&self, runs: &[Run]) -> Result<(), StorageError> {
-        self.put_all(RUNS, runs).await
+        let mut items = Vec::with_capacity(2 * runs.len());
+        for run in runs {
+            items.push((RUNS, encode(run)?));
+            items.push((RUN_SUMMARIES, encode(&RunSummary::of(run))?));
+        }
+        self.put_in(items).await
     }
 
-    /// Deletes a run (its modules stay: they are content-addressed and may be deployed).
+    /// Deletes a run and its summary (its modules stay: they are content-addressed and may be
+    /// deployed).
     pub async fn delete_run(&self, id: &str) -> Result<(), StorageError> {
         let tx = self
             .db
-            .transaction(&[RUNS], TransactionMode::ReadWrite)
+            .transaction(&[RUNS, RUN_SUMMARIES], TransactionMode::ReadWrite)
             .map_err(failed("delete"))?;
-        let os = tx.object_store(RUNS).map_err(failed("delete"))?;
-        os.delete(JsValue::from_str(id))
-            .map_err(failed("delete"))?
-            .await
-            .map_err(failed("delete"))?;
+        for store in [RUNS, RUN_SUMMARIES] {
+            tx.object_store(store)
+                .map_err(failed("delete"))?
+                .delete(JsValue::from_str(id))
+                .map_err(failed("delete"))?
+                .await
+                .map_err(failed("delete"))?;
+        }
         commit(tx, "delete").await
     }
 
-    /// All runs, newest first.
-    pub async fn runs(&self) -> Result<Vec<Run>, StorageError> {
-        let mut runs: Vec<Run> = self.all(RUNS, "run").await?;
-        runs.sort_by(|a, b| b.started_at_ms.total_cmp(&a.started_at_ms));
+    /// One full run.
+    pub async fn run(&self, id: &str) -> Result<Option<Run>, StorageError> {
+        self.get(RUNS, id, "run").await
+    }
+
+    /// Full runs by id, in the order asked; ids that are gone are left out.
+    pub async fn runs(&self, ids: &[String]) -> Result<Vec<Run>, StorageError> {
+        let tx = self
+            .db
+            .transaction(&[RUNS], TransactionMode::ReadOnly)
+            .map_err(failed("read"))?;
+        let os = tx.object_store(RUNS).map_err(failed("read"))?;
+        // Requests are queued at once and answered in order: one round trip, not one per run.
+        let pending = ids
+            .iter()
+            .map(|id| {
+                // `into_future` attaches the success handler now, before any event can fire.
+                os.get(JsValue::from_str(id))
+                    .map(std::future::IntoFuture::into_future)
+                    .map_err(failed("read"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut runs = Vec::with_capacity(ids.len());
+        for request in pending {
+            if let Some(v) = request.await.map_err(failed("read"))? {
+                runs.push(decode(v, "run")?);
+            }
+        }
         Ok(runs)
+    }
+
+    /// Ids of every stored run.
+    pub async fn run_ids(&self) -> Result<std::collections::BTreeSet<String>, StorageError> {
+        let tx = self
+            .db
+            .transaction(&[RUNS], TransactionMode::ReadOnly)
+            .map_err(failed("read"))?;
+        let keys = tx
+            .object_store(RUNS)
+            .map_err(failed("read"))?
+            .get_all_keys(None, None)
+            .map_err(failed("read"))?
+            .await
+            .map_err(failed("read"))?;
+        Ok(keys.into_iter().filter_map(|k| k.as_string()).collect())
+    }
+
+    /// The newest `n` run summaries, newest first, and how many runs there are: what the runs
+    /// table shows first (an index cursor, so it costs the same with 10 or 100,000 runs).
+    pub async fn newest_run_summaries(
+        &self,
+        n: usize,
+    ) -> Result<(Vec<RunSummary>, usize), StorageError> {
+        let tx = self
+            .db
+            .transaction(&[RUN_SUMMARIES], TransactionMode::ReadOnly)
+            .map_err(failed("read"))?;
+        let os = tx.object_store(RUN_SUMMARIES).map_err(failed("read"))?;
+        let total = os
+            .count(None)
+            .map_err(failed("read"))?
+            .await
+            .map_err(failed("read"))? as usize;
+        let cursor = os
+            .index(BY_START)
+            .map_err(failed("read"))?
+            .open_cursor(None, Some(idb::CursorDirection::Prev))
+            .map_err(failed("read"))?
+            .await
+            .map_err(failed("read"))?;
+        let mut out = Vec::with_capacity(n);
+        if let Some(cursor) = cursor {
+            let mut cursor = cursor.into_managed();
+            while out.len() < n {
+                let Some(value) = cursor.value().map_err(failed("read"))? else {
+                    break;
+                };
+                out.push(decode(value, "run summary")?);
+                if out.len() < n {
+                    cursor.next(None).await.map_err(failed("read"))?;
+                }
+            }
+        }
+        Ok((out, total))
+    }
+
+    /// Every run summary, newest first. Runs without one (stored before schema v5) get it here,
+    /// written in one transaction; summaries whose run is gone are left out.
+    pub async fn run_summaries(&self) -> Result<Vec<RunSummary>, StorageError> {
+        let mut all: Vec<RunSummary> = self.all(RUN_SUMMARIES, "run summary").await?;
+        let ids = self.run_ids().await?;
+        if ids.len() != all.len() || all.iter().any(|s| !ids.contains(&s.id)) {
+            all.retain(|s| ids.contains(&s.id));
+            let have: std::collections::BTreeSet<&str> =
+                all.iter().map(|s| s.id.as_str()).collect();
+            let missing: Vec<String> = ids
+                .iter()
+                .filter(|id| !have.contains(id.as_str()))
+                .cloned()
+                .collect();
+            let runs = self.runs(&missing).await?;
+            let summaries: Vec<RunSummary> = runs.iter().map(RunSummary::of).collect();
+            self.put_all(RUN_SUMMARIES, &summaries).await?;
+            crate::logs::info(
+                "storage",
+                format!("indexed {} runs for the runs table", summaries.len()),
+            );
+            all.extend(summaries);
+        }
+        all.sort_by(|a, b| b.started_at_ms.total_cmp(&a.started_at_ms));
+        Ok(all)
     }
 
     pub async fn put_device(&self, device: &DeviceEntry) -> Result<(), StorageError> {

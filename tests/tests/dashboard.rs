@@ -428,6 +428,27 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         )
         .await;
     assert!(first.starts_with("decision tree"), "{first}");
+    // The table is virtualized on a fixed row height: every row (tags or not) must have it,
+    // and the whole table must fit the panel without a sideways scroll.
+    let layout = browser
+        .eval_async(
+            "const done = arguments[arguments.length - 1];
+             const box = document.querySelector('.runs-scroll');
+             done({ row_px: Number(box.dataset.rowPx), overflow: box.scrollWidth - box.clientWidth,
+                    heights: [...box.querySelectorAll('tbody tr')].map(r => r.getBoundingClientRect().height) });",
+        )
+        .await;
+    let row_px = layout["row_px"].as_f64().expect("row height");
+    let heights: Vec<f64> = serde_json::from_value(layout["heights"].clone()).expect("heights");
+    assert_eq!(heights.len(), 5, "{layout}");
+    assert!(
+        heights.iter().all(|h| (h - row_px).abs() < 0.5),
+        "rows must be {row_px} px high: {heights:?}"
+    );
+    assert!(
+        layout["overflow"].as_f64() <= Some(0.0),
+        "runs table scrolls sideways: {layout}"
+    );
     browser.screenshot("runs-filtered").await;
 
     // Compare two runs: params side by side, differing rows marked, params vs metric chart.
@@ -492,13 +513,25 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     browser.fill("#run-tags", "baseline, diabetes-ols").await;
     browser.fill("#run-notes", "first try").await;
     browser.click("#run-save-meta").await;
-    browser
-        .wait_text(
-            "table.runs tbody tr:nth-child(1) td.name",
-            "the tags in the table",
-            |t| t.contains("baseline") && t.contains("diabetes-ols"),
-        )
-        .await;
+    // Tags show in the run's cell (the cell ends in an ellipsis when they are wider than it;
+    // its title holds them all).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let cell = browser
+            .html("table.runs tbody tr:nth-child(1) td.name")
+            .await;
+        if cell.contains(r#"<span class="tag">baseline</span>"#)
+            && cell.contains(r#"<span class="tag">diabetes-ols</span>"#)
+            && cell.contains("(tags: baseline, diabetes-ols)")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tags not in the table: {cell}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     browser.fill("#run-filter", "tags = baseline").await;
     browser
         .wait_text("[data-testid=run-count]", "the tagged run", |t| {
@@ -855,5 +888,51 @@ async fn runs_export_and_import_as_a_bundle() {
         "1 of 1 runs",
         "{table}"
     );
+    browser.close().await;
+
+    // Migration: a profile whose database is still at schema v4 (runs, no run summaries) opens
+    // with its runs in the table, and the database is upgraded to v5 with one summary per run.
+    let browser = Browser::start().await;
+    browser.open(&format!("{}/sw.js", site.origin)).await;
+    let made = browser
+        .client
+        .execute_async(
+            "const [run, done] = arguments;
+             const open = indexedDB.open('wasmops', 4);
+             open.onupgradeneeded = () => {
+                 const db = open.result;
+                 for (const [store, key] of [['runs', 'id'], ['devices', 'url'], ['modules', 'hash'],
+                     ['datasets', 'hash'], ['versions', 'hash'], ['aliases', 'key'], ['device_status', 'url'],
+                     ['windows', 'key'], ['deployments', 'id'], ['alerts', 'id'], ['logs', 'id']]) {
+                     db.createObjectStore(store, { keyPath: key });
+                 }
+                 open.transaction.objectStore('runs').put(run);
+             };
+             open.onsuccess = () => { open.result.close(); done('ok'); };
+             open.onerror = () => done(String(open.error));",
+            vec![bundle["runs"][0].clone()],
+        )
+        .await
+        .expect("a v4 database");
+    assert_eq!(made, "ok");
+    browser.open(&site.origin).await;
+    browser
+        .wait_text("table.runs tbody", "the run stored under v4", |t| {
+            t.contains("imported copy")
+        })
+        .await;
+    let after = browser
+        .eval_async(
+            "const done = arguments[arguments.length - 1];
+             const open = indexedDB.open('wasmops');
+             open.onsuccess = () => {
+                 const db = open.result;
+                 const count = db.transaction('run_summaries').objectStore('run_summaries').count();
+                 count.onsuccess = () => { done({ version: db.version, summaries: count.result }); db.close(); };
+             };
+             open.onerror = () => done(String(open.error));",
+        )
+        .await;
+    assert_eq!(after, serde_json::json!({ "version": 5, "summaries": 1 }));
     browser.close().await;
 }

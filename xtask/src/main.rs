@@ -618,4 +618,4 @@ fn bench(ws: &Workspace) -> Result {
 }
 
 /// Benchmarks of the dashboard in Chromium (package `wasmops-e2e`).
-const BROWSER_BENCHES: &[&str] = &["dashboard_load", "telemetry_pull", "training"];
+const BROWSER_BENCHES: &[&str] = &["dashboard_load", "runs_table", "telemetry_pull", "training"];

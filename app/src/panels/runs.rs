@@ -6,11 +6,20 @@ use wasmops_shared::digest::{content_hash, short};
 use wasmops_shared::module::ModuleInfo;
 
 use crate::module_runner::BrowserModule;
-use crate::run::{Bundle, Run};
+use crate::run::{Bundle, Run, RunSummary};
 use crate::state::{use_app_state, CompiledModule};
 use crate::storage::{Storage, StoredModule};
 use wasmops_shared::metrics::evaluate;
 use wasmops_shared::run_filter::{Filter, Value as FilterValue};
+
+/// Height of a row in the runs table, in CSS pixels (the stylesheet fixes it: rows never wrap).
+const ROW_PX: f64 = 36.0;
+/// Rows the table's scroll area shows at once.
+const SCREEN_ROWS: usize = 14;
+/// Rows drawn above and below the screen, so scrolling does not show blanks.
+const MARGIN_ROWS: usize = 8;
+/// How many of the newest runs the page reads before the rest: one screen and its margin.
+pub const FIRST_SCREEN: usize = SCREEN_ROWS + MARGIN_ROWS;
 
 #[component]
 pub fn RunsPanel() -> impl IntoView {
@@ -23,37 +32,81 @@ pub fn RunsPanel() -> impl IntoView {
     let filter = Memo::new(move |_| Filter::parse(&query.get()));
     let show_archived = RwSignal::new(false);
     let compare = RwSignal::new(std::collections::BTreeSet::<String>::new());
+    // Indexes into `state.runs` of the runs shown, in table order. Only indexes are kept, so
+    // filtering 10,000 summaries copies none of them.
     let visible = Memo::new(move |_| {
-        let mut runs = state.runs.get();
-        if !show_archived.get() {
-            runs.retain(|r| !r.archived);
-        }
-        if let Ok(Some(f)) = filter.get() {
-            runs.retain(|r| f.matches(&|k| run_field(r, k)));
-        }
+        let archived = show_archived.get();
         let (by, ascending) = sort.get();
-        runs.sort_by(|a, b| {
-            let o = by
-                .key(a)
-                .partial_cmp(&by.key(b))
-                .unwrap_or(std::cmp::Ordering::Equal);
-            if ascending {
-                o
-            } else {
-                o.reverse()
-            }
-        });
-        runs
+        filter.with(|f| {
+            let f = f.as_ref().ok().and_then(Option::as_ref);
+            state.runs.with(|runs| {
+                let mut shown: Vec<usize> = (0..runs.len())
+                    .filter(|&i| {
+                        let r = &runs[i];
+                        (archived || !r.archived)
+                            && f.is_none_or(|f| f.matches(&|k| run_field(r, k)))
+                    })
+                    .collect();
+                shown.sort_by(|&a, &b| {
+                    let o = by.compare(&runs[a], &runs[b]);
+                    if ascending {
+                        o
+                    } else {
+                        o.reverse()
+                    }
+                });
+                shown
+            })
+        })
+    });
+    // Virtualized rendering: only the rows on screen and a margin around them are in the DOM;
+    // spacers above and below keep the scroll bar true to the whole list.
+    let scroll_top = RwSignal::new(0.0_f64);
+    let scroller = NodeRef::<leptos::html::Div>::new();
+    let window = Memo::new(move |_| {
+        let first = ((scroll_top.get() / ROW_PX) as usize).saturating_sub(MARGIN_ROWS);
+        visible.with(|shown| {
+            let first = first.min(shown.len());
+            let last = (first + SCREEN_ROWS + 2 * MARGIN_ROWS).min(shown.len());
+            let rows: Vec<RunSummary> = state.runs.with(|runs| {
+                shown[first..last]
+                    .iter()
+                    .map(|&i| runs[i].clone())
+                    .collect()
+            });
+            (first, shown.len() - last, rows)
+        })
+    });
+    // A new filter, sort or archive choice starts at the top of the list.
+    Effect::new(move |_| {
+        query.track();
+        sort.track();
+        show_archived.track();
+        if let Some(el) = scroller.get_untracked() {
+            el.set_scroll_top(0);
+        }
+        scroll_top.set(0.0);
     });
     let export_url = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
     let export = move |_| {
-        let json =
-            serde_json::to_string_pretty(&Bundle::new(visible.get_untracked())).unwrap_or_default();
-        match blob_url(&json) {
-            Ok(url) => export_url.set(Some(url)),
-            Err(e) => error.set(Some(e)),
-        }
+        let ids: Vec<String> = visible.with_untracked(|shown| {
+            state
+                .runs
+                .with_untracked(|runs| shown.iter().map(|&i| runs[i].id.clone()).collect())
+        });
+        error.set(None);
+        spawn_local(async move {
+            let runs = match async { Storage::open().await?.runs(&ids).await }.await {
+                Ok(r) => r,
+                Err(e) => return error.set(Some(format!("export failed: {e}"))),
+            };
+            let json = serde_json::to_string_pretty(&Bundle::new(runs)).unwrap_or_default();
+            match blob_url(&json) {
+                Ok(url) => export_url.set(Some(url)),
+                Err(e) => error.set(Some(e)),
+            }
+        });
     };
     let import = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = event_target(&ev);
@@ -75,22 +128,32 @@ pub fn RunsPanel() -> impl IntoView {
                     return error.set(Some(format!("{}: nothing imported: {e}", file.name())))
                 }
             };
-            let known: std::collections::BTreeSet<String> = state
-                .runs
-                .with_untracked(|r| r.iter().map(|x| x.id.clone()).collect());
-            let new: Vec<Run> = bundle
-                .runs
-                .into_iter()
-                .filter(|r| !known.contains(&r.id))
-                .collect();
-            match async { Storage::open().await?.put_runs(&new).await }.await {
-                Ok(()) => {
+            let stored = async {
+                let storage = Storage::open().await?;
+                let known = storage.run_ids().await?;
+                let new: Vec<Run> = bundle
+                    .runs
+                    .into_iter()
+                    .filter(|r| !known.contains(&r.id))
+                    .collect();
+                storage.put_runs(&new).await?;
+                Ok::<_, crate::storage::StorageError>(new)
+            }
+            .await;
+            match stored {
+                Ok(new) => {
                     notice.set(Some(format!(
                         "imported {} runs from {}",
                         new.len(),
                         file.name()
                     )));
-                    state.runs.update(|r| r.extend(new));
+                    crate::logs::info(
+                        "runs",
+                        format!("imported {} runs from {}", new.len(), file.name()),
+                    );
+                    state
+                        .runs
+                        .update(|r| r.extend(new.iter().map(RunSummary::of)));
                 }
                 Err(e) => error.set(Some(format!("nothing imported: {e}"))),
             }
@@ -105,10 +168,21 @@ pub fn RunsPanel() -> impl IntoView {
         }
     };
 
-    let compile = move |run: Run| {
+    let compile = move |id: String| {
         error.set(None);
         busy.set(true);
         spawn_local(async move {
+            let run = match async { Storage::open().await?.run(&id).await }.await {
+                Ok(Some(run)) => run,
+                Ok(None) => {
+                    busy.set(false);
+                    return error.set(Some(format!("run {id} is no longer stored")));
+                }
+                Err(e) => {
+                    busy.set(false);
+                    return error.set(Some(e.to_string()));
+                }
+            };
             match compile_and_verify(&run).await {
                 Ok(m) => {
                     let stored = StoredModule {
@@ -142,6 +216,53 @@ pub fn RunsPanel() -> impl IntoView {
         });
     };
 
+    // Full records are read only for what is opened: the compared runs and the selected one.
+    // They are read again when a run changes (rename, tags, ...).
+    let compared = RwSignal::new(Vec::<Run>::new());
+    Effect::new(move |_| {
+        state.runs.track();
+        let ids: Vec<String> = compare.get().into_iter().collect();
+        if ids.len() < 2 {
+            return compared.set(Vec::new());
+        }
+        spawn_local(async move {
+            match async { Storage::open().await?.runs(&ids).await }.await {
+                // A newer choice may have been made meanwhile: only the current one is shown.
+                Ok(runs) if compare.with_untracked(|c| c.iter().eq(ids.iter())) => {
+                    compared.set(runs)
+                }
+                Ok(_) => {}
+                Err(e) => error.set(Some(format!("compare: {e}"))),
+            }
+        });
+    });
+    let selected = RwSignal::new(None::<Run>);
+    Effect::new(move |_| {
+        state.runs.track();
+        let Some(id) = state.selected_run.get() else {
+            return selected.set(None);
+        };
+        spawn_local(async move {
+            match async { Storage::open().await?.run(&id).await }.await {
+                Ok(run) if state.selected_run.get_untracked().as_deref() == Some(id.as_str()) => {
+                    selected.set(run)
+                }
+                Ok(_) => {}
+                Err(e) => error.set(Some(format!("run {id}: {e}"))),
+            }
+        });
+    });
+    let count = move || {
+        let shown = visible.with(Vec::len);
+        let loaded = state.runs.with(Vec::len);
+        match state.runs_pending.get() {
+            Some(total) => {
+                format!("{shown} of the newest {loaded} of {total} runs (reading the rest)")
+            }
+            None => format!("{shown} of {loaded} runs"),
+        }
+    };
+
     view! {
         <section class="panel" id="runs-panel">
             <h2>"Runs"</h2>
@@ -163,34 +284,33 @@ pub fn RunsPanel() -> impl IntoView {
                         on:change=move |ev| show_archived.set(event_target_checked(&ev)) />
                     " show archived runs"
                 </label>
-                <p class="count" data-testid="run-count">{move || format!("{} of {} runs", visible.with(Vec::len), state.runs.with(Vec::len))}</p>
-                <table class="runs" data-testid="runs">
-                    <thead><tr>
-                        <th title="select to compare">"Cmp"</th>
-                        {header("Run", SortBy::Name, "")}{header("Dataset", SortBy::Dataset, "")}{header("Model", SortBy::Model, "")}
-                        <th>"Metric"</th>{header("Value", SortBy::Metric, "num")}
-                        {header("Duration", SortBy::Duration, "num")}<th>"Code"</th><th></th>
-                    </tr></thead>
-                    <tbody>
-                        <For each=move || visible.get() key=|r| (r.id.clone(), r.name.clone(), r.tags.join(","), r.archived) let:run>
-                            <RunRow run=run.clone() busy=busy on_compile=compile compare=compare />
-                        </For>
-                    </tbody>
-                </table>
+                <p class="count" data-testid="run-count">{count}</p>
+                <div class="runs-scroll" node_ref=scroller data-row-px=ROW_PX
+                    style=format!("max-height: {}px", ROW_PX * (SCREEN_ROWS as f64 + 1.0))
+                    on:scroll=move |_| if let Some(el) = scroller.get_untracked() { scroll_top.set(el.scroll_top() as f64) }>
+                    <div class="spacer" style:height=move || format!("{}px", window.with(|w| w.0) as f64 * ROW_PX)></div>
+                    <table class="runs" data-testid="runs">
+                        <thead><tr>
+                            <th title="select to compare">"Cmp"</th>
+                            {header("Run", SortBy::Name, "")}{header("Started", SortBy::Started, "")}{header("Dataset", SortBy::Dataset, "")}
+                            {header("Model", SortBy::Model, "")}{header("Metric", SortBy::Metric, "num")}
+                            {header("Duration", SortBy::Duration, "num")}<th></th>
+                        </tr></thead>
+                        <tbody>
+                            <For each=move || window.with(|w| w.2.clone()) key=|r| (r.id.clone(), r.name.clone(), r.tags.join(","), r.archived) let:run>
+                                <RunRow run=run busy=busy on_compile=compile compare=compare />
+                            </For>
+                        </tbody>
+                    </table>
+                    <div class="spacer" style:height=move || format!("{}px", window.with(|w| w.1) as f64 * ROW_PX)></div>
+                </div>
             </Show>
             {move || error.get().map(|e| view! { <p class="error" data-testid="runs-error">{e}</p> })}
             {move || {
-                let ids = compare.get();
-                (ids.len() >= 2).then(|| {
-                    let runs: Vec<Run> = state.runs.with(|all| all.iter().filter(|r| ids.contains(&r.id)).cloned().collect());
-                    view! { <crate::panels::compare::CompareRuns runs=runs /> }
-                })
+                let runs = compared.get();
+                (runs.len() >= 2).then(|| view! { <crate::panels::compare::CompareRuns runs=runs /> })
             }}
-            {move || {
-                let id = state.selected_run.get()?;
-                let run = state.runs.with(|r| r.iter().find(|x| x.id == id).cloned())?;
-                Some(view! { <RunDetails run=run /> })
-            }}
+            {move || selected.get().map(|run| view! { <RunDetails run=run /> })}
             {move || state.compiled.get().map(|m| view! { <ModuleSummary m=m /> })}
         </section>
     }
@@ -207,32 +327,31 @@ enum SortBy {
     Duration,
 }
 
-#[derive(PartialEq, PartialOrd)]
-enum SortKey {
-    Num(f64),
-    Text(String),
-}
-
 impl SortBy {
-    fn key(self, r: &Run) -> SortKey {
+    /// Orders two runs by this column (runs without the metric sort below every value).
+    fn compare(self, a: &RunSummary, b: &RunSummary) -> std::cmp::Ordering {
+        let num = |x: f64, y: f64| x.total_cmp(&y);
         match self {
-            SortBy::Started => SortKey::Num(r.started_at_ms),
-            SortBy::Name => SortKey::Text(r.name.clone()),
-            SortBy::Dataset => SortKey::Text(r.dataset.name.clone()),
-            SortBy::Model => SortKey::Text(r.pipeline.model.kind().to_string()),
-            SortBy::Metric => SortKey::Num(r.primary_metric().1.unwrap_or(f64::NEG_INFINITY)),
-            SortBy::Duration => SortKey::Num(r.duration_ms),
+            SortBy::Started => num(a.started_at_ms, b.started_at_ms),
+            SortBy::Name => a.name.cmp(&b.name),
+            SortBy::Dataset => a.dataset.name.cmp(&b.dataset.name),
+            SortBy::Model => a.model.cmp(&b.model),
+            SortBy::Metric => num(
+                a.metric_value().unwrap_or(f64::NEG_INFINITY),
+                b.metric_value().unwrap_or(f64::NEG_INFINITY),
+            ),
+            SortBy::Duration => num(a.duration_ms, b.duration_ms),
         }
     }
 }
 
 /// What the filter language sees of a run.
-fn run_field(r: &Run, field: &str) -> Option<FilterValue> {
+fn run_field(r: &RunSummary, field: &str) -> Option<FilterValue> {
     let text = |s: &str| Some(FilterValue::Text(s.to_string()));
     match field {
         "name" => text(&r.name),
         "dataset" => text(&r.dataset.name),
-        "model" => text(r.pipeline.model.kind()),
+        "model" => text(&r.model),
         "code" => text(&r.code_version),
         "duration_ms" => Some(FilterValue::Num(r.duration_ms)),
         "tags" => Some(FilterValue::List(r.tags.clone())),
@@ -253,25 +372,42 @@ fn run_field(r: &Run, field: &str) -> Option<FilterValue> {
 
 #[component]
 fn RunRow(
-    run: Run,
+    run: RunSummary,
     busy: RwSignal<bool>,
-    on_compile: impl Fn(Run) + Copy + 'static,
+    on_compile: impl Fn(String) + Copy + 'static,
     compare: RwSignal<std::collections::BTreeSet<String>>,
 ) -> impl IntoView {
-    let (metric, value) = run.primary_metric();
-    let value = value
+    let value = run
+        .metric_value()
         .map(|a| format!("{a:.4}"))
         .unwrap_or_else(|| "-".into());
-    let dataset = format!("{} @{}", run.dataset.name, short(&run.dataset.hash));
+    let dataset = format!(
+        "{} @{}",
+        run.dataset.name,
+        run.dataset.hash.get(..6).unwrap_or(&run.dataset.hash)
+    );
+    let dataset_title = format!(
+        "{} ({} rows), content hash {}",
+        run.dataset.name, run.dataset.n_rows, run.dataset.hash
+    );
     let duration = format!("{:.0} ms", run.duration_ms);
-    let kind = run.pipeline.model.kind().replace('_', " ");
-    let code = run.code_version.clone();
-    let name = run.name.clone();
-    let id = run.id.clone();
-    let select_id = run.id.clone();
-    let (cmp_id, cmp_id2) = (run.id.clone(), run.id.clone());
-    let tags = run.tags.clone();
-    let archived = run.archived;
+    let started = started_text(run.started_at_ms);
+    let kind = run.model.replace('_', " ");
+    let RunSummary {
+        id,
+        name,
+        code_version: code,
+        metric,
+        tags,
+        archived,
+        ..
+    } = run;
+    let (select_id, cmp_id, cmp_id2, compile_id) = (id.clone(), id.clone(), id.clone(), id.clone());
+    let name_title = if tags.is_empty() {
+        name.clone()
+    } else {
+        format!("{name} (tags: {})", tags.join(", "))
+    };
     let state = use_app_state();
     view! {
         <tr data-run-id=id class:archived=archived>
@@ -280,21 +416,33 @@ fn RunRow(
                     let on = event_target_checked(&ev);
                     compare.update(|c| { if on { c.insert(cmp_id2.clone()); } else { c.remove(&cmp_id2); } });
                 } /></td>
-            <td class="name"><a href="#" class="run-name" on:click=move |ev| { ev.prevent_default(); state.selected_run.set(Some(select_id.clone())); }>{name}</a>
+            <td class="name" title=name_title><a href="#" class="run-name" on:click=move |ev| { ev.prevent_default(); state.selected_run.set(Some(select_id.clone())); }>{name.clone()}</a>
                 {tags.into_iter().map(|t| view! { <span class="tag">{t}</span> }).collect_view()}
                 {archived.then(|| view! { <span class="tag muted">"archived"</span> })}
             </td>
-            <td class="mono">{dataset}</td>
-            <td>{kind}</td>
-            <td>{metric}</td>
-            <td class="num" data-testid="run-metric">{value}</td>
-            <td class="num">{duration}</td>
-            <td class="mono">{code}</td>
-            <td><button class="compile" disabled=move || busy.get() on:click=move |_| on_compile(run.clone())>
-                "Compile & verify"
+            <td class="mono">{started}</td>
+            <td class="mono" title=dataset_title>{dataset}</td>
+            <td title=kind.clone()>{kind.clone()}</td>
+            <td class="num" title=format!("{metric} on the held-out rows")><span class="metric-name">{metric.clone()}</span>" "<span data-testid="run-metric">{value}</span></td>
+            <td class="num" title=format!("code {code}")>{duration}</td>
+            <td><button class="compile" title="compile the run into a model module and verify it in this browser"
+                disabled=move || busy.get() on:click=move |_| on_compile(compile_id.clone())>
+                "Compile"
             </button></td>
         </tr>
     }
+}
+
+/// A run's start as local `MM-DD HH:MM`.
+fn started_text(ms: f64) -> String {
+    let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms));
+    format!(
+        "{:02}-{:02} {:02}:{:02}",
+        d.get_month() + 1,
+        d.get_date(),
+        d.get_hours(),
+        d.get_minutes()
+    )
 }
 
 /// Rename, tag, annotate, archive or delete (after confirmation) a run; each change is written
@@ -316,7 +464,7 @@ fn RunActions(run: Run) -> impl IntoView {
                     stored.set_value(run.clone());
                     state.runs.update(|runs| {
                         if let Some(r) = runs.iter_mut().find(|r| r.id == run.id) {
-                            *r = run.clone();
+                            *r = RunSummary::of(&run);
                         }
                     });
                 }
@@ -507,23 +655,26 @@ fn RunDetails(run: Run) -> impl IntoView {
 fn ModuleSummary(m: CompiledModule) -> impl IntoView {
     let matches = m.module_metric == m.trained_metric;
     let state = use_app_state();
-    let run = state
+    let default_name = state
         .runs
-        .with_untracked(|r| r.iter().find(|x| x.id == m.run_id).cloned());
-    let default_name = run
-        .as_ref()
-        .map(|r| format!("{}-{}", r.dataset.name, r.pipeline.model.kind()).replace('_', "-"))
+        .with_untracked(|r| {
+            r.iter()
+                .find(|x| x.id == m.run_id)
+                .map(|r| format!("{}-{}", r.dataset.name, r.model).replace('_', "-"))
+        })
         .unwrap_or_default();
     let name = RwSignal::new(default_name);
     let error = RwSignal::new(None::<String>);
-    let stored = StoredValue::new((m.clone(), run));
+    let stored = StoredValue::new(m.clone());
     let register = move |_| {
-        let (m, run) = stored.get_value();
+        let m = stored.get_value();
         error.set(None);
-        let Some(run) = run else {
-            return error.set(Some("the module's run is gone".into()));
-        };
         spawn_local(async move {
+            let run = match async { Storage::open().await?.run(&m.run_id).await }.await {
+                Ok(Some(run)) => run,
+                Ok(None) => return error.set(Some("the module's run is gone".into())),
+                Err(e) => return error.set(Some(e.to_string())),
+            };
             match register_version(&run, &m, name.get_untracked().trim()).await {
                 Ok(v) => {
                     crate::logs::info(
@@ -546,7 +697,7 @@ fn ModuleSummary(m: CompiledModule) -> impl IntoView {
     let registered = move || {
         state.versions.with(|all| {
             all.iter()
-                .find(|v| v.hash == stored.with_value(|(m, _)| m.hash.clone()))
+                .find(|v| v.hash == stored.with_value(|m| m.hash.clone()))
                 .map(|v| v.label())
         })
     };

@@ -228,7 +228,9 @@ pub fn TrainPanel() -> impl IntoView {
                         )));
                     }
                     state.selected_run.set(Some(run.id.clone()));
-                    state.runs.update(|runs| runs.insert(0, run));
+                    state
+                        .runs
+                        .update(|runs| runs.insert(0, crate::run::RunSummary::of(&run)));
                 }
                 Err(e) => {
                     crate::logs::error("train", format!("training failed: {e}"));
