@@ -43,6 +43,17 @@ pub struct Run {
     /// Hidden from the runs table unless archived runs are shown; kept otherwise.
     #[serde(default)]
     pub archived: bool,
+    /// What the training worker did, with times since the run started (the click on Train).
+    #[serde(default)]
+    pub log: Vec<RunLogLine>,
+}
+
+/// One line of a run's own log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunLogLine {
+    /// Milliseconds since the run started.
+    pub t_ms: f64,
+    pub message: String,
 }
 
 impl Run {

@@ -7,21 +7,46 @@ use wasmops_shared::profile::Profile;
 use wasmops_trainer::datasets;
 
 use crate::protocol::TrainRequest;
-use crate::run::{Run, CODE_VERSION};
+use crate::run::{Run, RunLogLine, CODE_VERSION};
 
-/// Trains a run. `progress(stage, fraction)` reports what is happening.
+/// Trains a run. `progress(stage, fraction)` reports what is happening; each stage also goes
+/// into the run's log with its time, so a run says where its duration went.
 pub fn train(
     req: &TrainRequest,
     mut progress: impl FnMut(&str, f64),
     now_ms: impl Fn() -> f64,
 ) -> Result<Run, String> {
+    let log = std::cell::RefCell::new(Vec::new());
+    let note = |message: String| {
+        log.borrow_mut().push(RunLogLine {
+            t_ms: now_ms() - req.started_at_ms,
+            message,
+        })
+    };
     progress("loading dataset", 0.05);
     let data = match &req.data {
         Some(d) => d.clone(),
         None => datasets::builtin(&req.dataset)?,
     };
-    let trained =
-        wasmops_trainer::train(&data, &req.spec, &mut progress).map_err(|e| e.to_string())?;
+    note(format!(
+        "worker has the dataset `{}`: {} rows x {} features ({})",
+        data.name,
+        data.n_rows(),
+        data.n_features(),
+        if req.data.is_some() {
+            "imported"
+        } else {
+            "built-in"
+        }
+    ));
+    let trained = wasmops_trainer::train(&data, &req.spec, |stage, fraction| {
+        note(stage.to_string());
+        progress(stage, fraction)
+    })
+    .map_err(|e| e.to_string())?;
+    let hash = data.content_hash();
+    let profile = Profile::from_rows(&data.feature_names, &trained.train_x);
+    note("dataset hashed and training split profiled".into());
     let mut params: BTreeMap<String, serde_json::Value> =
         match serde_json::to_value(&req.spec.algorithm) {
             Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
@@ -41,12 +66,12 @@ pub fn train(
         code_version: CODE_VERSION.to_string(),
         dataset: DatasetRef {
             name: data.name.clone(),
-            hash: data.content_hash(),
+            hash,
             n_rows: data.n_rows(),
         },
         feature_names: data.feature_names.clone(),
         target_name: data.target_name.clone(),
-        profile: Profile::from_rows(&data.feature_names, &trained.train_x),
+        profile,
         class_names: trained.class_names,
         params,
         metrics: trained.metrics,
@@ -58,5 +83,6 @@ pub fn train(
         tags: Vec::new(),
         notes: String::new(),
         archived: false,
+        log: log.take(),
     })
 }

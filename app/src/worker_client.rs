@@ -8,7 +8,7 @@ use futures_channel::oneshot;
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker};
 
-use crate::protocol::{TrainRequest, WorkerMessage};
+use crate::protocol::{Envelope, TrainRequest, WorkerMessage};
 use crate::run::Run;
 
 /// The loader script trunk generates for the `train_worker` binary.
@@ -39,7 +39,7 @@ impl TrainJob {
             worker: worker.clone(),
             done: done.clone(),
         };
-        let request = serde_json::to_string(&req).map_err(|e| e.to_string())?;
+        let request = req.into_envelope()?;
         let w = worker.clone();
         let finish = move |result: Result<Run, String>| {
             if let Some(tx) = done.borrow_mut().take() {
@@ -49,21 +49,19 @@ impl TrainJob {
         };
         let worker_for_ready = worker.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-            let Some(text) = event.data().as_string() else {
-                return;
-            };
-            match serde_json::from_str::<WorkerMessage>(&text) {
+            let message = Envelope::from_js(&event.data()).and_then(WorkerMessage::from_envelope);
+            match message {
                 Ok(WorkerMessage::Ready) => {
-                    if let Err(e) = worker_for_ready.post_message(&JsValue::from_str(&request)) {
+                    let (message, transfer) = request.to_js();
+                    if let Err(e) = worker_for_ready.post_message_with_transfer(&message, &transfer)
+                    {
                         finish(Err(format!("could not send the training request: {e:?}")));
                     }
                 }
                 Ok(WorkerMessage::Progress { stage, fraction }) => on_progress(stage, fraction),
                 Ok(WorkerMessage::Done { run }) => finish(Ok(*run)),
                 Ok(WorkerMessage::Failed { error }) => finish(Err(error)),
-                Err(e) => finish(Err(format!(
-                    "unreadable message from the training worker: {e}"
-                ))),
+                Err(e) => finish(Err(e)),
             }
         });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

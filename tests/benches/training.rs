@@ -48,42 +48,17 @@ const ALGORITHMS: &[Algorithm] = &[
     ),
 ];
 
-/// splitmix64: a fixed, seedable stream (the dataset must be the same in every run).
-struct Stream(u64);
-impl Stream {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform().max(1e-300), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
-
+/// The benchmark dataset as a CSV (`wasmops_trainer::datasets::synthetic`, seed 42).
 fn write_dataset(path: &Path) {
-    let mut s = Stream(42);
+    let data = wasmops_trainer::datasets::synthetic(ROWS, FEATURES, 42);
     let mut csv = String::with_capacity(ROWS * FEATURES * 10);
-    let header: Vec<String> = (0..FEATURES).map(|j| format!("f{j}")).collect();
-    csv.push_str(&header.join(","));
+    csv.push_str(&data.feature_names.join(","));
     csv.push_str(",label\n");
-    for _ in 0..ROWS {
-        let class = (s.next() % 3) as usize;
-        for j in 0..FEATURES {
-            let mean = if j < 10 {
-                (class as f64 - 1.0) * 0.6 * ((j % 3) as f64 + 1.0)
-            } else {
-                0.0
-            };
-            csv.push_str(&format!("{:.5},", mean + s.normal()));
+    for i in 0..data.n_rows() {
+        for v in data.row(i) {
+            csv.push_str(&format!("{v:.5},"));
         }
-        csv.push_str(["a", "b", "c"][class]);
+        csv.push_str(&data.class_names[data.y[i] as usize]);
         csv.push('\n');
     }
     std::fs::write(path, csv).expect("write dataset");

@@ -36,6 +36,21 @@ async fn train_compile_deploy_loop() {
         metrics.contains("precision_macro") && metrics.contains("recall_macro"),
         "{metrics}"
     );
+    // The run's own log: what the worker did and when.
+    let log = browser
+        .wait_text("[data-testid=run-log]", "the run's log", |t| {
+            t.contains("done")
+        })
+        .await;
+    for stage in [
+        "worker has the dataset `iris`: 150 rows x 4 features",
+        "splitting",
+        "fitting",
+        "evaluating",
+        "curves",
+    ] {
+        assert!(log.contains(stage), "no `{stage}` in the run's log:\n{log}");
+    }
     let cells = browser
         .client
         .find_all(fantoccini::Locator::Css("table.confusion td"))

@@ -5,7 +5,7 @@
 //! stays responsive; cancelling is `Worker::terminate()` on the page side.
 
 use wasm_bindgen::prelude::*;
-use wasmops_app::protocol::{TrainRequest, WorkerMessage};
+use wasmops_app::protocol::{Envelope, TrainRequest, WorkerMessage};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 fn main() {
@@ -13,29 +13,18 @@ fn main() {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let post_scope = scope.clone();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        let post = |msg: &WorkerMessage| {
-            let text = serde_json::to_string(msg).expect("worker messages serialize");
-            let _ = post_scope.post_message(&JsValue::from_str(&text));
+        let post = |msg: WorkerMessage| {
+            let (message, transfer) = msg.into_envelope().to_js();
+            let _ = post_scope.post_message_with_transfer(&message, &transfer);
         };
-        let Some(text) = event.data().as_string() else {
-            post(&WorkerMessage::Failed {
-                error: "worker received a non-text message".into(),
-            });
-            return;
-        };
-        let req: TrainRequest = match serde_json::from_str(&text) {
+        let req = match Envelope::from_js(&event.data()).and_then(TrainRequest::from_envelope) {
             Ok(r) => r,
-            Err(e) => {
-                post(&WorkerMessage::Failed {
-                    error: format!("malformed training request: {e}"),
-                });
-                return;
-            }
+            Err(error) => return post(WorkerMessage::Failed { error }),
         };
         let result = wasmops_app::training::train(
             &req,
             |stage, fraction| {
-                post(&WorkerMessage::Progress {
+                post(WorkerMessage::Progress {
                     stage: stage.to_string(),
                     fraction,
                 })
@@ -43,13 +32,13 @@ fn main() {
             js_sys::Date::now,
         );
         match result {
-            Ok(run) => post(&WorkerMessage::Done { run: Box::new(run) }),
-            Err(error) => post(&WorkerMessage::Failed { error }),
+            Ok(run) => post(WorkerMessage::Done { run: Box::new(run) }),
+            Err(error) => post(WorkerMessage::Failed { error }),
         }
     });
     scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.
     on_message.forget();
-    let ready = serde_json::to_string(&WorkerMessage::Ready).expect("worker messages serialize");
-    let _ = scope.post_message(&JsValue::from_str(&ready));
+    let (ready, transfer) = WorkerMessage::Ready.into_envelope().to_js();
+    let _ = scope.post_message_with_transfer(&ready, &transfer);
 }

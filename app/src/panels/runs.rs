@@ -630,6 +630,18 @@ fn RunDetails(run: Run) -> impl IntoView {
                     }).collect_view()}
                 </div>
             })}
+            {(!run.log.is_empty()).then(|| {
+                let mut previous = 0.0;
+                let text: Vec<String> = run.log.iter().map(|l| {
+                    let line = format!("{:>9.3} s  {:>+9.3} s  {}", l.t_ms / 1000.0, (l.t_ms - previous) / 1000.0, l.message);
+                    previous = l.t_ms;
+                    line
+                }).collect();
+                view! {
+                    <h4>"Log (time since Train was clicked, and since the line before)"</h4>
+                    <pre class="run-log" data-testid="run-log">{text.join("\n")}</pre>
+                }
+            })}
             {pva.map(|svg| match svg {
                 Ok(svg) => view! { <div class="chart" data-chart="predicted-vs-actual" inner_html=svg></div> }.into_any(),
                 Err(e) => view! { <p class="error">{format!("predicted vs actual: {e}")}</p> }.into_any(),
