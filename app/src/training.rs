@@ -44,9 +44,14 @@ pub fn train(
         progress(stage, fraction)
     })
     .map_err(|e| e.to_string())?;
-    let hash = data.content_hash();
+    // An imported dataset is chosen by its content hash (computed at import by the same
+    // function); only built-ins are hashed here.
+    let hash = match (req.dataset.strip_prefix("csv:"), &req.data) {
+        (Some(h), Some(_)) => h.to_string(),
+        _ => data.content_hash(),
+    };
     let profile = Profile::from_rows(&data.feature_names, &trained.train_x);
-    note("dataset hashed and training split profiled".into());
+    note("training split profiled (for drift); run recorded".into());
     let mut params: BTreeMap<String, serde_json::Value> =
         match serde_json::to_value(&req.spec.algorithm) {
             Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),

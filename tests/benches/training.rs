@@ -185,6 +185,7 @@ async fn run() {
     browser.select("#dataset", &value).await;
 
     let mut results = Vec::new();
+    let mut logs = Vec::new();
     for (name, params, _) in ALGORITHMS {
         browser.select("#algorithm", name).await;
         for (p, v) in *params {
@@ -197,35 +198,39 @@ async fn run() {
             assert!(Instant::now() < deadline, "{name} did not finish in 30 min");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        let first = "[data-testid=runs] tbody tr:nth-child(1)";
         let row = browser
-            .wait_text("table.runs tbody tr:nth-child(1)", "the run", |t| {
-                t.contains(" ms")
-            })
+            .wait_text(first, "the run", |t| t.contains(" ms"))
             .await;
-        // Cells: name, dataset, model, metric, value, duration, code.
-        let cells: Vec<String> = {
-            let mut v = Vec::new();
-            for c in browser
-                .client
-                .find_all(fantoccini::Locator::Css(
-                    "table.runs tbody tr:nth-child(1) td",
-                ))
-                .await
-                .unwrap()
-            {
-                v.push(c.text().await.unwrap_or_default());
-            }
-            v
+        let browser = &browser;
+        let text = |css: String| async move {
+            browser.current_text(&css).await.unwrap_or_default()
         };
-        let metric = cells[4].clone();
-        let value: f64 = cells[5].parse().unwrap_or(f64::NAN);
-        let ms: f64 = cells[6].trim_end_matches(" ms").parse().unwrap_or(f64::NAN);
+        let metric = text(format!("{first} .metric-name")).await;
+        let value: f64 = text(format!("{first} [data-testid=run-metric]"))
+            .await
+            .parse()
+            .unwrap_or(f64::NAN);
+        // Cells: compare, name, started, dataset, model, metric, duration.
+        let ms: f64 = text(format!("{first} td:nth-child(7)"))
+            .await
+            .trim_end_matches(" ms")
+            .parse()
+            .unwrap_or(f64::NAN);
         eprintln!("bench: {name}: {row}");
+        // Where the time went, from the run's own log.
+        browser.click(&format!("{first} a.run-name")).await;
+        let log = browser
+            .wait_text("[data-testid=run-log]", "the run's log", |t| t.contains("done"))
+            .await;
+        logs.push(format!("{name}:\n{log}"));
         results.push((name.to_string(), ms, metric, value));
     }
     browser.close().await;
 
     println!("\n## Training in the tab against scikit-learn (issue 5)\n");
+    println!("Each run's log (start of each step since Train was clicked, how long it took, step):\n");
+    println!("```\n{}\n```\n", logs.join("\n"));
     println!("{ROWS} x {FEATURES} synthetic, 3 classes; CSV import into the dashboard: {import_ms:.0} ms\n");
     println!("| algorithm | dashboard (worker, whole job) ms | held-out | scikit-learn fit ms | held-out | time ratio |");
     println!("|---|---:|---:|---:|---:|---:|");

@@ -4,7 +4,8 @@
 //! importances. Against the browser's figures this separates what linfa costs from what wasm
 //! and the worker add.
 //!
-//! `cargo bench -p wasmops-trainer --bench fit` (part of `cargo xtask bench`).
+//! `cargo bench -p wasmops-trainer --bench fit` (part of `cargo xtask bench`). One thread, as
+//! the worker and scikit-learn: linfa's k-means would otherwise use rayon's pool.
 //! `WASMOPS_BENCH_ROWS=20000` for a quicker look.
 
 use std::time::Instant;
@@ -12,6 +13,7 @@ use std::time::Instant;
 use wasmops_trainer::{datasets, train, Algorithm, TrainSpec};
 
 fn main() {
+    rayon_one_thread();
     let rows: usize = std::env::var("WASMOPS_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -82,4 +84,11 @@ fn main() {
                 .unwrap_or_else(|| "-".into()),
         );
     }
+}
+
+/// linfa-clustering runs its assignment step on rayon's global pool; the pool reads this
+/// before its first use.
+fn rayon_one_thread() {
+    // SAFETY: called first thing in `main`, before any other thread exists.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
 }

@@ -581,7 +581,11 @@ mod tests {
 }
 
 /// Benchmarks, one `cargo bench` target each (release build, same package set every time).
-const BENCHES: &[(&str, &str)] = &[("wasmops-shared", "modules"), ("wasmops-edge", "http")];
+const BENCHES: &[(&str, &str)] = &[
+    ("wasmops-shared", "modules"),
+    ("wasmops-edge", "http"),
+    ("wasmops-trainer", "fit"),
+];
 
 fn bench(ws: &Workspace) -> Result {
     for (package, target) in BENCHES {

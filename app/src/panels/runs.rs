@@ -631,14 +631,13 @@ fn RunDetails(run: Run) -> impl IntoView {
                 </div>
             })}
             {(!run.log.is_empty()).then(|| {
-                let mut previous = 0.0;
-                let text: Vec<String> = run.log.iter().map(|l| {
-                    let line = format!("{:>9.3} s  {:>+9.3} s  {}", l.t_ms / 1000.0, (l.t_ms - previous) / 1000.0, l.message);
-                    previous = l.t_ms;
-                    line
+                // Each stage's line shows when it began and how long it took (until the next line).
+                let text: Vec<String> = run.log.iter().enumerate().map(|(i, l)| {
+                    let took = run.log.get(i + 1).map_or("".to_string(), |next| format!("{:.3} s", (next.t_ms - l.t_ms) / 1000.0));
+                    format!("{:>9.3} s  {:>10}  {}", l.t_ms / 1000.0, took, l.message)
                 }).collect();
                 view! {
-                    <h4>"Log (time since Train was clicked, and since the line before)"</h4>
+                    <h4>"Log (start of each step since Train was clicked, how long it took, step)"</h4>
                     <pre class="run-log" data-testid="run-log">{text.join("\n")}</pre>
                 }
             })}
