@@ -114,6 +114,18 @@ pub struct RunSummary {
     pub tags: Vec<String>,
     pub notes: String,
     pub archived: bool,
+    /// `finished`, `failed` or `cancelled`. Only finished runs have a full [`Run`] record; the
+    /// others are tracked by their summary alone, with what stopped them.
+    #[serde(default = "finished")]
+    pub status: String,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+pub const FINISHED: &str = "finished";
+
+fn finished() -> String {
+    FINISHED.to_string()
 }
 
 impl RunSummary {
@@ -132,7 +144,13 @@ impl RunSummary {
             tags: run.tags.clone(),
             notes: run.notes.clone(),
             archived: run.archived,
+            status: finished(),
+            error: None,
         }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.status == FINISHED
     }
 
     /// The primary metric's value, if the run has it.

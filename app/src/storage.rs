@@ -443,6 +443,11 @@ impl Storage {
         self.put_in(items).await
     }
 
+    /// A run that has only its summary (failed or cancelled).
+    pub async fn put_run_summary(&self, summary: &RunSummary) -> Result<(), StorageError> {
+        self.put(RUN_SUMMARIES, summary).await
+    }
+
     /// Deletes a run and its summary (its modules stay: they are content-addressed and may be
     /// deployed).
     pub async fn delete_run(&self, id: &str) -> Result<(), StorageError> {
@@ -548,12 +553,13 @@ impl Storage {
     }
 
     /// Every run summary, newest first. Runs without one (stored before schema v5) get it here,
-    /// written in one transaction; summaries whose run is gone are left out.
+    /// written in one transaction; finished summaries whose run is gone are left out.
     pub async fn run_summaries(&self) -> Result<Vec<RunSummary>, StorageError> {
         let mut all: Vec<RunSummary> = self.all(RUN_SUMMARIES, "run summary").await?;
         let ids = self.run_ids().await?;
-        if ids.len() != all.len() || all.iter().any(|s| !ids.contains(&s.id)) {
-            all.retain(|s| ids.contains(&s.id));
+        let finished = all.iter().filter(|s| s.is_finished()).count();
+        if ids.len() != finished || all.iter().any(|s| s.is_finished() && !ids.contains(&s.id)) {
+            all.retain(|s| !s.is_finished() || ids.contains(&s.id));
             let have: std::collections::BTreeSet<&str> =
                 all.iter().map(|s| s.id.as_str()).collect();
             let missing: Vec<String> = ids

@@ -9,6 +9,22 @@ use wasmops_trainer::datasets;
 use crate::protocol::TrainRequest;
 use crate::run::{Run, RunLogLine, CODE_VERSION};
 
+/// A run's params: the algorithm's hyperparameters, scaling, split and seed.
+pub fn params_of(spec: &wasmops_trainer::TrainSpec) -> BTreeMap<String, serde_json::Value> {
+    let mut params: BTreeMap<String, serde_json::Value> =
+        match serde_json::to_value(&spec.algorithm) {
+            Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
+            _ => BTreeMap::new(),
+        };
+    params.insert("scale".into(), serde_json::json!(spec.scale));
+    params.insert(
+        "test_fraction".into(),
+        serde_json::json!(spec.test_fraction),
+    );
+    params.insert("seed".into(), serde_json::json!(spec.seed));
+    params
+}
+
 /// Trains a run. `progress(stage, fraction)` reports what is happening; each stage also goes
 /// into the run's log with its time, so a run says where its duration went.
 pub fn train(
@@ -52,17 +68,7 @@ pub fn train(
     };
     let profile = Profile::from_rows(&data.feature_names, &trained.train_x);
     note("training split profiled (for drift); run recorded".into());
-    let mut params: BTreeMap<String, serde_json::Value> =
-        match serde_json::to_value(&req.spec.algorithm) {
-            Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-            _ => BTreeMap::new(),
-        };
-    params.insert("scale".into(), serde_json::json!(req.spec.scale));
-    params.insert(
-        "test_fraction".into(),
-        serde_json::json!(req.spec.test_fraction),
-    );
-    params.insert("seed".into(), serde_json::json!(req.spec.seed));
+    let params = params_of(&req.spec);
     Ok(Run {
         id: req.run_id.clone(),
         name: req.run_name.clone(),

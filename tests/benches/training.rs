@@ -203,9 +203,8 @@ async fn run() {
             .wait_text(first, "the run", |t| t.contains(" ms"))
             .await;
         let browser = &browser;
-        let text = |css: String| async move {
-            browser.current_text(&css).await.unwrap_or_default()
-        };
+        let text =
+            |css: String| async move { browser.current_text(&css).await.unwrap_or_default() };
         let metric = text(format!("{first} .metric-name")).await;
         let value: f64 = text(format!("{first} [data-testid=run-metric]"))
             .await
@@ -221,7 +220,9 @@ async fn run() {
         // Where the time went, from the run's own log.
         browser.click(&format!("{first} a.run-name")).await;
         let log = browser
-            .wait_text("[data-testid=run-log]", "the run's log", |t| t.contains("done"))
+            .wait_text("[data-testid=run-log]", "the run's log", |t| {
+                t.contains("done")
+            })
             .await;
         logs.push(format!("{name}:\n{log}"));
         results.push((name.to_string(), ms, metric, value));
@@ -229,7 +230,9 @@ async fn run() {
     browser.close().await;
 
     println!("\n## Training in the tab against scikit-learn (issue 5)\n");
-    println!("Each run's log (start of each step since Train was clicked, how long it took, step):\n");
+    println!(
+        "Each run's log (start of each step since Train was clicked, how long it took, step):\n"
+    );
     println!("```\n{}\n```\n", logs.join("\n"));
     println!("{ROWS} x {FEATURES} synthetic, 3 classes; CSV import into the dashboard: {import_ms:.0} ms\n");
     println!("| algorithm | dashboard (worker, whole job) ms | held-out | scikit-learn fit ms | held-out | time ratio |");

@@ -951,3 +951,57 @@ async fn runs_export_and_import_as_a_bundle() {
     assert_eq!(after, serde_json::json!({ "version": 5, "summaries": 1 }));
     browser.close().await;
 }
+
+/// A run cancelled in the middle is tracked as such (params, how long it ran), survives a
+/// reload, is found by `status = cancelled`, and can be deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_is_tracked() {
+    let site = StaticSite::dashboard();
+    let browser = Browser::start().await;
+    browser.open(&site.origin).await;
+    browser.select("#dataset", "winequality").await;
+    browser.select("#algorithm", "random_forest").await;
+    browser.fill("#param-n_trees", "1000").await;
+    browser.click("#train").await;
+    // Cancel once the worker is fitting.
+    browser
+        .wait_text(".progress", "the fit under way", |t| t.contains("fitting"))
+        .await;
+    browser.click("#cancel").await;
+    let status = browser
+        .wait_text("[data-testid=run-status]", "the cancelled run", |t| {
+            t == "cancelled"
+        })
+        .await;
+    assert_eq!(status, "cancelled");
+    browser.client.refresh().await.expect("reload");
+    browser.fill("#run-filter", "status = cancelled").await;
+    browser
+        .wait_text(
+            "[data-testid=run-count]",
+            "the cancelled run after reload",
+            |t| t == "1 of 1 runs",
+        )
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(1) a.run-name")
+        .await;
+    let stopped = browser
+        .wait_text("[data-testid=run-stopped]", "what stopped it", |t| {
+            t.starts_with("cancelled after")
+        })
+        .await;
+    assert!(stopped.ends_with("cancelled"), "{stopped}");
+    let details = browser.html("[data-testid=run-details]").await;
+    assert!(
+        details.contains("n_trees") && details.contains("1000"),
+        "params kept: {details}"
+    );
+    browser.screenshot("cancelled-run").await;
+    browser.click("#run-delete").await;
+    browser.accept_dialog().await;
+    browser
+        .wait_text("#runs-panel", "no runs left", |t| t.contains("No runs yet"))
+        .await;
+    browser.close().await;
+}

@@ -311,6 +311,12 @@ pub fn RunsPanel() -> impl IntoView {
                 (runs.len() >= 2).then(|| view! { <crate::panels::compare::CompareRuns runs=runs /> })
             }}
             {move || selected.get().map(|run| view! { <RunDetails run=run /> })}
+            {move || {
+                // A failed or cancelled run has no full record: its summary says what happened.
+                let id = state.selected_run.get()?;
+                let s = state.runs.with(|r| r.iter().find(|s| s.id == id && !s.is_finished()).cloned())?;
+                Some(view! { <StoppedRun run=s /> })
+            }}
             {move || state.compiled.get().map(|m| view! { <ModuleSummary m=m /> })}
         </section>
     }
@@ -357,6 +363,8 @@ fn run_field(r: &RunSummary, field: &str) -> Option<FilterValue> {
         "tags" => Some(FilterValue::List(r.tags.clone())),
         "notes" => text(&r.notes),
         "archived" => text(if r.archived { "true" } else { "false" }),
+        "status" => text(&r.status),
+        "error" => r.error.as_deref().and_then(text),
         _ => {
             if let Some(m) = field.strip_prefix("metrics.") {
                 return r.metrics.get(m).map(|v| FilterValue::Num(*v));
@@ -400,8 +408,11 @@ fn RunRow(
         metric,
         tags,
         archived,
+        status,
+        error,
         ..
     } = run;
+    let finished = status == crate::run::FINISHED;
     let (select_id, cmp_id, cmp_id2, compile_id) = (id.clone(), id.clone(), id.clone(), id.clone());
     let name_title = if tags.is_empty() {
         name.clone()
@@ -423,12 +434,18 @@ fn RunRow(
             <td class="mono">{started}</td>
             <td class="mono" title=dataset_title>{dataset}</td>
             <td title=kind.clone()>{kind.clone()}</td>
-            <td class="num" title=format!("{metric} on the held-out rows")><span class="metric-name">{metric.clone()}</span>" "<span data-testid="run-metric">{value}</span></td>
+            {if finished {
+                view! { <td class="num" title=format!("{metric} on the held-out rows")><span class="metric-name">{metric.clone()}</span>" "<span data-testid="run-metric">{value}</span></td> }.into_any()
+            } else {
+                view! { <td class="num error" title=error.unwrap_or_default() data-testid="run-status">{status}</td> }.into_any()
+            }}
             <td class="num" title=format!("code {code}")>{duration}</td>
-            <td><button class="compile" title="compile the run into a model module and verify it in this browser"
-                disabled=move || busy.get() on:click=move |_| on_compile(compile_id.clone())>
-                "Compile"
-            </button></td>
+            <td>{finished.then(|| view! {
+                <button class="compile" title="compile the run into a model module and verify it in this browser"
+                    disabled=move || busy.get() on:click=move |_| on_compile(compile_id.clone())>
+                    "Compile"
+                </button>
+            })}</td>
         </tr>
     }
 }
@@ -443,6 +460,59 @@ fn started_text(ms: f64) -> String {
         d.get_hours(),
         d.get_minutes()
     )
+}
+
+/// A run that did not finish: its params, how long it ran and what stopped it; it can be
+/// deleted like any run.
+#[component]
+fn StoppedRun(run: RunSummary) -> impl IntoView {
+    let state = use_app_state();
+    let error = RwSignal::new(None::<String>);
+    let id = run.id.clone();
+    let question = format!("Delete run \"{}\"? This cannot be undone.", run.name);
+    let delete = move |_| {
+        let confirmed = web_sys::window()
+            .and_then(|w| w.confirm_with_message(&question).ok())
+            .unwrap_or(false);
+        if !confirmed {
+            return;
+        }
+        let id = id.clone();
+        spawn_local(async move {
+            match async { Storage::open().await?.delete_run(&id).await }.await {
+                Ok(()) => {
+                    state.selected_run.set(None);
+                    state.runs.update(|runs| runs.retain(|r| r.id != id));
+                }
+                Err(e) => error.set(Some(format!("delete failed: {e}"))),
+            }
+        });
+    };
+    let params: Vec<(String, String)> = run
+        .params
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect();
+    view! {
+        <div class="details" data-testid="run-details">
+            <h3>{format!("{} on {} ({})", run.name, run.dataset.name, run.status)}</h3>
+            <p class="error" data-testid="run-stopped">
+                {format!("{} after {:.1} s: {}", run.status, run.duration_ms / 1000.0, run.error.clone().unwrap_or_default())}
+            </p>
+            <div class="actions run-actions">
+                <button id="run-delete" class="danger" on:click=delete>"Delete run"</button>
+            </div>
+            <dl>{params.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="mono">{v}</dd> }).collect_view()}</dl>
+            {move || error.get().map(|e| view! { <p class="error">{e}</p> })}
+        </div>
+    }
 }
 
 /// Rename, tag, annotate, archive or delete (after confirmation) a run; each change is written

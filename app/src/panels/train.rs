@@ -190,6 +190,38 @@ pub fn TrainPanel() -> impl IntoView {
                 req.run_name, req.dataset, req.spec.algorithm
             ),
         );
+        // What is tracked if the run fails or is cancelled (it then has no full record).
+        let attempt = crate::run::RunSummary {
+            id: req.run_id.clone(),
+            name: req.run_name.clone(),
+            started_at_ms: req.started_at_ms,
+            duration_ms: 0.0,
+            code_version: crate::run::CODE_VERSION.to_string(),
+            dataset: wasmops_shared::module::DatasetRef {
+                name: req
+                    .data
+                    .as_ref()
+                    .map_or(req.dataset.clone(), |d| d.name.clone()),
+                hash: req
+                    .dataset
+                    .strip_prefix("csv:")
+                    .unwrap_or_default()
+                    .to_string(),
+                n_rows: req.data.as_ref().map_or(0, |d| d.n_rows()),
+            },
+            model: serde_json::to_value(&req.spec.algorithm)
+                .ok()
+                .and_then(|v| v["algorithm"].as_str().map(str::to_string))
+                .unwrap_or_default(),
+            metric: String::new(),
+            params: crate::training::params_of(&req.spec),
+            metrics: Default::default(),
+            tags: Vec::new(),
+            notes: String::new(),
+            archived: false,
+            status: "failed".into(),
+            error: None,
+        };
         progress.set(Some(("starting worker".into(), 0.0)));
         let (handle, done) =
             match TrainJob::start(req, move |stage, f| progress.set(Some((stage, f)))) {
@@ -233,8 +265,26 @@ pub fn TrainPanel() -> impl IntoView {
                         .update(|runs| runs.insert(0, crate::run::RunSummary::of(&run)));
                 }
                 Err(e) => {
-                    crate::logs::error("train", format!("training failed: {e}"));
-                    error.set(Some(e));
+                    let mut attempt = attempt;
+                    attempt.duration_ms = js_sys::Date::now() - attempt.started_at_ms;
+                    if e == "cancelled" {
+                        attempt.status = "cancelled".into();
+                        crate::logs::warn("train", format!("{} cancelled", attempt.name));
+                    } else {
+                        crate::logs::error("train", format!("{} failed: {e}", attempt.name));
+                        error.set(Some(e.clone()));
+                    }
+                    attempt.error = Some(e);
+                    // Tracked too: a failed or cancelled run keeps its params and what stopped it.
+                    if let Err(e) =
+                        async { Storage::open().await?.put_run_summary(&attempt).await }.await
+                    {
+                        crate::logs::error(
+                            "storage",
+                            format!("run {} not saved: {e}", attempt.name),
+                        );
+                    }
+                    state.runs.update(|runs| runs.insert(0, attempt));
                 }
             }
         });
