@@ -389,11 +389,10 @@ fn RunRow(
         .metric_value()
         .map(|a| format!("{a:.4}"))
         .unwrap_or_else(|| "-".into());
-    let dataset = format!(
-        "{} @{}",
-        run.dataset.name,
-        run.dataset.hash.get(..6).unwrap_or(&run.dataset.hash)
-    );
+    let dataset = match run.dataset.hash.get(..6) {
+        Some(h) => format!("{} @{h}", run.dataset.name),
+        None => run.dataset.name.clone(),
+    };
     let dataset_title = format!(
         "{} ({} rows), content hash {}",
         run.dataset.name, run.dataset.n_rows, run.dataset.hash
@@ -504,7 +503,10 @@ fn StoppedRun(run: RunSummary) -> impl IntoView {
         <div class="details" data-testid="run-details">
             <h3>{format!("{} on {} ({})", run.name, run.dataset.name, run.status)}</h3>
             <p class="error" data-testid="run-stopped">
-                {format!("{} after {:.1} s: {}", run.status, run.duration_ms / 1000.0, run.error.clone().unwrap_or_default())}
+                {match run.error.as_deref() {
+                    Some(e) if e != run.status => format!("{} after {:.1} s: {e}", run.status, run.duration_ms / 1000.0),
+                    _ => format!("{} after {:.1} s", run.status, run.duration_ms / 1000.0),
+                }}
             </p>
             <div class="actions run-actions">
                 <button id="run-delete" class="danger" on:click=delete>"Delete run"</button>
