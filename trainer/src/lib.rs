@@ -12,6 +12,7 @@
 
 pub mod csv_import;
 pub mod datasets;
+pub mod logistic;
 
 use std::collections::BTreeMap;
 
@@ -20,7 +21,6 @@ use linfa_clustering::KMeans;
 use linfa_elasticnet::ElasticNet;
 use linfa_ensemble::EnsembleLearnerParams;
 use linfa_linear::LinearRegression;
-use linfa_logistic::MultiLogisticRegression;
 use linfa_trees::DecisionTree;
 use ndarray::{Array1, Array2};
 use rand_xoshiro::rand_core::SeedableRng;
@@ -234,6 +234,8 @@ pub fn train(
     let as_class = |y: &Array1<f64>| y.mapv(|v| v as usize);
 
     progress("fitting", 0.3);
+    // Logistic regression records its curve during the fit (see [`logistic`]).
+    let mut logistic_curves = None;
     let (model, linfa_pred): (Model, Vec<f64>) = match &spec.algorithm {
         Algorithm::LinearRegression => {
             let fit = LinearRegression::new()
@@ -267,12 +269,47 @@ pub fn train(
             alpha,
             max_iterations,
         } => {
-            let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
-            let fit = logistic(*alpha, *max_iterations, train_y.len())
-                .fit(&ds)
-                .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let pred = fit.predict(&test_x).iter().map(|c| *c as f64).collect();
-            (logistic_model(&fit, d, data.class_names.len()), pred)
+            let labels = |y: &[f64]| y.iter().map(|v| *v as usize).collect::<Vec<_>>();
+            let fit = logistic::fit(
+                train_x.view(),
+                &labels(train_y.as_slice().unwrap_or(&[])),
+                data.class_names.len(),
+                *alpha,
+                *max_iterations,
+                test_x.view(),
+                &labels(&test_y),
+            )
+            .map_err(TrainError::Fit)?;
+            let logits = test_x.dot(&fit.weights) + &fit.intercepts;
+            let pred = logits
+                .rows()
+                .into_iter()
+                .map(|row| {
+                    row.iter()
+                        .enumerate()
+                        .fold(
+                            (0, f64::NEG_INFINITY),
+                            |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
+                        )
+                        .0 as f64
+                })
+                .collect();
+            logistic_curves = Some(BTreeMap::from([
+                ("train_log_loss".to_string(), fit.train_log_loss.clone()),
+                ("accuracy".to_string(), fit.accuracy.clone()),
+            ]));
+            (
+                Model::LogisticRegression {
+                    weights: fit
+                        .weights
+                        .columns()
+                        .into_iter()
+                        .map(|c| c.to_vec())
+                        .collect(),
+                    intercepts: fit.intercepts.to_vec(),
+                },
+                pred,
+            )
         }
         Algorithm::GaussianNb => {
             let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
@@ -365,7 +402,10 @@ pub fn train(
         _ => data.class_names.clone(),
     };
     progress("curves", 0.95);
-    let curves = curves(spec, &pipeline, &train_x, &train_y, &test_x_raw, &test_y)?;
+    let curves = match logistic_curves {
+        Some(c) => c,
+        None => curves(spec, &pipeline, &train_x, &test_x_raw, &test_y)?,
+    };
     progress("importances", 0.97);
     let importances = match pipeline.model {
         Model::DecisionTree { .. } | Model::RandomForest { .. } => {
@@ -426,46 +466,6 @@ pub fn permutation_importance(
         .collect()
 }
 
-/// Gradient tolerance of the L-BFGS fit: 1e-4 on the *mean* loss's gradient, as scikit-learn's
-/// `tol`. linfa's loss is the sum over rows, so its gradient grows with the row count; its
-/// fixed default (1e-4 on the sum) is never reached on large data, and every fit then ran all
-/// its iterations with line searches of many evaluations (11 s natively on 80,000 rows, against
-/// a few hundred ms once the criterion is per row).
-const LOGISTIC_TOLERANCE_PER_ROW: f64 = 1e-4;
-
-/// linfa's multinomial logistic regression with wasmops' hyperparameters.
-fn logistic(
-    alpha: f64,
-    max_iterations: u64,
-    n_rows: usize,
-) -> linfa_logistic::MultiLogisticRegression<f64> {
-    MultiLogisticRegression::default()
-        .alpha(alpha)
-        .max_iterations(max_iterations)
-        .gradient_tolerance(LOGISTIC_TOLERANCE_PER_ROW * n_rows.max(1) as f64)
-}
-
-/// A fitted multinomial logistic regression as a wasmops model over `k` dataset classes.
-fn logistic_model(
-    fit: &linfa_logistic::MultiFittedLogisticRegression<f64, usize>,
-    d: usize,
-    k: usize,
-) -> Model {
-    // Output class c means linfa's classes()[c]; map back to dataset class indices.
-    let params = fit.params();
-    // Classes absent from the training split get a logit that never wins.
-    let mut weights = vec![vec![0.0; d]; k];
-    let mut intercepts = vec![-1e300; k];
-    for (c, label) in fit.classes().iter().enumerate() {
-        weights[*label] = params.column(c).to_vec();
-        intercepts[*label] = fit.intercept()[c];
-    }
-    Model::LogisticRegression {
-        weights,
-        intercepts,
-    }
-}
-
 /// Steps 1, 2, 4, ... up to and including `last`.
 fn checkpoints(last: u64) -> Vec<u64> {
     let mut steps: Vec<u64> = std::iter::successors(Some(1u64), |s| s.checked_mul(2))
@@ -478,9 +478,8 @@ fn checkpoints(last: u64) -> Vec<u64> {
 /// Step metrics, from what each fit honestly exposes. linfa reports no per-iteration history,
 /// but its fits are deterministic, so a fit stopped after `t` iterations *is* the fit's state
 /// at step `t`:
-/// - logistic regression: training log loss and held-out accuracy after 1, 2, 4, ... L-BFGS
-///   iterations (refits, up to the first that equals the final model: the curve ends where the
-///   fit converged; at most about twice the work of one fit);
+/// - logistic regression: not here; its fit records training log loss and held-out accuracy
+///   at every L-BFGS iteration (see [`logistic`]);
 /// - k-means: inertia after 1, 2, 4, ... Lloyd iterations of the seeded first run (refits
 ///   with the same seed, one run each, until the centroids stop moving);
 /// - random forest: held-out accuracy of the first 1, 2, 4, ... trees of the fitted forest;
@@ -489,7 +488,6 @@ pub fn curves(
     spec: &TrainSpec,
     pipeline: &Pipeline,
     train_x: &Array2<f64>,
-    train_y: &Array1<f64>,
     test_x_raw: &[f64],
     test_y: &[f64],
 ) -> Result<BTreeMap<String, Vec<(u64, f64)>>, TrainError> {
@@ -501,45 +499,6 @@ pub fn curves(
         hits as f64 / test_y.len().max(1) as f64
     };
     match (&spec.algorithm, &pipeline.model) {
-        (
-            Algorithm::LogisticRegression {
-                alpha,
-                max_iterations,
-            },
-            Model::LogisticRegression { weights, .. },
-        ) => {
-            let ds = linfa::Dataset::new(train_x.clone(), train_y.mapv(|v| v as usize));
-            let (mut loss, mut acc) = (Vec::new(), Vec::new());
-            for t in checkpoints(*max_iterations) {
-                let fit = logistic(*alpha, t, train_y.len())
-                    .fit(&ds)
-                    .map_err(|e| TrainError::Fit(e.to_string()))?;
-                // Probabilities of the true class on the (scaled) training rows.
-                let probs = fit.predict_probabilities(train_x);
-                let classes = fit.classes();
-                let mut total = 0.0;
-                for (row, y) in probs.rows().into_iter().zip(train_y) {
-                    let c = classes.iter().position(|c| *c == *y as usize);
-                    let p = c.map_or(0.0, |c| row[c]);
-                    total -= p.max(1e-15).ln();
-                }
-                loss.push((t, total / train_y.len().max(1) as f64));
-                let pred = fit.predict(&apply_rows(pipeline, test_x_raw));
-                let hits = pred
-                    .iter()
-                    .zip(test_y)
-                    .filter(|(p, y)| **p as f64 == **y)
-                    .count();
-                acc.push((t, hits as f64 / test_y.len().max(1) as f64));
-                // Stopped at `t` it is the final model: the fit converged by step `t`, and
-                // every later refit would repeat it.
-                if logistic_model(&fit, pipeline.n_features, weights.len()) == pipeline.model {
-                    break;
-                }
-            }
-            out.insert("train_log_loss".to_string(), loss);
-            out.insert("accuracy".to_string(), acc);
-        }
         (Algorithm::KMeans { k, max_iterations }, _) => {
             let mut inertia = Vec::new();
             let mut previous = None;
@@ -578,16 +537,6 @@ pub fn curves(
         _ => {}
     }
     Ok(out)
-}
-
-/// Raw held-out rows as the fit saw them (after the pipeline's scaler).
-fn apply_rows(pipeline: &Pipeline, raw: &[f64]) -> Array2<f64> {
-    let d = pipeline.n_features;
-    let rows = Array2::from_shape_vec((raw.len() / d, d), raw.to_vec()).expect("whole rows");
-    match &pipeline.scaler {
-        Some(s) => apply_scaler(s, &rows),
-        None => rows,
-    }
 }
 
 /// Mean and population standard deviation per column (a constant column scales by 1).
