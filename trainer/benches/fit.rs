@@ -76,11 +76,18 @@ fn main() {
                 .curves
                 .values()
                 .next()
-                .map(|c| c
-                    .iter()
-                    .map(|p| p.0.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" "))
+                .map(|c| {
+                    let steps: Vec<u64> = c.iter().map(|p| p.0).collect();
+                    if steps.iter().copied().eq(1..=steps.len() as u64) {
+                        format!("every iteration, 1 to {}", steps.len())
+                    } else {
+                        steps
+                            .iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    }
+                })
                 .unwrap_or_else(|| "-".into()),
         );
     }
