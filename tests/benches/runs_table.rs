@@ -122,7 +122,11 @@ fn sweep_run(template: &serde_json::Value, i: usize, start_ms: f64) -> serde_jso
         })
         .collect();
     run["metric_steps"] = serde_json::json!({ "train_log_loss": curve });
-    let mut tags = vec![if i.is_multiple_of(10) { "baseline" } else { "sweep" }];
+    let mut tags = vec![if i.is_multiple_of(10) {
+        "baseline"
+    } else {
+        "sweep"
+    }];
     if i.is_multiple_of(7) {
         tags.push("scaled");
     }

@@ -1005,3 +1005,102 @@ async fn a_cancelled_run_is_tracked() {
         .await;
     browser.close().await;
 }
+
+/// The runs table draws only the rows on screen: with 300 runs, scrolling to any place shows
+/// the right runs there, in order, each at its place (no gaps, no jumps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_table_scrolls_through_many_runs() {
+    let site = StaticSite::dashboard();
+    let browser = Browser::start().await;
+    browser.open(&site.origin).await;
+    browser.click("#train").await;
+    browser
+        .wait_text("[data-testid=run-metric]", "a run", |t| {
+            t.parse::<f64>().is_ok()
+        })
+        .await;
+    browser.click("#runs-export").await;
+    browser
+        .wait_text("#runs-download", "the download link", |t| {
+            t.contains("wasmops-runs.json")
+        })
+        .await;
+    let text = browser
+        .eval_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(document.querySelector('#runs-download').href).then(r => r.text()).then(done, e => done(String(e)));",
+        )
+        .await;
+    let mut bundle: serde_json::Value =
+        serde_json::from_str(text.as_str().expect("text")).expect("the export is JSON");
+    let template = bundle["runs"][0].clone();
+    let start = template["started_at_ms"].as_f64().expect("start");
+    // Newest first: the trained run, then copy 0, copy 1, ...
+    let copies: Vec<serde_json::Value> = (0..300)
+        .map(|i| {
+            let mut r = template.clone();
+            r["id"] = format!("copy-{i:03}").into();
+            r["name"] = format!("copy {i:03}").into();
+            r["started_at_ms"] = (start - 1000.0 * (i as f64 + 1.0)).into();
+            r
+        })
+        .collect();
+    bundle["runs"] = copies.into();
+    let path = temp_dir("many-runs").join("many.json");
+    std::fs::write(&path, serde_json::to_vec(&bundle).unwrap()).unwrap();
+    browser.upload("#runs-import", &path).await;
+    browser
+        .wait_text("[data-testid=run-count]", "all runs", |t| {
+            t == "301 of 301 runs"
+        })
+        .await;
+
+    // The row at the top of the scroll area after scrolling to `row` rows down, the ids of the
+    // rows in the DOM, and whether the rows drawn sit one under the other at the row height.
+    const AT: &str = "
+        const [row, done] = [arguments[0], arguments[arguments.length - 1]];
+        const box = document.querySelector('.runs-scroll');
+        const px = Number(box.dataset.rowPx);
+        window.scrollTo(0, 0);
+        box.scrollTop = row * px;
+        setTimeout(() => {
+            const head = box.querySelector('thead th').getBoundingClientRect(); // sticky
+            const rows = [...box.querySelectorAll('tbody tr')];
+            const tops = rows.map(r => r.getBoundingClientRect().top);
+            const hit = document.elementFromPoint(head.left + 60, head.bottom + px / 2);
+            const top = hit && hit.closest('tr');
+            done({
+                top: top && top.dataset.runId,
+                drawn: rows.length,
+                contiguous: tops.every((t, i) => i == 0 || Math.abs(t - tops[i - 1] - px) < 0.5),
+                last: rows.length && rows[rows.length - 1].dataset.runId,
+                hit: hit && hit.outerHTML.slice(0, 80),
+            });
+        }, 100);";
+    for (row, expect_top) in [(150, "copy-149"), (40, "copy-039"), (0, "")] {
+        let v = browser
+            .client
+            .execute_async(AT, vec![serde_json::json!(row)])
+            .await
+            .expect("scroll");
+        if row > 0 {
+            assert_eq!(v["top"], expect_top, "row {row} down: {v}");
+        } else {
+            assert_eq!(v["top"], template["id"], "back at the top: {v}");
+        }
+        assert!(
+            v["drawn"].as_u64().unwrap_or(99) <= 40,
+            "only a screen of rows: {v}"
+        );
+        assert_eq!(v["contiguous"], true, "rows one under the other: {v}");
+    }
+    // The very end: the oldest run is the last row drawn.
+    let v = browser
+        .client
+        .execute_async(AT, vec![serde_json::json!(400)])
+        .await
+        .expect("scroll to the end");
+    assert_eq!(v["last"], "copy-299", "the oldest run at the end: {v}");
+    browser.screenshot("runs-scrolled").await;
+    browser.close().await;
+}

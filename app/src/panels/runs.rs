@@ -461,32 +461,39 @@ fn started_text(ms: f64) -> String {
     )
 }
 
+/// Asks to confirm, then deletes a run (record and summary) and takes it out of the table.
+fn confirm_and_delete(
+    state: crate::state::AppState,
+    id: String,
+    name: &str,
+    error: RwSignal<Option<String>>,
+) {
+    let question = format!("Delete run \"{name}\"? This cannot be undone.");
+    let confirmed = web_sys::window()
+        .and_then(|w| w.confirm_with_message(&question).ok())
+        .unwrap_or(false);
+    if !confirmed {
+        return;
+    }
+    spawn_local(async move {
+        match async { Storage::open().await?.delete_run(&id).await }.await {
+            Ok(()) => {
+                state.selected_run.set(None);
+                state.runs.update(|runs| runs.retain(|r| r.id != id));
+            }
+            Err(e) => error.set(Some(format!("delete failed: {e}"))),
+        }
+    });
+}
+
 /// A run that did not finish: its params, how long it ran and what stopped it; it can be
 /// deleted like any run.
 #[component]
 fn StoppedRun(run: RunSummary) -> impl IntoView {
     let state = use_app_state();
     let error = RwSignal::new(None::<String>);
-    let id = run.id.clone();
-    let question = format!("Delete run \"{}\"? This cannot be undone.", run.name);
-    let delete = move |_| {
-        let confirmed = web_sys::window()
-            .and_then(|w| w.confirm_with_message(&question).ok())
-            .unwrap_or(false);
-        if !confirmed {
-            return;
-        }
-        let id = id.clone();
-        spawn_local(async move {
-            match async { Storage::open().await?.delete_run(&id).await }.await {
-                Ok(()) => {
-                    state.selected_run.set(None);
-                    state.runs.update(|runs| runs.retain(|r| r.id != id));
-                }
-                Err(e) => error.set(Some(format!("delete failed: {e}"))),
-            }
-        });
-    };
+    let (id, name) = (run.id.clone(), run.name.clone());
+    let delete = move |_| confirm_and_delete(state, id.clone(), &name, error);
     let params: Vec<(String, String)> = run
         .params
         .iter()
@@ -586,22 +593,7 @@ fn RunActions(run: Run) -> impl IntoView {
     };
     let delete = move |_| {
         let run = stored.get_value();
-        let question = format!("Delete run \"{}\"? This cannot be undone.", run.name);
-        let confirmed = web_sys::window()
-            .and_then(|w| w.confirm_with_message(&question).ok())
-            .unwrap_or(false);
-        if !confirmed {
-            return;
-        }
-        spawn_local(async move {
-            match async { Storage::open().await?.delete_run(&run.id).await }.await {
-                Ok(()) => {
-                    state.selected_run.set(None);
-                    state.runs.update(|runs| runs.retain(|r| r.id != run.id));
-                }
-                Err(e) => error.set(Some(format!("delete failed: {e}"))),
-            }
-        });
+        confirm_and_delete(state, run.id, &run.name, error)
     };
     let archived = move || stored.with_value(|r| r.archived);
     view! {
