@@ -86,6 +86,34 @@ impl Run {
         })
     }
 
+    /// What trained this run, from its params: the same spec trains the same model again.
+    pub fn spec(&self) -> Result<wasmops_trainer::TrainSpec, String> {
+        let mut params = self.params.clone();
+        let mut take = |key: &str| {
+            params
+                .remove(key)
+                .ok_or_else(|| format!("the run has no `{key}` param"))
+        };
+        let scale = take("scale")?
+            .as_bool()
+            .ok_or("`scale` is not true or false")?;
+        let test_fraction = take("test_fraction")?
+            .as_f64()
+            .ok_or("`test_fraction` is not a number")?;
+        let seed = take("seed")?
+            .as_u64()
+            .ok_or("`seed` is not a whole number")?;
+        let algorithm =
+            serde_json::from_value(serde_json::Value::Object(params.into_iter().collect()))
+                .map_err(|e| format!("the run's algorithm params: {e}"))?;
+        Ok(wasmops_trainer::TrainSpec {
+            algorithm,
+            scale,
+            test_fraction,
+            seed,
+        })
+    }
+
     /// The metric this run is judged by (accuracy, r2 or inertia) and its value.
     pub fn primary_metric(&self) -> (&'static str, Option<f64>) {
         let name = wasmops_shared::metrics::primary(&self.pipeline);

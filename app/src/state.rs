@@ -59,6 +59,8 @@ pub struct AppState {
     pub pulls: RwSignal<u64>,
     /// This session's log lines (see [`crate::logs`]).
     pub logs: RwSignal<Vec<crate::logs::LogLine>>,
+    /// A run to train again: dataset choice (built-in name or `csv:<hash>`), spec, run name.
+    pub rerun: RwSignal<Option<(String, wasmops_trainer::TrainSpec, String)>>,
     /// The latest storage failure, shown in the header; never swallowed.
     pub storage_error: RwSignal<Option<String>>,
 }
@@ -82,6 +84,7 @@ pub fn provide_app_state() -> AppState {
         pulls: RwSignal::new(0),
         logs: RwSignal::new(Vec::new()),
         storage_error: RwSignal::new(None),
+        rerun: RwSignal::new(None),
     };
     crate::logs::install(state.logs);
     provide_context(state);

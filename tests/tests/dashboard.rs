@@ -1104,3 +1104,55 @@ async fn the_runs_table_scrolls_through_many_runs() {
     browser.screenshot("runs-scrolled").await;
     browser.close().await;
 }
+
+/// A run trained again from its details (same spec, same dataset version, same seed) gives the
+/// same module, byte for byte (logistic regression; trees are not reproducible yet, see
+/// `training_is_reproducible` in the trainer's tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_gives_the_same_module() {
+    let site = StaticSite::dashboard();
+    let browser = Browser::start().await;
+    browser.open(&site.origin).await;
+    browser.fill("#param-max_iterations", "40").await;
+    browser.fill("#seed", "7").await;
+    browser.click("#train").await;
+    browser
+        .wait_text("[data-testid=run-metric]", "the run", |t| {
+            t.parse::<f64>().is_ok()
+        })
+        .await;
+    let first = browser.compile_newest_run().await;
+    browser
+        .click("table.runs tbody tr:nth-child(1) a.run-name")
+        .await;
+    browser.click("#run-rerun").await;
+    browser
+        .wait_text(
+            "table.runs tbody tr:nth-child(1) td.name",
+            "the rerun",
+            |t| t.ends_with("(rerun)"),
+        )
+        .await;
+    browser
+        .wait_text("[data-testid=run-count]", "both runs", |t| {
+            t == "2 of 2 runs"
+        })
+        .await;
+    let params = browser.html("[data-testid=run-details]").await;
+    assert!(
+        params.contains("max_iterations") && params.contains(">40<"),
+        "{params}"
+    );
+    // After a reload no module is shown, so the next one shown is the rerun's.
+    browser.client.refresh().await.expect("reload");
+    browser
+        .wait_text(
+            "table.runs tbody tr:nth-child(1) td.name",
+            "the rerun after reload",
+            |t| t.ends_with("(rerun)"),
+        )
+        .await;
+    let second = browser.compile_newest_run().await;
+    assert_eq!(second, first, "the rerun's module is the same bytes");
+    browser.close().await;
+}

@@ -596,10 +596,42 @@ fn RunActions(run: Run) -> impl IntoView {
         confirm_and_delete(state, run.id, &run.name, error)
     };
     let archived = move || stored.with_value(|r| r.archived);
+    // Train the same spec on the same dataset version again (same seed: the same model, and
+    // with the same dashboard build the same module, byte for byte).
+    let rerun = move |_| {
+        let run = stored.get_value();
+        let spec = match run.spec() {
+            Ok(s) => s,
+            Err(e) => return error.set(Some(format!("cannot rerun: {e}"))),
+        };
+        let stored_version = state
+            .datasets
+            .with_untracked(|d| d.iter().any(|x| x.hash == run.dataset.hash));
+        let choice = if stored_version {
+            format!("csv:{}", run.dataset.hash)
+        } else if wasmops_trainer::datasets::BUILTIN
+            .iter()
+            .any(|b| b.0 == run.dataset.name)
+        {
+            run.dataset.name.clone()
+        } else {
+            return error.set(Some(format!(
+                "cannot rerun: dataset `{}` version {} is not stored in this browser",
+                run.dataset.name,
+                short(&run.dataset.hash)
+            )));
+        };
+        error.set(None);
+        crate::logs::info("train", format!("rerun of {}", run.name));
+        state
+            .rerun
+            .set(Some((choice, spec, format!("{} (rerun)", run.name))));
+    };
     view! {
         <div class="actions run-actions">
             <input id="run-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
             <button id="run-rename" class="secondary" on:click=rename>"Rename"</button>
+            <button id="run-rerun" class="secondary" title="train the same spec on the same dataset version again" on:click=rerun>"Rerun"</button>
             <button id="run-archive" class="secondary" on:click=toggle_archive>{move || if archived() { "Unarchive" } else { "Archive" }}</button>
             <button id="run-delete" class="danger" on:click=delete>"Delete run"</button>
         </div>

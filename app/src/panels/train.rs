@@ -1,8 +1,7 @@
-//! Train panel: choose a dataset, an algorithm and a seed, train in the worker with progress
-//! and cancel, store the finished run.
-//!
-//! Hyperparameters are each algorithm's defaults for now (shown next to the choice); a form per
-//! algorithm comes with the lab issue.
+//! Train panel: choose a dataset, an algorithm, its hyperparameters (a form per algorithm,
+//! checked before anything starts) and a seed; train in the worker with progress and cancel;
+//! store the run, finished or not. A run's "Rerun" (runs panel) comes here through
+//! `AppState::rerun` and trains the same spec on the same dataset version.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -160,24 +159,31 @@ pub fn TrainPanel() -> impl IntoView {
         })
     };
 
-    let start = move |_| {
+    // Trains `spec` on the dataset `choice` (a built-in's name or `csv:<hash>`).
+    let start_with = move |choice: String, spec: TrainSpec, name: Option<String>| {
         error.set(None);
-        let spec = match spec() {
-            Ok(s) => s,
-            Err(e) => return error.set(Some(e)),
-        };
+        if progress.get_untracked().is_some() {
+            return error.set(Some(
+                "a training is running: wait for it or cancel it".into(),
+            ));
+        }
         let now = js_sys::Date::now();
         let n = state.runs.with_untracked(Vec::len) + 1;
-        let choice = dataset.get_untracked();
         // Imported datasets are chosen as `csv:<hash>`.
         let data = choice.strip_prefix("csv:").and_then(|h| {
             state
                 .datasets
                 .with_untracked(|d| d.iter().find(|x| x.hash == h).map(|x| x.dataset.clone()))
         });
+        if choice.starts_with("csv:") && data.is_none() {
+            return error.set(Some(format!(
+                "dataset {choice}: this version is not stored in this browser"
+            )));
+        }
         let req = TrainRequest {
             run_id: format!("run-{}-{}", now as u64, n),
-            run_name: format!("{} #{n}", algorithm.get_untracked().replace('_', " ")),
+            run_name: name
+                .unwrap_or_else(|| format!("{} #{n}", algorithm.get_untracked().replace('_', " "))),
             dataset: choice,
             data,
             spec,
@@ -289,6 +295,19 @@ pub fn TrainPanel() -> impl IntoView {
             }
         });
     };
+    let start = move |_| match spec() {
+        Ok(spec) => start_with(dataset.get_untracked(), spec, None),
+        Err(e) => error.set(Some(e)),
+    };
+    // A rerun asked for from a run's details.
+    Effect::new(move |_| {
+        // Taking the request notifies this effect again; it then finds nothing (no loop).
+        if state.rerun.with(Option::is_some) {
+            if let Some((choice, spec, name)) = state.rerun.try_update(Option::take).flatten() {
+                start_with(choice, spec, Some(name));
+            }
+        }
+    });
     let cancel = move |_| {
         job.with_value(|j| {
             if let Some(j) = j {
