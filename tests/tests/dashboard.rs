@@ -1105,15 +1105,17 @@ async fn the_runs_table_scrolls_through_many_runs() {
     browser.close().await;
 }
 
-/// A run trained again from its details (same spec, same dataset version, same seed) gives the
-/// same module, byte for byte (logistic regression; trees are not reproducible yet, see
-/// `training_is_reproducible` in the trainer's tests).
+/// A run trained again from its details (same spec, same dataset version, same seed), in a
+/// fresh worker, gives the same module, byte for byte: a random forest on wine quality, so
+/// every seeded choice and every near-tied split must repeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_gives_the_same_module() {
     let site = StaticSite::dashboard();
     let browser = Browser::start().await;
     browser.open(&site.origin).await;
-    browser.fill("#param-max_iterations", "40").await;
+    browser.select("#dataset", "winequality").await;
+    browser.select("#algorithm", "random_forest").await;
+    browser.fill("#param-n_trees", "7").await;
     browser.fill("#seed", "7").await;
     browser.click("#train").await;
     browser
@@ -1140,7 +1142,7 @@ async fn a_rerun_gives_the_same_module() {
         .await;
     let params = browser.html("[data-testid=run-details]").await;
     assert!(
-        params.contains("max_iterations") && params.contains(">40<"),
+        params.contains("n_trees") && params.contains(">7<"),
         "{params}"
     );
     // After a reload no module is shown, so the next one shown is the rerun's.

@@ -338,14 +338,37 @@ fn tree_importances_find_the_features_the_tree_uses() {
 }
 
 /// The same spec on the same data trains the same model: a rerun reproduces its run (and its
-/// module, byte for byte). Not yet for trees and forests: linfa-trees sums class frequencies
-/// (f32) in `HashMap` order, which changes from map to map, so near-tied splits and tied leaf
-/// classes can come out differently from one fit to the next.
+/// module, byte for byte). Trees and forests need the patched linfa-trees
+/// (`vendor/linfa-trees/WASMOPS.md`): as published it sums class weights in `HashMap` order,
+/// and this test failed for the forest.
 #[test]
 fn training_is_reproducible() {
     let iris = datasets::builtin("iris").unwrap();
+    let wine = datasets::builtin("winequality").unwrap();
     let diabetes = datasets::builtin("diabetes").unwrap();
     let runs = [
+        (
+            &iris,
+            Algorithm::RandomForest {
+                n_trees: 7,
+                max_depth: Some(6),
+                feature_proportion: 0.7,
+            },
+        ),
+        (
+            &wine,
+            Algorithm::RandomForest {
+                n_trees: 10,
+                max_depth: Some(8),
+                feature_proportion: 0.7,
+            },
+        ),
+        (
+            &wine,
+            Algorithm::DecisionTree {
+                max_depth: Some(10),
+            },
+        ),
         (
             &iris,
             Algorithm::KMeans {
