@@ -681,10 +681,28 @@ fn find_modal_class<L: Label>(class_freq: &HashMap<L, f32>) -> L {
 /// wasmops patch: the sum of weights in a fixed order (ascending), whatever order the map
 /// yields them in: f32 addition is not associative, and impurities summed in `HashMap` order
 /// differed in the last bit from one fit to the next, flipping near-tied splits.
+/// Called for every candidate split: up to 32 classes it stays on the stack.
 fn ordered_sum(values: impl Iterator<Item = f32>) -> f32 {
-    let mut v: Vec<f32> = values.collect();
-    v.sort_by(f32::total_cmp);
-    v.into_iter().sum()
+    let mut small = [0f32; 32];
+    let mut n = 0;
+    let mut more: Vec<f32> = Vec::new();
+    for v in values {
+        if n < small.len() {
+            small[n] = v;
+            n += 1;
+        } else {
+            more.push(v);
+        }
+    }
+    if more.is_empty() {
+        let v = &mut small[..n];
+        v.sort_unstable_by(f32::total_cmp);
+        v.iter().sum()
+    } else {
+        more.extend_from_slice(&small[..n]);
+        more.sort_unstable_by(f32::total_cmp);
+        more.iter().sum()
+    }
 }
 
 /// Given the class frequencies calculates the gini impurity of the subset.
