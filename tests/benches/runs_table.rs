@@ -267,19 +267,7 @@ async fn run() {
     // The same profile with one run: the baseline.
     let base = measure(&browser, &site.origin, 1).await;
 
-    browser.click("#runs-export").await;
-    wait_for(&browser, "#runs-download", "the export", |t| {
-        t.contains("wasmops-runs.json")
-    })
-    .await;
-    let text = browser
-        .eval_async(
-            "const done = arguments[arguments.length - 1];
-             fetch(document.querySelector('#runs-download').href).then(r => r.text()).then(done, e => done(String(e)));",
-        )
-        .await;
-    let bundle: serde_json::Value =
-        serde_json::from_str(text.as_str().expect("text")).expect("the export is JSON");
+    let bundle = browser.export_runs().await;
     let template = bundle["runs"][0].clone();
     let start_ms = template["started_at_ms"].as_f64().expect("start") - 1e9;
 

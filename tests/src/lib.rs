@@ -332,6 +332,22 @@ impl Browser {
         hash
     }
 
+    /// Exports the shown runs ("Export shown runs") and returns the bundle as JSON.
+    pub async fn export_runs(&self) -> serde_json::Value {
+        self.click("#runs-export").await;
+        self.wait_text("#runs-download", "the download link", |t| {
+            t.contains("wasmops-runs.json")
+        })
+        .await;
+        let text = self
+            .eval_async(
+                "const done = arguments[arguments.length - 1];
+                 fetch(document.querySelector('#runs-download').href).then(r => r.text()).then(done, e => done(String(e)));",
+            )
+            .await;
+        serde_json::from_str(text.as_str().expect("text")).expect("the export is JSON")
+    }
+
     /// Accepts the confirmation dialog the page opened (waits up to 10 s for it).
     pub async fn accept_dialog(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);

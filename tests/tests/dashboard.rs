@@ -792,20 +792,7 @@ async fn runs_export_and_import_as_a_bundle() {
         })
         .await;
 
-    browser.click("#runs-export").await;
-    browser
-        .wait_text("#runs-download", "the download link", |t| {
-            t.contains("wasmops-runs.json")
-        })
-        .await;
-    let text = browser
-        .eval_async(
-            "const done = arguments[arguments.length - 1];
-             fetch(document.querySelector('#runs-download').href).then(r => r.text()).then(done, e => done(String(e)));",
-        )
-        .await;
-    let mut bundle: serde_json::Value =
-        serde_json::from_str(text.as_str().expect("text")).expect("the export is JSON");
+    let mut bundle = browser.export_runs().await;
     assert_eq!(bundle["format"], "wasmops-runs");
     assert_eq!(bundle["runs"].as_array().map(Vec::len), Some(1));
 
@@ -1019,20 +1006,7 @@ async fn the_runs_table_scrolls_through_many_runs() {
             t.parse::<f64>().is_ok()
         })
         .await;
-    browser.click("#runs-export").await;
-    browser
-        .wait_text("#runs-download", "the download link", |t| {
-            t.contains("wasmops-runs.json")
-        })
-        .await;
-    let text = browser
-        .eval_async(
-            "const done = arguments[arguments.length - 1];
-             fetch(document.querySelector('#runs-download').href).then(r => r.text()).then(done, e => done(String(e)));",
-        )
-        .await;
-    let mut bundle: serde_json::Value =
-        serde_json::from_str(text.as_str().expect("text")).expect("the export is JSON");
+    let mut bundle = browser.export_runs().await;
     let template = bundle["runs"][0].clone();
     let start = template["started_at_ms"].as_f64().expect("start");
     // Newest first: the trained run, then copy 0, copy 1, ...

@@ -8,7 +8,8 @@ use leptos::prelude::*;
 
 use crate::run::Run;
 
-fn param_text(v: &serde_json::Value) -> String {
+/// A param's value as shown: strings bare, everything else as JSON.
+pub fn param_text(v: &serde_json::Value) -> String {
     v.as_str()
         .map(str::to_string)
         .unwrap_or_else(|| v.to_string())

@@ -497,14 +497,7 @@ fn StoppedRun(run: RunSummary) -> impl IntoView {
     let params: Vec<(String, String)> = run
         .params
         .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            )
-        })
+        .map(|(k, v)| (k.clone(), crate::panels::compare::param_text(v)))
         .collect();
     view! {
         <div class="details" data-testid="run-details">
@@ -653,14 +646,7 @@ fn RunDetails(run: Run) -> impl IntoView {
     let params: Vec<(String, String)> = run
         .params
         .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            )
-        })
+        .map(|(k, v)| (k.clone(), crate::panels::compare::param_text(v)))
         .collect();
     let metrics: Vec<(String, String)> = run
         .metrics

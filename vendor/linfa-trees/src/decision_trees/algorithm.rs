@@ -653,7 +653,7 @@ fn find_modal_class<L: Label>(class_freq: &HashMap<L, f32>) -> L {
     // wasmops patch: ties go to the class with the smallest fixed-key hash, not to whichever
     // the map (random iteration order) visits last, so the same data gives the same tree.
     let fixed_hash = |label: &L| {
-        use std::hash::{Hash, Hasher};
+        use std::hash::Hasher;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         label.hash(&mut h);
         h.finish()
