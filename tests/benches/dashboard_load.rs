@@ -8,17 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wasmops_e2e::{required_env, temp_dir, Browser, StaticSite};
+use wasmops_e2e::{median, required_env, temp_dir, Browser, StaticSite};
 
 const ROUNDS: usize = 5;
 
 fn main() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    wasmops_e2e::run_bench(run());
 }
 
 fn gzip_size(path: &Path) -> u64 {
@@ -58,11 +53,6 @@ async fn measure(browser: &Browser, url: &str, css: &str, reload: bool) -> (f64,
         .expect("measure");
     let ready = v["ready"].as_f64().unwrap_or(f64::NAN);
     (v["fcp"].as_f64().unwrap_or(f64::NAN), ready)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 async fn run() {

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasmops_e2e::{temp_dir, Browser, StaticSite};
+use wasmops_e2e::{median, temp_dir, Browser, StaticSite};
 use wasmops_shared::run_filter::{Filter, Value};
 
 const RUNS: usize = 10_000;
@@ -24,12 +24,7 @@ const STEPS: usize = 100;
 const ROUNDS: usize = 5;
 
 fn main() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    wasmops_e2e::run_bench(run());
 }
 
 /// Reloads and times navigation start -> first row in the DOM, and -> every run read (the
@@ -79,11 +74,6 @@ setTimeout(() => {
     done({ ms: performance.now() - t0, first: first && first.dataset.runId });
 }, 0);
 "#;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// The exported run copied into run `i` of the sweep: its own id, name, start, params, metrics,
 /// tags and a `STEPS`-point curve.
@@ -256,14 +246,7 @@ async fn run() {
     let site = StaticSite::dashboard();
     let browser = Browser::start().await;
     browser.open(&site.origin).await;
-    browser.click("#train").await;
-    wait_for(
-        &browser,
-        "[data-testid=run-metric]",
-        "the template run",
-        |t| t.parse::<f64>().is_ok(),
-    )
-    .await;
+    browser.train_and_wait().await;
     // The same profile with one run: the baseline.
     let base = measure(&browser, &site.origin, 1).await;
 

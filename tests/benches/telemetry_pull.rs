@@ -23,12 +23,7 @@ const LOAD_SECONDS: u64 = 55;
 const CONNECTIONS: usize = 16;
 
 fn main() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    wasmops_e2e::run_bench(run());
 }
 
 async fn run() {

@@ -128,12 +128,7 @@ fn sklearn(dataset: &Path) -> Result<serde_json::Value, String> {
 }
 
 fn main() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(run());
+    wasmops_e2e::run_bench(run());
 }
 
 async fn rows_in_table(browser: &Browser) -> usize {

@@ -159,6 +159,22 @@ impl Drop for EdgeProcess {
     }
 }
 
+/// Runs a benchmark's async body on a two-thread runtime (benchmarks have `harness = false`).
+pub fn run_bench<F: std::future::Future>(body: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(body)
+}
+
+/// The median of some measurements (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Headless Chromium under chromedriver.
 pub struct Browser {
     pub client: Client,
@@ -330,6 +346,17 @@ impl Browser {
             .await;
         assert!(check.contains("matches the trained model"), "{check}");
         hash
+    }
+
+    /// Clicks Train and waits (up to 60 s) for the newest run's metric; returns it.
+    pub async fn train_and_wait(&self) -> f64 {
+        self.click("#train").await;
+        self.wait_text("[data-testid=run-metric]", "a finished run", |t| {
+            t.parse::<f64>().is_ok()
+        })
+        .await
+        .parse()
+        .expect("a number")
     }
 
     /// Exports the shown runs ("Export shown runs") and returns the bundle as JSON.

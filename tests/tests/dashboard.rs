@@ -785,12 +785,7 @@ async fn runs_export_and_import_as_a_bundle() {
     let site = StaticSite::dashboard();
     let browser = Browser::start().await;
     browser.open(&site.origin).await;
-    browser.click("#train").await;
-    browser
-        .wait_text("[data-testid=run-metric]", "a run", |t| {
-            t.parse::<f64>().is_ok()
-        })
-        .await;
+    browser.train_and_wait().await;
 
     let mut bundle = browser.export_runs().await;
     assert_eq!(bundle["format"], "wasmops-runs");
@@ -1000,12 +995,7 @@ async fn the_runs_table_scrolls_through_many_runs() {
     let site = StaticSite::dashboard();
     let browser = Browser::start().await;
     browser.open(&site.origin).await;
-    browser.click("#train").await;
-    browser
-        .wait_text("[data-testid=run-metric]", "a run", |t| {
-            t.parse::<f64>().is_ok()
-        })
-        .await;
+    browser.train_and_wait().await;
     let mut bundle = browser.export_runs().await;
     let template = bundle["runs"][0].clone();
     let start = template["started_at_ms"].as_f64().expect("start");
@@ -1091,12 +1081,7 @@ async fn a_rerun_gives_the_same_module() {
     browser.select("#algorithm", "random_forest").await;
     browser.fill("#param-n_trees", "7").await;
     browser.fill("#seed", "7").await;
-    browser.click("#train").await;
-    browser
-        .wait_text("[data-testid=run-metric]", "the run", |t| {
-            t.parse::<f64>().is_ok()
-        })
-        .await;
+    browser.train_and_wait().await;
     let first = browser.compile_newest_run().await;
     browser
         .click("table.runs tbody tr:nth-child(1) a.run-name")
