@@ -9,6 +9,10 @@
 //! public_predict = false
 //! name = "gateway-1"
 //! max_body = 8388608
+//! max_buffered = 67108864                 # request bodies in memory at once, all clients
+//! max_connections = 512
+//! header_timeout_s = 10                   # to send a request head (also idle keep-alive)
+//! body_timeout_s = 30                     # to send a request body
 //! log_format = "text"                     # or "json"
 //! tls_cert = "/etc/wasmops-edge/cert.pem"  # HTTPS: both or neither
 //! tls_key = "/etc/wasmops-edge/key.pem"
@@ -100,6 +104,21 @@ pub struct ServeArgs {
     /// Largest request body in bytes [default: 8388608].
     #[arg(long, env = "WASMOPS_MAX_BODY", value_name = "BYTES")]
     pub max_body: Option<usize>,
+    /// Request bodies held in memory at once, in bytes, across all clients; more wait
+    /// [default: 67108864].
+    #[arg(long, env = "WASMOPS_MAX_BUFFERED", value_name = "BYTES")]
+    pub max_buffered: Option<usize>,
+    /// Open connections at most; beyond that a new one replaces the longest-idle one
+    /// [default: 512].
+    #[arg(long, env = "WASMOPS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client has to send a request head, also on an idle kept-alive connection
+    /// [default: 10].
+    #[arg(long, env = "WASMOPS_HEADER_TIMEOUT_S", value_name = "SECONDS")]
+    pub header_timeout_s: Option<u64>,
+    /// Seconds a client has to send a request body [default: 30].
+    #[arg(long, env = "WASMOPS_BODY_TIMEOUT_S", value_name = "SECONDS")]
+    pub body_timeout_s: Option<u64>,
     /// Log format on stderr and in DATA_DIR/logs [default: text].
     #[arg(long, env = "WASMOPS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -131,6 +150,10 @@ pub struct FileConfig {
     pub public_predict: Option<bool>,
     pub name: Option<String>,
     pub max_body: Option<usize>,
+    pub max_buffered: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub header_timeout_s: Option<u64>,
+    pub body_timeout_s: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -156,6 +179,10 @@ pub struct ServeConfig {
     pub public_predict: bool,
     pub name: String,
     pub max_body: usize,
+    pub max_buffered: usize,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
     pub log_format: LogFormat,
     /// HTTPS instead of plain HTTP.
     pub tls: Option<TlsFiles>,
@@ -208,6 +235,35 @@ impl ServeConfig {
         if max_body == 0 {
             return Err(ConfigError::Invalid("max_body must be positive".into()));
         }
+        let max_buffered = args.max_buffered.or(file.max_buffered).unwrap_or(64 << 20);
+        if max_buffered < max_body {
+            return Err(ConfigError::Invalid(format!(
+                "max_buffered ({max_buffered}) must be at least max_body ({max_body}): otherwise no body of the largest size could ever be read"
+            )));
+        }
+        let max_connections = args.max_connections.or(file.max_connections).unwrap_or(512);
+        if max_connections < 2 {
+            return Err(ConfigError::Invalid(
+                "max_connections must be at least 2".into(),
+            ));
+        }
+        let seconds = |value: Option<u64>, default: u64, what: &str| match value.unwrap_or(default)
+        {
+            0 => Err(ConfigError::Invalid(format!(
+                "{what} must be at least 1 second"
+            ))),
+            s => Ok(Duration::from_secs(s)),
+        };
+        let header_timeout = seconds(
+            args.header_timeout_s.or(file.header_timeout_s),
+            10,
+            "header_timeout_s",
+        )?;
+        let body_timeout = seconds(
+            args.body_timeout_s.or(file.body_timeout_s),
+            30,
+            "body_timeout_s",
+        )?;
         let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -244,6 +300,10 @@ impl ServeConfig {
                 .or(file.name)
                 .unwrap_or_else(|| "wasmops-device".into()),
             max_body,
+            max_buffered,
+            max_connections,
+            header_timeout,
+            body_timeout,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             telemetry: TelemetryConfig {
                 max_age: max_age_days

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use wasmops_edge::config::{LogFormat, ServeArgs, ServeConfig};
 use wasmops_edge::device::Device;
 use wasmops_edge::sandbox::{Limits, Sandbox};
+use wasmops_edge::server::conn::ConnLimits;
 use wasmops_edge::server::{self, HttpConfig};
 use wasmops_edge::{logging, offline};
 
@@ -114,6 +115,12 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         predict_requires_token: !config.public_predict,
         allowed_origins: config.allow_origins,
         max_body: config.max_body,
+        max_buffered: config.max_buffered,
+        body_timeout: config.body_timeout,
+        conn: ConnLimits {
+            max_connections: config.max_connections,
+            header_timeout: config.header_timeout,
+        },
     };
     let device = Arc::new(device);
     match tls {

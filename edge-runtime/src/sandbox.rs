@@ -7,8 +7,19 @@
 //!
 //! Instances come from wasmtime's pooling allocator: linear memories live in slots reserved
 //! once at startup and are reset (zeroed, the module's data re-applied) when a call ends, so a
-//! call costs no `mmap`/`munmap` and the next call still starts from a fresh instance. At most
-//! [`Limits::max_concurrent_calls`] calls hold a slot at once; further calls wait for one.
+//! call costs no `mmap`/`munmap` and the next call still starts from a fresh instance.
+//!
+//! The pool's slots are split in two, so neither kind of caller can starve the other:
+//! - [`Limits::max_concurrent_calls`] slots for serving ([`Sandbox::predict_async`]): a call
+//!   waits for a slot on a tokio semaphore, so a full pool parks the *request*, never an async
+//!   worker thread (health and everything else keep being served);
+//! - [`Limits::max_concurrent_loads`] slots for blocking callers: loading a module (its ABI
+//!   queries and conformance vectors), offline runs and tests ([`Sandbox::predict`]). The
+//!   server takes a [`Sandbox::load_permit`] (async) before it loads anything on the blocking
+//!   pool, so at most that many loads are ever in flight, however many uploads arrive.
+//!
+//! A load is bounded in rows ([`MAX_CONFORMANCE_ROWS`]) and fuel (the same budget per row as a
+//! predict), so a module that loops in its conformance run is refused within a bounded time.
 
 use std::sync::{Arc, Condvar, Mutex};
 use wasmops_shared::abi::{self, BatchLayout, Status};
@@ -34,9 +45,15 @@ pub struct Limits {
     pub fuel_per_row: u64,
     /// Rows per call at most.
     pub max_rows: usize,
-    /// Calls that may run at the same time (instance slots in the pool); more calls wait.
+    /// Serving calls that may run at the same time (instance slots in the pool); more wait.
     pub max_concurrent_calls: u32,
+    /// Loads (and other blocking calls) that may run at the same time, in slots of their own.
+    pub max_concurrent_loads: u32,
 }
+
+/// Most conformance rows a module may carry (the dashboard ships 16 plus 8 edge cases): the
+/// device runs them all at upload, so they are bounded like a predict batch is.
+pub const MAX_CONFORMANCE_ROWS: usize = 1024;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -46,6 +63,7 @@ impl Default for Limits {
             fuel_per_row: 200_000,
             max_rows: 100_000,
             max_concurrent_calls: 64,
+            max_concurrent_loads: 2,
         }
     }
 }
@@ -78,6 +96,8 @@ pub enum SandboxError {
     TooManyRows { rows: usize, max: usize },
     #[error("batch holds {values} values, not a whole number of {n_features}-feature rows")]
     RaggedBatch { values: usize, n_features: usize },
+    #[error("module carries {rows} conformance rows; the device runs at most {max} at upload")]
+    TooManyConformanceRows { rows: usize, max: usize },
     #[error("internal runtime error: {0}")]
     Internal(String),
 }
@@ -92,12 +112,23 @@ pub struct Sandbox {
     engine: Engine,
     linker: Arc<Linker<StoreData>>,
     limits: Limits,
-    slots: Arc<CallSlots>,
+    /// Slots for serving calls: waited for asynchronously.
+    calls: Arc<tokio::sync::Semaphore>,
+    /// Admission for loads: taken asynchronously before a load goes to the blocking pool.
+    loads: Arc<tokio::sync::Semaphore>,
+    /// Slots for blocking callers (loads, offline runs): a blocking thread may wait here.
+    blocking_slots: Arc<CallSlots>,
 }
 
-/// A counting semaphore over the pool's instance slots, so a burst of calls waits for a slot
-/// instead of failing with "pool exhausted". Blocking is fine here: a slot is held only for
-/// one call into a module, which fuel bounds.
+/// A slot for one serving call, held while the call runs.
+pub struct CallPermit(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+/// Admission for one load, held while it runs on the blocking pool.
+pub struct LoadPermit(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+/// A counting semaphore over the blocking callers' slots. Blocking is fine here: only
+/// blocking-pool threads and offline callers wait, and a slot is held for one call into a
+/// module, which fuel bounds.
 struct CallSlots {
     free: Mutex<u32>,
     freed: Condvar,
@@ -138,7 +169,9 @@ impl Sandbox {
         config.consume_fuel(true);
         // Model modules are small and shallow; a tight stack turns deep recursion into a trap fast.
         config.max_wasm_stack(256 << 10);
-        let slots = limits.max_concurrent_calls.max(1);
+        let calls = limits.max_concurrent_calls.max(1);
+        let loads = limits.max_concurrent_loads.max(1);
+        let slots = calls + loads;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_core_instances(slots)
             .total_memories(slots)
@@ -156,11 +189,60 @@ impl Sandbox {
             engine,
             linker: Arc::new(linker),
             limits,
-            slots: Arc::new(CallSlots {
-                free: Mutex::new(slots),
+            calls: Arc::new(tokio::sync::Semaphore::new(calls as usize)),
+            loads: Arc::new(tokio::sync::Semaphore::new(loads as usize)),
+            blocking_slots: Arc::new(CallSlots {
+                free: Mutex::new(loads),
                 freed: Condvar::new(),
             }),
         })
+    }
+
+    /// Waits (asynchronously) until a load may start. Hold it while the load runs.
+    pub async fn load_permit(&self) -> LoadPermit {
+        LoadPermit(
+            self.loads
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed"),
+        )
+    }
+
+    /// Waits (asynchronously) for a serving slot. Hold it while the call runs.
+    pub async fn call_permit(&self) -> CallPermit {
+        CallPermit(
+            self.calls
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed"),
+        )
+    }
+
+    /// Runs a batch in a serving slot: waits for the slot without blocking the async worker,
+    /// then runs the call inline (small batches) or on the blocking pool (`inline == false`).
+    pub async fn predict_async(
+        &self,
+        m: Arc<LoadedModule>,
+        rows: Vec<f64>,
+        inline: bool,
+    ) -> (Arc<LoadedModule>, Vec<f64>, Result<Vec<f64>, SandboxError>) {
+        let permit = self.call_permit().await;
+        let sandbox = self.clone();
+        let run = move || {
+            let outputs = sandbox.predict_in_slot(&m, &rows, &permit);
+            drop(permit);
+            (m, rows, outputs)
+        };
+        if inline {
+            run()
+        } else {
+            match tokio::task::spawn_blocking(run).await {
+                Ok(done) => done,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -170,6 +252,12 @@ impl Sandbox {
     /// Checks, compiles and conformance-tests a module. Nothing is activated here.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedModule, SandboxError> {
         let info = ModuleInfo::parse(bytes)?;
+        if info.conformance.n_rows > MAX_CONFORMANCE_ROWS {
+            return Err(SandboxError::TooManyConformanceRows {
+                rows: info.conformance.n_rows,
+                max: MAX_CONFORMANCE_ROWS,
+            });
+        }
         let module = Module::new(&self.engine, bytes).map_err(compile_failed)?;
         let pre = self
             .linker
@@ -231,7 +319,7 @@ impl Sandbox {
 
     fn query_abi(&self, m: &LoadedModule) -> Result<(i32, i32, i32, i32), SandboxError> {
         // Declared before the store, so the slot is given back only after the store is gone.
-        let _slot = self.slots.acquire();
+        let _slot = self.blocking_slots.acquire();
         let mut store = self.new_store(self.limits.base_fuel)?;
         let instance = m
             .pre
@@ -251,8 +339,28 @@ impl Sandbox {
         ))
     }
 
-    /// Runs a row-major batch through the module; returns `rows * n_outputs` values.
+    /// Runs a row-major batch through the module; returns `rows * n_outputs` values. Blocks
+    /// the calling thread while all blocking slots are busy: for loads, offline runs and
+    /// tests, never for an async task (those use [`Sandbox::predict_async`]).
     pub fn predict(&self, m: &LoadedModule, rows: &[f64]) -> Result<Vec<f64>, SandboxError> {
+        // Declared before the store, so the slot is given back only after the store is gone.
+        let _slot = self.blocking_slots.acquire();
+        self.run(m, rows)
+    }
+
+    /// [`Sandbox::predict`] in a serving slot the caller already holds.
+    pub fn predict_in_slot(
+        &self,
+        m: &LoadedModule,
+        rows: &[f64],
+        _slot: &CallPermit,
+    ) -> Result<Vec<f64>, SandboxError> {
+        self.run(m, rows)
+    }
+
+    /// One call, in a pool slot the caller holds (the pool has exactly as many slots as the
+    /// two semaphores hand out, so instantiation never finds the pool exhausted).
+    fn run(&self, m: &LoadedModule, rows: &[f64]) -> Result<Vec<f64>, SandboxError> {
         let d = m.n_features;
         if rows.is_empty() || !rows.len().is_multiple_of(d) {
             return Err(SandboxError::RaggedBatch {
@@ -274,8 +382,6 @@ impl Sandbox {
             },
         )?;
         let fuel = self.limits.base_fuel + self.limits.fuel_per_row * n_rows as u64;
-        // Declared before the store, so the slot is given back only after the store is gone.
-        let _slot = self.slots.acquire();
         let mut store = self.new_store(fuel)?;
         let instance = m
             .pre

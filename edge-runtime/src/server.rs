@@ -2,22 +2,28 @@
 //!
 //! [`router`] builds the app so tests can drive it; [`run`] serves it on a listener the caller
 //! bound (tests bind `127.0.0.1:0`) until `shutdown` resolves, [`run_tls`] the same over TLS.
+//! Connections (limits, timeouts, who gives way) are [`conn`]'s; the token and request bodies
+//! are [`guard`]'s, one layer each, in front of every handler.
 //!
-//! Every predict call, answered or refused, becomes one telemetry record, and its answer is
-//! sent only after that record committed (see [`crate::telemetry`]).
+//! Every authenticated predict call, answered or refused, becomes one telemetry record, and
+//! its answer is sent only after that record committed (see [`crate::telemetry`]). Calls
+//! refused for a missing token are only counted: they never reach the database.
 
+pub mod conn;
+pub mod guard;
 mod handlers;
 pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use wasmops_shared::wire::{self, paths};
@@ -38,12 +44,35 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// Largest accepted request body in bytes.
     pub max_body: usize,
+    /// Request bodies held in memory at once, in bytes, across all connections.
+    pub max_buffered: usize,
+    /// Time a client has to send a whole request body.
+    pub body_timeout: Duration,
+    /// Connection count and request-head timeout.
+    pub conn: conn::ConnLimits,
+}
+
+impl HttpConfig {
+    /// The defaults around a token: 8 MiB bodies, 64 MiB buffered, 30 s per body, 512
+    /// connections, 10 s per request head.
+    pub fn new(token: impl Into<String>) -> HttpConfig {
+        HttpConfig {
+            token: token.into(),
+            predict_requires_token: true,
+            allowed_origins: Vec::new(),
+            max_body: 8 << 20,
+            max_buffered: 64 << 20,
+            body_timeout: Duration::from_secs(30),
+            conn: conn::ConnLimits::default(),
+        }
+    }
 }
 
 #[derive(Clone)]
 struct AppState {
     device: Arc<Device>,
     http: Arc<HttpConfig>,
+    guard: Arc<guard::Guard>,
 }
 
 /// One error type for every handler: the client gets the kind and a message that says what is
@@ -57,6 +86,10 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
+    /// The client took too long to send its request.
+    Timeout(String),
+    /// The device is at a limit right now; retrying later may work.
+    Unavailable(String),
     Internal(String),
 }
 
@@ -71,6 +104,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -84,6 +119,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,6 +128,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.respond(true)
+    }
+}
+
+impl ApiError {
+    /// The response, without a log line (the caller logs, or counts, itself).
+    pub(crate) fn into_response_unlogged(self) -> Response {
+        self.respond(false)
+    }
+
+    /// Client errors are logged at a bounded rate ([`guard::refusal_log_allowed`]): every
+    /// refused request would otherwise be a line in the device's log files.
+    fn respond(self, log: bool) -> Response {
         let status = self.status();
         let kind = self.kind();
         let error = match self {
@@ -106,19 +156,30 @@ impl IntoResponse for ApiError {
             | ApiError::Rejected(m)
             | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m)
-            | ApiError::UnsupportedMediaType(m) => m,
+            | ApiError::UnsupportedMediaType(m)
+            | ApiError::Timeout(m)
+            | ApiError::Unavailable(m) => m,
         };
-        if status != StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::warn!(status = status.as_u16(), kind, error = %error, "request refused");
+        let retry = matches!(status, StatusCode::SERVICE_UNAVAILABLE);
+        if log && status != StatusCode::INTERNAL_SERVER_ERROR {
+            if let Some(suppressed) = guard::refusal_log_allowed() {
+                tracing::warn!(status = status.as_u16(), kind, error = %error, suppressed, "request refused");
+            }
         }
-        (
+        let mut response = (
             status,
             Json(wire::ApiError {
                 kind: kind.to_string(),
                 error,
             }),
         )
-            .into_response()
+            .into_response();
+        if retry {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -154,7 +215,9 @@ impl From<InputError> for ApiError {
     }
 }
 
-/// Builds the API router.
+/// Builds the API router: health is open to anyone, predict too when configured so, every
+/// other route sits behind the token layer. Bodies are read by [`guard::buffer_body`] after
+/// the token was checked.
 pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
     let origins: Vec<HeaderValue> = http
         .allowed_origins
@@ -167,24 +230,44 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .allow_private_network(true);
     let max_body = http.max_body;
+    let guard = Arc::new(guard::Guard::new(
+        http.token.clone(),
+        http.max_body,
+        http.max_buffered,
+        http.body_timeout,
+    ));
+    let public_predict = !http.predict_requires_token;
     let state = AppState {
         device,
         http: Arc::new(http),
+        guard: guard.clone(),
     };
     use handlers::*;
-    Router::new()
-        .route(paths::HEALTH, get(health))
+    // Predict reads its own body (through the same guard), so that a body refused for its
+    // size or speed is still a telemetry record.
+    let with_body = Router::new()
         .route(paths::INFO, get(info))
         .route(paths::MODULES, post(upload).get(list_modules))
         .route("/v1/modules/{hash}/activate", post(activate))
         .route(paths::ROLLBACK, post(rollback))
-        .route(paths::PREDICT, post(predict))
         .route(paths::FEEDBACK, post(feedback))
         .route(paths::FEEDBACK_RECORDS, get(label_records))
         .route(paths::TELEMETRY, get(telemetry))
         .route(paths::TELEMETRY_RECORDS, get(records))
         .route(paths::TELEMETRY_WINDOWS, get(windows))
         .route(paths::METRICS, get(metrics))
+        .route_layer(from_fn_with_state(guard.clone(), guard::buffer_body));
+    let predict_route = Router::new().route(paths::PREDICT, post(predict));
+    let (protected, public) = if public_predict {
+        (with_body, predict_route)
+    } else {
+        (with_body.merge(predict_route), Router::new())
+    };
+    let protected = protected.route_layer(from_fn_with_state(guard.clone(), guard::require_token));
+    let public = public.route(paths::HEALTH, get(health));
+    Router::new()
+        .merge(public)
+        .merge(protected)
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see docs/device-api.md".into())
         })
@@ -200,13 +283,12 @@ pub async fn run(
     http: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(device, http))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = http.conn;
+    conn::serve(listener, None, router(device, http), limits, shutdown).await
 }
 
 /// Serves HTTPS until `shutdown` resolves: like [`run`], with every connection going through
-/// a TLS handshake first (see [`tls`]).
+/// a TLS handshake first (in its own task, see [`conn`]).
 pub async fn run_tls(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
@@ -214,23 +296,13 @@ pub async fn run_tls(
     http: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        tls::TlsListener::new(listener, acceptor),
+    let limits = http.conn;
+    conn::serve(
+        listener,
+        Some(acceptor),
         router(device, http),
+        limits,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
     .await
-}
-
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(state.http.token.as_bytes())) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
 }

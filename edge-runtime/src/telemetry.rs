@@ -49,6 +49,24 @@ pub enum TelemetryError {
     BadLabel { id: u64 },
 }
 
+/// Most labels written in one transaction: a large feedback call is written in chunks of this
+/// many, so predictions queued meanwhile commit between two chunks instead of waiting for the
+/// whole call (a chunk takes a few milliseconds).
+pub const LABELS_PER_COMMIT: usize = 2_000;
+
+/// A label checked against the prediction it is for.
+#[derive(Debug, Clone)]
+pub struct ResolvedLabel {
+    pub id: u64,
+    pub label: f64,
+    /// The module that made the prediction.
+    pub model: std::sync::Arc<str>,
+    /// The prediction's first output.
+    pub predicted: f64,
+    /// When the prediction was made.
+    pub pred_ts_ms: i64,
+}
+
 /// How much telemetry is kept and how hard commits are pushed to disk.
 #[derive(Debug, Clone)]
 pub struct TelemetryConfig {
@@ -158,14 +176,30 @@ impl TelemetryStore {
         rx.await.map_err(|_| TelemetryError::WriterGone)?
     }
 
-    /// Stores labels for earlier predictions (all or none); resolves once committed.
+    /// Stores labels for earlier predictions; resolves once every label committed.
+    ///
+    /// Every label is checked first (finite, for a prediction this device made), on a read
+    /// connection of its own off the writer, reading 8 bytes of the stored predictions per
+    /// label: one bad label and nothing is stored. The checked labels then go to the writer in
+    /// chunks of [`LABELS_PER_COMMIT`], one transaction each, so a feedback call for a
+    /// 100,000-row batch never holds up predictions for more than one chunk. A device killed
+    /// between two chunks keeps the chunks that committed; the client, unanswered, sends the
+    /// call again, and a label sent twice replaces itself (the label log records both).
     pub async fn feedback(&self, labels: Vec<Label>) -> Result<usize, TelemetryError> {
         if let Some(l) = labels.iter().find(|l| !l.label.is_finite()) {
             return Err(TelemetryError::BadLabel { id: l.id });
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(writer::Job::Feedback(labels, tx))?;
-        rx.await.map_err(|_| TelemetryError::WriterGone)?
+        let path = self.path.clone();
+        let resolved = tokio::task::spawn_blocking(move || resolve_labels(&path, &labels))
+            .await
+            .map_err(|e| TelemetryError::Commit(format!("resolving labels: {e}")))??;
+        let mut stored = 0;
+        for chunk in resolved.chunks(LABELS_PER_COMMIT) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.send(writer::Job::Labels(chunk.to_vec(), tx))?;
+            stored += rx.await.map_err(|_| TelemetryError::WriterGone)??;
+        }
+        Ok(stored)
     }
 
     fn send(&self, job: writer::Job) -> Result<(), TelemetryError> {
@@ -300,6 +334,81 @@ impl Drop for TelemetryStore {
             let _ = h.join();
         }
     }
+}
+
+/// Finds each label's prediction: its record through the `first_id` index, its first output by
+/// reading 8 bytes of the record's predictions blob (never decoding the whole batch). Labels
+/// for the same batch share one record lookup and one open blob.
+fn resolve_labels(path: &Path, labels: &[Label]) -> Result<Vec<ResolvedLabel>, TelemetryError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mut find = conn.prepare(
+        "SELECT seq, first_id, rows, model, ts_ms FROM records
+         WHERE first_id IS NOT NULL AND first_id <= ?1 ORDER BY first_id DESC LIMIT 1",
+    )?;
+    struct Hit {
+        seq: i64,
+        first: u64,
+        rows: u64,
+        model: std::sync::Arc<str>,
+        ts_ms: i64,
+    }
+    let mut current: Option<Hit> = None;
+    let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
+    let mut resolved = Vec::with_capacity(labels.len());
+    for l in labels {
+        let cached = current
+            .as_ref()
+            .is_some_and(|h| h.first <= l.id && l.id < h.first + h.rows);
+        if !cached {
+            let hit = find
+                .query_row([l.id as i64], |r| {
+                    Ok(Hit {
+                        seq: r.get(0)?,
+                        first: r.get::<_, i64>(1)? as u64,
+                        rows: r.get::<_, i64>(2)? as u64,
+                        model: r.get::<_, Option<String>>(3)?.unwrap_or_default().into(),
+                        ts_ms: r.get(4)?,
+                    })
+                })
+                .optional()?
+                .filter(|h| l.id < h.first + h.rows)
+                .ok_or(TelemetryError::UnknownPrediction(l.id))?;
+            match blob.as_mut() {
+                Some(b) => b.reopen(hit.seq)?,
+                None => {
+                    blob = Some(conn.blob_open(
+                        rusqlite::MAIN_DB,
+                        "records",
+                        "predictions",
+                        hit.seq,
+                        true,
+                    )?)
+                }
+            }
+            current = Some(hit);
+        }
+        let hit = current.as_ref().expect("set above");
+        let mut bytes = [0u8; 8];
+        let offset = ((l.id - hit.first) * 8) as usize;
+        let predicted = match blob.as_ref() {
+            Some(b) if b.read_at(&mut bytes, offset).is_ok_and(|n| n == 8) => {
+                f64::from_le_bytes(bytes)
+            }
+            _ => f64::NAN,
+        };
+        resolved.push(ResolvedLabel {
+            id: l.id,
+            label: l.label,
+            model: hit.model.clone(),
+            predicted,
+            pred_ts_ms: hit.ts_ms,
+        });
+    }
+    Ok(resolved)
 }
 
 fn read_counter(conn: &Connection, name: &str) -> Result<u64, rusqlite::Error> {

@@ -2,12 +2,18 @@
 //! the loader's refusals, and the HTTP API over real sockets on 127.0.0.1.
 //!
 //! More tests live in `edge/*.rs` (child modules, so they share the fixtures below):
-//! `bad_input` (the table of refusals), `versions` (activation under load, rollback,
+//! `bad_input` (the table of refusals), `hostile` (clients and modules that try to stall or
+//! bloat the device: tokens, bodies, connections, slots, big feedback), `load` (the real binary
+//! under all of those at once, and under a flood of idle connections), `versions` (activation under load, rollback,
 //! restart), `telemetry` (cursor, feedback, windows, metrics), `process` (the real binary:
 //! `kill -9` durability, `run`, `inspect`), `tls` (HTTPS and its startup errors).
 
 #[path = "edge/bad_input.rs"]
 mod bad_input;
+#[path = "edge/hostile.rs"]
+mod hostile;
+#[path = "edge/load.rs"]
+mod load;
 #[path = "edge/process.rs"]
 mod process;
 #[path = "edge/telemetry.rs"]
@@ -475,6 +481,7 @@ fn every_call_gets_a_fresh_instance_and_a_failed_call_fails_alone() {
     // Few slots, so the same pooled slots are reused many times.
     let sb = Sandbox::new(Limits {
         max_concurrent_calls: 2,
+        max_concurrent_loads: 2,
         ..Limits::default()
     })
     .unwrap();
@@ -528,16 +535,25 @@ const TOKEN: &str = "s3cret-token";
 
 impl TestDevice {
     async fn start(data_dir: &std::path::Path) -> TestDevice {
-        let device = Device::open("test-device".into(), data_dir, sandbox()).expect("device opens");
+        let http = HttpConfig {
+            allowed_origins: vec!["http://127.0.0.1:8080".into()],
+            max_body: 1 << 20,
+            ..HttpConfig::new(TOKEN)
+        };
+        TestDevice::start_with(data_dir, http, Limits::default()).await
+    }
+
+    /// A device with its own HTTP settings and sandbox limits.
+    async fn start_with(
+        data_dir: &std::path::Path,
+        http: HttpConfig,
+        limits: Limits,
+    ) -> TestDevice {
+        let sandbox = Sandbox::new(limits).expect("engine starts");
+        let device = Device::open("test-device".into(), data_dir, sandbox).expect("device opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let http = HttpConfig {
-            token: TOKEN.into(),
-            predict_requires_token: true,
-            allowed_origins: vec!["http://127.0.0.1:8080".into()],
-            max_body: 1 << 20,
-        };
         let task = tokio::spawn(server::run(listener, Arc::new(device), http, async {
             let _ = rx.await;
         }));

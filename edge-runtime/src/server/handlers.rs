@@ -16,14 +16,15 @@ use wasmops_shared::wire::{
     PredictResponse, RollbackResponse, TelemetryPage, UploadResponse, WindowsResponse,
 };
 
-use super::{authorize, ApiError, AppState};
+use super::{ApiError, AppState};
 use crate::device::DeviceError;
 use crate::input;
 use crate::sandbox::{LoadedModule, SandboxError};
 use crate::telemetry::{self, windows::WindowQuery, NewRecord};
 
-/// Batches above this many rows run on the blocking pool.
-const INLINE_ROWS: usize = 256;
+/// Batches above this many rows run on the blocking pool. Small enough that a module burning
+/// its whole fuel budget holds an async worker for milliseconds at most.
+const INLINE_ROWS: usize = 16;
 /// Most labels in one feedback call.
 const MAX_LABELS: usize = 100_000;
 
@@ -34,19 +35,11 @@ pub(super) async fn health() -> Json<Health> {
     })
 }
 
-pub(super) async fn info(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<wire::DeviceInfo>, ApiError> {
-    authorize(&s, &headers)?;
+pub(super) async fn info(State(s): State<AppState>) -> Result<Json<wire::DeviceInfo>, ApiError> {
     Ok(Json(blocking(move || s.device.info()).await??))
 }
 
-pub(super) async fn list_modules(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<ModuleList>, ApiError> {
-    authorize(&s, &headers)?;
+pub(super) async fn list_modules(State(s): State<AppState>) -> Result<Json<ModuleList>, ApiError> {
     Ok(Json(blocking(move || s.device.modules()).await??))
 }
 
@@ -55,7 +48,6 @@ pub(super) async fn upload(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<UploadResponse>, ApiError> {
-    authorize(&s, &headers)?;
     match content_type(&headers) {
         None | Some("application/wasm") | Some("application/octet-stream") => {}
         Some(other) => {
@@ -71,8 +63,16 @@ pub(super) async fn upload(
         ));
     }
     let device = s.device.clone();
-    // Compiling and conformance-testing is CPU work: keep it off the async workers.
-    match blocking(move || device.upload(&body)).await? {
+    // Compiling and conformance-testing is CPU work: keep it off the async workers, and wait
+    // (asynchronously) for one of the few load slots first, however many uploads arrive.
+    let permit = s.device.sandbox().load_permit().await;
+    let loaded = blocking(move || {
+        let loaded = device.upload(&body);
+        drop(permit);
+        loaded
+    })
+    .await?;
+    match loaded {
         Ok(m) => Ok(Json(UploadResponse {
             hash: m.info.hash.clone(),
             size: m.info.size,
@@ -87,13 +87,18 @@ pub(super) async fn upload(
 
 pub(super) async fn activate(
     State(s): State<AppState>,
-    headers: HeaderMap,
     Path(hash): Path<String>,
 ) -> Result<Json<ActivateResponse>, ApiError> {
-    authorize(&s, &headers)?;
     let device = s.device.clone();
     let h = hash.clone();
-    let previous = blocking(move || device.activate(&h)).await?.map_err(|e| {
+    let permit = s.device.sandbox().load_permit().await;
+    let previous = blocking(move || {
+        let previous = device.activate(&h);
+        drop(permit);
+        previous
+    })
+    .await?
+    .map_err(|e| {
         tracing::warn!(module = %hash.chars().take(80).collect::<String>(), error = %e, "activation refused");
         e
     })?;
@@ -105,10 +110,14 @@ pub(super) async fn activate(
 
 pub(super) async fn rollback(
     State(s): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<RollbackResponse>, ApiError> {
-    authorize(&s, &headers)?;
-    let (active, rolled_back) = blocking(move || s.device.rollback()).await??;
+    let permit = s.device.sandbox().load_permit().await;
+    let (active, rolled_back) = blocking(move || {
+        let rolled_back = s.device.rollback();
+        drop(permit);
+        rolled_back
+    })
+    .await??;
     Ok(Json(RollbackResponse {
         active,
         rolled_back,
@@ -125,7 +134,7 @@ struct Answer {
 pub(super) async fn predict(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     let started = Instant::now();
     let active = s.device.active();
@@ -190,12 +199,9 @@ pub(super) async fn predict(
 async fn predict_inner(
     s: &AppState,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
     active: Option<Arc<LoadedModule>>,
 ) -> Result<Answer, ApiError> {
-    if s.http.predict_requires_token {
-        authorize(s, headers)?;
-    }
     let csv = match content_type(headers) {
         Some("application/json") => false,
         Some("text/csv") => true,
@@ -206,7 +212,7 @@ async fn predict_inner(
             )))
         }
     };
-    let body = body_or_error(s, body)?;
+    let (body, _budget) = s.guard.read_body(headers, body).await?;
     let module = active.ok_or(DeviceError::NoActiveModel)?;
     let features = &module.info.card.feature_names;
     let batch = if csv {
@@ -214,16 +220,15 @@ async fn predict_inner(
     } else {
         input::from_json(&body, features)?
     };
-    let sandbox = s.device.sandbox().clone();
-    let rows = batch.rows;
-    let run = move || {
-        let outputs = sandbox.predict(&module, &batch.values);
-        (module, batch, outputs)
-    };
-    let (module, batch, outputs) = if rows > INLINE_ROWS {
-        blocking(run).await?
-    } else {
-        run()
+    let inline = batch.rows <= INLINE_ROWS;
+    let (module, values, outputs) = s
+        .device
+        .sandbox()
+        .predict_async(module, batch.values, inline)
+        .await;
+    let batch = input::Batch {
+        rows: batch.rows,
+        values,
     };
     let outputs = outputs.map_err(|e| match e {
         SandboxError::TooManyRows { .. } => ApiError::BadRequest(e.to_string()),
@@ -242,10 +247,8 @@ async fn predict_inner(
 
 pub(super) async fn feedback(
     State(s): State<AppState>,
-    headers: HeaderMap,
     body: Result<Json<FeedbackRequest>, JsonRejection>,
 ) -> Result<Json<FeedbackResponse>, ApiError> {
-    authorize(&s, &headers)?;
     let Json(req) = body.map_err(|e| match e {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
             "feedback takes `application/json`: {\"labels\": [{\"id\": n, \"label\": x}]}".into(),
@@ -267,9 +270,7 @@ pub(super) async fn feedback(
 
 pub(super) async fn telemetry(
     State(s): State<AppState>,
-    headers: HeaderMap,
 ) -> Result<Json<wire::Telemetry>, ApiError> {
-    authorize(&s, &headers)?;
     let c = blocking(move || s.device.telemetry.counters()).await??;
     Ok(Json(wire::Telemetry {
         requests: c.requests,
@@ -301,10 +302,8 @@ impl RecordsQuery {
 
 pub(super) async fn records(
     State(s): State<AppState>,
-    headers: HeaderMap,
     q: Result<Query<RecordsQuery>, QueryRejection>,
 ) -> Result<Json<TelemetryPage>, ApiError> {
-    authorize(&s, &headers)?;
     let (after, limit) = RecordsQuery::checked(q)?;
     Ok(Json(
         blocking(move || s.device.telemetry.records(after, limit)).await??,
@@ -313,10 +312,8 @@ pub(super) async fn records(
 
 pub(super) async fn label_records(
     State(s): State<AppState>,
-    headers: HeaderMap,
     q: Result<Query<RecordsQuery>, QueryRejection>,
 ) -> Result<Json<LabelPage>, ApiError> {
-    authorize(&s, &headers)?;
     let (after, limit) = RecordsQuery::checked(q)?;
     Ok(Json(
         blocking(move || s.device.telemetry.labels(after, limit)).await??,
@@ -331,10 +328,8 @@ pub(super) struct WindowsQuery {
 
 pub(super) async fn windows(
     State(s): State<AppState>,
-    headers: HeaderMap,
     q: Result<Query<WindowsQuery>, QueryRejection>,
 ) -> Result<Json<WindowsResponse>, ApiError> {
-    authorize(&s, &headers)?;
     let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("bad query: {}", e.body_text())))?;
     let window_s = q.window_s.unwrap_or(60);
     let count = q.count.unwrap_or(60);
@@ -354,15 +349,17 @@ pub(super) async fn windows(
     ))
 }
 
-pub(super) async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = authorize(&s, &headers) {
-        return e.into_response();
-    }
+pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     let device = s.device.clone();
     match blocking(move || device.telemetry.counters()).await {
         Ok(Ok(c)) => {
             let active = s.device.active().map(|m| m.info.hash.clone());
-            let text = telemetry::prometheus::render(&c, active.as_deref(), s.device.uptime_s());
+            let text = telemetry::prometheus::render(
+                &c,
+                active.as_deref(),
+                s.device.uptime_s(),
+                s.guard.unauthorized(),
+            );
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -1,28 +1,16 @@
-//! Optional HTTPS: a certificate chain and its private key from PEM files, served with rustls
-//! (the `ring` provider) through a [`Listener`] that axum's own `serve` drives, so TLS and plain
-//! HTTP share the router, graceful shutdown and everything else.
-//!
-//! Handshakes run in their own tasks: a client that connects and then stalls (or speaks plain
-//! HTTP to the TLS port) only costs its own task, never the accept loop.
+//! Optional HTTPS: a certificate chain and its private key from PEM files, checked at startup
+//! and served with rustls (the `ring` provider). The connection loop in [`super::conn`] runs
+//! each handshake in the connection's own task with a timeout, so TLS and plain HTTP share the
+//! router, the connection limits and graceful shutdown; a client that connects and stalls (or
+//! speaks plain HTTP to the TLS port) only costs its own task, never the accept loop.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::serve::Listener;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-
-/// A handshake that takes longer than this is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Finished handshakes waiting for axum to take them.
-const READY_QUEUE: usize = 64;
 
 /// Where the certificate chain and its key are (both PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,66 +99,4 @@ fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Accepts TCP connections and hands axum only those whose TLS handshake finished.
-pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    ready_tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-    ready_rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-}
-
-impl TlsListener {
-    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
-        let (ready_tx, ready_rx) = mpsc::channel(READY_QUEUE);
-        TlsListener {
-            tcp,
-            acceptor,
-            ready_tx,
-            ready_rx,
-        }
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            tokio::select! {
-                // `ready_tx` lives in `self`, so the queue never closes while we wait on it.
-                Some(ready) = self.ready_rx.recv() => return ready,
-                accepted = self.tcp.accept() => match accepted {
-                    Ok((tcp, addr)) => {
-                        let _ = tcp.set_nodelay(true);
-                        let acceptor = self.acceptor.clone();
-                        let ready = self.ready_tx.clone();
-                        tokio::spawn(async move {
-                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                                Ok(Ok(tls)) => {
-                                    let _ = ready.send((tls, addr)).await;
-                                }
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%addr, error = %e, "TLS handshake failed");
-                                }
-                                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        // As axum does for plain TCP: running out of file descriptors and the
-                        // like is logged and retried after a pause instead of spinning.
-                        tracing::warn!(error = %e, "accepting a connection failed");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
 }

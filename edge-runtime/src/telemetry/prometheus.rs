@@ -6,8 +6,10 @@ use std::fmt::Write;
 
 use super::{Counters, LATENCY_BUCKETS_US};
 
-/// Renders the device's metrics; `active` is the active module's hash, if any.
-pub fn render(c: &Counters, active: Option<&str>, uptime_s: u64) -> String {
+/// Renders the device's metrics; `active` is the active module's hash, if any;
+/// `unauthorized` counts requests refused for a missing or wrong token since the start (kept in
+/// memory only: such requests never reach the database).
+pub fn render(c: &Counters, active: Option<&str>, uptime_s: u64, unauthorized: u64) -> String {
     let mut out = String::with_capacity(2048);
     let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, String)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -86,6 +88,12 @@ pub fn render(c: &Counters, active: Option<&str>, uptime_s: u64) -> String {
         "gauge",
         "Seconds since the daemon started.",
         &[(String::new(), uptime_s.to_string())],
+    );
+    metric(
+        "wasmops_unauthorized_requests_total",
+        "counter",
+        "Requests refused for a missing or wrong access token since the daemon started.",
+        &[(String::new(), unauthorized.to_string())],
     );
     out
 }

@@ -7,16 +7,19 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
-use wasmops_shared::wire::Label;
 
-use super::{latency_bucket, now_ms, NewRecord, TelemetryConfig, TelemetryError};
+use super::{latency_bucket, now_ms, NewRecord, ResolvedLabel, TelemetryConfig, TelemetryError};
 
 /// Most jobs in one transaction (bounds the latency a single commit adds).
 const MAX_BATCH: usize = 2048;
 
 pub(super) enum Job {
     Record(NewRecord, oneshot::Sender<Result<u64, TelemetryError>>),
-    Feedback(Vec<Label>, oneshot::Sender<Result<usize, TelemetryError>>),
+    /// Labels already checked against their predictions (see [`super::TelemetryStore::feedback`]).
+    Labels(
+        Vec<ResolvedLabel>,
+        oneshot::Sender<Result<usize, TelemetryError>>,
+    ),
 }
 
 pub(super) fn init_schema(conn: &Connection, sync_full: bool) -> Result<(), rusqlite::Error> {
@@ -110,8 +113,8 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, config: TelemetryCo
                         (Job::Record(_, ack), Outcome::Seq(seq)) => {
                             let _ = ack.send(Ok(seq));
                         }
-                        (Job::Feedback(_, ack), Outcome::Labels(n)) => {
-                            let _ = ack.send(n);
+                        (Job::Labels(_, ack), Outcome::Labels(n)) => {
+                            let _ = ack.send(Ok(n));
                         }
                         _ => unreachable!("outcomes follow jobs"),
                     }
@@ -125,7 +128,7 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, config: TelemetryCo
                         Job::Record(_, ack) => {
                             let _ = ack.send(Err(err));
                         }
-                        Job::Feedback(_, ack) => {
+                        Job::Labels(_, ack) => {
                             let _ = ack.send(Err(err));
                         }
                     }
@@ -137,7 +140,7 @@ pub(super) fn run(mut conn: Connection, jobs: Receiver<Job>, config: TelemetryCo
 
 enum Outcome {
     Seq(u64),
-    Labels(Result<usize, TelemetryError>),
+    Labels(usize),
 }
 
 /// One transaction for the whole batch; counters change in the same transaction.
@@ -187,7 +190,7 @@ fn write_batch(
                         next_id = next_id.max(first + r.rows);
                     }
                 }
-                Job::Feedback(labels, _) => {
+                Job::Labels(labels, _) => {
                     outcomes.push(Outcome::Labels(store_labels(&tx, labels, &mut deltas)?));
                 }
             }
@@ -231,41 +234,13 @@ fn write_batch(
     Ok(outcomes)
 }
 
-/// Validates every label against the stored predictions first, then writes them: a feedback
-/// call is stored completely or not at all.
+/// Writes labels that were resolved against their predictions before: a few indexed
+/// statements per label, nothing decoded, so the writer's transaction costs O(labels).
 fn store_labels(
     tx: &rusqlite::Transaction<'_>,
-    labels: &[Label],
+    resolved: &[ResolvedLabel],
     deltas: &mut BTreeMap<String, i64>,
-) -> Result<Result<usize, TelemetryError>, rusqlite::Error> {
-    let mut find = tx.prepare_cached(
-        "SELECT first_id, rows, model, predictions, ts_ms FROM records
-         WHERE first_id IS NOT NULL AND first_id <= ?1 ORDER BY first_id DESC LIMIT 1",
-    )?;
-    let mut resolved = Vec::with_capacity(labels.len());
-    for l in labels {
-        let hit = find
-            .query_row([l.id as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .optional()?;
-        match hit {
-            Some((first, rows, model, preds, ts)) if l.id < first + rows => {
-                let predicted = super::decode_f64s(&preds)
-                    .get((l.id - first) as usize)
-                    .copied()
-                    .unwrap_or(f64::NAN);
-                resolved.push((l, model, predicted, ts));
-            }
-            _ => return Ok(Err(TelemetryError::UnknownPrediction(l.id))),
-        }
-    }
+) -> Result<usize, rusqlite::Error> {
     let mut old = tx.prepare_cached("SELECT correct FROM feedback WHERE prediction_id = ?1")?;
     let mut put = tx.prepare_cached(
         "INSERT OR REPLACE INTO feedback (prediction_id, ts_ms, pred_ts_ms, model, predicted, label, correct)
@@ -275,15 +250,15 @@ fn store_labels(
         "INSERT INTO label_log (ts_ms, prediction_id, label) VALUES (?1, ?2, ?3)",
     )?;
     let now = now_ms() as i64;
-    for (l, model, predicted, ts) in &resolved {
+    for l in resolved {
         let previous: Option<bool> = old.query_row([l.id as i64], |r| r.get(0)).optional()?;
-        let correct = *predicted == l.label;
+        let correct = l.predicted == l.label;
         put.execute(params![
             l.id as i64,
             now,
-            ts,
-            model,
-            predicted,
+            l.pred_ts_ms,
+            l.model.as_ref(),
+            l.predicted,
             l.label,
             correct
         ])?;
@@ -298,7 +273,7 @@ fn store_labels(
             *deltas.entry("labels_correct".into()).or_default() += 1;
         }
     }
-    Ok(Ok(resolved.len()))
+    Ok(resolved.len())
 }
 
 /// Copies the WAL back into the database file every `every`, off the writer's path, so no

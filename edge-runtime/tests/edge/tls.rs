@@ -40,10 +40,8 @@ async fn the_api_answers_over_https_and_refuses_plain_http_on_that_port() {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let http = HttpConfig {
-        token: TOKEN.into(),
-        predict_requires_token: true,
-        allowed_origins: vec![],
         max_body: 1 << 20,
+        ..HttpConfig::new(TOKEN)
     };
     let task = tokio::spawn(server::run_tls(
         listener,
