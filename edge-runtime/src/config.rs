@@ -12,7 +12,7 @@
 //! max_buffered = 67108864                 # request bodies in memory at once, all clients
 //! max_connections = 512
 //! header_timeout_s = 10                   # to send a request head (also idle keep-alive)
-//! body_timeout_s = 30                     # to send a request body
+//! body_timeout_s = 30                     # to send a request body (or to go on reading an answer)
 //! log_format = "text"                     # or "json"
 //! tls_cert = "/etc/wasmops-edge/cert.pem"  # HTTPS: both or neither
 //! tls_key = "/etc/wasmops-edge/key.pem"
@@ -116,7 +116,8 @@ pub struct ServeArgs {
     /// [default: 10].
     #[arg(long, env = "WASMOPS_HEADER_TIMEOUT_S", value_name = "SECONDS")]
     pub header_timeout_s: Option<u64>,
-    /// Seconds a client has to send a request body [default: 30].
+    /// Seconds a client has to send a request body; also how long a connection may sit with
+    /// no request running and no byte moving (a client that stopped reading) [default: 30].
     #[arg(long, env = "WASMOPS_BODY_TIMEOUT_S", value_name = "SECONDS")]
     pub body_timeout_s: Option<u64>,
     /// Log format on stderr and in DATA_DIR/logs [default: text].

@@ -120,6 +120,8 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         conn: ConnLimits {
             max_connections: config.max_connections,
             header_timeout: config.header_timeout,
+            // The same patience as for a request body: bytes must keep moving.
+            stall_timeout: config.body_timeout,
         },
     };
     let device = Arc::new(device);

@@ -42,11 +42,16 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// files, module files, the blocking pool's work).
 pub const RESERVED_FDS: usize = 64;
 
-/// How many connections the device holds and how long it waits for a request head.
+/// How many connections the device holds and how long it waits for a client.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
     pub max_connections: usize,
+    /// To send a request head (also between two requests on a kept-alive connection).
     pub header_timeout: Duration,
+    /// A connection with no request being handled and no byte moving for this long is closed:
+    /// a client that stops reading its answer cannot keep the answer (and the connection)
+    /// in the device's memory.
+    pub stall_timeout: Duration,
 }
 
 impl Default for ConnLimits {
@@ -54,6 +59,7 @@ impl Default for ConnLimits {
         ConnLimits {
             max_connections: 512,
             header_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -244,6 +250,23 @@ async fn serve_one<IO>(
         }
         _ = state.evict.notified() => {
             tracing::debug!("idle connection closed to make room for a new one");
+        }
+        _ = stalled(&state, started, limits.stall_timeout) => {
+            tracing::debug!("stalled connection closed (no request running, no byte moving)");
+        }
+    }
+}
+
+/// Resolves once the connection has had no request in flight and moved no byte for
+/// `timeout`. Requests that take long (a big batch) are not stalls: they are in flight.
+async fn stalled(state: &ConnState, started: Instant, timeout: Duration) {
+    let tick = (timeout / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = started.elapsed().as_millis() as u64;
+        let quiet = now.saturating_sub(state.last_active_ms.load(Ordering::Relaxed));
+        if state.in_flight.load(Ordering::Acquire) == 0 && quiet >= timeout.as_millis() as u64 {
+            return;
         }
     }
 }

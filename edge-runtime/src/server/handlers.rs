@@ -234,7 +234,9 @@ async fn predict_inner(
         SandboxError::TooManyRows { .. } => ApiError::BadRequest(e.to_string()),
         SandboxError::Internal(m) => ApiError::Internal(m),
         other => {
-            tracing::error!(module = %module.info.hash, error = %other, "active module failed a call");
+            if let Some(suppressed) = super::guard::refusal_log_allowed() {
+                tracing::error!(module = %module.info.hash, error = %other, suppressed, "active module failed a call");
+            }
             ApiError::Rejected(other.to_string())
         }
     })?;

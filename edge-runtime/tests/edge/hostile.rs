@@ -257,6 +257,7 @@ async fn idle_and_half_sent_connections_are_closed_and_a_full_table_gives_way() 
         conn: server::conn::ConnLimits {
             max_connections: 16,
             header_timeout: Duration::from_secs(1),
+            ..Default::default()
         },
         ..HttpConfig::new(TOKEN)
     };
@@ -293,6 +294,7 @@ async fn idle_and_half_sent_connections_are_closed_and_a_full_table_gives_way() 
     let dev_conn = server::conn::ConnLimits {
         max_connections: 16,
         header_timeout: Duration::from_secs(60),
+        ..Default::default()
     };
     let dir = temp_dir("full-table");
     let http = HttpConfig {
@@ -485,4 +487,53 @@ async fn feedback_for_a_100k_row_batch_never_holds_up_predictions() {
         metrics.contains(&format!("wasmops_feedback_correct_total {}", N / 2)),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_answer_is_let_go() {
+    let dir = temp_dir("stalled-reader");
+    let http = HttpConfig {
+        max_body: 8 << 20,
+        conn: server::conn::ConnLimits {
+            stall_timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+        ..HttpConfig::new(TOKEN)
+    };
+    let dev = TestDevice::start_with(&dir, http, Limits::default()).await;
+    let hash = dev
+        .upload(&build(&iris_like(), &[5.1, 3.5, 1.4, 0.2]))
+        .await;
+    dev.activate(&hash).await;
+    // A 100,000-row answer (megabytes) to a client with a tiny receive buffer that never reads.
+    let csv: String = (0..100_000)
+        .map(|i| format!("{}.25,{},{},{}\n", i % 7, i % 5, i % 3, i % 11))
+        .collect();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket
+        .connect(addr_of(&dev).parse().unwrap())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/predict HTTP/1.1\r\nHost: device\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
+        csv.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(csv.as_bytes()).await.unwrap();
+    // Not reading for a while: the device gives up on the connection...
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // ...so what is left to read ends well before the whole answer, then the socket closes.
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the connection is still open");
+    let complete = String::from_utf8_lossy(&got).trim_end().ends_with("]]}");
+    assert!(
+        !complete,
+        "the whole answer ({} bytes) was kept for a client that did not read",
+        got.len()
+    );
+    // The device serves everyone else all along.
+    dev.predict(&[vec![5.9, 3.0, 4.2, 1.5]]).await;
+    dev.stop().await;
 }

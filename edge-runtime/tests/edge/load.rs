@@ -14,7 +14,12 @@ use tokio::net::TcpStream;
 use super::hostile::looping_module;
 use super::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wasmops-edge");
+/// The binary under test: this build's, or another one named by `WASMOPS_EDGE_UNDER_TEST` (to
+/// measure an older build against the same attack).
+fn bin() -> String {
+    std::env::var("WASMOPS_EDGE_UNDER_TEST")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_wasmops-edge").to_string())
+}
 
 struct Daemon {
     child: std::process::Child,
@@ -37,7 +42,7 @@ fn start(data: &std::path::Path, open_files: usize) -> Daemon {
         .arg(format!(
             "ulimit -n {open_files} && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\""
         ))
-        .arg(BIN)
+        .arg(bin())
         .arg(data)
         .env("WASMOPS_TOKEN", TOKEN)
         .stdout(Stdio::piped())
