@@ -5,7 +5,8 @@
 //! - `modules/<sha256>.wasm`: every accepted module, named only by its hash;
 //! - `active`: the activation history, one hash per line, the last line being the active
 //!   module (written to a temp file, then renamed, so a crash never leaves a half-written
-//!   pointer). A restart re-loads and re-verifies the last line; rollback drops it;
+//!   pointer). A restart re-loads and re-verifies the last line (a module that no longer
+//!   passes leaves no model active, and is logged); rollback drops it;
 //! - `telemetry.sqlite` (+ WAL): see [`crate::telemetry`];
 //! - `logs/`: the daemon's rotated log files (written by `main.rs`).
 
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use wasmops_shared::module::ModuleInfo;
-use wasmops_shared::wire::{ActiveModel, DeviceInfo, ModuleList, ModuleSummary};
+use wasmops_shared::wire::{ActiveModel, DeviceInfo, Label, ModuleList, ModuleSummary};
 
 use crate::sandbox::{LoadedModule, Sandbox, SandboxError};
 use crate::telemetry::{TelemetryConfig, TelemetryError, TelemetryStore};
@@ -36,6 +37,13 @@ pub enum DeviceError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    #[error("label {index} (prediction id {id}): {reason}")]
+    BadLabel {
+        /// Position of the label in the request.
+        index: usize,
+        id: u64,
+        reason: String,
+    },
 }
 
 pub struct Device {
@@ -76,10 +84,18 @@ impl Device {
             started: Instant::now(),
             telemetry: TelemetryStore::open(data_dir, telemetry)?,
         };
+        // The active module is checked again as if uploaded: one that this build's loader
+        // refuses (or that is gone) leaves the device up with no active model, never down.
         if let Some(hash) = device.history()?.last() {
-            let loaded = device.load_stored(hash)?;
-            tracing::info!(module = %hash, "restored active module");
-            *device.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(loaded));
+            match device.load_stored(hash) {
+                Ok(loaded) => {
+                    tracing::info!(module = %hash, "restored active module");
+                    device.swap(Arc::new(loaded));
+                }
+                Err(e) => {
+                    tracing::error!(module = %hash, error = %e, "the active module no longer loads; no model is active (activate one, or roll back)");
+                }
+            }
         }
         Ok(device)
     }
@@ -134,6 +150,33 @@ impl Device {
         self.swap(loaded);
         tracing::info!(module = %target, rolled_back = %rolled_back, "rolled back");
         Ok((target, rolled_back))
+    }
+
+    /// Checks every label against the model that made its prediction (a class index for a
+    /// classifier); the first bad label is the error. Ids the store does not know are left to
+    /// [`TelemetryStore::feedback`], which refuses them by id.
+    pub fn check_labels(&self, labels: &[Label]) -> Result<(), DeviceError> {
+        let ids: Vec<u64> = labels.iter().map(|l| l.id).collect();
+        let models = self.telemetry.prediction_models(&ids)?;
+        let mut infos: HashMap<&str, Option<Arc<ModuleInfo>>> = HashMap::new();
+        for (index, (label, model)) in labels.iter().zip(&models).enumerate() {
+            let Some(model) = model else { continue };
+            // A module no longer stored cannot say its classes: its labels need only be finite.
+            let Some(info) = infos
+                .entry(model.as_str())
+                .or_insert_with(|| self.module_info(model))
+            else {
+                continue;
+            };
+            info.card
+                .check_label(label.label)
+                .map_err(|reason| DeviceError::BadLabel {
+                    index,
+                    id: label.id,
+                    reason,
+                })?;
+        }
+        Ok(())
     }
 
     fn swap(&self, loaded: Arc<LoadedModule>) {

@@ -9,6 +9,7 @@
 mod handlers;
 pub mod tls;
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use wasmops_shared::wire::{self, paths};
 
@@ -57,6 +59,7 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
+    MethodNotAllowed(String),
     Internal(String),
 }
 
@@ -71,6 +74,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,7 +111,8 @@ impl IntoResponse for ApiError {
             | ApiError::Rejected(m)
             | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m)
-            | ApiError::UnsupportedMediaType(m) => m,
+            | ApiError::UnsupportedMediaType(m)
+            | ApiError::MethodNotAllowed(m) => m,
         };
         if status != StatusCode::INTERNAL_SERVER_ERROR {
             tracing::warn!(status = status.as_u16(), kind, error = %error, "request refused");
@@ -134,6 +140,7 @@ impl From<DeviceError> for ApiError {
             }
             DeviceError::Io(io) => ApiError::Internal(io.to_string()),
             DeviceError::Telemetry(t) => t.into(),
+            DeviceError::BadLabel { .. } => ApiError::BadRequest(e.to_string()),
         }
     }
 }
@@ -188,7 +195,15 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see docs/device-api.md".into())
         })
+        .method_not_allowed_fallback(|method: Method, uri: axum::http::Uri| async move {
+            ApiError::MethodNotAllowed(format!(
+                "{method} is not allowed on {}; see docs/device-api.md",
+                wasmops_shared::quote::bounded(uri.path())
+            ))
+        })
         .layer(DefaultBodyLimit::max(max_body))
+        // Outermost but CORS: a panic in any handler still answers `{kind, error}` (500).
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors)
         .with_state(state)
 }
@@ -222,6 +237,22 @@ pub async fn run_tls(
     .await
 }
 
+/// The answer to a request whose handler panicked: `{kind: "internal", error}`, 500; the
+/// panic's message goes to the log only.
+fn panic_response(panic: Box<dyn Any + Send>) -> Response {
+    ApiError::Internal(panic_message("a request", panic.as_ref())).into_response()
+}
+
+/// What a caught panic says, for the log (the client gets only "internal error").
+fn panic_message(during: &str, panic: &(dyn Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    format!("panic during {during}: {what}")
+}
+
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
@@ -232,5 +263,46 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_json_500() {
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let v: Vec<u8> = Vec::new();
+                    v[1].to_string()
+                }),
+            )
+            .layer(CatchPanicLayer::custom(panic_response));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let r = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 500);
+        let e: wire::ApiError = r.json().await.unwrap();
+        assert_eq!(e.kind, "internal");
+        assert_eq!(e.error, "internal error; see the device log");
+        server.abort();
+    }
+
+    #[test]
+    fn panic_messages_keep_what_the_panic_said() {
+        let caught = std::panic::catch_unwind(|| panic!("bins for {} rows", 3)).unwrap_err();
+        assert_eq!(
+            panic_message("predict", caught.as_ref()),
+            "panic during predict: bins for 3 rows"
+        );
+        let caught = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(
+            panic_message("x", caught.as_ref()),
+            "panic during x: static"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! One function per endpoint. Blocking work (compiling modules, SQLite queries, large
 //! batches) runs on the blocking pool, never on the async workers.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,12 +12,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use wasmops_shared::quote::bounded;
 use wasmops_shared::wire::{
     self, ActivateResponse, FeedbackRequest, FeedbackResponse, Health, LabelPage, ModuleList,
     PredictResponse, RollbackResponse, TelemetryPage, UploadResponse, WindowsResponse,
 };
 
-use super::{authorize, ApiError, AppState};
+use super::{authorize, panic_message, ApiError, AppState};
 use crate::device::DeviceError;
 use crate::input;
 use crate::sandbox::{LoadedModule, SandboxError};
@@ -56,11 +58,12 @@ pub(super) async fn upload(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<UploadResponse>, ApiError> {
     authorize(&s, &headers)?;
-    match content_type(&headers) {
+    match content_type(&headers).as_deref() {
         None | Some("application/wasm") | Some("application/octet-stream") => {}
         Some(other) => {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "upload takes the module's bytes as `application/wasm`, not `{other}`"
+                "upload takes the module's bytes as `application/wasm`, not {}",
+                bounded(other)
             )))
         }
     }
@@ -132,36 +135,13 @@ pub(super) async fn predict(
     let result = predict_inner(&s, &headers, body, active.clone()).await;
     let latency_us = started.elapsed().as_micros() as u64;
     let store = &s.device.telemetry;
+    // A panic while turning outputs into an answer (a bug) is a 500 with its record, too.
+    let result = result.and_then(|a| {
+        catch_unwind(AssertUnwindSafe(|| answered(a, store, latency_us)))
+            .map_err(|panic| ApiError::Internal(panic_message("predict", panic.as_ref())))
+    });
     let (record, reply) = match result {
-        Ok(a) => {
-            let d = a.module.n_features();
-            let o = a.module.n_outputs();
-            let first_id = store.allocate_ids(a.batch.rows as u64);
-            let profile = &a.module.info.profile.features;
-            let bins = a
-                .batch
-                .values
-                .chunks_exact(d)
-                .flat_map(|row| row.iter().zip(profile).map(|(v, f)| f.bin(*v) as u8))
-                .collect();
-            let record = NewRecord {
-                ts_ms: telemetry::now_ms(),
-                model: Some(a.module.info.hash.clone()),
-                latency_us,
-                rows: a.batch.rows as u64,
-                status: "ok",
-                first_id: Some(first_id),
-                predictions: a.outputs.chunks_exact(o).map(|r| r[0]).collect(),
-                bins,
-                n_features: d,
-            };
-            let reply = PredictResponse {
-                model: a.module.info.hash.clone(),
-                first_id,
-                outputs: a.outputs.chunks(o).map(<[f64]>::to_vec).collect(),
-            };
-            (record, Ok(reply))
-        }
+        Ok((record, reply)) => (record, Ok(reply)),
         Err(e) => {
             let record = NewRecord {
                 ts_ms: telemetry::now_ms(),
@@ -187,6 +167,41 @@ pub(super) async fn predict(
     }
 }
 
+/// The record and the answer of a call the module answered.
+fn answered(
+    a: Answer,
+    store: &telemetry::TelemetryStore,
+    latency_us: u64,
+) -> (NewRecord, PredictResponse) {
+    let d = a.module.n_features();
+    let o = a.module.n_outputs();
+    let first_id = store.allocate_ids(a.batch.rows as u64);
+    let profile = &a.module.info.profile.features;
+    let bins = a
+        .batch
+        .values
+        .chunks_exact(d)
+        .flat_map(|row| row.iter().zip(profile).map(|(v, f)| f.bin(*v) as u8))
+        .collect();
+    let record = NewRecord {
+        ts_ms: telemetry::now_ms(),
+        model: Some(a.module.info.hash.clone()),
+        latency_us,
+        rows: a.batch.rows as u64,
+        status: "ok",
+        first_id: Some(first_id),
+        predictions: a.outputs.chunks_exact(o).map(|r| r[0]).collect(),
+        bins,
+        n_features: d,
+    };
+    let reply = PredictResponse {
+        model: a.module.info.hash.clone(),
+        first_id,
+        outputs: a.outputs.chunks(o).map(<[f64]>::to_vec).collect(),
+    };
+    (record, reply)
+}
+
 async fn predict_inner(
     s: &AppState,
     headers: &HeaderMap,
@@ -196,13 +211,13 @@ async fn predict_inner(
     if s.http.predict_requires_token {
         authorize(s, headers)?;
     }
-    let csv = match content_type(headers) {
+    let csv = match content_type(headers).as_deref() {
         Some("application/json") => false,
         Some("text/csv") => true,
         other => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "predict takes `application/json` ({{\"rows\": [[...]]}}) or `text/csv`, not {}",
-                other.map_or("a body without Content-Type".into(), |t| format!("`{t}`"))
+                other.map_or("a body without Content-Type".into(), bounded)
             )))
         }
     };
@@ -217,7 +232,13 @@ async fn predict_inner(
     let sandbox = s.device.sandbox().clone();
     let rows = batch.rows;
     let run = move || {
-        let outputs = sandbox.predict(&module, &batch.values);
+        let outputs = catch_unwind(AssertUnwindSafe(|| sandbox.predict(&module, &batch.values)))
+            .unwrap_or_else(|panic| {
+                Err(SandboxError::Internal(panic_message(
+                    "a module call",
+                    panic.as_ref(),
+                )))
+            });
         (module, batch, outputs)
     };
     let (module, batch, outputs) = if rows > INLINE_ROWS {
@@ -250,9 +271,15 @@ pub(super) async fn feedback(
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
             "feedback takes `application/json`: {\"labels\": [{\"id\": n, \"label\": x}]}".into(),
         ),
-        JsonRejection::BytesRejection(_) => {
+        // Only a body over the limit is "too large"; one that breaks off or has a malformed
+        // chunk is a bad request.
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::PayloadTooLarge(format!("body exceeds {} bytes", s.http.max_body))
         }
+        JsonRejection::BytesRejection(b) => ApiError::BadRequest(format!(
+            "could not read the request body: {}",
+            b.body_text()
+        )),
         other => ApiError::BadRequest(format!("malformed feedback: {}", other.body_text())),
     })?;
     if req.labels.is_empty() || req.labels.len() > MAX_LABELS {
@@ -261,7 +288,14 @@ pub(super) async fn feedback(
             req.labels.len()
         )));
     }
-    let accepted = s.device.telemetry.feedback(req.labels).await?;
+    let device = s.device.clone();
+    let (labels, checked) = blocking(move || {
+        let checked = device.check_labels(&req.labels);
+        (req.labels, checked)
+    })
+    .await?;
+    checked?;
+    let accepted = s.device.telemetry.feedback(labels).await?;
     Ok(Json(FeedbackResponse { accepted }))
 }
 
@@ -375,11 +409,18 @@ pub(super) async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Re
     }
 }
 
-fn content_type(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("(not text)"))
-        .map(|v| v.split(';').next().unwrap_or("").trim())
+/// The body's media type without parameters, lowercased: media types are case-insensitive
+/// (RFC 9110, 8.3.1), so `Application/JSON; charset=utf-8` is `application/json`.
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::CONTENT_TYPE).map(|v| {
+        v.to_str()
+            .unwrap_or("(not text)")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
 }
 
 fn body_or_error(s: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
