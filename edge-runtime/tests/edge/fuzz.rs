@@ -314,6 +314,18 @@ fn mutate_body(mut body: Vec<u8>, m: &Option<(prop::sample::Index, u8, u8)>) -> 
     body
 }
 
+/// Any finite f64: everyday values, and every bit pattern class but infinities and NaN.
+fn finite_f64() -> impl Strategy<Value = f64> {
+    use prop::num::f64::{NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
+    prop_oneof![
+        3 => -1e3..1e3f64,
+        3 => POSITIVE | NEGATIVE | NORMAL | SUBNORMAL | ZERO,
+        1 => Just(-0.0),
+        1 => Just(f64::MAX),
+        1 => Just(5e-324),
+    ]
+}
+
 /// The batch's invariant: whole rows of finite numbers, at least one.
 fn check_batch(batch: &input::Batch, d: usize) -> Result<(), TestCaseError> {
     prop_assert!(batch.rows >= 1);
@@ -363,7 +375,7 @@ proptest! {
     #[test]
     fn csv_predict_parser_reads_clean_bodies_exactly_and_never_panics(
         d in 1usize..5,
-        values in prop::collection::vec(special_f64(), 1..20),
+        values in prop::collection::vec(finite_f64(), 4..20),
         order_seed in any::<prop::sample::Index>(),
         header in any::<bool>(),
         quoted in any::<bool>(),
@@ -373,9 +385,7 @@ proptest! {
         mutation in body_mutation(),
     ) {
         let names = features(d);
-        let values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
         let n = values.len() / d;
-        prop_assume!(n >= 1);
         let values = &values[..n * d];
         // A permutation of the columns (only with a header can they be reordered).
         let mut order: Vec<usize> = (0..d).collect();
