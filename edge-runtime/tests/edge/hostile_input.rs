@@ -428,8 +428,8 @@ async fn request_bodies_are_read_as_documented() {
         let r = send(content_type, body).await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        let said = serde_json::from_str::<wire::ApiError>(&text)
-            .map_or(false, |e| e.error.contains(&says));
+        let said =
+            serde_json::from_str::<wire::ApiError>(&text).is_ok_and(|e| e.error.contains(&says));
         if status != 400 || !said || text.len() > 1_000 {
             let shown: String = text.chars().take(300).collect();
             failures.push(format!(
