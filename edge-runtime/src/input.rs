@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use wasmops_shared::quote::bounded;
+use wasmops_shared::quote::{bounded, clipped};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum InputError {
@@ -123,7 +123,7 @@ pub fn from_json(body: &[u8], features: &[String]) -> Result<Batch, InputError> 
         // recorded says its row and column. Broken syntax: serde_json's line and column.
         Err(e) => match (e.classify(), problem.into_inner()) {
             (serde_json::error::Category::Data, Some(problem)) => Err(problem),
-            _ => Err(InputError::Json(e.to_string())),
+            _ => Err(InputError::Json(clipped(&e.to_string()))),
         },
     }
 }
@@ -309,12 +309,13 @@ impl RowSeed<'_> {
     }
 }
 
-/// The message of a deserializer's error, without the position serde_json appends.
+/// The message of a deserializer's error, without the position serde_json appends, and
+/// clipped (serde repeats a refused string in full).
 fn without_json_position<E: de::Error + fmt::Display>(e: &E) -> String {
     let text = e.to_string();
     match text.rfind(" at line ") {
-        Some(i) if text[i..].contains(" column ") => text[..i].to_string(),
-        _ => text,
+        Some(i) if text[i..].contains(" column ") => clipped(&text[..i]),
+        _ => clipped(&text),
     }
 }
 

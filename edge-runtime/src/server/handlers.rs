@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use wasmops_shared::quote::bounded;
+use wasmops_shared::quote::{bounded, clipped};
 use wasmops_shared::wire::{
     self, ActivateResponse, FeedbackRequest, FeedbackResponse, Health, LabelPage, ModuleList,
     PredictResponse, RollbackResponse, TelemetryPage, UploadResponse, WindowsResponse,
@@ -280,7 +280,10 @@ pub(super) async fn feedback(
             "could not read the request body: {}",
             b.body_text()
         )),
-        other => ApiError::BadRequest(format!("malformed feedback: {}", other.body_text())),
+        other => ApiError::BadRequest(format!(
+            "malformed feedback: {}",
+            clipped(&other.body_text())
+        )),
     })?;
     if req.labels.is_empty() || req.labels.len() > MAX_LABELS {
         return Err(ApiError::BadRequest(format!(

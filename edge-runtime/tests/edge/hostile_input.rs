@@ -419,6 +419,12 @@ async fn request_bodies_are_read_as_documented() {
             "row 1: invalid type: integer `5`".to_string(),
         ),
         (
+            "JSON string value of 200,000 bytes",
+            "application/json",
+            format!(r#"{{"rows": [[1, 2, 3, "{long_name}"]]}}"#).into_bytes(),
+            "row 0, column 3 (`f3`): invalid type: string \"xxxx".to_string(),
+        ),
+        (
             "unknown header name of 200,000 bytes",
             "text/csv",
             format!("f0,f1,f2,{long_name}\n1,2,3,4\n").into_bytes(),
@@ -464,6 +470,25 @@ async fn request_bodies_are_read_as_documented() {
         failures.push(format!(
             "feedback as Application/JSON: {}",
             fb.text().await.unwrap()
+        ));
+    }
+    // A refused label of 200,000 bytes is not repeated in full either.
+    let fb = dev
+        .post("/v1/feedback")
+        .header("Content-Type", "application/json")
+        .body(format!(
+            r#"{{"labels": [{{"id": {id}, "label": "{long_name}"}}]}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    let status = fb.status().as_u16();
+    let text = fb.text().await.unwrap();
+    if status != 400 || text.len() > 1_000 || !text.contains("invalid type: string") {
+        let shown: String = text.chars().take(300).collect();
+        failures.push(format!(
+            "feedback with a long string label: expected a short 400, got {status} ({} bytes) {shown}",
+            text.len()
         ));
     }
 
