@@ -50,7 +50,7 @@ mod tests {
         let long = format!("invalid type: string \"{}\"", "y".repeat(100_000));
         let shown = clipped(&long);
         assert!(shown.len() < 400, "{shown}");
-        assert!(shown.ends_with("... (100022 bytes in all)"), "{shown}");
+        assert!(shown.ends_with("... (100023 bytes in all)"), "{shown}");
     }
 
     #[test]
