@@ -224,11 +224,18 @@ async fn predict_inner(
     let body = body_or_error(s, body)?;
     let module = active.ok_or(DeviceError::NoActiveModel)?;
     let features = &module.info.card.feature_names;
-    let batch = if csv {
-        input::from_csv(&body, features)?
-    } else {
-        input::from_json(&body, features)?
+    // Parsing, the module call and the answer each catch a panic, so a predict call that
+    // panics still gets its record (the router's CatchPanic layer answers for the rest).
+    let parse = || {
+        if csv {
+            input::from_csv(&body, features)
+        } else {
+            input::from_json(&body, features)
+        }
     };
+    let batch = catch_unwind(AssertUnwindSafe(parse)).map_err(|panic| {
+        ApiError::Internal(panic_message("reading a predict body", panic.as_ref()))
+    })??;
     let sandbox = s.device.sandbox().clone();
     let rows = batch.rows;
     let run = move || {
