@@ -5,7 +5,8 @@
 //! - `modules/<sha256>.wasm`: every accepted module, named only by its hash;
 //! - `active`: the activation history, one hash per line, the last line being the active
 //!   module (written to a temp file, then renamed, so a crash never leaves a half-written
-//!   pointer). A restart re-loads and re-verifies the last line; rollback drops it;
+//!   pointer). A restart re-loads and re-verifies the last line (a module that no longer
+//!   passes leaves no model active, and is logged); rollback drops it;
 //! - `telemetry.sqlite` (+ WAL): see [`crate::telemetry`];
 //! - `logs/`: the daemon's rotated log files (written by `main.rs`).
 
@@ -14,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+use wasmops_shared::digest::{BadHash, ContentHash};
 use wasmops_shared::module::ModuleInfo;
-use wasmops_shared::wire::{ActiveModel, DeviceInfo, ModuleList, ModuleSummary};
+use wasmops_shared::wire::{ActiveModel, DeviceInfo, Label, ModuleList, ModuleSummary};
 
 use crate::sandbox::{LoadedModule, Sandbox, SandboxError};
 use crate::telemetry::{TelemetryConfig, TelemetryError, TelemetryStore};
@@ -36,6 +38,13 @@ pub enum DeviceError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    #[error("label {index} (prediction id {id}): {reason}")]
+    BadLabel {
+        /// Position of the label in the request.
+        index: usize,
+        id: u64,
+        reason: String,
+    },
 }
 
 pub struct Device {
@@ -76,10 +85,18 @@ impl Device {
             started: Instant::now(),
             telemetry: TelemetryStore::open(data_dir, telemetry)?,
         };
+        // The active module is checked again as if uploaded: one that this build's loader
+        // refuses (or that is gone) leaves the device up with no active model, never down.
         if let Some(hash) = device.history()?.last() {
-            let loaded = device.load_stored(hash)?;
-            tracing::info!(module = %hash, "restored active module");
-            *device.active.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(loaded));
+            match device.load_stored(hash) {
+                Ok(loaded) => {
+                    tracing::info!(module = %hash, "restored active module");
+                    device.swap(Arc::new(loaded));
+                }
+                Err(e) => {
+                    tracing::error!(module = %hash, error = %e, "the active module no longer loads; no model is active (activate one, or roll back)");
+                }
+            }
         }
         Ok(device)
     }
@@ -91,7 +108,7 @@ impl Device {
     /// Verifies a module (static checks, compile, conformance) and stores it. Not activated.
     pub fn upload(&self, bytes: &[u8]) -> Result<Arc<LoadedModule>, DeviceError> {
         let loaded = self.sandbox.load(bytes)?;
-        let path = self.module_path(&loaded.info.hash)?;
+        let path = self.module_path(&parse_hash(&loaded.info.hash)?);
         if !path.exists() {
             write_atomic(&path, bytes)?;
         }
@@ -136,6 +153,33 @@ impl Device {
         Ok((target, rolled_back))
     }
 
+    /// Checks every label against the model that made its prediction (a class index for a
+    /// classifier); the first bad label is the error. Ids the store does not know are left to
+    /// [`TelemetryStore::feedback`], which refuses them by id.
+    pub fn check_labels(&self, labels: &[Label]) -> Result<(), DeviceError> {
+        let ids: Vec<u64> = labels.iter().map(|l| l.id).collect();
+        let models = self.telemetry.prediction_models(&ids)?;
+        let mut infos: HashMap<&str, Option<Arc<ModuleInfo>>> = HashMap::new();
+        for (index, (label, model)) in labels.iter().zip(&models).enumerate() {
+            let Some(model) = model else { continue };
+            // A module no longer stored cannot say its classes: its labels need only be finite.
+            let Some(info) = infos
+                .entry(model.as_str())
+                .or_insert_with(|| self.module_info(model))
+            else {
+                continue;
+            };
+            info.card
+                .check_label(label.label)
+                .map_err(|reason| DeviceError::BadLabel {
+                    index,
+                    id: label.id,
+                    reason,
+                })?;
+        }
+        Ok(())
+    }
+
     fn swap(&self, loaded: Arc<LoadedModule>) {
         *self.active.write().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
     }
@@ -170,20 +214,20 @@ impl Device {
         let active = self.active().map(|m| m.info.hash.clone());
         let mut modules = Vec::new();
         for hash in self.stored_hashes()? {
-            let path = self.module_path(&hash)?;
+            let path = self.module_path(&hash);
             let meta = std::fs::metadata(&path)?;
             let uploaded_ms = meta
                 .modified()
                 .ok()
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_millis() as u64);
-            let Some(info) = self.module_info(&hash) else {
+            let Some(info) = self.module_info(hash.as_str()) else {
                 tracing::warn!(module = %hash, "stored module no longer parses; skipped");
                 continue;
             };
             modules.push(ModuleSummary {
                 active: active.as_deref() == Some(hash.as_str()),
-                hash,
+                hash: hash.into(),
                 size: meta.len(),
                 uploaded_ms,
                 kind: info.card.kind.clone(),
@@ -210,7 +254,7 @@ impl Device {
         {
             return Some(info.clone());
         }
-        let bytes = std::fs::read(self.module_path(hash).ok()?).ok()?;
+        let bytes = std::fs::read(self.module_path(&ContentHash::parse(hash).ok()?)).ok()?;
         let info = Arc::new(ModuleInfo::parse(&bytes).ok()?);
         self.infos
             .lock()
@@ -219,14 +263,12 @@ impl Device {
         Some(info)
     }
 
-    fn stored_hashes(&self) -> Result<Vec<String>, DeviceError> {
+    fn stored_hashes(&self) -> Result<Vec<ContentHash>, DeviceError> {
         let mut modules = Vec::new();
         for entry in std::fs::read_dir(self.data_dir.join("modules"))? {
             let name = entry?.file_name().to_string_lossy().to_string();
             if let Some(hash) = name.strip_suffix(".wasm") {
-                if self.module_path(hash).is_ok() {
-                    modules.push(hash.to_string());
-                }
+                modules.extend(ContentHash::parse(hash).ok());
             }
         }
         modules.sort();
@@ -245,7 +287,11 @@ impl Device {
     }
 
     pub fn info(&self) -> Result<DeviceInfo, DeviceError> {
-        let modules = self.stored_hashes()?;
+        let modules = self
+            .stored_hashes()?
+            .into_iter()
+            .map(String::from)
+            .collect();
         Ok(DeviceInfo {
             name: self.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -262,7 +308,7 @@ impl Device {
     }
 
     fn load_stored(&self, hash: &str) -> Result<LoadedModule, DeviceError> {
-        let path = self.module_path(hash)?;
+        let path = self.module_path(&parse_hash(hash)?);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -273,17 +319,16 @@ impl Device {
         Ok(self.sandbox.load(&bytes)?)
     }
 
-    /// The only way a path is built from request data: a validated hash, never a name.
-    fn module_path(&self, hash: &str) -> Result<PathBuf, DeviceError> {
-        let valid = hash.len() == 64
-            && hash
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !valid {
-            return Err(DeviceError::BadHash(hash.chars().take(80).collect()));
-        }
-        Ok(self.data_dir.join("modules").join(format!("{hash}.wasm")))
+    /// The only way a path is built from request data: a [`ContentHash`] (checked when it
+    /// was made), never a name.
+    fn module_path(&self, hash: &ContentHash) -> PathBuf {
+        self.data_dir.join("modules").join(format!("{hash}.wasm"))
     }
+}
+
+/// A hash from a request or the data dir, checked before it names a file.
+fn parse_hash(hash: &str) -> Result<ContentHash, DeviceError> {
+    ContentHash::parse(hash).map_err(|BadHash(shown)| DeviceError::BadHash(shown))
 }
 
 /// Writes a file so that readers see either the old or the new content, never a torn one.

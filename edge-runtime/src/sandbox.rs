@@ -230,8 +230,22 @@ impl Sandbox {
     ) -> (Arc<LoadedModule>, Vec<f64>, Result<Vec<f64>, SandboxError>) {
         let permit = self.call_permit().await;
         let sandbox = self.clone();
+        // A panic in the call (a bug of ours, never the guest's doing) fails this call alone,
+        // as an internal error, so the request still gets its answer and its record.
         let run = move || {
-            let outputs = sandbox.predict_in_slot(&m, &rows, &permit);
+            let outputs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sandbox.predict_in_slot(&m, &rows, &permit)
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
+                Err(SandboxError::Internal(format!(
+                    "panic during a module call: {what}"
+                )))
+            });
             drop(permit);
             (m, rows, outputs)
         };

@@ -14,6 +14,7 @@ pub mod guard;
 mod handlers;
 pub mod tls;
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use wasmops_shared::wire::{self, paths};
 
@@ -90,6 +92,7 @@ pub enum ApiError {
     Timeout(String),
     /// The device is at a limit right now; retrying later may work.
     Unavailable(String),
+    MethodNotAllowed(String),
     Internal(String),
 }
 
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -121,6 +125,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -158,7 +163,8 @@ impl ApiError {
             | ApiError::PayloadTooLarge(m)
             | ApiError::UnsupportedMediaType(m)
             | ApiError::Timeout(m)
-            | ApiError::Unavailable(m) => m,
+            | ApiError::Unavailable(m)
+            | ApiError::MethodNotAllowed(m) => m,
         };
         let retry = matches!(status, StatusCode::SERVICE_UNAVAILABLE);
         if log && status != StatusCode::INTERNAL_SERVER_ERROR {
@@ -195,6 +201,7 @@ impl From<DeviceError> for ApiError {
             }
             DeviceError::Io(io) => ApiError::Internal(io.to_string()),
             DeviceError::Telemetry(t) => t.into(),
+            DeviceError::BadLabel { .. } => ApiError::BadRequest(e.to_string()),
         }
     }
 }
@@ -271,7 +278,15 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
         .fallback(|| async {
             ApiError::NotFound("no such endpoint; see docs/device-api.md".into())
         })
+        .method_not_allowed_fallback(|method: Method, uri: axum::http::Uri| async move {
+            ApiError::MethodNotAllowed(format!(
+                "{method} is not allowed on {}; see docs/device-api.md",
+                wasmops_shared::quote::bounded(uri.path())
+            ))
+        })
         .layer(DefaultBodyLimit::max(max_body))
+        // Outermost but CORS: a panic in any handler still answers `{kind, error}` (500).
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors)
         .with_state(state)
 }
@@ -305,4 +320,61 @@ pub async fn run_tls(
         shutdown,
     )
     .await
+}
+
+/// The answer to a request whose handler panicked: `{kind: "internal", error}`, 500; the
+/// panic's message goes to the log only.
+fn panic_response(panic: Box<dyn Any + Send>) -> Response {
+    ApiError::Internal(panic_message("a request", panic.as_ref())).into_response()
+}
+
+/// What a caught panic says, for the log (the client gets only "internal error").
+fn panic_message(during: &str, panic: &(dyn Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    format!("panic during {during}: {what}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_json_500() {
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    let v: Vec<u8> = Vec::new();
+                    v[1].to_string()
+                }),
+            )
+            .layer(CatchPanicLayer::custom(panic_response));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let r = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 500);
+        let e: wire::ApiError = r.json().await.unwrap();
+        assert_eq!(e.kind, "internal");
+        assert_eq!(e.error, "internal error; see the device log");
+        server.abort();
+    }
+
+    #[test]
+    fn panic_messages_keep_what_the_panic_said() {
+        let caught = std::panic::catch_unwind(|| panic!("bins for {} rows", 3)).unwrap_err();
+        assert_eq!(
+            panic_message("predict", caught.as_ref()),
+            "panic during predict: bins for 3 rows"
+        );
+        let caught = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(
+            panic_message("x", caught.as_ref()),
+            "panic during x: static"
+        );
+    }
 }

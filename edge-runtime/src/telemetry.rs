@@ -12,6 +12,7 @@
 //! with the records after any crash.
 
 pub mod drift;
+mod lookup;
 pub mod prometheus;
 pub mod windows;
 mod writer;
@@ -258,7 +259,7 @@ impl TelemetryStore {
         // record), so a page of large batches stays a reasonable size.
         let mut records = Vec::new();
         let mut rows = 0;
-        for record in stmt.query_map(params![after as i64, limit as i64], row_to_record)? {
+        for record in stmt.query_map(params![cursor(after), limit as i64], row_to_record)? {
             let record = record?;
             rows += record.rows;
             records.push(record);
@@ -285,7 +286,7 @@ impl TelemetryStore {
              WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let labels = stmt
-            .query_map(params![after as i64, limit as i64], |r| {
+            .query_map(params![cursor(after), limit as i64], |r| {
                 Ok(LabelRecord {
                     seq: r.get::<_, i64>(0)? as u64,
                     ts_ms: r.get::<_, i64>(1)? as u64,
@@ -441,6 +442,12 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TelemetryRecord> {
             Vec::new()
         },
     })
+}
+
+/// A cursor as SQLite's integer: seqs never exceed `i64::MAX`, so a larger cursor is past
+/// every seq (an empty page), never a negative number that starts over.
+fn cursor(after: u64) -> i64 {
+    i64::try_from(after).unwrap_or(i64::MAX)
 }
 
 pub(crate) fn decode_f64s(bytes: &[u8]) -> Vec<f64> {

@@ -2,16 +2,22 @@
 //! the loader's refusals, and the HTTP API over real sockets on 127.0.0.1.
 //!
 //! More tests live in `edge/*.rs` (child modules, so they share the fixtures below):
-//! `bad_input` (the table of refusals), `hostile` (clients and modules that try to stall or
-//! bloat the device: tokens, bodies, connections, slots, big feedback), `load` (the real binary
-//! under all of those at once, and under a flood of idle connections), `versions` (activation under load, rollback,
+//! `bad_input` (the table of refusals), `hostile_input` (issue 15's wrong answers to bad
+//! input), `hostile` (clients and modules that try to stall or bloat the device: tokens,
+//! bodies, connections, slots, big feedback), `load` (the real binary under all of those at
+//! once, and under a flood of idle connections), `fuzz` (property-based fuzz targets: loader,
+//! JSON and CSV parsers), `versions` (activation under load, rollback,
 //! restart), `telemetry` (cursor, feedback, windows, metrics), `process` (the real binary:
 //! `kill -9` durability, `run`, `inspect`), `tls` (HTTPS and its startup errors).
 
 #[path = "edge/bad_input.rs"]
 mod bad_input;
+#[path = "edge/fuzz.rs"]
+mod fuzz;
 #[path = "edge/hostile.rs"]
 mod hostile;
+#[path = "edge/hostile_input.rs"]
+mod hostile_input;
 #[path = "edge/load.rs"]
 mod load;
 #[path = "edge/process.rs"]
@@ -91,6 +97,18 @@ fn iris_like() -> Pipeline {
                 vec![-0.83, 0.11, 1.68, 2.41],
             ],
             intercepts: vec![0.26, 1.09, -1.35],
+        },
+    }
+}
+
+/// A 4-feature linear regression (labels for it are any finite number).
+fn linear_4() -> Pipeline {
+    Pipeline {
+        n_features: 4,
+        scaler: None,
+        model: Model::Linear {
+            weights: vec![1.0, 2.0, 3.0, 4.0],
+            intercept: 0.5,
         },
     }
 }
@@ -330,7 +348,7 @@ fn loader_rejects_each_kind_of_bad_module_with_its_own_reason() {
             .contains("imports env::clock")
     );
 
-    let mut card = info.card.clone();
+    let mut card = info.card.clone().into_inner();
     card.abi_version = 99;
     let wrong_abi = with_section(
         &good,
@@ -356,7 +374,7 @@ fn loader_rejects_each_kind_of_bad_module_with_its_own_reason() {
         err(&corrupt)
     );
 
-    let mut conf = info.conformance.clone();
+    let mut conf = info.conformance.clone().into_inner();
     conf.expected[1].0 ^= 1;
     let tampered = with_section(
         &good,

@@ -8,6 +8,7 @@
 //!   module against the ABI.
 //! - [`abi`]: export names, status codes, batch layout (ABI version 1, `docs/module-abi.md`).
 //! - [`profile`]: training profiles for drift; [`dataset`]: datasets and their content hash.
+//! - [`quote`]: how outside text (names, headers) is shown in messages, escaped and bounded.
 //! - [`wire`]: JSON bodies of the device HTTP API; [`monitor`]: the alert rules over telemetry
 //!   windows.
 //!
@@ -24,6 +25,7 @@ pub mod module;
 pub mod monitor;
 pub mod pipeline;
 pub mod profile;
+pub mod quote;
 pub mod reference;
 pub mod run_filter;
 pub mod wire;

@@ -29,6 +29,31 @@ pub struct ModelCard {
     pub code_version: String,
 }
 
+impl ModelCard {
+    /// Whether `label` can be the truth for one of this model's predictions: a class index
+    /// (a whole number from 0 to classes - 1) for a classifier or clusterer, any finite
+    /// number for a regression. The error says why not.
+    pub fn check_label(&self, label: f64) -> Result<(), String> {
+        if !label.is_finite() {
+            return Err(format!("{label} is not a finite number"));
+        }
+        let k = self.classes.len();
+        if k == 0 {
+            return Ok(());
+        }
+        let classes = format!("the model has {k} classes, 0 to {}", k - 1);
+        if label.fract() != 0.0 {
+            return Err(format!(
+                "{label} is not a class index (a whole number; {classes})"
+            ));
+        }
+        if label < 0.0 || label >= k as f64 {
+            return Err(format!("{label} is not a class index ({classes})"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatasetRef {
     pub name: String,
@@ -86,9 +111,10 @@ impl Conformance {
         }
         for (i, (got, want)) in outputs.iter().zip(&self.expected).enumerate() {
             if got.to_bits() != want.0 {
+                // `checked_*`: a section that was never checked may say 0 outputs per row.
                 return Err(ConformanceMismatch::Value {
-                    row: i / self.n_outputs,
-                    output: i % self.n_outputs,
+                    row: i.checked_div(self.n_outputs).unwrap_or(i),
+                    output: i.checked_rem(self.n_outputs).unwrap_or(0),
                     expected: want.0,
                     found: got.to_bits(),
                 });
@@ -138,14 +164,43 @@ pub enum ModuleError {
     Inconsistent(String),
 }
 
-/// A module that passed every static check, with its sections decoded.
+/// A section the loader checked: only [`ModuleInfo::parse`] makes one, so holding a
+/// `Checked<T>` means `T` has the shape every consumer of a loaded module relies on (see
+/// [`ModuleInfo`]). Read it through `Deref`; [`Checked::into_inner`] gives the plain value
+/// back (for editing, e.g. in tests), which is no longer checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked<T>(T);
+
+impl<T> Checked<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Checked<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// A module that passed every static check, with its sections decoded and checked:
+/// - the card lists at least one feature and at least one output;
+/// - the profile has one entry per card feature, named alike, each with
+///   [`profile::N_EDGES`](crate::profile::N_EDGES) finite edges and
+///   [`profile::N_BINS`](crate::profile::N_BINS) counts;
+/// - the conformance vectors hold at least one row, and exactly `n_rows` rows of the card's
+///   features and outputs.
+///
+/// So a host can index rows by feature count, chunk outputs by output count and bin values
+/// by the profile without a case that panics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModuleInfo {
     pub hash: String,
     pub size: usize,
-    pub card: ModelCard,
-    pub profile: Profile,
-    pub conformance: Conformance,
+    pub card: Checked<ModelCard>,
+    pub profile: Checked<Profile>,
+    pub conformance: Checked<Conformance>,
 }
 
 impl ModuleInfo {
@@ -254,40 +309,79 @@ impl ModuleInfo {
                 supported: ABI_VERSION,
             });
         }
-        let d = card.feature_names.len();
-        if conformance.n_features != d || conformance.inputs.len() != conformance.n_rows * d {
+        check_card(&card)?;
+        check_conformance(&conformance, &card)?;
+        if profile.features.len() != card.feature_names.len() {
             return Err(ModuleError::Inconsistent(format!(
-                "conformance vectors hold {} inputs for {} rows of {} features; the card lists {d} features",
-                conformance.inputs.len(),
-                conformance.n_rows,
-                conformance.n_features
+                "the profile covers {} features; the card lists {}",
+                profile.features.len(),
+                card.feature_names.len()
             )));
         }
-        if conformance.n_outputs != card.outputs.len()
-            || conformance.expected.len() != conformance.n_rows * conformance.n_outputs
-        {
-            return Err(ModuleError::Inconsistent(format!(
-                "conformance vectors hold {} outputs for {} rows; the card lists {} outputs per row",
-                conformance.expected.len(),
-                conformance.n_rows,
-                card.outputs.len()
-            )));
-        }
-        if profile.features.len() != d {
-            return Err(ModuleError::Inconsistent(format!(
-                "the profile covers {} features; the card lists {d}",
-                profile.features.len()
-            )));
-        }
+        profile
+            .check(&card.feature_names)
+            .map_err(|reason| ModuleError::CorruptSection {
+                section: abi::SECTION_PROFILE,
+                reason,
+            })?;
 
         Ok(ModuleInfo {
             hash: crate::digest::content_hash(bytes),
             size: bytes.len(),
-            card,
-            profile,
-            conformance,
+            card: Checked(card),
+            profile: Checked(profile),
+            conformance: Checked(conformance),
         })
     }
+}
+
+fn check_card(card: &ModelCard) -> Result<(), ModuleError> {
+    let corrupt = |reason: &str| ModuleError::CorruptSection {
+        section: abi::SECTION_CARD,
+        reason: reason.into(),
+    };
+    if card.feature_names.is_empty() {
+        return Err(corrupt(
+            "the card lists no features; a model takes at least one",
+        ));
+    }
+    if card.outputs.is_empty() {
+        return Err(corrupt(
+            "the card lists no outputs; a model writes at least one value per row",
+        ));
+    }
+    Ok(())
+}
+
+fn check_conformance(conformance: &Conformance, card: &ModelCard) -> Result<(), ModuleError> {
+    let d = card.feature_names.len();
+    if conformance.n_rows == 0 {
+        return Err(ModuleError::CorruptSection {
+            section: abi::SECTION_CONFORMANCE,
+            reason: "no conformance rows; a module carries at least one".into(),
+        });
+    }
+    if conformance.n_features != d
+        || conformance.n_rows.checked_mul(d) != Some(conformance.inputs.len())
+    {
+        return Err(ModuleError::Inconsistent(format!(
+            "conformance vectors hold {} inputs for {} rows of {} features; the card lists {d} features",
+            conformance.inputs.len(),
+            conformance.n_rows,
+            conformance.n_features
+        )));
+    }
+    if conformance.n_outputs != card.outputs.len()
+        || conformance.n_rows.checked_mul(conformance.n_outputs) != Some(conformance.expected.len())
+    {
+        return Err(ModuleError::Inconsistent(format!(
+            "conformance vectors hold {} outputs for {} rows; the card lists {} outputs per row",
+            conformance.expected.len(),
+            conformance.n_rows,
+            card.outputs.len()
+        )));
+    }
+    Ok(())
 }
 
 fn read_section<T: serde::de::DeserializeOwned>(

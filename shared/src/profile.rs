@@ -7,6 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Edges per feature: min, the nine deciles, max.
+pub const N_EDGES: usize = 11;
+/// Bins per feature: underflow, ten regular bins, overflow.
+pub const N_BINS: usize = N_EDGES + 1;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub n_rows: usize,
@@ -24,23 +29,91 @@ pub struct FeatureProfile {
 
 impl FeatureProfile {
     /// Which of the 12 bins `value` falls in (NaN counts as overflow).
+    ///
+    /// Total for any edges (a profile the loader checked has [`N_EDGES`] of them): without
+    /// edges every value is in bin 0, and the result is never above `edges.len()`.
     pub fn bin(&self, value: f64) -> usize {
         let e = &self.edges;
-        let (first, last) = (e[0], e[e.len() - 1]);
-        if value < first {
+        let (Some(first), Some(last)) = (e.first(), e.last()) else {
+            return 0;
+        };
+        if value < *first {
             return 0;
         }
-        if value > last || value.is_nan() {
+        if value > *last || value.is_nan() {
             return e.len();
         }
         // Index of the first interior edge greater than value; `value == last` lands in the
         // last regular bin.
-        let inner = &e[1..e.len() - 1];
+        let inner = e.get(1..e.len() - 1).unwrap_or(&[]);
         1 + inner.partition_point(|edge| *edge <= value)
+    }
+
+    /// The shape every consumer relies on: [`N_EDGES`] finite edges, [`N_BINS`] counts whose
+    /// sum fits a `u64`, a finite mean and standard deviation.
+    fn check(&self) -> Result<(), String> {
+        if self.edges.len() != N_EDGES {
+            return Err(format!(
+                "has {} edges; a profile has {N_EDGES} per feature (min, nine deciles, max)",
+                self.edges.len()
+            ));
+        }
+        if self.counts.len() != N_BINS {
+            return Err(format!(
+                "has {} bin counts; a profile has {N_BINS} per feature",
+                self.counts.len()
+            ));
+        }
+        if let Some(i) = self.edges.iter().position(|e| !e.is_finite()) {
+            return Err(format!(
+                "edge {i} is {}, not a finite number",
+                self.edges[i]
+            ));
+        }
+        if !self.mean.is_finite() || !self.std.is_finite() || self.std < 0.0 {
+            return Err(format!(
+                "mean {} and standard deviation {} must be finite (and the deviation >= 0)",
+                self.mean, self.std
+            ));
+        }
+        if self
+            .counts
+            .iter()
+            .try_fold(0u64, |sum, c| sum.checked_add(*c))
+            .is_none()
+        {
+            return Err("bin counts sum to more than 2^64".into());
+        }
+        Ok(())
     }
 }
 
 impl Profile {
+    /// Checks the profile against the model's features, in order: one feature profile per
+    /// feature, each named as the feature and of the shape [`FeatureProfile::bin`] and the
+    /// drift statistics rely on. The error names the feature and what is wrong.
+    pub fn check(&self, feature_names: &[String]) -> Result<(), String> {
+        if self.features.len() != feature_names.len() {
+            return Err(format!(
+                "the profile covers {} features; the card lists {}",
+                self.features.len(),
+                feature_names.len()
+            ));
+        }
+        for (j, (f, name)) in self.features.iter().zip(feature_names).enumerate() {
+            if f.name != *name {
+                return Err(format!(
+                    "profile feature {j} is named {}; the card's feature {j} is {}",
+                    crate::quote::bounded(&f.name),
+                    crate::quote::bounded(name)
+                ));
+            }
+            f.check()
+                .map_err(|e| format!("feature {j} ({}) {e}", crate::quote::bounded(name)))?;
+        }
+        Ok(())
+    }
+
     /// Profiles a row-major matrix of finite values.
     pub fn from_rows(feature_names: &[String], rows: &[f64]) -> Profile {
         let d = feature_names.len();

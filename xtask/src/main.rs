@@ -11,6 +11,9 @@
 //!   in order, stopping at the first failure: native tests, the dashboard build, the app's
 //!   browser unit tests and the end-to-end tests against a real device and a headless browser.
 //! - `cargo xtask bench`: every benchmark (release builds; figures go in docs/benchmarks.md).
+//! - `cargo xtask fuzz [CASES]`: the property-based fuzz targets of the device (module loader,
+//!   JSON and CSV predict parsers) for CASES cases each (default 20,000) instead of the few the
+//!   test suite runs; the debug profile, so arithmetic overflow is caught too.
 //!
 //! Build output goes to `CARGO_TARGET_DIR` if it is set, else to `<workspace>/target`; xtask keeps
 //! its own state there too (`tools/binaryen`, `wasmops-dev/`, `screenshots/`).
@@ -45,6 +48,8 @@ Commands:
   test     Run all tests: native tests, the dashboard build, browser unit tests of the app
            crate and the end-to-end tests (headless Chromium). Stops at the first failure
   bench    Run the benchmarks (module vs native throughput, ...)
+  fuzz     Run the device's fuzz targets (module loader, JSON and CSV predict parsers) longer:
+           `cargo xtask fuzz [CASES]`, CASES per target (default 20000)
 
 Options:
   -h, --help  Print this help
@@ -60,6 +65,7 @@ enum Task {
     Run,
     Test,
     Bench,
+    Fuzz(u32),
     Help,
 }
 
@@ -89,6 +95,19 @@ fn parse_args(args: &[String]) -> Result<Task> {
         Some("run") => Task::Run,
         Some("test") => Task::Test,
         Some("bench") => Task::Bench,
+        Some("fuzz") => {
+            return match &args[1..] {
+                [] => Ok(Task::Fuzz(FUZZ_CASES)),
+                [flag] if flag == "-h" || flag == "--help" => Ok(Task::Help),
+                [cases] => cases
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(Task::Fuzz)
+                    .ok_or_else(|| format!("`{cases}` is not a number of cases")),
+                [_, extra, ..] => Err(format!("unexpected argument `{extra}`")),
+            }
+        }
         Some(other) => return Err(format!("unknown command `{other}`")),
     };
     match &args[1..] {
@@ -114,7 +133,32 @@ fn execute(task: Task) -> Result {
         Task::Run => run(&Workspace::locate()?),
         Task::Test => test(&Workspace::locate()?),
         Task::Bench => bench(&Workspace::locate()?),
+        Task::Fuzz(cases) => fuzz(&Workspace::locate()?, cases),
     }
+}
+
+/// Cases per fuzz target for `cargo xtask fuzz` without a number.
+const FUZZ_CASES: u32 = 20_000;
+
+/// The fuzz targets are proptest tests in `edge-runtime/tests/edge/fuzz.rs`; the env var sets
+/// how many cases each runs. Same packages and profile as the native tests: no second build.
+fn fuzz(ws: &Workspace, cases: u32) -> Result {
+    run_checked(
+        cargo(ws)
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "wasmops-app",
+                "--exclude",
+                "wasmops-e2e",
+                "--test",
+                "edge",
+                "--",
+                "fuzz::",
+            ])
+            .env("WASMOPS_FUZZ_CASES", cases.to_string()),
+    )
 }
 
 /// Where the repository and the build output are.
@@ -565,6 +609,16 @@ mod tests {
         assert_eq!(dev_token(&dir).unwrap(), first);
         assert_ne!(new_token(), first);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn fuzz_takes_an_optional_number_of_cases() {
+        let args = |a: &[&str]| parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(matches!(args(&["fuzz"]), Ok(Task::Fuzz(FUZZ_CASES))));
+        assert!(matches!(args(&["fuzz", "500"]), Ok(Task::Fuzz(500))));
+        assert!(args(&["fuzz", "0"]).is_err());
+        assert!(args(&["fuzz", "many"]).is_err());
+        assert!(args(&["fuzz", "5", "6"]).is_err());
     }
 
     #[test]

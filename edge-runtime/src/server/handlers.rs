@@ -1,6 +1,7 @@
 //! One function per endpoint. Blocking work (compiling modules, SQLite queries, large
 //! batches) runs on the blocking pool, never on the async workers.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,12 +12,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use wasmops_shared::quote::{bounded, clipped};
 use wasmops_shared::wire::{
     self, ActivateResponse, FeedbackRequest, FeedbackResponse, Health, LabelPage, ModuleList,
     PredictResponse, RollbackResponse, TelemetryPage, UploadResponse, WindowsResponse,
 };
 
-use super::{ApiError, AppState};
+use super::{panic_message, ApiError, AppState};
 use crate::device::DeviceError;
 use crate::input;
 use crate::sandbox::{LoadedModule, SandboxError};
@@ -48,11 +50,12 @@ pub(super) async fn upload(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<UploadResponse>, ApiError> {
-    match content_type(&headers) {
+    match content_type(&headers).as_deref() {
         None | Some("application/wasm") | Some("application/octet-stream") => {}
         Some(other) => {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "upload takes the module's bytes as `application/wasm`, not `{other}`"
+                "upload takes the module's bytes as `application/wasm`, not {}",
+                bounded(other)
             )))
         }
     }
@@ -141,36 +144,13 @@ pub(super) async fn predict(
     let result = predict_inner(&s, &headers, body, active.clone()).await;
     let latency_us = started.elapsed().as_micros() as u64;
     let store = &s.device.telemetry;
+    // A panic while turning outputs into an answer (a bug) is a 500 with its record, too.
+    let result = result.and_then(|a| {
+        catch_unwind(AssertUnwindSafe(|| answered(a, store, latency_us)))
+            .map_err(|panic| ApiError::Internal(panic_message("predict", panic.as_ref())))
+    });
     let (record, reply) = match result {
-        Ok(a) => {
-            let d = a.module.n_features();
-            let o = a.module.n_outputs();
-            let first_id = store.allocate_ids(a.batch.rows as u64);
-            let profile = &a.module.info.profile.features;
-            let bins = a
-                .batch
-                .values
-                .chunks_exact(d)
-                .flat_map(|row| row.iter().zip(profile).map(|(v, f)| f.bin(*v) as u8))
-                .collect();
-            let record = NewRecord {
-                ts_ms: telemetry::now_ms(),
-                model: Some(a.module.info.hash.clone()),
-                latency_us,
-                rows: a.batch.rows as u64,
-                status: "ok",
-                first_id: Some(first_id),
-                predictions: a.outputs.chunks_exact(o).map(|r| r[0]).collect(),
-                bins,
-                n_features: d,
-            };
-            let reply = PredictResponse {
-                model: a.module.info.hash.clone(),
-                first_id,
-                outputs: a.outputs.chunks(o).map(<[f64]>::to_vec).collect(),
-            };
-            (record, Ok(reply))
-        }
+        Ok((record, reply)) => (record, Ok(reply)),
         Err(e) => {
             let record = NewRecord {
                 ts_ms: telemetry::now_ms(),
@@ -196,30 +176,73 @@ pub(super) async fn predict(
     }
 }
 
+/// The record and the answer of a call the module answered.
+fn answered(
+    a: Answer,
+    store: &telemetry::TelemetryStore,
+    latency_us: u64,
+) -> (NewRecord, PredictResponse) {
+    let d = a.module.n_features();
+    let o = a.module.n_outputs();
+    let first_id = store.allocate_ids(a.batch.rows as u64);
+    let profile = &a.module.info.profile.features;
+    let bins = a
+        .batch
+        .values
+        .chunks_exact(d)
+        .flat_map(|row| row.iter().zip(profile).map(|(v, f)| f.bin(*v) as u8))
+        .collect();
+    let record = NewRecord {
+        ts_ms: telemetry::now_ms(),
+        model: Some(a.module.info.hash.clone()),
+        latency_us,
+        rows: a.batch.rows as u64,
+        status: "ok",
+        first_id: Some(first_id),
+        predictions: a.outputs.chunks_exact(o).map(|r| r[0]).collect(),
+        bins,
+        n_features: d,
+    };
+    let reply = PredictResponse {
+        model: a.module.info.hash.clone(),
+        first_id,
+        outputs: a.outputs.chunks(o).map(<[f64]>::to_vec).collect(),
+    };
+    (record, reply)
+}
+
 async fn predict_inner(
     s: &AppState,
     headers: &HeaderMap,
     body: axum::body::Body,
     active: Option<Arc<LoadedModule>>,
 ) -> Result<Answer, ApiError> {
-    let csv = match content_type(headers) {
+    let csv = match content_type(headers).as_deref() {
         Some("application/json") => false,
         Some("text/csv") => true,
         other => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "predict takes `application/json` ({{\"rows\": [[...]]}}) or `text/csv`, not {}",
-                other.map_or("a body without Content-Type".into(), |t| format!("`{t}`"))
+                other.map_or("a body without Content-Type".into(), bounded)
             )))
         }
     };
     let (body, _budget) = s.guard.read_body(headers, body).await?;
     let module = active.ok_or(DeviceError::NoActiveModel)?;
     let features = &module.info.card.feature_names;
-    let batch = if csv {
-        input::from_csv(&body, features)?
-    } else {
-        input::from_json(&body, features)?
+    // Parsing, the module call and the answer each catch a panic, so a predict call that
+    // panics still gets its record (the router's CatchPanic layer answers for the rest).
+    let parse = || {
+        if csv {
+            input::from_csv(&body, features)
+        } else {
+            input::from_json(&body, features)
+        }
     };
+    let batch = catch_unwind(AssertUnwindSafe(parse)).map_err(|panic| {
+        ApiError::Internal(panic_message("reading a predict body", panic.as_ref()))
+    })??;
+    // The module call catches a panic of its own (see `Sandbox::predict_async`).
     let inline = batch.rows <= INLINE_ROWS;
     let (module, values, outputs) = s
         .device
@@ -255,10 +278,19 @@ pub(super) async fn feedback(
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
             "feedback takes `application/json`: {\"labels\": [{\"id\": n, \"label\": x}]}".into(),
         ),
-        JsonRejection::BytesRejection(_) => {
+        // Only a body over the limit is "too large"; one that breaks off or has a malformed
+        // chunk is a bad request.
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::PayloadTooLarge(format!("body exceeds {} bytes", s.http.max_body))
         }
-        other => ApiError::BadRequest(format!("malformed feedback: {}", other.body_text())),
+        JsonRejection::BytesRejection(b) => ApiError::BadRequest(format!(
+            "could not read the request body: {}",
+            b.body_text()
+        )),
+        other => ApiError::BadRequest(format!(
+            "malformed feedback: {}",
+            clipped(&other.body_text())
+        )),
     })?;
     if req.labels.is_empty() || req.labels.len() > MAX_LABELS {
         return Err(ApiError::BadRequest(format!(
@@ -266,7 +298,14 @@ pub(super) async fn feedback(
             req.labels.len()
         )));
     }
-    let accepted = s.device.telemetry.feedback(req.labels).await?;
+    let device = s.device.clone();
+    let (labels, checked) = blocking(move || {
+        let checked = device.check_labels(&req.labels);
+        (req.labels, checked)
+    })
+    .await?;
+    checked?;
+    let accepted = s.device.telemetry.feedback(labels).await?;
     Ok(Json(FeedbackResponse { accepted }))
 }
 
@@ -374,11 +413,18 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     }
 }
 
-fn content_type(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("(not text)"))
-        .map(|v| v.split(';').next().unwrap_or("").trim())
+/// The body's media type without parameters, lowercased: media types are case-insensitive
+/// (RFC 9110, 8.3.1), so `Application/JSON; charset=utf-8` is `application/json`.
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::CONTENT_TYPE).map(|v| {
+        v.to_str()
+            .unwrap_or("(not text)")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
 }
 
 fn body_or_error(s: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {

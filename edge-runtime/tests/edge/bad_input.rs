@@ -13,7 +13,7 @@ struct Case {
 }
 
 fn module_with_card(good: &[u8], edit: impl FnOnce(&mut ModelCard)) -> Vec<u8> {
-    let mut card = ModuleInfo::parse(good).unwrap().card;
+    let mut card = ModuleInfo::parse(good).unwrap().card.into_inner();
     edit(&mut card);
     with_section(good, abi::SECTION_CARD, &serde_json::to_vec(&card).unwrap())
 }
@@ -44,7 +44,7 @@ async fn bad_inputs_get_4xx_with_a_reason_and_the_device_keeps_serving() {
             .header("Content-Type", "application/wasm")
             .body(bytes)
     };
-    let mut tampered_conformance = ModuleInfo::parse(&good).unwrap().conformance;
+    let mut tampered_conformance = ModuleInfo::parse(&good).unwrap().conformance.into_inner();
     tampered_conformance.expected[2].0 ^= 1;
     let oversize = vec![b'1'; 2 << 20];
 

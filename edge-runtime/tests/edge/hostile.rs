@@ -17,7 +17,8 @@ pub(super) fn looping_module(rows: usize) -> Vec<u8> {
     let inputs: Vec<f64> = (0..rows * 4).map(|i| (i % 5) as f64).collect();
     let conformance = ModuleInfo::parse(&build(&iris_like(), &inputs))
         .unwrap()
-        .conformance;
+        .conformance
+        .into_inner();
     with_section(
         &hostile(&endless_loop(), 1, false),
         abi::SECTION_CONFORMANCE,

@@ -7,7 +7,8 @@ use super::*;
 async fn cursor_reader_never_misses_or_double_counts_during_writes() {
     let dir = temp_dir("cursor");
     let dev = Arc::new(TestDevice::start(&dir).await);
-    let hash = dev.upload(&build(&iris_like(), &[])).await;
+    // A regression, so any finite label is a possible one and every label sent is distinct.
+    let hash = dev.upload(&build(&linear_4(), &[])).await;
     dev.activate(&hash).await;
 
     const WRITERS: usize = 4;
@@ -99,7 +100,8 @@ async fn feedback_drift_windows_and_metrics() {
         .enumerate()
         .map(|(i, out)| wire::Label {
             id: answer.first_id + i as u64,
-            label: if i < 30 { out[0] } else { out[0] + 1.0 },
+            // A wrong label is still one of the model's 3 classes.
+            label: if i < 30 { out[0] } else { (out[0] + 1.0) % 3.0 },
         })
         .collect();
     let fb: wire::FeedbackResponse = ok_json(
@@ -194,7 +196,8 @@ async fn all_labels(dev: &TestDevice, page: usize) -> Vec<wire::LabelRecord> {
 async fn label_cursor_pages_every_accepted_label_once_across_restarts() {
     let dir = temp_dir("label-cursor");
     let dev = Arc::new(TestDevice::start(&dir).await);
-    let hash = dev.upload(&build(&iris_like(), &[])).await;
+    // A regression, so any finite label is a possible one and every label sent is distinct.
+    let hash = dev.upload(&build(&linear_4(), &[])).await;
     dev.activate(&hash).await;
     let answer = dev.predict(&vec![vec![0.5, 1.0, 1.5, 2.0]; 200]).await;
     let first = answer.first_id;
