@@ -104,8 +104,10 @@ pub struct Batch {
 }
 
 /// Parses a JSON predict body: an object whose `rows` is an array of rows, each an array of
-/// exactly one number per feature. Other keys are ignored. The first problem is the error.
+/// exactly one number per feature. Other keys are ignored, and so is a UTF-8 byte-order mark
+/// at the start (RFC 8259 lets a parser ignore it). The first problem is the error.
 pub fn from_json(body: &[u8], features: &[String]) -> Result<Batch, InputError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let problem = RefCell::new(None);
     let mut values = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -545,6 +547,8 @@ mod tests {
                 .starts_with("row 0, column 2 (past the model's last feature): invalid type: null"),
             "{e}"
         );
+        let bom = from_json(b"\xEF\xBB\xBF{\"rows\":[[1,2]]}", &names()).unwrap();
+        assert_eq!(bom.values, vec![1.0, 2.0]);
         let ok = from_json(br#"{"model":"x","rows":[[1,2.5],[-3,4e2]]}"#, &names()).unwrap();
         assert_eq!((ok.rows, ok.values), (2, vec![1.0, 2.5, -3.0, 400.0]));
         let e = from_json(br#"{"rows":[[1,2]],"rows":[[1,2]]}"#, &names()).unwrap_err();

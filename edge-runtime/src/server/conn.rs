@@ -38,6 +38,8 @@ use tower::ServiceExt;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// On shutdown, requests in flight get this long to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest read buffer per connection (request heads longer than this are refused with 431).
+pub const MAX_READ_BUFFER: usize = 64 << 10;
 /// Descriptors kept for everything but client connections (listener, database and WAL, log
 /// files, module files, the blocking pool's work).
 pub const RESERVED_FDS: usize = 64;
@@ -240,6 +242,10 @@ async fn serve_one<IO>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // hyper's default read buffer grows to ~400 KiB for a long request head; the API's
+        // heads are small, and 512 connections x 400 KiB of headers is memory an attacker
+        // could hold.
+        .max_buf_size(MAX_READ_BUFFER)
         .keep_alive(true);
     let connection = watcher.watch(builder.serve_connection(io, service));
     tokio::select! {

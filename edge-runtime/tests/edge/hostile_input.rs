@@ -241,6 +241,27 @@ async fn a_stored_activation_that_no_longer_loads_leaves_the_device_serving() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The same for an activation history whose last line names a module that is gone, or is
+/// not a hash at all: the device starts with no active model instead of refusing to start.
+#[tokio::test]
+async fn a_stored_activation_of_a_missing_or_garbled_module_leaves_the_device_serving() {
+    for (tag, last_line) in [
+        ("missing", "a".repeat(64)),
+        ("garbled", "../etc/passwd".into()),
+    ] {
+        let dir = temp_dir(&format!("hostile-restore-{tag}"));
+        std::fs::write(dir.join("active"), format!("{last_line}\n")).unwrap();
+        let dev = TestDevice::start(&dir).await;
+        let info: wire::DeviceInfo = ok_json(dev.get("/v1/info")).await;
+        assert!(info.active.is_none(), "{tag}: {:?}", info.active);
+        let hash = dev.upload(&build(&iris_like(), &[])).await;
+        dev.activate(&hash).await;
+        assert_eq!(dev.predict(&[vec![5.9, 3.0, 4.2, 1.5]]).await.model, hash);
+        dev.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
 async fn feedback(dev: &TestDevice, labels: &[(u64, f64)]) -> (u16, String) {
     let r = dev
         .post("/v1/feedback")
