@@ -20,7 +20,7 @@ use super::{authorize, ApiError, AppState};
 use crate::device::DeviceError;
 use crate::input;
 use crate::sandbox::{LoadedModule, SandboxError};
-use crate::telemetry::{self, windows::WindowQuery, NewRecord};
+use crate::telemetry::{self, windows::WindowQuery, NewRecord, Purpose};
 
 /// Batches above this many rows run on the blocking pool.
 const INLINE_ROWS: usize = 256;
@@ -129,6 +129,7 @@ pub(super) async fn predict(
 ) -> Response {
     let started = Instant::now();
     let active = s.device.active();
+    let purpose = purpose(&headers);
     let result = predict_inner(&s, &headers, body, active.clone()).await;
     let latency_us = started.elapsed().as_micros() as u64;
     let store = &s.device.telemetry;
@@ -154,6 +155,7 @@ pub(super) async fn predict(
                 predictions: a.outputs.chunks_exact(o).map(|r| r[0]).collect(),
                 bins,
                 n_features: d,
+                purpose,
             };
             let reply = PredictResponse {
                 model: a.module.info.hash.clone(),
@@ -173,6 +175,7 @@ pub(super) async fn predict(
                 predictions: Vec::new(),
                 bins: Vec::new(),
                 n_features: 0,
+                purpose,
             };
             (record, Err(e))
         }
@@ -184,6 +187,14 @@ pub(super) async fn predict(
     match reply {
         Ok(r) => Json(r).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// A call marked as the dashboard's deployment check is not live traffic.
+fn purpose(headers: &HeaderMap) -> Purpose {
+    match headers.get(wire::PURPOSE_HEADER).map(|v| v.as_bytes()) {
+        Some(v) if v == wire::PURPOSE_VERIFY.as_bytes() => Purpose::Verify,
+        _ => Purpose::Live,
     }
 }
 
