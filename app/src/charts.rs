@@ -194,10 +194,12 @@ fn line_chart(
     let y_min = ys().fold(0.0, f64::min);
     // The legend sits in the top left, in headroom of its own above the data, so it never
     // covers a line: its rows of ~15 px against the plot's height.
+    // A single line needs no legend: the title names it.
     let entries = series.len() + thresholds.len();
-    let plot_px = height.saturating_sub(30 + 8 * 2 + 24).max(60) as f64;
-    let legend_px = if entries > 0 { entries as f64 * 15.0 + 12.0 } else { 0.0 };
-    let data_share = (1.0 - legend_px / plot_px).clamp(0.35, 0.9);
+    let with_legend = entries > 1;
+    let plot_px = height.saturating_sub(30 + 8 * 2 + 34).max(60) as f64;
+    let legend_px = if with_legend { entries as f64 * 15.0 + 24.0 } else { 0.0 };
+    let data_share = ((1.0 - legend_px / plot_px) * 0.92).clamp(0.3, 0.92);
     let y_max = if y_max > y_min {
         y_min + (y_max - y_min) / data_share
     } else {
@@ -253,8 +255,8 @@ fn line_chart(
                 .draw_series(s.points.iter().map(|p| Circle::new(*p, 2, c.filled())))
                 .map_err(|x| e(&x))?;
         }
-        if !series.is_empty() || !thresholds.is_empty() {
-            legend(&mut chart, SeriesLabelPosition::UpperLeft, 10)?;
+        if with_legend {
+            legend(&mut chart, SeriesLabelPosition::UpperLeft, 11)?;
         }
         root.present().map_err(|x| e(&x))?;
     }

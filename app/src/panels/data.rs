@@ -272,16 +272,16 @@ fn DatasetVersions() -> impl IntoView {
     let state = use_app_state();
     let chosen = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
-    // Renames every version of a name (its lineage stays one), after asking for the new name.
+    // The version whose name is being edited, and the name as typed.
+    let renaming = RwSignal::new(None::<String>);
+    let new_name = RwSignal::new(String::new());
+    // Renames every version of a name (its lineage stays one).
     let rename = move |old: String| {
-        let Some(new) = web_sys::window()
-            .and_then(|w| w.prompt_with_message_and_default(&format!("New name for {old} (all its versions):"), &old).ok())
-            .flatten()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty() && *n != old)
-        else {
+        renaming.set(None);
+        let new = new_name.get_untracked().trim().to_string();
+        if new.is_empty() || new == old {
             return;
-        };
+        }
         if state.datasets.with_untracked(|all| all.iter().any(|d| d.dataset.name == new)) {
             return error.set(Some(format!("a dataset named {new} exists already")));
         }
@@ -367,7 +367,8 @@ fn DatasetVersions() -> impl IntoView {
         <Show when=move || !state.datasets.with(Vec::is_empty)>
             <h3>"Imported datasets"</h3>
             <ul class="datasets" data-testid="datasets">
-                <For each=move || state.datasets.get() key=|d| d.hash.clone() let:d>
+                // Keyed by name too: a renamed version is drawn again.
+                <For each=move || state.datasets.get() key=|d| (d.hash.clone(), d.dataset.name.clone()) let:d>
                     {
                         let hash = d.hash.clone();
                         let (name, delete_hash) = (d.dataset.name.clone(), d.hash.clone());
@@ -380,7 +381,21 @@ fn DatasetVersions() -> impl IntoView {
                                 <span class="mono">{format!(" @{}", short(&d.hash))}</span>
                                 <span class="muted">{format!(" · {} rows × {} features · {}{parent}", d.dataset.n_rows(), d.dataset.n_features(), d.task)}</span>
                                 " "
-                                <button class="secondary small dataset-rename" on:click=move |_| rename(name.clone())>"Rename"</button>
+                                {
+                                    let (editing, open_hash, open_name) = (d.hash.clone(), d.hash.clone(), name.clone());
+                                    move || if renaming.get().as_deref() == Some(editing.as_str()) {
+                                        let name = name.clone();
+                                        view! {
+                                            <input class="dataset-name" prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
+                                            <button class="small dataset-rename-save" on:click=move |_| rename(name.clone())>"Save name"</button>
+                                        }.into_any()
+                                    } else {
+                                        let (open_hash, open_name) = (open_hash.clone(), open_name.clone());
+                                        view! {
+                                            <button class="secondary small dataset-rename" on:click=move |_| { new_name.set(open_name.clone()); renaming.set(Some(open_hash.clone())); }>"Rename"</button>
+                                        }.into_any()
+                                    }
+                                }
                                 <button class="secondary small dataset-delete" on:click=move |_| delete(delete_hash.clone())>"Delete"</button>
                             </li>
                         }

@@ -495,9 +495,17 @@ fn DeviceDetail(d: DeviceEntry) -> impl IntoView {
 fn DeviceUsage(d: DeviceEntry, model: Signal<Option<String>>) -> impl IntoView {
     let state = use_app_state();
     let base = d.url.trim_end_matches('/').to_string();
+    let url = d.url.clone();
     let text = move || {
-        let version = model
-            .get()
+        // The version serving now, else the one whose telemetry is shown.
+        let active = state.statuses.with(|s| {
+            s.get(&url)
+                .and_then(|s| s.last_info.as_ref())
+                .and_then(|i| i.active.as_ref())
+                .map(|a| a.hash.clone())
+        });
+        let version = active
+            .or_else(|| model.get())
             .and_then(|m| state.versions.with(|all| all.iter().find(|v| v.hash == m).cloned()));
         let (header, row) = match &version {
             Some(v) if !v.card.feature_names.is_empty() => {
