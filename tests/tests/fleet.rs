@@ -155,7 +155,15 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
     }
     // One line; the numbers behind it are a click away.
     assert!(alert.contains("input drift in 4 features: "), "{alert}");
-    assert!(!alert.contains("PSI"), "{alert}");
+    let open = browser
+        .client
+        .execute(
+            "return document.querySelector(arguments[0] + ' details.detail').open",
+            vec![serde_json::json!(south_alert)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(open, serde_json::json!(false), "the detail starts folded");
     browser.click(&format!("{south_alert} details.detail summary")).await;
     let alert = browser
         .wait_text(&south_alert, "the alert's detail", |t| t.contains("PSI"))

@@ -454,6 +454,15 @@ async fn a_64_feature_model_from_import_to_alert() {
         .await
         .unwrap();
     browser.screenshot("newcomer-compare-64").await;
+    browser
+        .client
+        .execute(
+            "document.querySelector('[data-chart=parallel]').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.screenshot("newcomer-parallel-64").await;
 
     // Register and deploy: the check's 80 held-out rows are not traffic.
     browser.click("#register").await;

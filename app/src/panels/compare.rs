@@ -134,8 +134,12 @@ pub fn CompareRuns(runs: Vec<Run>) -> impl IntoView {
                     })
                 })
                 .collect();
-            let svg =
-                crate::charts::step_chart(&format!("{name} by step"), &name, &series, (460, 260));
+            // One line has no legend: the title names its run.
+            let title = match series.as_slice() {
+                [only] => format!("{name} by step: {}", only.name),
+                _ => format!("{name} by step"),
+            };
+            let svg = crate::charts::step_chart(&title, &name, &series, (460, 260));
             (name, svg)
         })
         .collect();
