@@ -543,6 +543,8 @@ fn DeviceUsage(d: DeviceEntry, model: Signal<Option<String>>) -> impl IntoView {
     }
 }
 
+/// Rows of the latest window's drift table shown before "Show all".
+const DRIFT_ROWS: usize = 10;
 /// Feature lines a drift chart draws at most (the palette has six colours).
 const DRIFT_LINES: usize = 5;
 /// PSI values above this are drawn at it: 4x the alert threshold, so 0.1 and 0.25 stay legible.
@@ -745,6 +747,7 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
         w
     });
     let requests: u64 = ws.iter().map(|w| w.requests).sum();
+    let show_all_drift = RwSignal::new(false);
     view! {
         <p class="telemetry" data-testid="model-telemetry">{format!(
             "{} windows · {requests} requests · {} rows · {} labeled",
@@ -756,21 +759,32 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
                 Err(e) => view! { <p class="error">{format!("{id}: {e}")}</p> }.into_any(),
             }).collect_view()}
         </div>
-        {latest.map(|w| view! {
-            <table class="runs compact" data-testid="drift-table">
-                <caption>{format!("Drift in the latest window ({}, {} rows)", clock(w.start_ms as f64), w.rows)}</caption>
-                <thead><tr><th>"Feature"</th><th class="num">"PSI"</th><th class="num">"JS"</th><th>"Level"</th></tr></thead>
-                <tbody>
-                    {w.drift.iter().map(|f| view! {
-                        <tr class=format!("level-{}", f.level)>
-                            <td>{f.feature.clone()}</td>
-                            <td class="num">{format!("{:.3}", f.psi)}</td>
-                            <td class="num">{format!("{:.3}", f.js)}</td>
-                            <td>{f.level.clone()}</td>
-                        </tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
+        {latest.map(|w| {
+            // The worst features first; beyond a screenful, the rest on demand.
+            let n = w.drift.len();
+            let rows = move || {
+                let shown = if show_all_drift.get() { n } else { n.min(DRIFT_ROWS) };
+                w.drift[..shown].iter().map(|f| view! {
+                    <tr class=format!("level-{}", f.level)>
+                        <td>{f.feature.clone()}</td>
+                        <td class="num">{format!("{:.3}", f.psi)}</td>
+                        <td class="num">{format!("{:.3}", f.js)}</td>
+                        <td>{f.level.clone()}</td>
+                    </tr>
+                }).collect_view()
+            };
+            view! {
+                <table class="runs compact" data-testid="drift-table">
+                    <caption>{format!("Drift in the latest window ({}, {} rows), worst first", clock(w.start_ms as f64), w.rows)}</caption>
+                    <thead><tr><th>"Feature"</th><th class="num">"PSI"</th><th class="num">"JS"</th><th>"Level"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+                {(n > DRIFT_ROWS).then(|| view! {
+                    <button class="secondary small" id="drift-all" on:click=move |_| show_all_drift.update(|s| *s = !*s)>
+                        {move || if show_all_drift.get() { format!("Show the worst {DRIFT_ROWS}") } else { format!("Show all {n} features") }}
+                    </button>
+                })}
+            }
         })}
         <table class="runs compact" data-testid="errors-by-kind">
             <caption>"Errors by kind"</caption>
