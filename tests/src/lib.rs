@@ -279,10 +279,13 @@ impl Browser {
         loop {
             if let Ok(el) = self.client.find(Locator::Css(css)).await {
                 if el.is_enabled().await.unwrap_or(false) {
-                    el.click()
-                        .await
-                        .unwrap_or_else(|e| panic!("click {css}: {e}"));
-                    return;
+                    // The page may draw the element again between finding and clicking it
+                    // (a pull updates an alert): find it again.
+                    match el.click().await {
+                        Ok(_) => return,
+                        Err(e) if e.to_string().contains("stale element") && Instant::now() < deadline => {}
+                        Err(e) => panic!("click {css}: {e}"),
+                    }
                 }
             }
             assert!(Instant::now() < deadline, "`{css}` never became clickable");

@@ -300,6 +300,8 @@ fn feature_summary(features: &[String]) -> String {
 #[component]
 fn Alerts() -> impl IntoView {
     let state = use_app_state();
+    // Alerts whose detail the user opened.
+    let opened = RwSignal::new(BTreeSet::<String>::new());
     let error = RwSignal::new(None::<String>);
     let ack = move |id: String| {
         let Some(mut alert) = state
@@ -334,6 +336,7 @@ fn Alerts() -> impl IntoView {
                 <For each=move || state.alerts.get() key=|a| (a.id.clone(), a.acknowledged_ms.is_some(), a.updated_ms as u64) let:a>
                     {
                         let id = a.id.clone();
+                        let (open_id, toggle_id) = (a.id.clone(), a.id.clone());
                         let what = match a.kind {
                             wasmops_shared::monitor::AlertKind::Drift => format!("input drift in {}", feature_summary(&a.features)),
                             wasmops_shared::monitor::AlertKind::Accuracy => "live accuracy dropped".to_string(),
@@ -342,8 +345,16 @@ fn Alerts() -> impl IntoView {
                             <li class="alert" class:acknowledged=a.acknowledged_ms.is_some()
                                 data-device=a.device.clone() data-kind=a.kind.as_str()>
                                 <strong>{format!("{} · {} · {what}", a.device_name, a.version)}</strong>
-                                // One line per alert; the numbers behind it on a click.
-                                <details class="detail"><summary>"details"</summary>{a.detail.clone()}</details>
+                                // One line per alert; the numbers behind it on a click. Whether it is
+                                // open lives here, not in the element: a pull that updates the alert
+                                // draws it again.
+                                <details class="detail" prop:open=move || opened.with(|o| o.contains(&open_id))>
+                                    <summary on:click=move |ev| {
+                                        ev.prevent_default();
+                                        opened.update(|o| if !o.remove(&toggle_id) { o.insert(toggle_id.clone()); });
+                                    }>"details"</summary>
+                                    {a.detail.clone()}
+                                </details>
                                 <span class="muted">{format!("raised {}", clock(a.raised_ms))}</span>
                                 {match a.acknowledged_ms {
                                     Some(t) => view! { <span class="muted">{format!("acknowledged {}", clock(t))}</span> }.into_any(),
