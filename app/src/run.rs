@@ -204,7 +204,7 @@ impl RunSummary {
             "elastic_net" if self.params.get("l1_ratio").and_then(|v| v.as_f64()) == Some(0.0) => {
                 "ridge".to_string()
             }
-            "kmeans" => "k-means".to_string(),
+            "k_means" | "kmeans" => "k-means".to_string(),
             "gaussian_nb" => "Gaussian NB".to_string(),
             other => other.replace('_', " "),
         };
