@@ -463,6 +463,12 @@ async fn a_64_feature_model_from_import_to_alert() {
         .await
         .unwrap();
     browser.screenshot("newcomer-parallel-64").await;
+    // #16 item 12: a param one run lacks is drawn in a `none` slot, not at the axis midpoint.
+    let parallel = browser.html("[data-chart=parallel]").await;
+    assert!(
+        parallel.contains(">none<") && parallel.contains("max_depth"),
+        "missing params marked"
+    );
 
     // Register and deploy: the check's 80 held-out rows are not traffic.
     browser.click("#register").await;
