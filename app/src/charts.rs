@@ -16,19 +16,31 @@ pub fn profile_histogram(f: &FeatureProfile, width: u32, height: u32) -> Result<
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let edges = &f.edges;
         let (lo, hi) = (edges[0], edges[edges.len() - 1]);
-        let pad = if hi > lo { (hi - lo) * 0.05 } else { 0.5 };
-        // Density (rows per unit) keeps the area of each bar equal to its row count.
-        let bars: Vec<(f64, f64, f64)> = edges
-            .windows(2)
-            .zip(&f.counts[1..f.counts.len() - 1])
-            .map(|(w, c)| {
-                let span = (w[1] - w[0]).max((hi - lo).max(1e-12) * 1e-3);
-                (w[0], w[0] + span, *c as f64 / span)
-            })
-            .collect();
+        let constant = hi <= lo;
+        let pad = if constant { 0.5 } else { (hi - lo) * 0.05 };
+        // Density (rows per unit) keeps the area of each bar equal to its row count. A
+        // constant feature has no width to spread over: one bar of all its rows.
+        let bars: Vec<(f64, f64, f64)> = if constant {
+            let rows = f.counts.iter().sum::<u64>() as f64;
+            vec![(lo - 0.1, lo + 0.1, rows)]
+        } else {
+            edges
+                .windows(2)
+                .zip(&f.counts[1..f.counts.len() - 1])
+                .map(|(w, c)| {
+                    let span = (w[1] - w[0]).max((hi - lo) * 1e-3);
+                    (w[0], w[0] + span, *c as f64 / span)
+                })
+                .collect()
+        };
         let y_max = bars.iter().map(|b| b.2).fold(0.0, f64::max).max(1e-9) * 1.1;
+        let caption = if constant {
+            format!("{} (constant {lo})", f.name)
+        } else {
+            f.name.clone()
+        };
         let mut chart = ChartBuilder::on(&root)
-            .caption(&f.name, ("sans-serif", 14))
+            .caption(caption, ("sans-serif", 14))
             .margin(6)
             .x_label_area_size(28)
             .y_label_area_size(44)
@@ -37,9 +49,10 @@ pub fn profile_histogram(f: &FeatureProfile, width: u32, height: u32) -> Result<
         chart
             .configure_mesh()
             .x_desc("value")
-            .y_desc("rows per unit")
+            .y_desc(if constant { "rows" } else { "rows per unit" })
             .x_labels(5)
             .y_labels(4)
+            .y_label_formatter(&|y| compact_number(*y))
             .label_style(("sans-serif", 10))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -52,6 +65,20 @@ pub fn profile_histogram(f: &FeatureProfile, width: u32, height: u32) -> Result<
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// A tick label that fits a narrow axis: `1.2e5` rather than `123456.789`.
+fn compact_number(y: f64) -> String {
+    let a = y.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-2..1e4).contains(&a) {
+        format!("{y:.1e}")
+    } else if a >= 100.0 {
+        format!("{y:.0}")
+    } else {
+        format!("{y:.2}")
+    }
 }
 
 /// Draws the series labels (the legend) of `chart` in the charts' one style.
@@ -111,7 +138,8 @@ pub fn time_series(
     thresholds: &[Threshold],
     size: (u32, u32),
 ) -> Result<String, String> {
-    line_chart(title, ("time", y_desc), series, thresholds, size, &|ms| {
+    // At least a second of time axis (a single window is one point).
+    line_chart(title, ("time", y_desc), series, thresholds, size, 1000.0, &|ms| {
         clock(*ms)
     })
 }
@@ -123,9 +151,24 @@ pub fn step_chart(
     series: &[Series],
     size: (u32, u32),
 ) -> Result<String, String> {
-    line_chart(title, ("step", y_desc), series, &[], size, &|x| {
+    // At least one step of axis: 20 steps span 20, not 1,000.
+    line_chart(title, ("step", y_desc), series, &[], size, 1.0, &|x| {
         format!("{x:.0}")
     })
+}
+
+/// The x range of `series`: from the first point to the last, at least `min_span` wide
+/// (`0..min_span` when there are no points).
+pub fn x_range(series: &[Series], min_span: f64) -> (f64, f64) {
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    if x0.is_finite() {
+        (x0, x1.max(x0 + min_span))
+    } else {
+        (0.0, min_span)
+    }
 }
 
 fn line_chart(
@@ -134,26 +177,34 @@ fn line_chart(
     series: &[Series],
     thresholds: &[Threshold],
     (width, height): (u32, u32),
+    min_span: f64,
     x_fmt: &dyn Fn(&f64) -> String,
 ) -> Result<String, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-        (a.min(x), b.max(x))
-    });
-    let (x0, x1) = if x0.is_finite() {
-        (x0, x1.max(x0 + 1000.0))
-    } else {
-        (0.0, 1000.0)
-    };
+    let (x0, x1) = x_range(series, min_span);
     let pad = (x1 - x0) * 0.04;
-    let y_max = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .chain(thresholds.iter().map(|t| t.y))
-        .filter(|y| y.is_finite())
-        .fold(0.0, f64::max);
-    let y_max = if y_max > 0.0 { y_max * 1.15 } else { 1.0 };
+    let ys = || {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .chain(thresholds.iter().map(|t| t.y))
+            .filter(|y| y.is_finite())
+    };
+    let y_max = ys().fold(0.0, f64::max);
+    let y_min = ys().fold(0.0, f64::min);
+    // The legend sits in the top left, in headroom of its own above the data, so it never
+    // covers a line: its rows of ~15 px against the plot's height.
+    // A single line needs no legend: the title names it.
+    let entries = series.len() + thresholds.len();
+    let with_legend = entries > 1;
+    let plot_px = height.saturating_sub(30 + 8 * 2 + 34).max(60) as f64;
+    let legend_px = if with_legend { entries as f64 * 15.0 + 24.0 } else { 0.0 };
+    let data_share = ((1.0 - legend_px / plot_px) * 0.92).clamp(0.3, 0.92);
+    let y_max = if y_max > y_min {
+        y_min + (y_max - y_min) / data_share
+    } else {
+        y_min + 1.0
+    };
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
@@ -163,7 +214,7 @@ fn line_chart(
             .margin(8)
             .x_label_area_size(30)
             .y_label_area_size(52)
-            .build_cartesian_2d((x0 - pad)..(x1 + pad), 0.0..y_max)
+            .build_cartesian_2d((x0 - pad)..(x1 + pad), y_min..y_max)
             .map_err(|x| e(&x))?;
         chart
             .configure_mesh()
@@ -204,8 +255,8 @@ fn line_chart(
                 .draw_series(s.points.iter().map(|p| Circle::new(*p, 2, c.filled())))
                 .map_err(|x| e(&x))?;
         }
-        if !series.is_empty() || !thresholds.is_empty() {
-            legend(&mut chart, SeriesLabelPosition::UpperLeft, 10)?;
+        if with_legend {
+            legend(&mut chart, SeriesLabelPosition::UpperLeft, 11)?;
         }
         root.present().map_err(|x| e(&x))?;
     }
@@ -302,12 +353,24 @@ pub fn bars(
     Ok(svg)
 }
 
+/// One axis of a parallel-coordinates chart.
+pub struct ParallelAxis {
+    pub name: String,
+    /// Values are 0 and 1, labelled `false` and `true`.
+    pub boolean: bool,
+}
+
+/// Where an item without a value on an axis is drawn: a `none` slot below the axis, so a
+/// missing param never looks like a value.
+const NONE_Y: f64 = -0.09;
+
 /// Parallel coordinates: one vertical axis per dimension (each scaled to its own min..max,
 /// labelled with its name and range) and one line per item, coloured from low (blue) to high
-/// (orange) by the last dimension (the chosen metric). Items missing a value skip that axis.
+/// (orange) by the last dimension (the chosen metric). An item missing a value passes through
+/// the axis's `none` slot, below its range.
 pub fn parallel_coordinates(
     title: &str,
-    axes: &[String],
+    axes: &[ParallelAxis],
     items: &[(String, Vec<Option<f64>>)],
     (width, height): (u32, u32),
 ) -> Result<String, String> {
@@ -329,7 +392,7 @@ pub fn parallel_coordinates(
         })
         .collect();
     let norm = |j: usize, x: f64| {
-        let (lo, hi) = ranges[j];
+        let (lo, hi) = if axes[j].boolean { (0.0, 1.0) } else { ranges[j] };
         if hi > lo {
             (x - lo) / (hi - lo)
         } else {
@@ -353,7 +416,7 @@ pub fn parallel_coordinates(
             .margin_left(30)
             .margin_right(10)
             .x_label_area_size(10)
-            .build_cartesian_2d(-0.15..(n as f64), -0.1..1.16)
+            .build_cartesian_2d(-0.15..(n as f64), -0.16..1.16)
             .map_err(|x| e(&x))?;
         chart
             .configure_mesh()
@@ -364,15 +427,29 @@ pub fn parallel_coordinates(
             .map_err(|x| e(&x))?;
         let style = ("sans-serif", 12).into_font();
         let name_style = ("sans-serif", 13).into_font().style(FontStyle::Bold);
-        for (j, name) in axes.iter().enumerate() {
+        for (j, axis) in axes.iter().enumerate() {
+            let name = &axis.name;
             let x = j as f64;
+            let (lo_text, hi_text) = if axis.boolean {
+                ("false".to_string(), "true".to_string())
+            } else {
+                (fmt(ranges[j].0), fmt(ranges[j].1))
+            };
+            if items.iter().any(|(_, v)| v.get(j).copied().flatten().is_none()) {
+                chart
+                    .draw_series([Text::new(
+                        "none",
+                        (x + 0.02, NONE_Y),
+                        style.clone().color(&RGBColor(93, 104, 117)),
+                    )])
+                    .map_err(|x| e(&x))?;
+            }
             chart
                 .draw_series(std::iter::once(PathElement::new(
                     vec![(x, 0.0), (x, 1.0)],
                     BLACK.stroke_width(1),
                 )))
                 .map_err(|x| e(&x))?;
-            let (lo, hi) = ranges[j];
             chart
                 .draw_series([
                     Text::new(
@@ -381,12 +458,12 @@ pub fn parallel_coordinates(
                         name_style.clone().color(&BLACK),
                     ),
                     Text::new(
-                        fmt(hi),
+                        hi_text,
                         (x + 0.02, 1.03),
                         style.clone().color(&RGBColor(93, 104, 117)),
                     ),
                     Text::new(
-                        fmt(lo),
+                        lo_text,
                         (x + 0.02, 0.0),
                         style.clone().color(&RGBColor(93, 104, 117)),
                     ),
@@ -409,7 +486,7 @@ pub fn parallel_coordinates(
             let points: Vec<(f64, f64)> = values
                 .iter()
                 .enumerate()
-                .filter_map(|(j, v)| Some((j as f64, norm(j, (*v)?))))
+                .map(|(j, v)| (j as f64, v.map_or(NONE_Y, |v| norm(j, v))))
                 .collect();
             chart
                 .draw_series(std::iter::once(PathElement::new(

@@ -103,9 +103,12 @@ impl DeviceClient<'_> {
         self.decode(r).await
     }
 
-    pub async fn predict(&self, rows: Vec<Vec<f64>>) -> Result<PredictResponse, DeviceError> {
+    /// Predictions for a deployment check: marked, so the device does not count them as
+    /// live traffic (counters, windows, drift).
+    pub async fn verify(&self, rows: Vec<Vec<f64>>) -> Result<PredictResponse, DeviceError> {
         let r = Request::post(&self.url(paths::PREDICT))
             .header("Authorization", &self.auth())
+            .header(wire::PURPOSE_HEADER, wire::PURPOSE_VERIFY)
             .json(&PredictRequest { rows })
             .map_err(|e| DeviceError::Protocol(e.to_string()))?
             .send()

@@ -242,7 +242,7 @@ async fn deploy_and_check(
     let d = version.card.feature_names.len();
     let rows: Vec<Vec<f64>> = version.check_rows.chunks(d).map(<[f64]>::to_vec).collect();
     let n = rows.len();
-    let answer = client.predict(rows).await.map_err(|e| e.to_string())?;
+    let answer = client.verify(rows).await.map_err(|e| e.to_string())?;
     let k = version.card.outputs.len().max(1);
     let device_bits: Vec<u64> = answer
         .outputs

@@ -121,6 +121,17 @@ impl Run {
     }
 }
 
+/// The number for a new run's default name (`logistic regression #7`): one more than the
+/// highest `#n` any run's name ends with, so a delete never makes a name repeat.
+pub fn next_run_number<'a>(names: impl IntoIterator<Item = &'a str>) -> u64 {
+    names
+        .into_iter()
+        .filter_map(|name| name.rsplit_once(" #")?.1.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1
+}
+
 /// What the runs table needs of a run: a few hundred bytes, against the kilobytes of a [`Run`]
 /// (which keeps its held-out split, profile and step curves). Stored beside every run in its
 /// own store and written in the same transaction, so the table of 10,000 runs never reads the
@@ -179,6 +190,30 @@ impl RunSummary {
 
     pub fn is_finished(&self) -> bool {
         self.status == FINISHED
+    }
+
+    /// What the runs table shows as the model: the algorithm as trained (ridge and elastic net
+    /// are both linear models, but not the same choice) and whether features were scaled.
+    pub fn model_label(&self) -> String {
+        let algorithm = self
+            .params
+            .get("algorithm")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&self.model);
+        let name = match algorithm {
+            "elastic_net" if self.params.get("l1_ratio").and_then(|v| v.as_f64()) == Some(0.0) => {
+                "ridge".to_string()
+            }
+            "k_means" | "kmeans" => "k-means".to_string(),
+            "gaussian_nb" => "Gaussian NB".to_string(),
+            other => other.replace('_', " "),
+        };
+        let scaled = self.params.get("scale").and_then(|v| v.as_bool()) == Some(true);
+        if scaled {
+            format!("{name}, scaled")
+        } else {
+            name
+        }
     }
 
     /// The primary metric's value, if the run has it.

@@ -31,6 +31,8 @@ pub struct CompiledModule {
     pub module_metric: f64,
     pub trained_metric: f64,
     pub conformance_rows: usize,
+    /// When this browser compiled it (the module box scrolls into view only when new).
+    pub compiled_at_ms: f64,
 }
 
 #[derive(Clone, Copy)]
@@ -42,6 +44,8 @@ pub struct AppState {
     /// Imported datasets (built-ins are not stored).
     pub datasets: RwSignal<Vec<StoredDataset>>,
     pub selected_run: RwSignal<Option<String>>,
+    /// The Train panel's dataset: a built-in's name or `csv:<hash>` (an import chooses it).
+    pub train_dataset: RwSignal<String>,
     pub compiled: RwSignal<Option<CompiledModule>>,
     pub page: RwSignal<Page>,
     /// The registry, newest version first.
@@ -71,6 +75,7 @@ pub fn provide_app_state() -> AppState {
         runs_pending: RwSignal::new(None),
         datasets: RwSignal::new(Vec::new()),
         selected_run: RwSignal::new(None),
+        train_dataset: RwSignal::new("iris".to_string()),
         compiled: RwSignal::new(None),
         page: RwSignal::new(Page::Lab),
         versions: RwSignal::new(Vec::new()),

@@ -592,6 +592,27 @@ impl Storage {
         self.put(DATASETS, dataset).await
     }
 
+    /// Writes renamed dataset versions in one transaction (all of a name, or none).
+    pub async fn put_datasets(&self, datasets: &[StoredDataset]) -> Result<(), StorageError> {
+        self.put_all(DATASETS, datasets).await
+    }
+
+    /// Deletes an imported dataset version (runs trained on it keep their reference and
+    /// metrics; they can no longer be rerun).
+    pub async fn delete_dataset(&self, hash: &str) -> Result<(), StorageError> {
+        let tx = self
+            .db
+            .transaction(&[DATASETS], TransactionMode::ReadWrite)
+            .map_err(failed("delete"))?;
+        tx.object_store(DATASETS)
+            .map_err(failed("delete"))?
+            .delete(JsValue::from_str(hash))
+            .map_err(failed("delete"))?
+            .await
+            .map_err(failed("delete"))?;
+        commit(tx, "delete").await
+    }
+
     /// Imported datasets, newest first.
     pub async fn datasets(&self) -> Result<Vec<StoredDataset>, StorageError> {
         let mut all: Vec<StoredDataset> = self.all(DATASETS, "dataset").await?;

@@ -267,6 +267,7 @@ fn store_commit_figures(dir: &std::path::Path) -> String {
             predictions: vec![1.0],
             bins: vec![5, 6, 7, 8],
             n_features: 4,
+            purpose: Default::default(),
         };
         let mut lat = Vec::with_capacity(5_000);
         for i in 0..5_000 {

@@ -106,6 +106,29 @@ pub struct NewRecord {
     /// Row-major profile bin per row and feature.
     pub bins: Vec<u8>,
     pub n_features: usize,
+    /// Why the call was made: only live calls count in the counters, windows and drift.
+    pub purpose: Purpose,
+}
+
+/// Why a predict call was made (header [`wasmops_shared::wire::PURPOSE_HEADER`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Purpose {
+    /// Traffic the device serves: monitored.
+    #[default]
+    Live,
+    /// The dashboard checking a deployment on held-out rows: stored as a record like any
+    /// call, never counted as traffic.
+    Verify,
+}
+
+impl Purpose {
+    /// The value stored in the `purpose` column (NULL for live calls).
+    pub(crate) fn column(self) -> Option<&'static str> {
+        match self {
+            Purpose::Live => None,
+            Purpose::Verify => Some(wasmops_shared::wire::PURPOSE_VERIFY),
+        }
+    }
 }
 
 /// The durable counters behind `GET /v1/telemetry` and `/metrics`.
@@ -484,6 +507,7 @@ mod tests {
             predictions: vec![1.0; rows as usize],
             bins: vec![3; rows as usize * 2],
             n_features: 2,
+            purpose: Purpose::Live,
         }
     }
 

@@ -109,6 +109,10 @@ fn drift_finding(model: &str, ws: &[&Window]) -> Option<Finding> {
     let mut windows: Vec<u64> = failing.values().flatten().map(|(s, _)| *s).collect();
     windows.sort_unstable();
     windows.dedup();
+    // Worst first (highest peak PSI, then by name): a summary can name the first few.
+    let peak = |v: &[(u64, f64)]| v.iter().map(|(_, p)| *p).fold(f64::NEG_INFINITY, f64::max);
+    let mut failing: Vec<(&str, Vec<(u64, f64)>)> = failing.into_iter().collect();
+    failing.sort_by(|a, b| peak(&b.1).total_cmp(&peak(&a.1)).then(a.0.cmp(b.0)));
     let detail = failing
         .iter()
         .map(|(f, v)| {
@@ -120,7 +124,7 @@ fn drift_finding(model: &str, ws: &[&Window]) -> Option<Finding> {
     Some(Finding {
         model: model.to_string(),
         kind: AlertKind::Drift,
-        features: failing.keys().map(|f| f.to_string()).collect(),
+        features: failing.iter().map(|(f, _)| f.to_string()).collect(),
         windows,
         detail: format!(
             "{detail} (alert at PSI >= 0.25 in {MIN_FAILING} of the last {} windows)",
@@ -290,6 +294,24 @@ mod tests {
         assert_eq!(f[0].features, vec!["a".to_string()]);
         assert_eq!(f[0].windows, vec![1000, 3000]);
         assert!(f[0].detail.contains("a PSI 0.90, 1.50"), "{}", f[0].detail);
+    }
+
+    #[test]
+    fn drift_alerts_name_the_worst_features_first() {
+        let ws: Vec<Window> = (0..3)
+            .map(|i| {
+                window(
+                    i * 1000,
+                    500,
+                    &[("a", "alert", 0.5), ("b", "alert", 7.0), ("c", "alert", 2.0)],
+                    0,
+                    0,
+                )
+            })
+            .collect();
+        let f = findings(&ws, &no_accuracy);
+        assert_eq!(f[0].features, ["b", "c", "a"]);
+        assert!(f[0].detail.starts_with("b PSI 7.00"), "{}", f[0].detail);
     }
 
     #[test]

@@ -3,6 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Request header that marks a predict call as the dashboard's deployment check rather than
+/// live traffic (value [`PURPOSE_VERIFY`]): the device records it, and leaves it out of its
+/// counters, windows and drift.
+pub const PURPOSE_HEADER: &str = "x-wasmops-purpose";
+pub const PURPOSE_VERIFY: &str = "verify";
+
 pub mod paths {
     pub const HEALTH: &str = "/v1/health";
     pub const INFO: &str = "/v1/info";

@@ -279,10 +279,13 @@ impl Browser {
         loop {
             if let Ok(el) = self.client.find(Locator::Css(css)).await {
                 if el.is_enabled().await.unwrap_or(false) {
-                    el.click()
-                        .await
-                        .unwrap_or_else(|e| panic!("click {css}: {e}"));
-                    return;
+                    // The page may draw the element again between finding and clicking it
+                    // (a pull updates an alert): find it again.
+                    match el.click().await {
+                        Ok(_) => return,
+                        Err(e) if e.to_string().contains("stale element") && Instant::now() < deadline => {}
+                        Err(e) => panic!("click {css}: {e}"),
+                    }
                 }
             }
             assert!(Instant::now() < deadline, "`{css}` never became clickable");
@@ -385,6 +388,52 @@ impl Browser {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+
+    /// Accepts the confirmation dialog the page opened (waits up to 10 s) and returns its text.
+    pub async fn accept_dialog_text(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.client.get_alert_text().await {
+                Ok(text) => {
+                    self.accept_dialog().await;
+                    return text;
+                }
+                Err(e) if Instant::now() > deadline => panic!("no dialog opened: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// The text of the option chosen in the `<select>` matching `css`, as the user sees it.
+    pub async fn selected_text(&self, css: &str) -> String {
+        self.element(css).await;
+        let text = self
+            .client
+            .execute(
+                "const s = document.querySelector(arguments[0]); return s.selectedOptions[0] ? s.selectedOptions[0].textContent : '';",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("selected option of {css}: {e}"));
+        text.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The values of the options of the `<select>` matching `css`, in order.
+    pub async fn option_values(&self, css: &str) -> Vec<String> {
+        self.element(css).await;
+        let values = self
+            .client
+            .execute(
+                "return Array.from(document.querySelector(arguments[0]).options).map(o => o.value + '\t' + o.textContent);",
+                vec![serde_json::json!(css)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("options of {css}: {e}"));
+        values
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
     }
 
     /// Chooses `value` in the `<select>` matching `css`.

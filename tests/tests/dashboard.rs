@@ -192,25 +192,38 @@ async fn train_compile_deploy_loop() {
         })
         .await;
 
-    // 5. The dashboard's stored telemetry counts what the device counted.
-    browser.click("#nav-devices").await;
-    browser.click("#pull-all").await;
+    // 5. The deployment check is not traffic (#16 item 2); live calls are, and the dashboard's
+    // stored telemetry counts what the device counted.
     let http = reqwest::Client::new();
-    let t: wire::Telemetry = http
-        .get(format!("{}/v1/telemetry", device.url))
+    let counters = || async {
+        http.get(format!("{}/v1/telemetry", device.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json::<wire::Telemetry>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(counters().await.predictions, 0, "the {total} check rows are not traffic");
+    let live = http
+        .post(format!("{}/v1/predict", device.url))
         .bearer_auth(token)
+        .json(&wire::PredictRequest {
+            rows: vec![vec![5.1, 3.5, 1.4, 0.2], vec![6.7, 3.0, 5.2, 2.3], vec![5.9, 3.0, 4.2, 1.5]],
+        })
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(t.predictions, total as u64);
+    assert!(live.status().is_success());
+    assert_eq!(counters().await.predictions, 3);
+    browser.click("#nav-devices").await;
+    browser.click("#pull-all").await;
     browser
         .wait_text(
             "[data-testid=stored-telemetry]",
             "the pulled telemetry",
-            |t| t.contains(&format!("{total} rows predicted")),
+            |t| t.contains(" 3 rows predicted"),
         )
         .await;
     let active = browser
@@ -308,7 +321,7 @@ async fn train_compile_deploy_loop() {
         .wait_text(
             "[data-testid=stored-telemetry]",
             "the stored telemetry",
-            |t| t.contains(&format!("{total} rows predicted")),
+            |t| t.contains(" 3 rows predicted"),
         )
         .await;
     browser.client.refresh().await.expect("reload");

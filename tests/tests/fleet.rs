@@ -107,6 +107,12 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         )
         .await;
     browser.click(&format!("{north_row} button.rollback")).await;
+    // Rolling back changes what serves traffic: it asks first, naming both versions.
+    let question = browser.accept_dialog_text().await;
+    assert!(
+        question.starts_with("Roll back north from iris-decision-tree v1"),
+        "{question}"
+    );
     browser
         .wait_text(
             &format!("{north_row} [data-testid=device-active]"),
@@ -147,7 +153,22 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
     for f in ["petal length", "petal width", "sepal length", "sepal width"] {
         assert!(alert.contains(f), "{f} missing from {alert}");
     }
-    assert!(alert.contains("PSI"), "{alert}");
+    // One line; the numbers behind it are a click away.
+    assert!(alert.contains("input drift in 4 features: "), "{alert}");
+    let open = browser
+        .client
+        .execute(
+            "return document.querySelector(arguments[0] + ' details.detail').open",
+            vec![serde_json::json!(south_alert)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(open, serde_json::json!(false), "the detail starts folded");
+    browser.click(&format!("{south_alert} details.detail summary")).await;
+    let alert = browser
+        .wait_text(&south_alert, "the alert's detail", |t| t.contains("PSI"))
+        .await;
+    assert!(alert.contains("alert at PSI >= 0.25"), "{alert}");
     let alerts = browser
         .wait_text("[data-testid=alerts]", "the alerts", |_| true)
         .await;

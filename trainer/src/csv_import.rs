@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use wasmops_shared::dataset::Dataset;
 
+use crate::catalog::Task;
+
 /// A CSV file read into fields, before a target is chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CsvTable {
@@ -63,6 +65,16 @@ pub enum CsvError {
     TooFewColumns(usize),
     #[error("no usable rows are left after skipping {0} bad rows")]
     NoRows(usize),
+    #[error("{name} is not a text (CSV) file: it looks like {what}{hint}")]
+    NotText {
+        name: String,
+        what: &'static str,
+        hint: &'static str,
+    },
+    #[error("column `{0}` holds text, so it can only be a classification target")]
+    TextTarget(String),
+    #[error("every column but the target is left out: a dataset needs at least one feature")]
+    NoFeatures,
 }
 
 /// A target choice applied to a table: the dataset of the good rows and every bad row.
@@ -70,16 +82,85 @@ pub enum CsvError {
 pub struct Prepared {
     pub dataset: Dataset,
     pub problems: Vec<RowProblem>,
-    /// `classification` or `regression`, inferred from the target column.
-    pub task: &'static str,
+    /// Inferred from the target column unless the user chose it ([`CsvTable::prepare_as`]).
+    pub task: Task,
 }
 
 fn number(s: &str) -> Option<f64> {
     s.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+/// Binary data read as text: NUL bytes, or many characters that are neither printable nor
+/// ordinary whitespace (U+FFFD is what a browser makes of bytes that are not UTF-8). A few
+/// stray U+FFFD (a Latin-1 `é` in a UTF-8 read) do not make a file binary.
+fn binary_kind(text: &str) -> Option<(&'static str, &'static str)> {
+    let head: Vec<char> = text.chars().take(4096).collect();
+    let odd = head
+        .iter()
+        .filter(|c| **c == '\u{FFFD}' || (c.is_control() && !matches!(c, '\t' | '\r' | '\n')))
+        .count();
+    if !head.contains(&'\0') && odd * 20 <= head.len() {
+        return None;
+    }
+    let starts = |magic: &str| text.starts_with(magic);
+    Some(if starts("\u{FFFD}PNG") {
+        ("a PNG image", "")
+    } else if starts("PK\u{3}\u{4}") {
+        (
+            "a ZIP archive (an Excel .xlsx workbook is one)",
+            ": save the sheet as CSV first",
+        )
+    } else if starts("%PDF") {
+        ("a PDF document", "")
+    } else {
+        ("binary data", "")
+    })
+}
+
+/// Line numbers (1-based) of record positions, counting `\n` only: right for `\n`, `\r\n` and
+/// mixed files alike. The CSV reader's own line count is not (one too low after `\r\n`, where
+/// it counts the `\r` as the end of the record and starts the next one at the `\n`).
+struct Lines<'a> {
+    text: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl Lines<'_> {
+    /// The line of `byte`; offsets must come in increasing order (records do).
+    fn at(&mut self, byte: u64) -> u64 {
+        let mut byte = (byte as usize).min(self.text.len());
+        // After `\r\n` the reader's record position is the `\n`: the record starts after it.
+        while byte < self.text.len() && matches!(self.text[byte], b'\r' | b'\n') {
+            byte += 1;
+        }
+        if byte < self.offset {
+            self.offset = 0;
+            self.line = 1;
+        }
+        self.line += self.text[self.offset..byte]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        self.offset = byte;
+        self.line
+    }
+}
+
 /// Reads CSV text. Fails only when the file has no data at all or is not CSV.
 pub fn read(name: &str, text: &str) -> Result<CsvTable, CsvError> {
+    if let Some((what, hint)) = binary_kind(text) {
+        return Err(CsvError::NotText {
+            name: name.into(),
+            what,
+            hint,
+        });
+    }
+    let mut lines = Lines {
+        text: text.as_bytes(),
+        offset: 0,
+        line: 1,
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -88,10 +169,10 @@ pub fn read(name: &str, text: &str) -> Result<CsvTable, CsvError> {
     for record in reader.records() {
         let record = record.map_err(|e| CsvError::Syntax {
             file: name.into(),
-            line: e.position().map(|p| p.line()).unwrap_or(0),
+            line: e.position().map(|p| lines.at(p.byte())).unwrap_or(0),
             message: e.to_string(),
         })?;
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let line = record.position().map(|p| lines.at(p.byte())).unwrap_or(0);
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -180,8 +261,56 @@ impl CsvTable {
         self.columns.last().map(|c| c.name.as_str())
     }
 
-    /// Splits the table into features and `target`; rows with a bad value become problems.
+    /// Splits the table into features and `target`, guessing the task from the target column;
+    /// rows with a bad value become problems.
     pub fn prepare(&self, target: &str) -> Result<Prepared, CsvError> {
+        self.prepare_as(target, None, &[])
+    }
+
+    /// Columns that cannot be features: not numeric (text), other than `target`, each with an
+    /// example value and its line.
+    pub fn text_columns(&self, target: &str) -> Vec<(String, String, u64)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name != target && !c.numeric)
+            .map(|(j, c)| {
+                let (line, example) = self
+                    .records
+                    .iter()
+                    .find(|(_, r)| !r[j].is_empty() && number(&r[j]).is_none())
+                    .map(|(l, r)| (*l, r[j].clone()))
+                    .unwrap_or((0, String::new()));
+                (c.name.clone(), example, line)
+            })
+            .collect()
+    }
+
+    /// The task [`CsvTable::prepare`] guesses for `target`: classification when the target is
+    /// text, or whole numbers with few distinct values.
+    pub fn guess_task(&self, target: &str) -> Option<Task> {
+        let t = self.columns.iter().position(|c| c.name == target)?;
+        let c = &self.columns[t];
+        let whole = self
+            .records
+            .iter()
+            .all(|(_, r)| number(&r[t]).is_none_or(|v| v.fract() == 0.0));
+        Some(if !c.numeric || (whole && c.distinct <= 20) {
+            Task::Classification
+        } else {
+            Task::Regression
+        })
+    }
+
+    /// As [`CsvTable::prepare`], with the task chosen by the user when `task` is given (a
+    /// numeric target can be either; a text target only a classification one) and the
+    /// `ignored` columns left out of the features (an id, a free-text note).
+    pub fn prepare_as(
+        &self,
+        target: &str,
+        task: Option<Task>,
+        ignored: &[String],
+    ) -> Result<Prepared, CsvError> {
         if self.columns.len() < 2 {
             return Err(CsvError::TooFewColumns(self.columns.len()));
         }
@@ -190,8 +319,12 @@ impl CsvTable {
             .iter()
             .position(|c| c.name == target)
             .ok_or_else(|| CsvError::UnknownColumn(target.into()))?;
+        let used = |j: usize| j != t && !ignored.contains(&self.columns[j].name);
+        if !(0..self.columns.len()).any(used) {
+            return Err(CsvError::NoFeatures);
+        }
         for (j, c) in self.columns.iter().enumerate() {
-            if j != t && !c.numeric {
+            if used(j) && !c.numeric {
                 let (line, example) = self
                     .records
                     .iter()
@@ -206,12 +339,16 @@ impl CsvTable {
             }
         }
         let target_col = &self.columns[t];
-        // Classification when the target is text, or whole numbers with few distinct values.
-        let whole = self
-            .records
-            .iter()
-            .all(|(_, r)| number(&r[t]).is_none_or(|v| v.fract() == 0.0));
-        let classification = !target_col.numeric || (whole && target_col.distinct <= 20);
+        let task = match task {
+            Some(task) => task,
+            None => self
+                .guess_task(target)
+                .ok_or_else(|| CsvError::UnknownColumn(target.into()))?,
+        };
+        if task == Task::Regression && !target_col.numeric {
+            return Err(CsvError::TextTarget(target_col.name.clone()));
+        }
+        let classification = task == Task::Classification;
         let mut class_names: Vec<String> = Vec::new();
         if classification {
             let mut labels: Vec<&str> = self
@@ -233,7 +370,7 @@ impl CsvTable {
         'rows: for (line, r) in &self.records {
             let mut row = Vec::with_capacity(self.columns.len() - 1);
             for (j, c) in self.columns.iter().enumerate() {
-                if j == t {
+                if !used(j) {
                     continue;
                 }
                 match number(&r[j]) {
@@ -290,7 +427,7 @@ impl CsvTable {
                 .columns
                 .iter()
                 .enumerate()
-                .filter(|(j, _)| *j != t)
+                .filter(|(j, _)| used(*j))
                 .map(|(_, c)| c.name.clone())
                 .collect(),
             target_name: target_col.name.clone(),
@@ -301,11 +438,7 @@ impl CsvTable {
         Ok(Prepared {
             dataset,
             problems,
-            task: if classification {
-                "classification"
-            } else {
-                "regression"
-            },
+            task,
         })
     }
 }
@@ -330,7 +463,7 @@ mod tests {
                 "line 6, column `label`: empty target",
             ]
         );
-        assert_eq!(p.task, "classification");
+        assert_eq!(p.task, Task::Classification);
         assert_eq!(p.dataset.class_names, vec!["x", "y"]);
         assert_eq!(p.dataset.x, vec![1.0, 2.0, 9.0, 10.0]);
         assert_eq!(p.dataset.y, vec![0.0, 1.0]);
@@ -341,7 +474,7 @@ mod tests {
         let table = read("n.csv", "1,2,0.5\n3,4,1.5\n5,6,2.25\n").unwrap();
         assert!(!table.has_header);
         let p = table.prepare("column 3").unwrap();
-        assert_eq!(p.task, "regression");
+        assert_eq!(p.task, Task::Regression);
         assert_eq!(p.dataset.feature_names, vec!["column 1", "column 2"]);
         assert!(p.problems.is_empty());
     }
@@ -364,5 +497,99 @@ mod tests {
             read("t.csv", "a,b\n1,2\n").unwrap().prepare("z"),
             Err(CsvError::UnknownColumn(_))
         ));
+    }
+
+    #[test]
+    fn line_numbers_are_right_with_crlf_line_endings() {
+        // Excel and Python's csv module write `\r\n`.
+        let text = "a,b,label\r\n1,2,x\r\n3,oops,y\r\n4,5\r\n7,8,\r\n9,10,y\r\n";
+        let p = read("t.csv", text).unwrap().prepare("label").unwrap();
+        let shown: Vec<String> = p.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "line 3, column `b`: `oops` is not a finite number",
+                "line 4: expected 3 fields, found 2",
+                "line 5, column `label`: empty target",
+            ]
+        );
+        // A text column's example is on its own line, never on the header's.
+        let err = read("c.csv", "id,city,y\r\n1,Paris,1\r\n2,Oslo,0\r\n")
+            .unwrap()
+            .prepare("y")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "column `city` is not numeric (e.g. `Paris` on line 2); features must be numbers"
+        );
+        // Mixed endings and blank lines count too.
+        let p = read("m.csv", "a,y\n1,x\r\n\r\nbad,y\n2,x\n")
+            .unwrap()
+            .prepare("y")
+            .unwrap();
+        assert_eq!(p.problems[0].line, 4, "{:?}", p.problems);
+    }
+
+    #[test]
+    fn ignored_columns_are_left_out_of_the_features() {
+        let table = read("c.csv", "id,city,temp,y\n1,Paris,3,1\n2,Oslo,-2,0\n").unwrap();
+        assert_eq!(
+            table.text_columns("y"),
+            vec![("city".to_string(), "Paris".to_string(), 2)]
+        );
+        let p = table
+            .prepare_as("y", None, &["city".into(), "id".into()])
+            .unwrap();
+        assert_eq!(p.dataset.feature_names, ["temp"]);
+        assert_eq!(p.dataset.x, [3.0, -2.0]);
+        assert_eq!(
+            table.prepare_as("y", None, &["city".into(), "id".into(), "temp".into()]),
+            Err(CsvError::NoFeatures)
+        );
+    }
+
+    #[test]
+    fn binary_files_are_not_read_as_csv() {
+        // What `File.text()` makes of a PNG: U+FFFD for the bytes that are not UTF-8.
+        let png = String::from_utf8_lossy(&[
+            0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R',
+            0, 0, 1, 0, 0, 0, 1, 0, 8, 6, 0, 0, 0, 0x5c, 0x72, 0xa8, 0x66,
+        ])
+        .into_owned();
+        assert_eq!(
+            read("chart.png", &png).unwrap_err().to_string(),
+            "chart.png is not a text (CSV) file: it looks like a PNG image"
+        );
+        let xlsx = "PK\u{3}\u{4}\u{14}\0\u{6}\0\u{8}\0\0\0!\0";
+        assert!(matches!(
+            read("book.xlsx", xlsx),
+            Err(CsvError::NotText { .. })
+        ));
+        // A Latin-1 letter in an otherwise fine file is not binary.
+        let t = read("l.csv", "name,v\ncaf\u{FFFD},1\nbar,2\n").unwrap();
+        assert_eq!(t.records.len(), 2);
+    }
+
+    #[test]
+    fn the_task_can_be_chosen_when_the_guess_is_wrong() {
+        let mut text = String::from("a,b,grade\n");
+        for i in 0..40 {
+            text.push_str(&format!("{i},{},{}\n", i * 2, i % 10));
+        }
+        let table = read("g.csv", &text).unwrap();
+        assert_eq!(table.guess_task("grade"), Some(Task::Classification));
+        let p = table
+            .prepare_as("grade", Some(Task::Regression), &[])
+            .unwrap();
+        assert_eq!(p.task, Task::Regression);
+        assert!(p.dataset.class_names.is_empty());
+        assert_eq!(p.dataset.y[..3], [0.0, 1.0, 2.0]);
+        let text_target = read("t.csv", "a,kind\n1,x\n2,y\n").unwrap();
+        assert_eq!(
+            text_target
+                .prepare_as("kind", Some(Task::Regression), &[])
+                .unwrap_err(),
+            CsvError::TextTarget("kind".into())
+        );
     }
 }

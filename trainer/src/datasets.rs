@@ -16,6 +16,18 @@ pub const BUILTIN: [(&str, &str); 4] = [
     ),
 ];
 
+/// The task and class count of each built-in dataset, known without loading it (the page
+/// offers algorithms from this; it never links the datasets themselves).
+pub fn builtin_task(name: &str) -> Option<(crate::catalog::Task, usize)> {
+    use crate::catalog::Task;
+    match name {
+        "iris" => Some((Task::Classification, 3)),
+        "winequality" => Some((Task::Classification, 6)),
+        "diabetes" | "linnerud" => Some((Task::Regression, 0)),
+        _ => None,
+    }
+}
+
 /// Loads a built-in dataset by name.
 pub fn builtin(name: &str) -> Result<Dataset, String> {
     match name {
@@ -145,5 +157,23 @@ pub fn synthetic(rows: usize, features: usize, seed: u64) -> Dataset {
         class_names: vec!["a".into(), "b".into(), "c".into()],
         x,
         y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Task;
+
+    #[test]
+    fn builtin_tasks_agree_with_the_datasets() {
+        for (name, _) in BUILTIN {
+            let ds = builtin(name).unwrap();
+            assert_eq!(
+                builtin_task(name),
+                Some((Task::of(&ds), ds.class_names.len())),
+                "{name}"
+            );
+        }
     }
 }

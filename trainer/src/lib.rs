@@ -10,6 +10,7 @@
 //! ([`Trained::linfa_test_predictions`]) so tests can check that the compiled module agrees
 //! with linfa.
 
+pub mod catalog;
 pub mod csv_import;
 pub mod datasets;
 pub mod logistic;
@@ -209,6 +210,15 @@ pub fn train(
         return Err(TrainError::Data(format!(
             "`{}` has no class target; choose a regression algorithm",
             data.name
+        )));
+    }
+    // A regression on class indices gives a number (R2 on class numbers) that means nothing.
+    if spec.algorithm.is_regression() && !data.class_names.is_empty() {
+        return Err(TrainError::Data(format!(
+            "`{}` has a class target ({} classes); choose a classification algorithm, or import \
+             the file again with its task set to regression",
+            data.name,
+            data.class_names.len()
         )));
     }
 

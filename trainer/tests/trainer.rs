@@ -200,8 +200,12 @@ fn bad_hyperparameters_are_rejected_with_the_field_name() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("k: must be at least 2"), "{err}");
-    let err = train(&data, &spec(Algorithm::LinearRegression, false), |_, _| {}).err();
-    assert!(err.is_none(), "regression on class indices is allowed");
+    // A regression on class indices (R2 on class numbers) is refused, not silently trained.
+    let err = train(&data, &spec(Algorithm::LinearRegression, false), |_, _| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("has a class target (3 classes)"),
+        "{err}"
+    );
     let diabetes = datasets::builtin("diabetes").unwrap();
     let err = train(&diabetes, &spec(Algorithm::GaussianNb, false), |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("no class target"), "{err}");

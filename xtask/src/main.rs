@@ -242,18 +242,70 @@ fn run(ws: &Workspace) -> Result {
     )?;
 
     println!();
-    println!("xtask run: once trunk has finished building, open");
-    println!("xtask run:   {dashboard_url}/#device={device_url}&token={token}");
-    println!(
-        "xtask run: the dashboard remembers the device. Ctrl-C stops the dashboard and the device."
-    );
+    println!("xtask run: building the dashboard; its URL follows once it answers");
     println!();
-    supervise(device, trunk)
+    // Printed last, once both answer: trunk's own (fragment-less) URLs and ~45 s of build
+    // output come first, so this is the line left on screen.
+    let announce = format!(
+        "\nxtask run: the dashboard and the device answer; open\n\
+         xtask run:   {dashboard_url}/#device={device_url}&token={token}\n\
+         xtask run: the dashboard remembers the device. Ctrl-C stops the dashboard and the device.\n"
+    );
+    let dashboard = format!("{DASHBOARD_ADDRESS}:{DASHBOARD_PORT}");
+    supervise(device, trunk, &|| {
+        answers(&dashboard, "/") && answers(DEVICE_LISTEN, "/v1/health")
+    }, &announce)
 }
 
-/// Waits until either child exits; the other one is then stopped when it is dropped.
-fn supervise(mut device: Supervised, mut trunk: Supervised) -> Result {
+/// Whether `GET path` on `address` (host:port) answers 200 within a second.
+fn answers(address: &str, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Some(addr) = std::net::ToSocketAddrs::to_socket_addrs(address)
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        return false;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 16];
+    let mut read = 0;
+    while read < head.len() {
+        match stream.read(&mut head[read..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+    }
+    let head = String::from_utf8_lossy(&head[..read]);
+    head.starts_with("HTTP/1.") && head.get(9..12) == Some("200")
+}
+
+/// Waits until either child exits; the other one is then stopped when it is dropped. Prints
+/// `announce` once `ready` holds (checked about once a second).
+fn supervise(
+    mut device: Supervised,
+    mut trunk: Supervised,
+    ready: &dyn Fn() -> bool,
+    announce: &str,
+) -> Result {
+    let mut announced = false;
+    let mut next_check = Instant::now();
     loop {
+        if !announced && Instant::now() >= next_check {
+            if ready() {
+                println!("{announce}");
+                announced = true;
+            }
+            next_check = Instant::now() + Duration::from_secs(1);
+        }
         if let Some(status) = trunk.try_wait()? {
             return if status.success() {
                 Ok(())
@@ -586,7 +638,7 @@ mod tests {
         let device = sh("device", "exec sleep 30");
         let device_pid = device.child.id();
         let trunk = sh("trunk", "exit 0");
-        assert_eq!(supervise(device, trunk), Ok(()));
+        assert_eq!(supervise(device, trunk, &|| false, ""), Ok(()));
         assert!(!is_running(device_pid));
     }
 
@@ -595,7 +647,7 @@ mod tests {
         let device = sh("device", "exit 1");
         let trunk = sh("trunk", "exec sleep 30");
         let trunk_pid = trunk.child.id();
-        let error = supervise(device, trunk).unwrap_err();
+        let error = supervise(device, trunk, &|| false, "").unwrap_err();
         assert!(error.contains("the device exited"), "{error}");
         assert!(!is_running(trunk_pid));
     }
@@ -677,3 +729,36 @@ fn bench(ws: &Workspace) -> Result {
 
 /// Benchmarks of the dashboard in Chromium (package `wasmops-e2e`).
 const BROWSER_BENCHES: &[&str] = &["dashboard_load", "runs_table", "telemetry_pull", "training"];
+
+#[cfg(test)]
+mod announce_tests {
+    use super::answers;
+
+    /// A server that answers one request with `status`, on a free port.
+    fn serve_once(status: &'static str) -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+            }
+        });
+        address
+    }
+
+    #[test]
+    fn the_url_is_announced_only_once_the_server_answers_200() {
+        assert!(answers(&serve_once("200 OK"), "/"));
+        assert!(!answers(&serve_once("404 Not Found"), "/"));
+        // Nothing listening.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        assert!(!answers(&free, "/"));
+    }
+}

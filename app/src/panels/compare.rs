@@ -15,6 +15,15 @@ pub fn param_text(v: &serde_json::Value) -> String {
         .unwrap_or_else(|| v.to_string())
 }
 
+/// A param as a parallel-coordinates value: numbers as they are, yes/no as 1/0; anything
+/// else (text, a missing param) has none.
+fn axis_value(v: Option<&serde_json::Value>) -> Option<f64> {
+    match v? {
+        serde_json::Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        other => other.as_f64(),
+    }
+}
+
 #[component]
 pub fn CompareRuns(runs: Vec<Run>) -> impl IntoView {
     let keys: BTreeSet<String> = runs.iter().flat_map(|r| r.params.keys().cloned()).collect();
@@ -34,7 +43,7 @@ pub fn CompareRuns(runs: Vec<Run>) -> impl IntoView {
         (
             "model".into(),
             runs.iter()
-                .map(|r| r.pipeline.model.kind().replace('_', " "))
+                .map(|r| crate::run::RunSummary::of(r).model_label())
                 .collect(),
         ),
         (
@@ -66,25 +75,32 @@ pub fn CompareRuns(runs: Vec<Run>) -> impl IntoView {
     let chart = move || {
         let m = metric.get();
         stored.with_value(|(runs, keys)| {
-            // Numeric params whose values differ between the runs, then the metric.
-            let mut axes: Vec<String> = keys
+            // Numeric and yes/no params whose values differ between the runs (a run without
+            // the param differs too), then the metric.
+            let param_keys: Vec<&String> = keys
                 .iter()
                 .filter(|k| {
-                    let vals: Vec<Option<f64>> = runs
-                        .iter()
-                        .map(|r| r.params.get(*k).and_then(serde_json::Value::as_f64))
-                        .collect();
+                    let vals: Vec<Option<f64>> = runs.iter().map(|r| axis_value(r.params.get(*k))).collect();
                     vals.iter().any(Option::is_some) && vals.windows(2).any(|w| w[0] != w[1])
                 })
-                .cloned()
                 .collect();
-            axes.push(format!("metrics.{m}"));
+            let mut axes: Vec<crate::charts::ParallelAxis> = param_keys
+                .iter()
+                .map(|k| crate::charts::ParallelAxis {
+                    name: k.to_string(),
+                    boolean: runs.iter().any(|r| r.params.get(*k).is_some_and(serde_json::Value::is_boolean)),
+                })
+                .collect();
+            axes.push(crate::charts::ParallelAxis {
+                name: format!("metrics.{m}"),
+                boolean: false,
+            });
             let items: Vec<(String, Vec<Option<f64>>)> = runs
                 .iter()
                 .map(|r| {
-                    let mut v: Vec<Option<f64>> = axes[..axes.len() - 1]
+                    let mut v: Vec<Option<f64>> = param_keys
                         .iter()
-                        .map(|k| r.params.get(k).and_then(serde_json::Value::as_f64))
+                        .map(|k| axis_value(r.params.get(*k)))
                         .collect();
                     v.push(r.metrics.get(&m).copied());
                     (r.name.clone(), v)
@@ -118,8 +134,12 @@ pub fn CompareRuns(runs: Vec<Run>) -> impl IntoView {
                     })
                 })
                 .collect();
-            let svg =
-                crate::charts::step_chart(&format!("{name} by step"), &name, &series, (460, 260));
+            // One line has no legend: the title names its run.
+            let title = match series.as_slice() {
+                [only] => format!("{name} by step: {}", only.name),
+                _ => format!("{name} by step"),
+            };
+            let svg = crate::charts::step_chart(&title, &name, &series, (460, 260));
             (name, svg)
         })
         .collect();

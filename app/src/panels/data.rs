@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen_futures::JsFuture;
 use wasmops_shared::digest::short;
+use wasmops_trainer::catalog::Task;
 use wasmops_trainer::csv_import::{self, CsvTable, Prepared};
 
 use crate::state::use_app_state;
@@ -19,13 +20,28 @@ pub fn DataPanel() -> impl IntoView {
     let state = use_app_state();
     let table = RwSignal::new(None::<CsvTable>);
     let target = RwSignal::new(String::new());
+    // The task the user chose; `None` follows the guess from the target column.
+    let task = RwSignal::new(None::<Task>);
+    // Columns left out of the features: text columns from the start (a name, a note), and
+    // any the user unticks.
+    let ignored = RwSignal::new(Vec::<String>::new());
     let error = RwSignal::new(None::<String>);
     let notice = RwSignal::new(None::<String>);
 
     // Re-splitting on every target change is cheap for the files a tab can hold.
     let prepared = Memo::new(move |_| -> Option<Result<Prepared, String>> {
         let t = table.get()?;
-        Some(t.prepare(&target.get()).map_err(|e| e.to_string()))
+        Some(
+            t.prepare_as(&target.get(), task.get(), &ignored.get())
+                .map_err(|e| e.to_string()),
+        )
+    });
+
+    // The task shown: the user's choice, else the guess for the target.
+    let shown_task = Memo::new(move |_| {
+        task.get().or_else(|| {
+            table.with(|t| t.as_ref().and_then(|t| t.guess_task(&target.get())))
+        })
     });
 
     let load = move |file: web_sys::File| {
@@ -35,14 +51,28 @@ pub fn DataPanel() -> impl IntoView {
             let name = file.name();
             let text = match JsFuture::from(file.text()).await {
                 Ok(v) => v.as_string().unwrap_or_default(),
-                Err(_) => return error.set(Some(format!("could not read {name}"))),
+                Err(_) => {
+                    crate::logs::error("data", format!("could not read {name}"));
+                    return error.set(Some(format!("could not read {name}")));
+                }
             };
             match csv_import::read(&name, &text) {
                 Ok(t) => {
-                    target.set(t.default_target().unwrap_or_default().to_string());
+                    task.set(None);
+                    let default_target = t.default_target().unwrap_or_default().to_string();
+                    ignored.set(
+                        t.text_columns(&default_target)
+                            .into_iter()
+                            .map(|c| c.0)
+                            .collect(),
+                    );
+                    target.set(default_target);
                     table.set(Some(t));
                 }
-                Err(e) => error.set(Some(e.to_string())),
+                Err(e) => {
+                    crate::logs::error("data", format!("import failed: {e}"));
+                    error.set(Some(e.to_string()))
+                }
             }
         });
     };
@@ -64,8 +94,12 @@ pub fn DataPanel() -> impl IntoView {
         }
     };
     let import = move |_| {
-        let Some(Ok(p)) = prepared.get_untracked() else {
-            return;
+        let p = match prepared.get_untracked() {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                return crate::logs::error("data", format!("import failed: {e}"));
+            }
+            None => return,
         };
         let existing = state.datasets.get_untracked();
         let stored = match StoredDataset::new(&p, js_sys::Date::now(), &existing) {
@@ -111,6 +145,8 @@ pub fn DataPanel() -> impl IntoView {
                             .map(|p| format!("; parent @{}", short(p)))
                             .unwrap_or_default()
                     )));
+                    // What was just imported is what the user means to train on next.
+                    state.train_dataset.set(format!("csv:{}", stored.hash));
                     state.datasets.update(|d| {
                         d.retain(|x| x.hash != stored.hash);
                         d.insert(0, stored);
@@ -118,7 +154,10 @@ pub fn DataPanel() -> impl IntoView {
                     table.set(None);
                 }
                 Err(e) => {
-                    crate::logs::error("storage", format!("dataset not saved: {e}"));
+                    crate::logs::error(
+                        "storage",
+                        format!("dataset {} not saved: {e}", stored.dataset.name),
+                    );
                     error.set(Some(format!("the dataset could not be saved: {e}")))
                 }
             }
@@ -139,10 +178,56 @@ pub fn DataPanel() -> impl IntoView {
                         <p>{format!("{}: {} rows, {} columns{}", t.name, t.records.len() + t.ragged.len(), t.columns.len(),
                             if t.has_header { ", header detected" } else { ", no header" })}</p>
                         <label>"Target column"
-                            <select id="csv-target" prop:value=move || target.get() on:change=move |ev| target.set(event_target_value(&ev))>
+                            <select id="csv-target" prop:value=move || target.get() on:change=move |ev| {
+                                let t = event_target_value(&ev);
+                                task.set(None);
+                                ignored.update(|i| i.retain(|c| *c != t));
+                                target.set(t)
+                            }>
                                 {columns.into_iter().map(|c| view! { <option value=c.name.clone()>{c.name.clone()}</option> }).collect_view()}
                             </select>
                         </label>
+                        <label>"Task"
+                            <select id="csv-task" on:change=move |ev| task.set(Task::parse(&event_target_value(&ev)))>
+                                {[Task::Classification, Task::Regression].into_iter().map(|t| view! {
+                                    <option value=t.as_str() prop:selected=move || shown_task.get() == Some(t)>{t.as_str()}</option>
+                                }).collect_view()}
+                            </select>
+                        </label>
+                        {
+                            let text_columns = move || table.with(|t| t.as_ref().map(|t| t.text_columns(&target.get())).unwrap_or_default());
+                            let left_out = move || {
+                                let text = text_columns();
+                                ignored.get().into_iter().map(|c| match text.iter().find(|t| t.0 == c) {
+                                    Some((_, example, line)) => format!("{c} (text, e.g. `{example}` on line {line})"),
+                                    None => c,
+                                }).collect::<Vec<_>>()
+                            };
+                            view! {
+                                <Show when=move || !ignored.with(Vec::is_empty)>
+                                    <p class="muted" data-testid="csv-left-out">{move || format!("left out of the features: {}", left_out().join(", "))}</p>
+                                </Show>
+                                <details class="columns">
+                                    <summary>{move || format!("Columns: {} of {} used as features (untick to leave one out)",
+                                        table.with(|t| t.as_ref().map_or(0, |t| t.columns.len())).saturating_sub(1 + ignored.with(Vec::len)),
+                                        table.with(|t| t.as_ref().map_or(0, |t| t.columns.len())))}</summary>
+                                    {move || table.with(|t| t.as_ref().map(|t| t.columns.clone()).unwrap_or_default()).into_iter().filter(|c| c.name != target.get()).map(|c| {
+                                        let (name, name2) = (c.name.clone(), c.name.clone());
+                                        view! {
+                                            <label class="check column">
+                                                <input type="checkbox" class="use-column" data-column=c.name.clone()
+                                                    prop:checked=move || ignored.with(|i| !i.contains(&name))
+                                                    on:change=move |ev| {
+                                                        let on = event_target_checked(&ev);
+                                                        ignored.update(|i| { i.retain(|x| *x != name2); if !on { i.push(name2.clone()); } });
+                                                    } />
+                                                {format!(" {}{}", c.name, if c.numeric { "" } else { " (text)" })}
+                                            </label>
+                                        }
+                                    }).collect_view()}
+                                </details>
+                            }
+                        }
                         {move || match prepared.get() {
                             Some(Ok(p)) => {
                                 let n_bad = p.problems.len();
@@ -186,13 +271,107 @@ pub fn DataPanel() -> impl IntoView {
 fn DatasetVersions() -> impl IntoView {
     let state = use_app_state();
     let chosen = RwSignal::new(None::<String>);
+    let error = RwSignal::new(None::<String>);
+    // The version whose name is being edited, and the name as typed.
+    let renaming = RwSignal::new(None::<String>);
+    let new_name = RwSignal::new(String::new());
+    // Renames every version of a name (its lineage stays one).
+    let rename = move |old: String| {
+        renaming.set(None);
+        let new = new_name.get_untracked().trim().to_string();
+        if new.is_empty() || new == old {
+            return;
+        }
+        if state.datasets.with_untracked(|all| all.iter().any(|d| d.dataset.name == new)) {
+            return error.set(Some(format!("a dataset named {new} exists already")));
+        }
+        let renamed: Vec<StoredDataset> = state.datasets.with_untracked(|all| {
+            all.iter()
+                .filter(|d| d.dataset.name == old)
+                .cloned()
+                .map(|mut d| {
+                    d.dataset.name = new.clone();
+                    d
+                })
+                .collect()
+        });
+        error.set(None);
+        spawn_local(async move {
+            match async { Storage::open().await?.put_datasets(&renamed).await }.await {
+                Ok(()) => {
+                    crate::logs::info("data", format!("renamed dataset {old} to {new}"));
+                    state.datasets.update(|all| {
+                        for d in all.iter_mut().filter(|d| d.dataset.name == old) {
+                            d.dataset.name = new.clone();
+                        }
+                    });
+                }
+                Err(e) => error.set(Some(format!("rename not saved: {e}"))),
+            }
+        });
+    };
+    // Deletes one version after saying what was made from it.
+    let delete = move |hash: String| {
+        let Some(d) = state.datasets.with_untracked(|all| all.iter().find(|d| d.hash == hash).cloned()) else {
+            return;
+        };
+        let runs = state.runs.with_untracked(|r| r.iter().filter(|r| r.dataset.hash == hash).count());
+        let versions: Vec<String> = state.versions.with_untracked(|v| {
+            v.iter().filter(|v| v.dataset.hash == hash).map(|v| v.label()).collect()
+        });
+        let children = state.datasets.with_untracked(|all| all.iter().filter(|x| x.parent.as_deref() == Some(hash.as_str())).count());
+        let mut uses = Vec::new();
+        if runs > 0 {
+            uses.push(format!("{runs} run{} trained on it", if runs == 1 { "" } else { "s" }));
+        }
+        if !versions.is_empty() {
+            uses.push(format!("registered model {}", versions.join(", ")));
+        }
+        if children > 0 {
+            uses.push(format!("{children} later version{} name it as parent", if children == 1 { "" } else { "s" }));
+        }
+        let question = format!(
+            "Delete dataset {} v{} ({} rows)?{} This cannot be undone.",
+            d.dataset.name,
+            d.version,
+            d.dataset.n_rows(),
+            if uses.is_empty() {
+                " Nothing was made from it.".to_string()
+            } else {
+                format!(" {}: they stay, but cannot be rerun on it.", uses.join("; "))
+            }
+        );
+        let confirmed = web_sys::window()
+            .and_then(|w| w.confirm_with_message(&question).ok())
+            .unwrap_or(false);
+        if !confirmed {
+            return;
+        }
+        spawn_local(async move {
+            match async { Storage::open().await?.delete_dataset(&hash).await }.await {
+                Ok(()) => {
+                    crate::logs::info("data", format!("deleted dataset {} v{}", d.dataset.name, d.version));
+                    if state.train_dataset.get_untracked() == format!("csv:{hash}") {
+                        state.train_dataset.set("iris".into());
+                    }
+                    if chosen.get_untracked().as_deref() == Some(hash.as_str()) {
+                        chosen.set(None);
+                    }
+                    state.datasets.update(|all| all.retain(|x| x.hash != hash));
+                }
+                Err(e) => error.set(Some(format!("delete failed: {e}"))),
+            }
+        });
+    };
     view! {
         <Show when=move || !state.datasets.with(Vec::is_empty)>
             <h3>"Imported datasets"</h3>
             <ul class="datasets" data-testid="datasets">
-                <For each=move || state.datasets.get() key=|d| d.hash.clone() let:d>
+                // Keyed by name too: a renamed version is drawn again.
+                <For each=move || state.datasets.get() key=|d| (d.hash.clone(), d.dataset.name.clone()) let:d>
                     {
                         let hash = d.hash.clone();
+                        let (name, delete_hash) = (d.dataset.name.clone(), d.hash.clone());
                         let parent = d.parent.as_deref().map(|p| format!(" · parent @{}", short(p))).unwrap_or_default();
                         view! {
                             <li data-dataset=d.hash.clone()>
@@ -201,12 +380,30 @@ fn DatasetVersions() -> impl IntoView {
                                 </a>
                                 <span class="mono">{format!(" @{}", short(&d.hash))}</span>
                                 <span class="muted">{format!(" · {} rows × {} features · {}{parent}", d.dataset.n_rows(), d.dataset.n_features(), d.task)}</span>
+                                " "
+                                {
+                                    let (editing, open_hash, open_name) = (d.hash.clone(), d.hash.clone(), name.clone());
+                                    move || if renaming.get().as_deref() == Some(editing.as_str()) {
+                                        let name = name.clone();
+                                        view! {
+                                            <input class="dataset-name" prop:value=move || new_name.get() on:input=move |ev| new_name.set(event_target_value(&ev)) />
+                                            <button class="small dataset-rename-save" on:click=move |_| rename(name.clone())>"Save name"</button>
+                                        }.into_any()
+                                    } else {
+                                        let (open_hash, open_name) = (open_hash.clone(), open_name.clone());
+                                        view! {
+                                            <button class="secondary small dataset-rename" on:click=move |_| { new_name.set(open_name.clone()); renaming.set(Some(open_hash.clone())); }>"Rename"</button>
+                                        }.into_any()
+                                    }
+                                }
+                                <button class="secondary small dataset-delete" on:click=move |_| delete(delete_hash.clone())>"Delete"</button>
                             </li>
                         }
                     }
                 </For>
             </ul>
         </Show>
+        {move || error.get().map(|e| view! { <p class="error" data-testid="dataset-error">{e}</p> })}
         {move || {
             let hash = chosen.get()?;
             let d = state.datasets.with(|all| all.iter().find(|d| d.hash == hash).cloned())?;

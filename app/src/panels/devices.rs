@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasmops_shared::wire::Window;
+use wasmops_shared::wire::{paths, Window};
 
 use crate::charts::{self, Series, Threshold, ALERT, PALETTE, WARN};
 use crate::fleet;
@@ -223,6 +223,24 @@ fn DeviceRow(d: DeviceEntry, pulling: RwSignal<BTreeSet<String>>) -> impl IntoVi
     let stored = StoredValue::new(d.clone());
     let rollback = move |_| {
         let d = stored.get_value();
+        // Like deleting a run, rolling back changes what serves traffic: ask first, naming
+        // what is active now.
+        let active = state
+            .statuses
+            .with_untracked(|s| s.get(&d.url).and_then(|s| s.last_info.clone()))
+            .and_then(|i| i.active)
+            .map(|a| state.versions.with_untracked(|v| version_label(v, &a.hash)))
+            .unwrap_or_else(|| "its active version".into());
+        let question = format!(
+            "Roll back {} from {active} to the version active before it? The device serves the older version at once.",
+            d.name
+        );
+        let confirmed = web_sys::window()
+            .and_then(|w| w.confirm_with_message(&question).ok())
+            .unwrap_or(false);
+        if !confirmed {
+            return;
+        }
         spawn_local(async move {
             if let Ok(storage) = Storage::open().await {
                 let versions = state.versions.get_untracked();
@@ -264,9 +282,26 @@ fn DeviceRow(d: DeviceEntry, pulling: RwSignal<BTreeSet<String>>) -> impl IntoVi
     }
 }
 
+/// The features of a drift alert in a few words: all of them when few, else the worst three
+/// (alerts list them worst first) and how many more.
+fn feature_summary(features: &[String]) -> String {
+    const NAMED: usize = 5;
+    match features.len() {
+        1 => features[0].clone(),
+        n if n <= NAMED => format!("{n} features: {}", features.join(", ")),
+        n => format!(
+            "{n} features, worst {} and {} more",
+            features[..3].join(", "),
+            n - 3
+        ),
+    }
+}
+
 #[component]
 fn Alerts() -> impl IntoView {
     let state = use_app_state();
+    // Alerts whose detail the user opened.
+    let opened = RwSignal::new(BTreeSet::<String>::new());
     let error = RwSignal::new(None::<String>);
     let ack = move |id: String| {
         let Some(mut alert) = state
@@ -301,15 +336,25 @@ fn Alerts() -> impl IntoView {
                 <For each=move || state.alerts.get() key=|a| (a.id.clone(), a.acknowledged_ms.is_some(), a.updated_ms as u64) let:a>
                     {
                         let id = a.id.clone();
+                        let (open_id, toggle_id) = (a.id.clone(), a.id.clone());
                         let what = match a.kind {
-                            wasmops_shared::monitor::AlertKind::Drift => format!("input drift in {}", a.features.join(", ")),
+                            wasmops_shared::monitor::AlertKind::Drift => format!("input drift in {}", feature_summary(&a.features)),
                             wasmops_shared::monitor::AlertKind::Accuracy => "live accuracy dropped".to_string(),
                         };
                         view! {
                             <li class="alert" class:acknowledged=a.acknowledged_ms.is_some()
                                 data-device=a.device.clone() data-kind=a.kind.as_str()>
                                 <strong>{format!("{} · {} · {what}", a.device_name, a.version)}</strong>
-                                <span class="detail">{a.detail.clone()}</span>
+                                // One line per alert; the numbers behind it on a click. Whether it is
+                                // open lives here, not in the element: a pull that updates the alert
+                                // draws it again.
+                                <details class="detail" prop:open=move || opened.with(|o| o.contains(&open_id))>
+                                    <summary on:click=move |ev| {
+                                        ev.prevent_default();
+                                        opened.update(|o| if !o.remove(&toggle_id) { o.insert(toggle_id.clone()); });
+                                    }>"details"</summary>
+                                    {a.detail.clone()}
+                                </details>
                                 <span class="muted">{format!("raised {}", clock(a.raised_ms))}</span>
                                 {match a.acknowledged_ms {
                                     Some(t) => view! { <span class="muted">{format!("acknowledged {}", clock(t))}</span> }.into_any(),
@@ -435,6 +480,7 @@ fn DeviceDetail(d: DeviceEntry) -> impl IntoView {
                     view! { <TelemetryCharts ws=ws window_s=window_s version=version /> }
                 })}
             </Show>
+            <DeviceUsage d=d.clone() model=Signal::derive(model) />
             <h3>"Deployment history"</h3>
             <table class="runs compact" data-testid="deployments">
                 <thead><tr><th>"When"</th><th>"Action"</th><th>"Version"</th><th>"Outcome"</th></tr></thead>
@@ -452,6 +498,81 @@ fn DeviceDetail(d: DeviceEntry) -> impl IntoView {
             {move || error.get().map(|e| view! { <p class="error">{e}</p> })}
         </section>
     }
+}
+
+/// How to send this device predictions and labels, with its URL and, when the model is
+/// known, one of its own held-out rows filled in (the same as `docs/device-api.md`).
+#[component]
+fn DeviceUsage(d: DeviceEntry, model: Signal<Option<String>>) -> impl IntoView {
+    let state = use_app_state();
+    let base = d.url.trim_end_matches('/').to_string();
+    let url = d.url.clone();
+    let text = move || {
+        // The version serving now, else the one whose telemetry is shown.
+        let active = state.statuses.with(|s| {
+            s.get(&url)
+                .and_then(|s| s.last_info.as_ref())
+                .and_then(|i| i.active.as_ref())
+                .map(|a| a.hash.clone())
+        });
+        let version = active
+            .or_else(|| model.get())
+            .and_then(|m| state.versions.with(|all| all.iter().find(|v| v.hash == m).cloned()));
+        let (header, row) = match &version {
+            Some(v) if !v.card.feature_names.is_empty() => {
+                let d = v.card.feature_names.len();
+                let row: Vec<String> = v.check_rows.iter().take(d).map(|x| x.to_string()).collect();
+                (v.card.feature_names.join(","), row)
+            }
+            _ => (String::new(), vec!["1.0".into(), "2.0".into()]),
+        };
+        let json_row = row.join(",");
+        let csv = if header.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "\n# or CSV, columns named as the model's features:\nprintf '{header}\\n{}\\n' | curl -H \"$AUTH\" -H 'Content-Type: text/csv' --data-binary @- {base}{}",
+                row.join(","),
+                paths::PREDICT
+            )
+        };
+        format!(
+            "AUTH=\"Authorization: Bearer $TOKEN\"   # the token saved for this device\n\
+             # predict (each answer has first_id: row i gets prediction id first_id + i)\n\
+             curl -H \"$AUTH\" -H 'Content-Type: application/json' -d '{{\"rows\":[[{json_row}]]}}' {base}{}{csv}\n\
+             # send the true label of prediction 0 (class index or value) for live accuracy\n\
+             curl -H \"$AUTH\" -H 'Content-Type: application/json' -d '{{\"labels\":[{{\"id\":0,\"label\":0}}]}}' {base}{}",
+            paths::PREDICT,
+            paths::FEEDBACK
+        )
+    };
+    view! {
+        <details class="device-usage" data-testid="device-usage">
+            <summary>"Send this device predictions and labels"</summary>
+            <pre class="mono">{text}</pre>
+        </details>
+    }
+}
+
+/// Rows of the latest window's drift table shown before "Show all".
+const DRIFT_ROWS: usize = 10;
+/// Feature lines a drift chart draws at most (the palette has six colours).
+const DRIFT_LINES: usize = 5;
+/// PSI values above this are drawn at it: 4x the alert threshold, so 0.1 and 0.25 stay legible.
+const PSI_CAP: f64 = 1.0;
+
+/// The `k` features with the highest PSI in any of `ws`, worst first (ties by name).
+fn top_drift_features(ws: &[Window], k: usize) -> Vec<String> {
+    let mut peak: BTreeMap<&str, f64> = BTreeMap::new();
+    for w in ws {
+        for d in &w.drift {
+            let p = peak.entry(&d.feature).or_insert(f64::NEG_INFINITY);
+            *p = p.max(d.psi);
+        }
+    }
+    let mut ranked: Vec<(&str, f64)> = peak.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    ranked.into_iter().take(k).map(|(f, _)| f.to_string()).collect()
 }
 
 /// The charts of one model version on one device, from its stored windows.
@@ -512,19 +633,18 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
             SIZE,
         ),
     ));
-    // Drift per feature (only windows where rows were predicted carry drift).
-    let features: Vec<String> = ws
-        .iter()
-        .find(|w| !w.drift.is_empty())
-        .map(|w| w.drift.iter().map(|f| f.feature.clone()).collect())
-        .unwrap_or_default();
-    let drift_series = |pick: fn(&wasmops_shared::wire::FeatureDrift) -> f64| -> Vec<Series> {
+    // Drift per feature (only windows where rows were predicted carry drift). One line per
+    // feature is unreadable with dozens: the charts draw the features with the highest PSI
+    // (the table below lists every feature), and clip values far above the alert threshold
+    // so the thresholds stay visible; a clipped line says its peak in the legend.
+    let all_features = ws.iter().find(|w| !w.drift.is_empty()).map_or(0, |w| w.drift.len());
+    let features = top_drift_features(&ws, DRIFT_LINES);
+    let drift_series = |pick: fn(&wasmops_shared::wire::FeatureDrift) -> f64, cap: f64| -> Vec<Series> {
         features
             .iter()
             .enumerate()
-            .map(|(j, f)| Series {
-                name: f.clone(),
-                points: ws
+            .map(|(j, f)| {
+                let points: Vec<(f64, f64)> = ws
                     .iter()
                     .filter_map(|w| {
                         w.drift
@@ -532,18 +652,32 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
                             .find(|d| &d.feature == f)
                             .map(|d| (t(w), pick(d)))
                     })
-                    .collect(),
-                color: PALETTE[j % PALETTE.len()],
+                    .collect();
+                let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+                Series {
+                    name: if peak > cap {
+                        format!("{f} (peak {peak:.1}, drawn at {cap})")
+                    } else {
+                        f.clone()
+                    },
+                    points: points.into_iter().map(|(x, y)| (x, y.min(cap))).collect(),
+                    color: PALETTE[j % PALETTE.len()],
+                }
             })
             .collect()
+    };
+    let which = if all_features > features.len() {
+        format!(" (top {} of {all_features} features by PSI)", features.len())
+    } else {
+        String::new()
     };
     if !features.is_empty() {
         charts.push((
             "chart-psi",
             charts::time_series(
-                "Input drift: PSI per feature vs training profile",
+                &format!("Input drift: PSI vs training profile{which}"),
                 "PSI",
-                &drift_series(|d| d.psi),
+                &drift_series(|d| d.psi, PSI_CAP),
                 &[
                     Threshold {
                         label: "warn 0.1".into(),
@@ -562,9 +696,9 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
         charts.push((
             "chart-js",
             charts::time_series(
-                "Input drift: Jensen-Shannon distance per feature",
+                &format!("Input drift: Jensen-Shannon distance{which}"),
                 "JS distance",
-                &drift_series(|d| d.js),
+                &drift_series(|d| d.js, 1.0),
                 &[Threshold {
                     label: "warn 0.1".into(),
                     y: 0.1,
@@ -618,8 +752,13 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
         }
         acc
     });
-    let latest = ws.iter().rev().find(|w| !w.drift.is_empty()).cloned();
+    // The latest window's drift, worst feature first.
+    let latest = ws.iter().rev().find(|w| !w.drift.is_empty()).cloned().map(|mut w| {
+        w.drift.sort_by(|a, b| b.psi.total_cmp(&a.psi));
+        w
+    });
     let requests: u64 = ws.iter().map(|w| w.requests).sum();
+    let show_all_drift = RwSignal::new(false);
     view! {
         <p class="telemetry" data-testid="model-telemetry">{format!(
             "{} windows · {requests} requests · {} rows · {} labeled",
@@ -631,21 +770,32 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
                 Err(e) => view! { <p class="error">{format!("{id}: {e}")}</p> }.into_any(),
             }).collect_view()}
         </div>
-        {latest.map(|w| view! {
-            <table class="runs compact" data-testid="drift-table">
-                <caption>{format!("Drift in the latest window ({}, {} rows)", clock(w.start_ms as f64), w.rows)}</caption>
-                <thead><tr><th>"Feature"</th><th class="num">"PSI"</th><th class="num">"JS"</th><th>"Level"</th></tr></thead>
-                <tbody>
-                    {w.drift.iter().map(|f| view! {
-                        <tr class=format!("level-{}", f.level)>
-                            <td>{f.feature.clone()}</td>
-                            <td class="num">{format!("{:.3}", f.psi)}</td>
-                            <td class="num">{format!("{:.3}", f.js)}</td>
-                            <td>{f.level.clone()}</td>
-                        </tr>
-                    }).collect_view()}
-                </tbody>
-            </table>
+        {latest.map(|w| {
+            // The worst features first; beyond a screenful, the rest on demand.
+            let n = w.drift.len();
+            let rows = move || {
+                let shown = if show_all_drift.get() { n } else { n.min(DRIFT_ROWS) };
+                w.drift[..shown].iter().map(|f| view! {
+                    <tr class=format!("level-{}", f.level)>
+                        <td>{f.feature.clone()}</td>
+                        <td class="num">{format!("{:.3}", f.psi)}</td>
+                        <td class="num">{format!("{:.3}", f.js)}</td>
+                        <td>{f.level.clone()}</td>
+                    </tr>
+                }).collect_view()
+            };
+            view! {
+                <table class="runs compact" data-testid="drift-table">
+                    <caption>{format!("Drift in the latest window ({}, {} rows), worst first", clock(w.start_ms as f64), w.rows)}</caption>
+                    <thead><tr><th>"Feature"</th><th class="num">"PSI"</th><th class="num">"JS"</th><th>"Level"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+                {(n > DRIFT_ROWS).then(|| view! {
+                    <button class="secondary small" id="drift-all" on:click=move |_| show_all_drift.update(|s| *s = !*s)>
+                        {move || if show_all_drift.get() { format!("Show the worst {DRIFT_ROWS}") } else { format!("Show all {n} features") }}
+                    </button>
+                })}
+            }
         })}
         <table class="runs compact" data-testid="errors-by-kind">
             <caption>"Errors by kind"</caption>

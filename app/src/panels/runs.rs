@@ -12,6 +12,8 @@ use crate::storage::{Storage, StoredModule};
 use wasmops_shared::metrics::evaluate;
 use wasmops_shared::run_filter::{Filter, Value as FilterValue};
 
+/// Feature histograms shown unfolded in a run's details up to this many features.
+const OPEN_PROFILE_FEATURES: usize = 8;
 /// Height of a row in the runs table, in CSS pixels (the stylesheet fixes it: rows never wrap).
 const ROW_PX: f64 = 36.0;
 /// Rows the table's scroll area shows at once.
@@ -205,6 +207,8 @@ pub fn RunsPanel() -> impl IntoView {
                             m.module_metric
                         ),
                     );
+                    // The module is shown in its run's details: open them.
+                    state.selected_run.set(Some(run.id.clone()));
                     state.compiled.set(Some(m));
                 }
                 Err(e) => {
@@ -317,7 +321,6 @@ pub fn RunsPanel() -> impl IntoView {
                 let s = state.runs.with(|r| r.iter().find(|s| s.id == id && !s.is_finished()).cloned())?;
                 Some(view! { <StoppedRun run=s /> })
             }}
-            {move || state.compiled.get().map(|m| view! { <ModuleSummary m=m /> })}
         </section>
     }
 }
@@ -342,10 +345,18 @@ impl SortBy {
             SortBy::Name => a.name.cmp(&b.name),
             SortBy::Dataset => a.dataset.name.cmp(&b.dataset.name),
             SortBy::Model => a.model.cmp(&b.model),
-            SortBy::Metric => num(
-                a.metric_value().unwrap_or(f64::NEG_INFINITY),
-                b.metric_value().unwrap_or(f64::NEG_INFINITY),
-            ),
+            // Inertia, accuracy and R2 are not one scale: runs are grouped by their metric
+            // (runs without one, failed or cancelled, form the last group) and ordered by
+            // value within it.
+            SortBy::Metric => {
+                let key = |r: &RunSummary| (r.metric_value().is_some(), r.metric.clone());
+                key(a).cmp(&key(b)).then_with(|| {
+                    num(
+                        a.metric_value().unwrap_or(f64::NEG_INFINITY),
+                        b.metric_value().unwrap_or(f64::NEG_INFINITY),
+                    )
+                })
+            }
             SortBy::Duration => num(a.duration_ms, b.duration_ms),
         }
     }
@@ -399,7 +410,7 @@ fn RunRow(
     );
     let duration = format!("{:.0} ms", run.duration_ms);
     let started = started_text(run.started_at_ms);
-    let kind = run.model.replace('_', " ");
+    let kind = run.model_label();
     let RunSummary {
         id,
         name,
@@ -643,6 +654,9 @@ fn RunActions(run: Run) -> impl IntoView {
 /// the held-out split (recomputed from the pipeline, which the module equals bit for bit).
 #[component]
 fn RunDetails(run: Run) -> impl IntoView {
+    let state = use_app_state();
+    let run_id = run.id.clone();
+    let n_features = run.profile.features.len();
     let params: Vec<(String, String)> = run
         .params
         .iter()
@@ -676,26 +690,13 @@ fn RunDetails(run: Run) -> impl IntoView {
     view! {
         <div class="details" data-testid="run-details">
             <h3>{format!("{} on {} ({} rows)", run.name, run.dataset.name, run.dataset.n_rows)}</h3>
+            // The run's compiled module, right under its name: Compile selects the run.
+            {move || state.compiled.get().filter(|m| m.run_id == run_id).map(|m| view! { <ModuleSummary m=m /> })}
             <RunActions run=run.clone() />
             <div class="kv">
                 <dl>{params.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="mono">{v}</dd> }).collect_view()}</dl>
                 <dl data-testid="run-metrics">{metrics.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="num">{v}</dd> }).collect_view()}</dl>
             </div>
-            <h4>"Training data profile"</h4>
-            <div class="charts" data-testid="profile-charts">
-                {run.profile.features.iter().map(|f| match crate::charts::profile_histogram(f, 300, 180) {
-                    Ok(svg) => view! { <div class="chart" inner_html=svg></div> }.into_any(),
-                    Err(e) => view! { <p class="error">{format!("chart of {}: {e}", f.name)}</p> }.into_any(),
-                }).collect_view()}
-            </div>
-            {(!run.feature_importances.is_empty()).then(|| {
-                let (metric, _) = run.primary_metric();
-                let groups = [(format!("{metric} lost when the feature is shuffled"), run.feature_importances.clone())];
-                match crate::charts::bars("Feature importance (permutation, held-out rows)", ("feature", metric), &run.feature_names, &groups, (460, 260)) {
-                    Ok(svg) => view! { <div class="chart" data-chart="importances" inner_html=svg></div> }.into_any(),
-                    Err(e) => view! { <p class="error">{format!("importances: {e}")}</p> }.into_any(),
-                }
-            })}
             {(!run.metric_steps.is_empty()).then(|| view! {
                 <h4>"Training curves"</h4>
                 <div class="charts" data-testid="curves">
@@ -740,6 +741,25 @@ fn RunDetails(run: Run) -> impl IntoView {
                     </tbody>
                 </table>
             })}
+            {(!run.feature_importances.is_empty()).then(|| {
+                let (metric, _) = run.primary_metric();
+                let groups = [(format!("{metric} lost when the feature is shuffled"), run.feature_importances.clone())];
+                match crate::charts::bars("Feature importance (permutation, held-out rows)", ("feature", metric), &run.feature_names, &groups, (460, 260)) {
+                    Ok(svg) => view! { <div class="chart" data-chart="importances" inner_html=svg></div> }.into_any(),
+                    Err(e) => view! { <p class="error">{format!("importances: {e}")}</p> }.into_any(),
+                }
+            })}
+            // One histogram per feature is long with dozens of features: it comes last, and
+            // folded when there are more than a few.
+            <details class="profile" open=n_features <= OPEN_PROFILE_FEATURES>
+                <summary><h4>{format!("Training data profile ({n_features} features)")}</h4></summary>
+                <div class="charts" data-testid="profile-charts">
+                    {run.profile.features.iter().map(|f| match crate::charts::profile_histogram(f, 300, 180) {
+                        Ok(svg) => view! { <div class="chart" inner_html=svg></div> }.into_any(),
+                        Err(e) => view! { <p class="error">{format!("chart of {}: {e}", f.name)}</p> }.into_any(),
+                    }).collect_view()}
+                </div>
+            </details>
         </div>
     }
 }
@@ -794,9 +814,22 @@ fn ModuleSummary(m: CompiledModule) -> impl IntoView {
                 .map(|v| v.label())
         })
     };
+    let run_name = state
+        .runs
+        .with_untracked(|r| r.iter().find(|x| x.id == m.run_id).map(|r| r.name.clone()))
+        .unwrap_or_else(|| m.run_id.clone());
+    // Where the user looks after clicking Compile: bring the result into view once, when it
+    // appears (the details above it may be long).
+    let node = NodeRef::<leptos::html::Div>::new();
+    let fresh = js_sys::Date::now() - m.compiled_at_ms < 5_000.0;
+    Effect::new(move |_| {
+        if let (true, Some(el)) = (fresh, node.get()) {
+            el.scroll_into_view();
+        }
+    });
     view! {
-        <div class="module" data-testid="module">
-            <h3>"Model module"</h3>
+        <div class="module" data-testid="module" node_ref=node>
+            <h3>{format!("Model module of {run_name}")}</h3>
             <dl>
                 <dt>"hash"</dt><dd class="mono" data-testid="module-hash">{m.hash.clone()}</dd>
                 <dt>"size"</dt><dd data-testid="module-size">{format!("{} bytes", m.bytes.len())}</dd>
@@ -849,6 +882,7 @@ async fn compile_and_verify(run: &Run) -> Result<CompiledModule, String> {
             .unwrap_or(f64::NAN),
         trained_metric: trained.unwrap_or(f64::NAN),
         conformance_rows: info.conformance.n_rows,
+        compiled_at_ms: js_sys::Date::now(),
         test_outputs,
         bytes,
     })

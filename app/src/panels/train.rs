@@ -6,74 +6,33 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasmops_shared::digest::short;
-use wasmops_trainer::{datasets::BUILTIN, Algorithm, TrainSpec};
+use wasmops_trainer::catalog::{offered, Offer, Task};
+use wasmops_trainer::datasets::{builtin_task, BUILTIN};
+use wasmops_trainer::{Algorithm, TrainSpec};
 
 use crate::protocol::TrainRequest;
 use crate::state::use_app_state;
 use crate::storage::Storage;
 use crate::worker_client::TrainJob;
 
-/// The algorithms the dashboard offers, with their default hyperparameters.
-pub fn algorithms() -> Vec<(&'static str, &'static str, Algorithm)> {
-    vec![
-        (
-            "logistic_regression",
-            "logistic regression (alpha 1, 100 iterations)",
-            Algorithm::LogisticRegression {
-                alpha: 1.0,
-                max_iterations: 100,
-            },
-        ),
-        (
-            "decision_tree",
-            "decision tree (depth 5)",
-            Algorithm::DecisionTree { max_depth: Some(5) },
-        ),
-        (
-            "random_forest",
-            "random forest (20 trees, depth 6)",
-            Algorithm::RandomForest {
-                n_trees: 20,
-                max_depth: Some(6),
-                feature_proportion: 0.7,
-            },
-        ),
-        ("gaussian_nb", "Gaussian naive Bayes", Algorithm::GaussianNb),
-        (
-            "kmeans",
-            "k-means (k 3)",
-            Algorithm::KMeans {
-                k: 3,
-                max_iterations: 100,
-            },
-        ),
-        (
-            "linear_regression",
-            "linear regression (OLS)",
-            Algorithm::LinearRegression,
-        ),
-        (
-            "ridge",
-            "ridge regression (penalty 0.1)",
-            Algorithm::ElasticNet {
-                penalty: 0.1,
-                l1_ratio: 0.0,
-            },
-        ),
-        (
-            "elastic_net",
-            "elastic net (penalty 0.1, l1 ratio 0.5)",
-            Algorithm::ElasticNet {
-                penalty: 0.1,
-                l1_ratio: 0.5,
-            },
-        ),
-    ]
+/// The task and class count of a dataset choice (a built-in's name or `csv:<hash>`).
+fn task_of(choice: &str, datasets: &[crate::storage::StoredDataset]) -> (Task, usize) {
+    match choice.strip_prefix("csv:") {
+        Some(hash) => datasets
+            .iter()
+            .find(|d| d.hash == hash)
+            .map(|d| (Task::of(&d.dataset), d.dataset.class_names.len())),
+        None => builtin_task(choice),
+    }
+    .unwrap_or((Task::Classification, 0))
 }
 
 /// The hyperparameters of an algorithm's defaults, as editable text (`none` = unlimited).
-fn default_params(name: &str) -> std::collections::BTreeMap<String, String> {
-    let algorithm = algorithms().into_iter().find(|a| a.0 == name).map(|a| a.2);
+fn default_params(offers: &[Offer], name: &str) -> std::collections::BTreeMap<String, String> {
+    let algorithm = offers
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.algorithm.clone());
     let Some(serde_json::Value::Object(map)) = algorithm.and_then(|a| serde_json::to_value(a).ok())
     else {
         return Default::default();
@@ -95,13 +54,15 @@ fn default_params(name: &str) -> std::collections::BTreeMap<String, String> {
 
 /// Builds an algorithm from typed hyperparameters; errors name the field.
 fn parse_algorithm(
+    offers: &[Offer],
     name: &str,
     params: &std::collections::BTreeMap<String, String>,
 ) -> Result<Algorithm, String> {
-    let (_, _, default) = algorithms()
-        .into_iter()
-        .find(|a| a.0 == name)
-        .ok_or_else(|| format!("unknown algorithm `{name}`"))?;
+    let default = offers
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.algorithm.clone())
+        .ok_or_else(|| format!("`{name}` is not offered for this dataset's task"))?;
     let mut obj = match serde_json::to_value(&default) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => return Err(format!("algorithm `{name}` has no parameters form")),
@@ -131,13 +92,46 @@ fn parse_algorithm(
 #[component]
 pub fn TrainPanel() -> impl IntoView {
     let state = use_app_state();
-    let dataset = RwSignal::new("iris".to_string());
+    // In the app state: an import chooses the dataset it imported.
+    let dataset = state.train_dataset;
+    // The algorithms of the chosen dataset's task, with defaults that fit it.
+    let offers = Memo::new(move |_| {
+        let (task, classes) = state
+            .datasets
+            .with(|all| dataset.with(|choice| task_of(choice, all)));
+        offered(task, classes)
+    });
     let algorithm = RwSignal::new("logistic_regression".to_string());
     let scale = RwSignal::new(false);
     let seed = RwSignal::new("42".to_string());
     // The selected algorithm's hyperparameters as the user typed them, reset to its defaults
     // whenever another algorithm is chosen.
-    let params = RwSignal::new(default_params("logistic_regression"));
+    let params = RwSignal::new(default_params(
+        &offered(Task::Classification, 3),
+        "logistic_regression",
+    ));
+    // Another dataset may have another task: an algorithm it is not offered gives way to the
+    // first one it is, and k-means follows its class count.
+    Effect::new(move |_| {
+        offers.with(|offers| {
+            let name = algorithm.get_untracked();
+            match offers.iter().find(|o| o.name == name) {
+                None => {
+                    if let Some(first) = offers.first() {
+                        params.set(default_params(offers, first.name));
+                        algorithm.set(first.name.to_string());
+                    }
+                }
+                Some(o) => {
+                    if let Algorithm::KMeans { k, .. } = o.algorithm {
+                        params.update(|p| {
+                            p.insert("k".into(), k.to_string());
+                        });
+                    }
+                }
+            }
+        })
+    });
     let progress = RwSignal::new(None::<(String, f64)>);
     let error = RwSignal::new(None::<String>);
     // The running job holds a web_sys::Worker, which is not Send: keep it in local storage.
@@ -145,7 +139,8 @@ pub fn TrainPanel() -> impl IntoView {
 
     let spec = move || -> Result<TrainSpec, String> {
         let name = algorithm.get_untracked();
-        let algorithm = parse_algorithm(&name, &params.get_untracked())?;
+        let algorithm =
+            offers.with_untracked(|o| parse_algorithm(o, &name, &params.get_untracked()))?;
         let seed = seed
             .get_untracked()
             .trim()
@@ -168,7 +163,11 @@ pub fn TrainPanel() -> impl IntoView {
             ));
         }
         let now = js_sys::Date::now();
-        let n = state.runs.with_untracked(Vec::len) + 1;
+        // One more than the highest number in use: a deleted run's number is never reused
+        // while a later one exists, and no two runs share a name.
+        let n = state.runs.with_untracked(|runs| {
+            crate::run::next_run_number(runs.iter().map(|r| r.name.as_str()))
+        });
         // Imported datasets are chosen as `csv:<hash>`.
         let data = choice.strip_prefix("csv:").and_then(|h| {
             state
@@ -189,11 +188,27 @@ pub fn TrainPanel() -> impl IntoView {
             spec,
             started_at_ms: now,
         };
+        // Readable in the Logs page: the dataset by name and version, params as `key value`.
+        let dataset_label = req.data.as_ref().map_or(req.dataset.clone(), |d| {
+            let version = state.datasets.with_untracked(|all| {
+                all.iter()
+                    .find(|x| Some(x.hash.as_str()) == req.dataset.strip_prefix("csv:"))
+                    .map(|x| format!(" v{} @{}", x.version, short(&x.hash)))
+                    .unwrap_or_default()
+            });
+            format!("{}{version}", d.name)
+        });
+        let params_text = crate::training::params_of(&req.spec)
+            .into_iter()
+            .filter(|(k, _)| k != "algorithm")
+            .map(|(k, v)| format!("{} {}", k.replace('_', " "), crate::panels::compare::param_text(&v)))
+            .collect::<Vec<_>>()
+            .join(", ");
         crate::logs::info(
             "train",
             format!(
-                "{} on {} started ({:?})",
-                req.run_name, req.dataset, req.spec.algorithm
+                "{} on {dataset_label} started ({params_text})",
+                req.run_name
             ),
         );
         // What is tracked if the run fails or is cancelled (it then has no full record).
@@ -321,21 +336,38 @@ pub fn TrainPanel() -> impl IntoView {
             <h2>"Train"</h2>
             <div class="form">
                 <label>"Dataset"
+                    // Each option says whether it is the chosen one. The select's own value is
+                    // not enough: when the imported datasets re-render, the select keeps its
+                    // index, which then points at another dataset than the signal's.
                     <select id="dataset" prop:value=move || dataset.get() on:change=move |ev| dataset.set(event_target_value(&ev))>
-                        {BUILTIN.iter().map(|(name, label)| view! { <option value=*name>{*label}</option> }).collect_view()}
+                        {BUILTIN.iter().map(|&(name, label)| view! {
+                            <option value=name prop:selected=move || dataset.with(|d| d == name)>{label}</option>
+                        }).collect_view()}
                         {move || state.datasets.get().into_iter().map(|d| {
                             let label = format!("{} v{} @{}: {} rows, {}", d.dataset.name, d.version, short(&d.hash), d.dataset.n_rows(), d.task);
-                            view! { <option value=format!("csv:{}", d.hash)>{label}</option> }
+                            let value = format!("csv:{}", d.hash);
+                            let chosen = value.clone();
+                            view! { <option value=value prop:selected=move || dataset.with(|d| *d == chosen)>{label}</option> }
                         }).collect_view()}
                     </select>
+                    <span class="muted" data-testid="train-task">{move || {
+                        let (task, classes) = state.datasets.with(|all| dataset.with(|c| task_of(c, all)));
+                        match task {
+                            Task::Classification => format!("classification, {classes} classes"),
+                            Task::Regression => "regression".to_string(),
+                        }
+                    }}</span>
                 </label>
                 <label>"Algorithm"
                     <select id="algorithm" prop:value=move || algorithm.get() on:change=move |ev| {
                         let name = event_target_value(&ev);
-                        params.set(default_params(&name));
+                        params.set(offers.with_untracked(|o| default_params(o, &name)));
                         algorithm.set(name);
                     }>
-                        {algorithms().into_iter().map(|(name, label, _)| view! { <option value=name>{label}</option> }).collect_view()}
+                        {move || offers.get().into_iter().map(|o| {
+                            let name = o.name;
+                            view! { <option value=name prop:selected=move || algorithm.with(|a| a == name)>{o.label}</option> }
+                        }).collect_view()}
                     </select>
                 </label>
                 <label class="check"><input type="checkbox" id="scale" prop:checked=move || scale.get() on:change=move |ev| scale.set(event_target_checked(&ev)) /> "Standard-scale features"</label>

@@ -22,7 +22,7 @@ use super::{panic_message, ApiError, AppState};
 use crate::device::DeviceError;
 use crate::input;
 use crate::sandbox::{LoadedModule, SandboxError};
-use crate::telemetry::{self, windows::WindowQuery, NewRecord};
+use crate::telemetry::{self, windows::WindowQuery, NewRecord, Purpose};
 
 /// Batches above this many rows run on the blocking pool. Small enough that a module burning
 /// its whole fuel budget holds an async worker for milliseconds at most.
@@ -141,12 +141,13 @@ pub(super) async fn predict(
 ) -> Response {
     let started = Instant::now();
     let active = s.device.active();
+    let purpose = purpose(&headers);
     let result = predict_inner(&s, &headers, body, active.clone()).await;
     let latency_us = started.elapsed().as_micros() as u64;
     let store = &s.device.telemetry;
     // A panic while turning outputs into an answer (a bug) is a 500 with its record, too.
     let result = result.and_then(|a| {
-        catch_unwind(AssertUnwindSafe(|| answered(a, store, latency_us)))
+        catch_unwind(AssertUnwindSafe(|| answered(a, store, latency_us, purpose)))
             .map_err(|panic| ApiError::Internal(panic_message("predict", panic.as_ref())))
     });
     let (record, reply) = match result {
@@ -162,6 +163,7 @@ pub(super) async fn predict(
                 predictions: Vec::new(),
                 bins: Vec::new(),
                 n_features: 0,
+                purpose,
             };
             (record, Err(e))
         }
@@ -181,6 +183,7 @@ fn answered(
     a: Answer,
     store: &telemetry::TelemetryStore,
     latency_us: u64,
+    purpose: Purpose,
 ) -> (NewRecord, PredictResponse) {
     let d = a.module.n_features();
     let o = a.module.n_outputs();
@@ -202,6 +205,7 @@ fn answered(
         predictions: a.outputs.chunks_exact(o).map(|r| r[0]).collect(),
         bins,
         n_features: d,
+        purpose,
     };
     let reply = PredictResponse {
         model: a.module.info.hash.clone(),
@@ -209,6 +213,14 @@ fn answered(
         outputs: a.outputs.chunks(o).map(<[f64]>::to_vec).collect(),
     };
     (record, reply)
+}
+
+/// A call marked as the dashboard's deployment check is not live traffic.
+fn purpose(headers: &HeaderMap) -> Purpose {
+    match headers.get(wire::PURPOSE_HEADER).map(|v| v.as_bytes()) {
+        Some(v) if v == wire::PURPOSE_VERIFY.as_bytes() => Purpose::Verify,
+        _ => Purpose::Live,
+    }
 }
 
 async fn predict_inner(

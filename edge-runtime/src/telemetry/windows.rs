@@ -48,7 +48,7 @@ pub fn compute(
 
     let mut stmt = conn.prepare_cached(
         "SELECT ts_ms, model, latency_us, rows, status, n_features, predictions, bins
-         FROM records WHERE ts_ms >= ?1 ORDER BY seq LIMIT ?2",
+         FROM records WHERE ts_ms >= ?1 AND purpose IS NULL ORDER BY seq LIMIT ?2",
     )?;
     let mut rows = stmt.query(params![since as i64, MAX_SCAN])?;
     while let Some(r) = rows.next()? {

@@ -57,7 +57,22 @@ pub(super) fn init_schema(conn: &Connection, sync_full: bool) -> Result<(), rusq
         CREATE INDEX IF NOT EXISTS feedback_pred_ts ON feedback (pred_ts_ms);
         CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
     )?;
+    init_purpose(conn)?;
     init_label_log(conn)
+}
+
+/// `records.purpose`: NULL for live traffic, `verify` for the dashboard's deployment checks.
+/// Added to databases from before it existed (their records were all counted as live).
+fn init_purpose(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('records') WHERE name = 'purpose'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE records ADD COLUMN purpose TEXT")?;
+    }
+    Ok(())
 }
 
 /// The append-only log behind `GET /v1/feedback/records`: one row per accepted label, in
@@ -155,8 +170,8 @@ fn write_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO records (ts_ms, model, latency_us, rows, status, first_id, n_features, predictions, bins)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO records (ts_ms, model, latency_us, rows, status, first_id, n_features, predictions, bins, purpose)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         for job in batch {
             match job {
@@ -173,8 +188,17 @@ fn write_batch(
                         r.n_features as i64,
                         preds,
                         r.bins,
+                        r.purpose.column(),
                     ])?;
                     outcomes.push(Outcome::Seq(tx.last_insert_rowid() as u64));
+                    if let Some(first) = r.first_id {
+                        next_id = next_id.max(first + r.rows);
+                    }
+                    // A deployment check is stored, and counted apart from the traffic.
+                    if r.purpose != super::Purpose::Live {
+                        *deltas.entry("verify_requests".into()).or_default() += 1;
+                        continue;
+                    }
                     *deltas.entry("requests".into()).or_default() += 1;
                     *deltas
                         .entry(format!("latency_bucket.{}", latency_bucket(r.latency_us)))
@@ -185,9 +209,6 @@ fn write_batch(
                     } else {
                         *deltas.entry("errors".into()).or_default() += 1;
                         *deltas.entry(format!("errors.{}", r.status)).or_default() += 1;
-                    }
-                    if let Some(first) = r.first_id {
-                        next_id = next_id.max(first + r.rows);
                     }
                 }
                 Job::Labels(labels, _) => {

@@ -559,7 +559,12 @@ async fn an_oversized_request_head_is_refused_without_being_buffered() {
         "{}",
         answer.lines().next().unwrap_or("")
     );
-    let r = dev.http.get(format!("{}/v1/health", dev.base)).send().await.unwrap();
+    let r = dev
+        .http
+        .get(format!("{}/v1/health", dev.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     dev.stop().await;
 }

@@ -373,3 +373,49 @@ async fn a_data_dir_from_before_the_label_log_gets_it_filled_from_feedback() {
     dev.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The dashboard's deployment check (marked with the purpose header) is stored like any call,
+/// but is not traffic: the counters, windows, prediction distribution and drift leave it out.
+#[tokio::test]
+async fn verification_calls_are_not_counted_as_live_traffic() {
+    let dir = temp_dir("verify-purpose");
+    let dev = TestDevice::start(&dir).await;
+    let hash = dev.upload(&build(&iris_like(), &[])).await;
+    dev.activate(&hash).await;
+
+    // Far outside the profile: counted as live, these rows would raise drift in every feature.
+    let shifted: Vec<Vec<f64>> = (0..30).map(|i| vec![100.0 + i as f64; 4]).collect();
+    let checked: wire::PredictResponse = ok_json(
+        dev.post("/v1/predict")
+            .header(
+                wasmops_shared::wire::PURPOSE_HEADER,
+                wasmops_shared::wire::PURPOSE_VERIFY,
+            )
+            .json(&wire::PredictRequest {
+                rows: shifted.clone(),
+            }),
+    )
+    .await;
+    assert_eq!(checked.outputs.len(), 30);
+    let live = dev.predict(&[vec![0.5; 4], vec![-0.5; 4]]).await;
+    assert_eq!(live.first_id, 30, "ids stay unique across purposes");
+
+    let c = dev.counters().await;
+    assert_eq!((c.requests, c.predictions, c.errors), (1, 2, 0));
+    let w: wire::WindowsResponse =
+        ok_json(dev.get("/v1/telemetry/windows?window_s=3600&count=2")).await;
+    let rows: u64 = w.windows.iter().map(|w| w.rows).sum();
+    let requests: u64 = w.windows.iter().map(|w| w.requests).sum();
+    assert_eq!((requests, rows), (1, 2));
+    let last = w.windows.last().unwrap();
+    assert_eq!(last.predictions.values().sum::<u64>(), 2);
+    // Drift counts only the two live rows: none of the check's rows (all in the overflow bin).
+    for f in &last.drift {
+        assert_eq!(f.counts.iter().sum::<u64>(), 2, "{f:?}");
+        assert_eq!(f.counts[11], 0, "{f:?}");
+    }
+    // Still exactly one stored record per call.
+    assert_eq!(dev.all_records(100).await.len(), 2);
+    dev.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
