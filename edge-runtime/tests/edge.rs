@@ -632,6 +632,41 @@ impl TestDevice {
 }
 
 /// Sends a request that must succeed and decodes its JSON answer.
+/// Uploads and activates `module` on the device at `base`; returns its hash.
+async fn deploy(http: &reqwest::Client, base: &str, module: Vec<u8>) -> String {
+    let up: wire::UploadResponse = ok_json(
+        http.post(format!("{base}/v1/modules"))
+            .bearer_auth(TOKEN)
+            .body(module),
+    )
+    .await;
+    let _: wire::ActivateResponse = ok_json(
+        http.post(format!("{base}{}", wire::paths::activate(&up.hash)))
+            .bearer_auth(TOKEN),
+    )
+    .await;
+    up.hash
+}
+
+/// `GET /metrics` of the device at `base`, as text.
+async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    let r = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.text().await.unwrap()
+}
+
+/// `n` CSV rows of 4 features, varied from row to row.
+fn csv_rows(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("{},{},{},{}\n", i % 7, i % 5, i % 3, i % 11))
+        .collect()
+}
+
 async fn ok_json<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> T {
     let r = req.send().await.expect("request reaches the device");
     let status = r.status();

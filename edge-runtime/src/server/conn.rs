@@ -8,8 +8,11 @@
 //!   half-sent connections are closed, not kept.
 //! - At most [`ConnLimits::max_connections`] are open. A new connection beyond that takes the
 //!   place of the connection that has been idle (no request in flight) the longest; so a
-//!   client holding hundreds of idle sockets cannot keep `/v1/health` or a real client out. Only
-//!   when every open connection has a request in flight is the new one closed.
+//!   client holding hundreds of idle sockets cannot keep `/v1/health` or a real client out.
+//!   With none idle, it takes the place of the one that has been sending its request body the
+//!   longest (a client that declares a body and sends it slowly, or not at all, holds a request
+//!   "in flight" without the device doing anything for it). Only when every open connection has
+//!   a request the device is working on is the new one closed.
 //! - TLS handshakes run in the connection's own task, bounded by [`HANDSHAKE_TIMEOUT`].
 //! - Shutdown stops accepting, lets requests in flight finish (for at most
 //!   [`DRAIN_TIMEOUT`]) and closes idle connections.
@@ -72,6 +75,9 @@ struct ConnState {
     last_active_ms: AtomicU64,
     /// Requests of this connection being handled now.
     in_flight: AtomicUsize,
+    /// Milliseconds since the registry's start when the request being handled began sending
+    /// its body, while the body is not all read; 0 otherwise.
+    receiving_since_ms: AtomicU64,
     /// Notified when the connection must give way to a new one.
     evict: Notify,
 }
@@ -93,6 +99,7 @@ impl Registry {
         let state = Arc::new(ConnState {
             last_active_ms: AtomicU64::new(self.now_ms()),
             in_flight: AtomicUsize::new(0),
+            receiving_since_ms: AtomicU64::new(0),
             evict: Notify::new(),
         });
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -107,16 +114,27 @@ impl Registry {
             .remove(&id);
     }
 
-    /// Asks the connection idle the longest (other than `except`) to close, and stops
-    /// counting it at once; false if every other connection has a request in flight.
+    /// Asks one connection (other than `except`) to close to make room, and stops counting it
+    /// at once: the one idle the longest, or else the one that has been sending a request body
+    /// the longest. False if every other connection has a request the device is working on.
     fn evict_idlest(&self, except: u64) -> bool {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let idlest = open
-            .iter()
-            .filter(|(id, c)| **id != except && c.in_flight.load(Ordering::Acquire) == 0)
+        let others = || open.iter().filter(|(id, _)| **id != except);
+        let idlest = others()
+            .filter(|(_, c)| c.in_flight.load(Ordering::Acquire) == 0)
             .min_by_key(|(_, c)| c.last_active_ms.load(Ordering::Relaxed))
             .map(|(id, _)| *id);
-        match idlest.and_then(|id| open.remove(&id)) {
+        let slowest_sender = || {
+            others()
+                .map(|(id, c)| (*id, c.receiving_since_ms.load(Ordering::Acquire)))
+                .filter(|(_, since)| *since > 0)
+                .min_by_key(|(_, since)| *since)
+                .map(|(id, _)| id)
+        };
+        match idlest
+            .or_else(slowest_sender)
+            .and_then(|id| open.remove(&id))
+        {
             Some(c) => {
                 // `notify_one` keeps the permit if the task is not waiting yet.
                 c.evict.notify_one();
@@ -232,8 +250,10 @@ async fn serve_one<IO>(
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let busy = Busy::new(in_flight.clone());
         let app = app.clone();
+        let state = in_flight.clone();
         async move {
-            let response = app.oneshot(req.map(Body::new)).await;
+            let req = req.map(|body| Body::new(Receiving::new(body, state, started)));
+            let response = app.oneshot(req).await;
             drop(busy);
             response
         }
@@ -298,6 +318,68 @@ impl Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request body that marks its connection as "receiving" from the start until it was read
+/// to the end (or dropped): such a connection gives way before any busy one.
+struct Receiving {
+    inner: hyper::body::Incoming,
+    state: Arc<ConnState>,
+    active: bool,
+}
+
+impl Receiving {
+    fn new(inner: hyper::body::Incoming, state: Arc<ConnState>, started: Instant) -> Receiving {
+        use hyper::body::Body as _;
+        let active = !inner.is_end_stream();
+        if active {
+            let now = (started.elapsed().as_millis() as u64).max(1);
+            state.receiving_since_ms.store(now, Ordering::Release);
+        }
+        Receiving {
+            inner,
+            state,
+            active,
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.active {
+            self.active = false;
+            self.state.receiving_since_ms.store(0, Ordering::Release);
+        }
+    }
+}
+
+impl hyper::body::Body for Receiving {
+    type Data = axum::body::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_frame(cx);
+        if matches!(poll, Poll::Ready(None | Some(Err(_)))) || this.inner.is_end_stream() {
+            this.finish();
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 

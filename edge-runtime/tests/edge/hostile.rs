@@ -171,14 +171,7 @@ async fn predicts_without_the_token_are_counted_and_never_stored() {
         "refused-before-auth calls must not be written to the telemetry database"
     );
     assert_eq!(dev.all_records(100).await.len() as u64, after.requests);
-    let metrics = dev
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&dev.http, &dev.base).await;
     assert!(
         metrics.contains("wasmops_unauthorized_requests_total 50"),
         "{metrics}"
@@ -414,9 +407,7 @@ async fn feedback_for_a_100k_row_batch_never_holds_up_predictions() {
     let hash = dev.upload(&build(&p, &[5.1, 3.5, 1.4, 0.2])).await;
     dev.activate(&hash).await;
     const N: usize = 100_000;
-    let csv: String = (0..N)
-        .map(|i| format!("{},{},{},{}\n", i % 7, i % 5, i % 3, i % 11))
-        .collect();
+    let csv = csv_rows(N);
     let batch: wire::PredictResponse = ok_json(
         dev.post("/v1/predict")
             .header("Content-Type", "text/csv")
@@ -474,14 +465,7 @@ async fn feedback_for_a_100k_row_batch_never_holds_up_predictions() {
         "a one-row predict waited {worst:?} while feedback ran {took:?}"
     );
     // Every label was checked against the right prediction.
-    let metrics = dev
-        .get("/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&dev.http, &dev.base).await;
     assert!(
         metrics.contains(&format!("wasmops_feedback_labels_total {N}")),
         "{metrics}"
@@ -509,9 +493,7 @@ async fn a_client_that_stops_reading_its_answer_is_let_go() {
         .await;
     dev.activate(&hash).await;
     // A 100,000-row answer (megabytes) to a client with a tiny receive buffer that never reads.
-    let csv: String = (0..100_000)
-        .map(|i| format!("{}.25,{},{},{}\n", i % 7, i % 5, i % 3, i % 11))
-        .collect();
+    let csv = csv_rows(100_000);
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut tcp = socket
@@ -566,5 +548,45 @@ async fn an_oversized_request_head_is_refused_without_being_buffered() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    dev.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_declare_a_body_and_never_send_it_give_way_to_new_ones() {
+    // Public predict: anyone may send a body. 40 connections declare one and send nothing,
+    // against a table of 16: each holds a request "in flight" until the body timeout.
+    let dir = temp_dir("body-squat");
+    let http = HttpConfig {
+        predict_requires_token: false,
+        body_timeout: Duration::from_secs(120),
+        conn: server::conn::ConnLimits {
+            max_connections: 16,
+            ..Default::default()
+        },
+        ..HttpConfig::new(TOKEN)
+    };
+    let dev = TestDevice::start_with(&dir, http, Limits::default()).await;
+    let addr = addr_of(&dev);
+    let mut squatters = Vec::new();
+    for _ in 0..40 {
+        let mut tcp = TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(
+            b"POST /v1/predict HTTP/1.1\r\nHost: device\r\nContent-Type: text/csv\r\nContent-Length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        squatters.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A new client is served long before any body timeout would have freed a place.
+    let health = tokio::time::timeout(
+        Duration::from_secs(20),
+        dev.http.get(format!("{}/v1/health", dev.base)).send(),
+    )
+    .await
+    .expect("health waited for a squatter's body timeout")
+    .expect("health was turned away");
+    assert_eq!(health.status().as_u16(), 200);
+    drop(squatters);
     dev.stop().await;
 }

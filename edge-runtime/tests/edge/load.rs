@@ -86,22 +86,9 @@ async fn a_device_under_attack_keeps_answering_its_client() {
     let http = reqwest::Client::new();
     let idle_rss = rss_kib(pid).unwrap_or(0);
 
-    let module = build(&iris_like(), &[5.1, 3.5, 1.4, 0.2]);
-    let up: wire::UploadResponse = ok_json(
-        http.post(format!("{base}/v1/modules"))
-            .bearer_auth(TOKEN)
-            .body(module),
-    )
-    .await;
-    let _: wire::ActivateResponse = ok_json(
-        http.post(format!("{base}{}", wire::paths::activate(&up.hash)))
-            .bearer_auth(TOKEN),
-    )
-    .await;
+    deploy(&http, &base, build(&iris_like(), &[5.1, 3.5, 1.4, 0.2])).await;
     const N: usize = 100_000;
-    let csv: String = (0..N)
-        .map(|i| format!("{},{},{},{}\n", i % 7, i % 5, i % 3, i % 11))
-        .collect();
+    let csv = csv_rows(N);
     let batch: wire::PredictResponse = ok_json(
         http.post(format!("{base}/v1/predict"))
             .bearer_auth(TOKEN)
@@ -251,15 +238,7 @@ async fn a_device_under_attack_keeps_answering_its_client() {
         ok_json(http.get(format!("{base}/v1/telemetry")).bearer_auth(TOKEN)).await;
     assert_eq!(c.requests, latencies.len() as u64 + 1, "{c:?}");
     assert_eq!(c.errors, 0, "{c:?}");
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&http, &base).await;
     assert!(
         metrics.contains("wasmops_unauthorized_requests_total 200"),
         "{metrics}"

@@ -68,18 +68,7 @@ async fn kill_9_during_load_keeps_every_acknowledged_record() {
     let mut daemon = start_daemon(&config).await;
     let http = reqwest::Client::new();
     let base = daemon.base.clone();
-    let module = build(&iris_like(), &[5.1, 3.5, 1.4, 0.2]);
-    let up: wire::UploadResponse = ok_json(
-        http.post(format!("{base}/v1/modules"))
-            .bearer_auth(TOKEN)
-            .body(module),
-    )
-    .await;
-    let _: wire::ActivateResponse = ok_json(
-        http.post(format!("{base}{}", wire::paths::activate(&up.hash)))
-            .bearer_auth(TOKEN),
-    )
-    .await;
+    let hash = deploy(&http, &base, build(&iris_like(), &[5.1, 3.5, 1.4, 0.2])).await;
     let info: wire::DeviceInfo =
         ok_json(http.get(format!("{base}/v1/info")).bearer_auth(TOKEN)).await;
     assert_eq!(
@@ -185,7 +174,7 @@ async fn kill_9_during_load_keeps_every_acknowledged_record() {
             }),
     )
     .await;
-    assert_eq!(p.model, up.hash);
+    assert_eq!(p.model, hash);
     assert!(p.first_id >= max_end, "{} < {max_end}", p.first_id);
 
     // The log file in the data dir recorded the deploy and the activation.
