@@ -33,7 +33,7 @@ use wasmops_shared::wire::{self, paths};
 use crate::device::{Device, DeviceError};
 use crate::input::InputError;
 use crate::sandbox::SandboxError;
-use crate::telemetry::TelemetryError;
+use crate::telemetry::{ErrorKind, TelemetryError};
 
 /// What the HTTP layer needs besides the device.
 #[derive(Debug, Clone)]
@@ -98,19 +98,19 @@ pub enum ApiError {
 
 impl ApiError {
     /// The stable machine-readable kind (also the status of a failed telemetry record).
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ApiError::Unauthorized => "unauthorized",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Rejected(_) => "module_rejected",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Timeout(_) => "timeout",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::Internal(_) => "internal",
+            ApiError::Unauthorized => ErrorKind::Unauthorized,
+            ApiError::BadRequest(_) => ErrorKind::BadRequest,
+            ApiError::NotFound(_) => ErrorKind::NotFound,
+            ApiError::Rejected(_) => ErrorKind::ModuleRejected,
+            ApiError::Conflict(_) => ErrorKind::Conflict,
+            ApiError::PayloadTooLarge(_) => ErrorKind::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => ErrorKind::UnsupportedMediaType,
+            ApiError::Timeout(_) => ErrorKind::Timeout,
+            ApiError::Unavailable(_) => ErrorKind::Unavailable,
+            ApiError::MethodNotAllowed(_) => ErrorKind::MethodNotAllowed,
+            ApiError::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -147,7 +147,7 @@ impl ApiError {
     /// refused request would otherwise be a line in the device's log files.
     fn respond(self, log: bool) -> Response {
         let status = self.status();
-        let kind = self.kind();
+        let kind = self.kind().as_str();
         let error = match self {
             ApiError::Unauthorized => {
                 "missing or wrong access token (send `Authorization: Bearer <token>`)".to_string()

@@ -92,6 +92,63 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// What a predict call came to: answered, or refused with an error of this kind. Stored and
+/// sent as the same strings as before it was a type (`ok`, `bad_request`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    Ok,
+    Error(ErrorKind),
+}
+
+/// The kind of a refused request: `kind` in every error body, and the status of its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    Unauthorized,
+    BadRequest,
+    NotFound,
+    ModuleRejected,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Timeout,
+    Unavailable,
+    MethodNotAllowed,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::ModuleRejected => "module_rejected",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error(kind) => kind.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One predict request, as a handler hands it over.
 #[derive(Debug, Clone)]
 pub struct NewRecord {
@@ -99,7 +156,7 @@ pub struct NewRecord {
     pub model: Option<String>,
     pub latency_us: u64,
     pub rows: u64,
-    pub status: &'static str,
+    pub status: Status,
     pub first_id: Option<u64>,
     /// First output per row.
     pub predictions: Vec<f64>,
@@ -502,7 +559,7 @@ mod tests {
             model: Some("m".into()),
             latency_us: 40,
             rows,
-            status: "ok",
+            status: Status::Ok,
             first_id: Some(first_id),
             predictions: vec![1.0; rows as usize],
             bins: vec![3; rows as usize * 2],

@@ -183,7 +183,7 @@ fn write_batch(
                         r.model,
                         r.latency_us as i64,
                         r.rows as i64,
-                        r.status,
+                        r.status.as_str(),
                         r.first_id.map(|v| v as i64),
                         r.n_features as i64,
                         preds,
@@ -204,7 +204,7 @@ fn write_batch(
                         .entry(format!("latency_bucket.{}", latency_bucket(r.latency_us)))
                         .or_default() += 1;
                     *deltas.entry("latency_sum_us".into()).or_default() += r.latency_us as i64;
-                    if r.status == "ok" {
+                    if r.status == super::Status::Ok {
                         *deltas.entry("predictions".into()).or_default() += r.rows as i64;
                     } else {
                         *deltas.entry("errors".into()).or_default() += 1;
