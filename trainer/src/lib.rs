@@ -94,13 +94,11 @@ impl Algorithm {
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |field: &str, why: String| Err(TrainError::Param(format!("{field}: {why}")));
         match self {
-            Algorithm::Ridge { alpha } => {
-                if !(alpha.is_finite() && *alpha >= 0.0) {
-                    return bad(
-                        "alpha",
-                        format!("must be a finite number >= 0, got {alpha}"),
-                    );
-                }
+            Algorithm::Ridge { alpha } if !(alpha.is_finite() && *alpha >= 0.0) => {
+                return bad(
+                    "alpha",
+                    format!("must be a finite number >= 0, got {alpha}"),
+                );
             }
             Algorithm::ElasticNet { alpha, l1_ratio } => {
                 if let Some(alpha) = alpha {
@@ -737,7 +735,7 @@ fn ridge(x: &Array2<f64>, y: &Array1<f64>, alpha: f64) -> Result<(Array1<f64>, f
                 sum -= l[(i, p)] * l[(j, p)];
             }
             if i == j {
-                if !(sum > 1e-12 * g[(i, i)].abs().max(f64::MIN_POSITIVE)) {
+                if sum.is_nan() || sum <= 1e-12 * g[(i, i)].abs().max(f64::MIN_POSITIVE) {
                     return Err(TrainError::Fit(
                         "ridge: the features are collinear; use an alpha above 0".into(),
                     ));
