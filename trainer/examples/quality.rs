@@ -4,12 +4,14 @@
 //!
 //! `cargo run --release -p wasmops-trainer --example quality -- DATA SPEC_JSON SEED [SPLIT_OUT]`
 //! where DATA is a built-in dataset's name or a CSV file (header, numeric columns, the last
-//! one the target; `class:FILE` reads the target as class labels 0, 1, ...).
+//! one the target; `class:FILE` reads the target as class labels 0, 1, ...) or `synthetic:ROWS`
+//! (the benchmark dataset, 20 features).
 
 use rand::seq::SliceRandom;
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 use wasmops_shared::dataset::Dataset;
+use wasmops_shared::pipeline::Model;
 use wasmops_trainer::{datasets, train, Algorithm, TrainSpec};
 
 fn load_csv(path: &str, classes: bool) -> Dataset {
@@ -48,6 +50,9 @@ fn main() {
     let data = match args[1].strip_prefix("class:") {
         Some(path) => load_csv(path, true),
         None if args[1].ends_with(".csv") => load_csv(&args[1], false),
+        None if args[1].starts_with("synthetic:") => {
+            datasets::synthetic(args[1][10..].parse().unwrap(), 20, 42)
+        }
         None => datasets::builtin(&args[1]).unwrap(),
     };
     let algorithm: Algorithm = serde_json::from_str(&args[2]).unwrap();
@@ -90,5 +95,13 @@ fn main() {
         t.test_x[..d],
         data.x[order[n_train] * d..order[n_train] * d + d]
     );
-    println!("{} seed {seed}: {:?} ({secs:.2} s)", data.name, t.metrics);
+    let nodes: usize = match &t.pipeline.model {
+        Model::DecisionTree { tree, .. } => tree.nodes.len(),
+        Model::RandomForest { trees, .. } => trees.iter().map(|t| t.nodes.len()).sum(),
+        _ => 0,
+    };
+    println!(
+        "{} seed {seed}: {:?} ({secs:.2} s, {nodes} tree nodes)",
+        data.name, t.metrics
+    );
 }

@@ -31,10 +31,10 @@ pub fn algorithms() -> Vec<(&'static str, &'static str, Algorithm)> {
         ),
         (
             "random_forest",
-            "random forest (100 trees, sqrt of the features per split)",
+            "random forest (50 trees, depth 12, sqrt of the features per split)",
             Algorithm::RandomForest {
-                n_trees: 100,
-                max_depth: None,
+                n_trees: 50,
+                max_depth: Some(12),
                 feature_proportion: None,
             },
         ),
