@@ -108,3 +108,34 @@ fn random_forest_on_digits_is_reproducible() {
     assert!(t.metrics["accuracy"] >= 0.955, "{:?}", t.metrics);
     assert_eq!(t.pipeline, fit(&data, algorithm).pipeline);
 }
+
+/// Runs stored before issue 14 still read: elastic net's `penalty` is now `alpha` (the same
+/// quantity, scikit-learn's name), a forest's `feature_proportion` a number or none.
+#[test]
+fn stored_specs_from_before_the_renames_still_read() {
+    let old: Algorithm =
+        serde_json::from_str(r#"{"algorithm":"elastic_net","penalty":0.1,"l1_ratio":0.0}"#)
+            .unwrap();
+    assert_eq!(
+        old,
+        Algorithm::ElasticNet {
+            alpha: Some(0.1),
+            l1_ratio: 0.0
+        }
+    );
+    let forest: Algorithm = serde_json::from_str(
+        r#"{"algorithm":"random_forest","n_trees":20,"max_depth":6,"feature_proportion":0.7}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        forest,
+        Algorithm::RandomForest {
+            n_trees: 20,
+            max_depth: Some(6),
+            feature_proportion: Some(0.7)
+        }
+    );
+    assert_eq!(wasmops_trainer::max_features(None, 64), 8);
+    assert_eq!(wasmops_trainer::max_features(Some(0.7), 20), 14);
+    assert_eq!(wasmops_trainer::max_features(Some(0.01), 20), 1);
+}
