@@ -46,12 +46,16 @@ pub enum Algorithm {
     ///
     /// `alpha: None` chooses alpha by 5-fold cross-validation on the training rows, as
     /// scikit-learn's `ElasticNetCV` does (20 log-spaced alphas from the smallest that zeroes
-    /// every weight down to a thousandth of it); the choice is in [`Trained::chosen_params`].
+    /// every weight down to a thousandth of it; more below `l1_ratio` 0.01, where its grid is
+    /// undefined); the choice is in [`Trained::chosen_params`].
     ElasticNet {
         #[serde(alias = "penalty")]
         alpha: Option<f64>,
         l1_ratio: f64,
     },
+    /// Multinomial logistic regression: minimizes the *summed* log loss `+ alpha / 2 ||W||^2`
+    /// (intercepts not penalized), so `alpha` is `1 / C` of scikit-learn's
+    /// `LogisticRegression` (and penalizes on the same unscaled scale as `Ridge`'s alpha).
     LogisticRegression {
         alpha: f64,
         max_iterations: u64,
