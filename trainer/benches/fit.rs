@@ -33,7 +33,7 @@ fn main() {
         Algorithm::RandomForest {
             n_trees: 20,
             max_depth: Some(8),
-            feature_proportion: 0.7,
+            feature_proportion: Some(0.7),
         },
     ];
     println!("\n## Trainer, native, {rows} x 20 (ms per stage)\n");

@@ -75,16 +75,16 @@ pub fn offered(task: Task, n_classes: usize) -> Vec<Offer> {
                 ),
                 offer(
                     "decision_tree",
-                    "decision tree (depth 5)",
-                    Algorithm::DecisionTree { max_depth: Some(5) },
+                    "decision tree (unlimited depth)",
+                    Algorithm::DecisionTree { max_depth: None },
                 ),
                 offer(
                     "random_forest",
-                    "random forest (20 trees, depth 6)",
+                    "random forest (50 trees, depth 12, sqrt of the features per split)",
                     Algorithm::RandomForest {
-                        n_trees: 20,
-                        max_depth: Some(6),
-                        feature_proportion: 0.7,
+                        n_trees: 50,
+                        max_depth: Some(12),
+                        feature_proportion: None,
                     },
                 ),
                 offer("gaussian_nb", "Gaussian naive Bayes", Algorithm::GaussianNb),
@@ -106,17 +106,14 @@ pub fn offered(task: Task, n_classes: usize) -> Vec<Offer> {
             ),
             offer(
                 "ridge",
-                "ridge regression (penalty 0.1)",
-                Algorithm::ElasticNet {
-                    penalty: 0.1,
-                    l1_ratio: 0.0,
-                },
+                "ridge regression (alpha 1, as scikit-learn's Ridge)",
+                Algorithm::Ridge { alpha: 1.0 },
             ),
             offer(
                 "elastic_net",
-                "elastic net (penalty 0.1, l1 ratio 0.5)",
+                "elastic net (alpha cross-validated, l1 ratio 0.5)",
                 Algorithm::ElasticNet {
-                    penalty: 0.1,
+                    alpha: None,
                     l1_ratio: 0.5,
                 },
             ),

@@ -20,10 +20,9 @@ use std::collections::BTreeMap;
 use linfa::prelude::*;
 use linfa_clustering::KMeans;
 use linfa_elasticnet::ElasticNet;
-use linfa_ensemble::EnsembleLearnerParams;
 use linfa_linear::LinearRegression;
 use linfa_trees::DecisionTree;
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, Axis};
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
 use serde::{Deserialize, Serialize};
@@ -35,22 +34,47 @@ use wasmops_shared::pipeline::{Model, Pipeline, StandardScaler, Tree, TreeNode};
 #[serde(tag = "algorithm", rename_all = "snake_case")]
 pub enum Algorithm {
     LinearRegression,
-    /// Elastic net; `l1_ratio = 0` is ridge regression.
+    /// Ridge regression as scikit-learn's `Ridge`: minimizes `||y - Xw - b||^2 + alpha ||w||^2`
+    /// (the plain sum of squares; the intercept is not penalized), solved exactly.
+    Ridge {
+        alpha: f64,
+    },
+    /// Elastic net as scikit-learn's `ElasticNet` (linfa's objective is the same):
+    /// minimizes `||y - Xw - b||^2 / (2 n) + alpha l1_ratio ||w||_1
+    /// + alpha (1 - l1_ratio) / 2 ||w||^2`. The per-sample scaling of the squared error means
+    /// `alpha` here is not ridge's: `Ridge(alpha)` is this with `l1_ratio = 0` and
+    /// `alpha / n`. Runs stored before the rename call `alpha` `penalty` (same meaning).
+    ///
+    /// `alpha: None` chooses alpha by 5-fold cross-validation on the training rows, as
+    /// scikit-learn's `ElasticNetCV` does (20 log-spaced alphas from the smallest that zeroes
+    /// every weight down to a thousandth of it; more below `l1_ratio` 0.01, where its grid is
+    /// undefined); the choice is in [`Trained::chosen_params`].
     ElasticNet {
-        penalty: f64,
+        #[serde(alias = "penalty")]
+        alpha: Option<f64>,
         l1_ratio: f64,
     },
+    /// Multinomial logistic regression: minimizes the *summed* log loss `+ alpha / 2 ||W||^2`
+    /// (intercepts not penalized), so `alpha` is `1 / C` of scikit-learn's
+    /// `LogisticRegression` (and penalizes on the same unscaled scale as `Ridge`'s alpha).
     LogisticRegression {
         alpha: f64,
         max_iterations: u64,
     },
+    /// A CART classification tree (Gini), as scikit-learn's `DecisionTreeClassifier`:
+    /// `max_depth: None` grows until the leaves are pure.
     DecisionTree {
         max_depth: Option<usize>,
     },
+    /// Bagged trees as scikit-learn's `RandomForestClassifier`: each tree is fitted on a
+    /// bootstrap sample of the training rows (as many draws as rows) and each of its splits
+    /// considers `max(1, floor(feature_proportion * n_features))` features drawn at random
+    /// (scikit-learn's float `max_features`). `feature_proportion: None` is scikit-learn's
+    /// default `"sqrt"`: `max(1, floor(sqrt(n_features)))` features per split.
     RandomForest {
         n_trees: usize,
         max_depth: Option<usize>,
-        feature_proportion: f64,
+        feature_proportion: Option<f64>,
     },
     GaussianNb,
     KMeans {
@@ -63,7 +87,7 @@ impl Algorithm {
     pub fn is_regression(&self) -> bool {
         matches!(
             self,
-            Algorithm::LinearRegression | Algorithm::ElasticNet { .. }
+            Algorithm::LinearRegression | Algorithm::Ridge { .. } | Algorithm::ElasticNet { .. }
         )
     }
 
@@ -75,12 +99,20 @@ impl Algorithm {
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |field: &str, why: String| Err(TrainError::Param(format!("{field}: {why}")));
         match self {
-            Algorithm::ElasticNet { penalty, l1_ratio } => {
-                if !(penalty.is_finite() && *penalty >= 0.0) {
-                    return bad(
-                        "penalty",
-                        format!("must be a finite number >= 0, got {penalty}"),
-                    );
+            Algorithm::Ridge { alpha } if !(alpha.is_finite() && *alpha >= 0.0) => {
+                return bad(
+                    "alpha",
+                    format!("must be a finite number >= 0, got {alpha}"),
+                );
+            }
+            Algorithm::ElasticNet { alpha, l1_ratio } => {
+                if let Some(alpha) = alpha {
+                    if !(alpha.is_finite() && *alpha >= 0.0) {
+                        return bad(
+                            "alpha",
+                            format!("must be a finite number >= 0 (or none: cross-validated), got {alpha}"),
+                        );
+                    }
                 }
                 if !(0.0..=1.0).contains(l1_ratio) {
                     return bad(
@@ -119,11 +151,13 @@ impl Algorithm {
                         format!("must be between 1 and 1000, got {n_trees}"),
                     );
                 }
-                if !(*feature_proportion > 0.0 && *feature_proportion <= 1.0) {
-                    return bad(
-                        "feature_proportion",
-                        format!("must be in (0, 1], got {feature_proportion}"),
-                    );
+                if let Some(p) = feature_proportion {
+                    if !(*p > 0.0 && *p <= 1.0) {
+                        return bad(
+                            "feature_proportion",
+                            format!("must be in (0, 1] (or none: sqrt), got {p}"),
+                        );
+                    }
                 }
             }
             Algorithm::KMeans { k, max_iterations } => {
@@ -181,6 +215,9 @@ pub struct Trained {
     /// Trees and forests: permutation importance of each feature (see
     /// [`permutation_importance`]); empty for other models.
     pub importances: Vec<f64>,
+    /// Hyperparameters left to the fit and what it chose (elastic net's `alpha: None`: the
+    /// cross-validated alpha); empty otherwise.
+    pub chosen_params: BTreeMap<String, f64>,
 }
 
 /// Trains `spec` on `data`. `progress(stage, fraction)` reports what is happening; linfa's
@@ -246,6 +283,8 @@ pub fn train(
     progress("fitting", 0.3);
     // Logistic regression records its curve during the fit (see [`logistic`]).
     let mut logistic_curves = None;
+    // Hyperparameters the fit chose itself.
+    let mut chosen_params = BTreeMap::new();
     let (model, linfa_pred): (Model, Vec<f64>) = match &spec.algorithm {
         Algorithm::LinearRegression => {
             let fit = LinearRegression::new()
@@ -260,12 +299,27 @@ pub fn train(
                 pred,
             )
         }
-        Algorithm::ElasticNet { penalty, l1_ratio } => {
-            let fit = ElasticNet::params()
-                .penalty(*penalty)
-                .l1_ratio(*l1_ratio)
-                .fit(&linfa::Dataset::new(train_x.clone(), train_y.clone()))
-                .map_err(|e| TrainError::Fit(e.to_string()))?;
+        Algorithm::Ridge { alpha } => {
+            let (weights, intercept) = ridge(&train_x, &train_y, *alpha)?;
+            let pred = (test_x.dot(&weights) + intercept).to_vec();
+            (
+                Model::Linear {
+                    weights: weights.to_vec(),
+                    intercept,
+                },
+                pred,
+            )
+        }
+        Algorithm::ElasticNet { alpha, l1_ratio } => {
+            let alpha = match alpha {
+                Some(a) => *a,
+                None => {
+                    let a = elastic_net_cv_alpha(&train_x, &train_y, *l1_ratio)?;
+                    chosen_params.insert("alpha".to_string(), a);
+                    a
+                }
+            };
+            let fit = elastic_net(&train_x, &train_y, alpha, *l1_ratio)?;
             let pred = fit.predict(&test_x).to_vec();
             (
                 Model::Linear {
@@ -347,31 +401,23 @@ pub fn train(
             max_depth,
             feature_proportion,
         } => {
-            let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
-            let forest_rng = Xoshiro256Plus::seed_from_u64(spec.seed ^ 0x5eed);
-            let fit = EnsembleLearnerParams::new_fixed_rng(
-                DecisionTree::params().max_depth(*max_depth),
-                forest_rng,
-            )
-            .ensemble_size(*n_trees)
-            .bootstrap_proportion(1.0)
-            .feature_proportion(*feature_proportion)
-            .fit(&ds)
-            .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let pred: Array1<usize> = fit.predict(&test_x);
             let k = data.class_names.len();
-            let trees = fit
-                .models
-                .iter()
-                .zip(&fit.model_features)
-                .map(|(m, features)| flatten_tree(m.root_node(), features, k))
-                .collect();
+            let (trees, pred) = random_forest(
+                &train_x,
+                &as_class(&train_y),
+                &test_x,
+                k,
+                *n_trees,
+                *max_depth,
+                max_features(*feature_proportion, d),
+                spec.seed ^ 0x5eed,
+            )?;
             (
                 Model::RandomForest {
                     n_classes: k,
                     trees,
                 },
-                pred.iter().map(|c| *c as f64).collect(),
+                pred,
             )
         }
         Algorithm::KMeans { k, max_iterations } => {
@@ -434,6 +480,7 @@ pub fn train(
         metrics,
         curves,
         importances,
+        chosen_params,
     })
 }
 
@@ -547,6 +594,248 @@ pub fn curves(
         _ => {}
     }
     Ok(out)
+}
+
+/// Features tried per split: scikit-learn's `max(1, floor(p * d))` for a float `max_features`,
+/// `max(1, floor(sqrt(d)))` for its default `"sqrt"` (`None`).
+pub fn max_features(feature_proportion: Option<f64>, d: usize) -> usize {
+    let m = match feature_proportion {
+        Some(p) => (p * d as f64).floor(),
+        None => (d as f64).sqrt().floor(),
+    };
+    (m as usize).clamp(1, d.max(1))
+}
+
+/// A random forest as scikit-learn fits one: tree `t` sees a bootstrap sample of the rows
+/// (`n` draws with replacement) and draws `max_features` candidate features at each split
+/// (`vendor/linfa-trees`, patched for it). All randomness comes from `seed`, tree after tree,
+/// so the same data and seed give the same forest. Returns the flattened trees and the
+/// forest's majority vote for `test_x` (lowest class on a tie, as modules do).
+#[allow(clippy::too_many_arguments)]
+fn random_forest(
+    train_x: &Array2<f64>,
+    train_y: &Array1<usize>,
+    test_x: &Array2<f64>,
+    k: usize,
+    n_trees: usize,
+    max_depth: Option<usize>,
+    max_features: usize,
+    seed: u64,
+) -> Result<(Vec<Tree>, Vec<f64>), TrainError> {
+    use rand::{Rng, RngCore};
+    let mut rng = Xoshiro256Plus::seed_from_u64(seed);
+    let n = train_x.nrows();
+    let identity: Vec<usize> = (0..train_x.ncols()).collect();
+    let mut votes = vec![vec![0usize; k]; test_x.nrows()];
+    let mut trees = Vec::with_capacity(n_trees);
+    for _ in 0..n_trees {
+        let rows: Vec<usize> = (0..n).map(|_| rng.gen_range(0..n)).collect();
+        let sample = linfa::Dataset::new(
+            train_x.select(Axis(0), &rows),
+            train_y.select(Axis(0), &rows),
+        );
+        let fit = DecisionTree::params()
+            .max_depth(max_depth)
+            .max_features(Some(max_features))
+            .seed(rng.next_u64())
+            .fit(&sample)
+            .map_err(|e| TrainError::Fit(e.to_string()))?;
+        for (v, c) in votes.iter_mut().zip(fit.predict(test_x)) {
+            v[c.min(k - 1)] += 1;
+        }
+        trees.push(flatten_tree(fit.root_node(), &identity, k));
+    }
+    let pred = votes
+        .iter()
+        .map(|v| {
+            let mut best = 0;
+            for (c, n) in v.iter().enumerate() {
+                if *n > v[best] {
+                    best = c;
+                }
+            }
+            best as f64
+        })
+        .collect();
+    Ok((trees, pred))
+}
+
+fn elastic_net(
+    x: &Array2<f64>,
+    y: &Array1<f64>,
+    alpha: f64,
+    l1_ratio: f64,
+) -> Result<linfa_elasticnet::ElasticNet<f64>, TrainError> {
+    ElasticNet::params()
+        .penalty(alpha)
+        .l1_ratio(l1_ratio)
+        .fit(&linfa::Dataset::new(x.clone(), y.clone()))
+        .map_err(|e| TrainError::Fit(e.to_string()))
+}
+
+/// Elastic net's alpha by 5-fold cross-validation, as scikit-learn's `ElasticNetCV`: 20 alphas
+/// log-spaced from `alpha_max = max_j |x_jᵀ y| / (n l1_ratio)` (centred; the smallest alpha
+/// that zeroes every weight, with `l1_ratio` at least 0.001) down to `alpha_max / 1000`
+/// (below `l1_ratio` 0.01, further down, see the grid);
+/// contiguous folds of the (already shuffled) training rows; the alpha with the least summed
+/// squared validation error, the larger on a tie. Deterministic. The fits along the path use
+/// [`elastic_net_path`]; the chosen alpha is then fitted by linfa on all training rows.
+fn elastic_net_cv_alpha(
+    x: &Array2<f64>,
+    y: &Array1<f64>,
+    l1_ratio: f64,
+) -> Result<f64, TrainError> {
+    let n = x.nrows();
+    let x_mean = x.sum_axis(Axis(0)) / n.max(1) as f64;
+    let y_mean = y.sum() / n.max(1) as f64;
+    let xty = (x - &x_mean).t().dot(&(y - y_mean));
+    let alpha_max =
+        xty.iter().fold(0.0f64, |m, v| m.max(v.abs())) / (n as f64 * l1_ratio.max(1e-3));
+    if !(alpha_max.is_finite() && alpha_max > 0.0) {
+        // A constant target: every alpha gives the same (zero) weights.
+        return Ok(1.0);
+    }
+    // scikit-learn's grid (which refuses l1_ratio 0). Below l1_ratio 0.01 its top is far
+    // above any useful ridge penalty, so the grid runs on down to where it would end for the
+    // lasso (a thousandth of `max |xᵀy| / n`): 6 decades, 40 alphas at l1_ratio 0.
+    let bottom = if l1_ratio >= 0.01 {
+        alpha_max * 1e-3
+    } else {
+        alpha_max * l1_ratio.max(1e-3) * 1e-3
+    };
+    let decades = (alpha_max / bottom).log10();
+    let points = ((20.0 * decades / 3.0).round() as usize).max(20);
+    let grid: Vec<f64> = (0..points)
+        .map(|i| alpha_max * 10f64.powf(-decades * i as f64 / (points - 1) as f64))
+        .collect();
+    let folds = n.min(5);
+    if folds < 2 {
+        return Ok(grid[grid.len() - 1]);
+    }
+    let mut sse = vec![0.0; grid.len()];
+    for f in 0..folds {
+        let (lo, hi) = (f * n / folds, (f + 1) * n / folds);
+        let rows: Vec<usize> = (0..n).filter(|i| *i < lo || *i >= hi).collect();
+        let held: Vec<usize> = (lo..hi).collect();
+        let (xt, yt) = (x.select(Axis(0), &rows), y.select(Axis(0), &rows));
+        let (xv, yv) = (x.select(Axis(0), &held), y.select(Axis(0), &held));
+        let nt = rows.len() as f64;
+        let xt_mean = xt.sum_axis(Axis(0)) / nt;
+        let yt_mean = yt.sum() / nt;
+        let xc = &xt - &xt_mean;
+        let gram = xc.t().dot(&xc);
+        let xty = xc.t().dot(&(&yt - yt_mean));
+        let path = elastic_net_path(&gram, &xty, nt, &grid, l1_ratio);
+        let xv = &xv - &xt_mean;
+        for (w, s) in path.iter().zip(&mut sse) {
+            let pred = xv.dot(w) + yt_mean;
+            *s += pred
+                .iter()
+                .zip(&yv)
+                .map(|(p, t)| (p - t) * (p - t))
+                .sum::<f64>();
+        }
+    }
+    let mut best = 0;
+    for (i, s) in sse.iter().enumerate() {
+        if *s < sse[best] {
+            best = i;
+        }
+    }
+    Ok(grid[best])
+}
+
+/// Elastic net weights along `alphas` (decreasing), by coordinate descent on the Gram matrix
+/// of centred data (`gram = XᵀX`, `xty = Xᵀy`, `n` rows; scikit-learn's `precompute`), each
+/// alpha starting from the previous one's weights. Only for choosing alpha: a sweep costs
+/// `d²`, not `n d`, so the 100 fits of the cross-validation cost about one linfa fit. Stops
+/// when no weight moves by more than 1e-6 of the largest (or after 1,000 sweeps).
+fn elastic_net_path(
+    gram: &Array2<f64>,
+    xty: &Array1<f64>,
+    n: f64,
+    alphas: &[f64],
+    l1_ratio: f64,
+) -> Vec<Array1<f64>> {
+    let d = xty.len();
+    let mut w = Array1::<f64>::zeros(d);
+    let mut path = Vec::with_capacity(alphas.len());
+    for alpha in alphas {
+        let (l1, l2) = (n * alpha * l1_ratio, n * alpha * (1.0 - l1_ratio));
+        for _ in 0..1000 {
+            let (mut max_change, mut max_w) = (0.0f64, 0.0f64);
+            for j in 0..d {
+                let denominator = gram[(j, j)] + l2;
+                if denominator <= 0.0 {
+                    continue;
+                }
+                let rho = xty[j] - gram.row(j).dot(&w) + gram[(j, j)] * w[j];
+                let new = rho.signum() * (rho.abs() - l1).max(0.0) / denominator;
+                max_change = max_change.max((new - w[j]).abs());
+                max_w = max_w.max(new.abs());
+                w[j] = new;
+            }
+            if max_change <= 1e-6 * max_w {
+                break;
+            }
+        }
+        path.push(w.clone());
+    }
+    path
+}
+
+/// Ridge regression in closed form: with centred `x` and `y`, `(XᵀX + alpha I) w = Xᵀy`
+/// (Cholesky), then `b = mean(y) - mean(x)·w`: scikit-learn's `Ridge` objective exactly.
+fn ridge(x: &Array2<f64>, y: &Array1<f64>, alpha: f64) -> Result<(Array1<f64>, f64), TrainError> {
+    let n = x.nrows().max(1) as f64;
+    let d = x.ncols();
+    let x_mean = x.sum_axis(Axis(0)) / n;
+    let y_mean = y.sum() / n;
+    let xc = x - &x_mean;
+    let yc = y - y_mean;
+    let mut g = xc.t().dot(&xc);
+    for j in 0..d {
+        g[(j, j)] += alpha;
+    }
+    let b = xc.t().dot(&yc);
+    // Cholesky: g = L Lᵀ.
+    let mut l = Array2::<f64>::zeros((d, d));
+    for i in 0..d {
+        for j in 0..=i {
+            let mut sum = g[(i, j)];
+            for p in 0..j {
+                sum -= l[(i, p)] * l[(j, p)];
+            }
+            if i == j {
+                if sum.is_nan() || sum <= 1e-12 * g[(i, i)].abs().max(f64::MIN_POSITIVE) {
+                    return Err(TrainError::Fit(
+                        "ridge: the features are collinear; use an alpha above 0".into(),
+                    ));
+                }
+                l[(i, i)] = sum.sqrt();
+            } else {
+                l[(i, j)] = sum / l[(j, j)];
+            }
+        }
+    }
+    let mut z = Array1::<f64>::zeros(d);
+    for i in 0..d {
+        let mut sum = b[i];
+        for p in 0..i {
+            sum -= l[(i, p)] * z[p];
+        }
+        z[i] = sum / l[(i, i)];
+    }
+    let mut w = Array1::<f64>::zeros(d);
+    for i in (0..d).rev() {
+        let mut sum = z[i];
+        for p in i + 1..d {
+            sum -= l[(p, i)] * w[p];
+        }
+        w[i] = sum / l[(i, i)];
+    }
+    let intercept = y_mean - x_mean.dot(&w);
+    Ok((w, intercept))
 }
 
 /// Mean and population standard deviation per column (a constant column scales by 1).

@@ -80,7 +80,7 @@ fn check(dataset: &str, algorithm: Algorithm, scale: bool) -> Trained {
                 "{algorithm:?} row {i}: module {a}, linfa {b}"
             );
         } else if tree_based && tied(&out[1..]) {
-            // linfa-trees and linfa-ensemble break class ties by HashMap order; we take the
+            // linfa-trees breaks class ties by a label hash; modules take the
             // lowest class index. Nothing to compare.
             continue;
         } else {
@@ -141,7 +141,7 @@ fn decision_tree_and_forest_on_iris() {
         Algorithm::RandomForest {
             n_trees: 15,
             max_depth: Some(5),
-            feature_proportion: 0.75,
+            feature_proportion: Some(0.75),
         },
         false,
     );
@@ -173,15 +173,17 @@ fn kmeans_on_iris() {
 fn linear_and_ridge_on_diabetes() {
     let t = check("diabetes", Algorithm::LinearRegression, false);
     assert!(t.metrics["r2"] > 0.3, "{:?}", t.metrics);
-    let r = check(
+    let r = check("diabetes", Algorithm::Ridge { alpha: 1.0 }, true);
+    assert!(r.metrics["r2"] > 0.3, "{:?}", r.metrics);
+    let e = check(
         "diabetes",
         Algorithm::ElasticNet {
-            penalty: 0.1,
-            l1_ratio: 0.0,
+            alpha: None,
+            l1_ratio: 0.5,
         },
         true,
     );
-    assert!(r.metrics["r2"] > 0.3, "{:?}", r.metrics);
+    assert!(e.metrics["r2"] > 0.3, "{:?}", e.metrics);
 }
 
 #[test]
@@ -269,7 +271,7 @@ fn iterative_fits_log_step_curves_and_the_last_step_is_the_fitted_model() {
             Algorithm::RandomForest {
                 n_trees: 12,
                 max_depth: Some(4),
-                feature_proportion: 0.7,
+                feature_proportion: Some(0.7),
             },
             false,
         ),
@@ -356,7 +358,7 @@ fn training_is_reproducible() {
             Algorithm::RandomForest {
                 n_trees: 7,
                 max_depth: Some(6),
-                feature_proportion: 0.7,
+                feature_proportion: Some(0.7),
             },
         ),
         (
@@ -364,7 +366,7 @@ fn training_is_reproducible() {
             Algorithm::RandomForest {
                 n_trees: 10,
                 max_depth: Some(8),
-                feature_proportion: 0.7,
+                feature_proportion: Some(0.7),
             },
         ),
         (
@@ -389,10 +391,11 @@ fn training_is_reproducible() {
         ),
         (&iris, Algorithm::GaussianNb),
         (&diabetes, Algorithm::LinearRegression),
+        (&diabetes, Algorithm::Ridge { alpha: 1.0 }),
         (
             &diabetes,
             Algorithm::ElasticNet {
-                penalty: 0.1,
+                alpha: None,
                 l1_ratio: 0.5,
             },
         ),

@@ -74,6 +74,32 @@ impl RowMask {
     }
 }
 
+/// wasmops patch: the seeded generator of the per-split feature draws (SplitMix64: small,
+/// the same sequence on every platform).
+pub(crate) struct SplitMix64(pub(crate) u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` >= 1), by rejection.
+    fn below(&mut self, n: usize) -> usize {
+        let n = n as u64;
+        let zone = u64::MAX - u64::MAX % n;
+        loop {
+            let v = self.next_u64();
+            if v < zone {
+                return (v % n) as usize;
+            }
+        }
+    }
+}
+
 /// Sorted values of observations with indices (always for a particular feature)
 struct SortedIndex<'a, F: Float> {
     feature_name: &'a str,
@@ -204,6 +230,7 @@ impl<F: Float, L: Label + std::fmt::Debug> TreeNode<F, L> {
         hyperparameters: &DecisionTreeValidParams<F, L>,
         sorted_indices: &[SortedIndex<F>],
         depth: usize,
+        rng: &mut SplitMix64,
     ) -> Result<Self> {
         // compute weighted frequencies for target classes
         let parent_class_freq = data.label_frequencies_with_mask(&mask.mask);
@@ -225,91 +252,104 @@ impl<F: Float, L: Label + std::fmt::Debug> TreeNode<F, L> {
         // Find best split for current level
         let mut best = None;
 
-        // Iterate over all features
-        for (feature_idx, sorted_index) in sorted_indices.iter().enumerate() {
+        // wasmops patch: with `max_features`, the features are tried in a seeded random order
+        // until that many non-constant ones were evaluated (scikit-learn's per-split feature
+        // sampling); without it, every feature in index order.
+        let n_features = sorted_indices.len();
+        let mut order: Vec<usize> = (0..n_features).collect();
+        let limit = match hyperparameters.max_features() {
+            Some(m) if m < n_features => {
+                for i in (1..n_features).rev() {
+                    order.swap(i, rng.below(i + 1));
+                }
+                m
+            }
+            _ => n_features,
+        };
+        let total_weight = ordered_sum(parent_class_freq.values().copied());
+        let mut evaluated = 0;
+
+        for &feature_idx in &order {
+            if evaluated >= limit {
+                break;
+            }
+            let sorted_index = &sorted_indices[feature_idx];
             let mut right_class_freq = parent_class_freq.clone();
             let mut left_class_freq = HashMap::new();
 
             // We keep a running total of the aggregate weight in the right split
             // to avoid having to sum over the hash map
-            let total_weight = ordered_sum(parent_class_freq.values().copied());
             let mut weight_on_right_side = total_weight;
             let mut weight_on_left_side = 0.0;
+            let mut constant = true;
 
-            // We start by putting all available observations in the right subtree
-            // and then move the (sorted by `feature_idx`) observations one by one to
-            // the left subtree and evaluate the quality of the resulting split. At each
-            // iteration, the obtained split is compared with `best`, in order
-            // to find the best possible split.
-            // The resulting split will then have the observations with a value of their `feature_idx`
-            // feature smaller than the split value in the left subtree and the others still in the right
-            // subtree
-            for i in 0..mask.mask.len() - 1 {
-                // (index of the observation, value of its `feature_idx` feature)
-                let (presorted_index, mut split_value) = sorted_index.sorted_values[i];
-
+            // wasmops patch: the observations of this node are moved one by one, in the order
+            // of the feature, from the right subtree to the left one, and a split is evaluated
+            // at every boundary between two distinct values *of this node* (as published, the
+            // tie check looked at the next observation of the whole dataset, which may not be
+            // in this node: with repeated values, e.g. integer pixels, most boundaries of deep
+            // nodes were never evaluated). The split value lies in (previous, current], and
+            // rows with `x < split_value` go left, as in prediction.
+            let mut previous: Option<F> = None;
+            for &(presorted_index, value) in &sorted_index.sorted_values {
                 // Skip if the observation is unavailable in this subtree
                 if !mask.mask[presorted_index] {
                     continue;
                 }
+                if let Some(prev) = previous {
+                    // Values closer than this count as equal (scikit-learn's threshold).
+                    if value > prev + F::cast(1e-7) {
+                        constant = false;
+                        // If the split would result in too few samples in a leaf
+                        // then skip computing the quality
+                        if weight_on_right_side >= hyperparameters.min_weight_leaf()
+                            && weight_on_left_side >= hyperparameters.min_weight_leaf()
+                        {
+                            // Calculate the quality of each resulting subset of the dataset
+                            let (left_score, right_score) = match hyperparameters.split_quality()
+                            {
+                                SplitQuality::Gini => (
+                                    gini_impurity(&right_class_freq),
+                                    gini_impurity(&left_class_freq),
+                                ),
+                                SplitQuality::Entropy => {
+                                    (entropy(&right_class_freq), entropy(&left_class_freq))
+                                }
+                            };
 
-                // Target and weight of the current observation
-                let sample_class = &target[presorted_index];
-                let sample_weight = data.weight_for(presorted_index);
+                            // Weight the qualities based on the number of samples in each subset
+                            let w = weight_on_right_side / total_weight;
+                            let score = w * left_score + (1.0 - w) * right_score;
+
+                            // The midpoint, unless it rounds down onto `prev`.
+                            let mut split_value = prev + (value - prev) / F::cast(2.0);
+                            if split_value <= prev {
+                                split_value = value;
+                            }
+
+                            // override best indices when score improved
+                            best = match best.take() {
+                                None => Some((feature_idx, split_value, score)),
+                                Some((_, _, best_score)) if score < best_score => {
+                                    Some((feature_idx, split_value, score))
+                                }
+                                x => x,
+                            };
+                        }
+                    }
+                }
 
                 // Move the observation from the right subtree to the left subtree
-
-                // Decrement the weight on the class for this sample on the right
-                // side by the weight of this sample
+                let sample_class = &target[presorted_index];
+                let sample_weight = data.weight_for(presorted_index);
                 *right_class_freq.get_mut(sample_class).unwrap() -= sample_weight;
                 weight_on_right_side -= sample_weight;
-
-                // Increment the weight on the class for this sample on the
-                // right side by the weight of this sample
                 *left_class_freq.entry(sample_class.clone()).or_insert(0.0) += sample_weight;
                 weight_on_left_side += sample_weight;
-
-                // Continue if the next value is equal, so that equal values end up in the same subtree
-                if (sorted_index.sorted_values[i].1 - sorted_index.sorted_values[i + 1].1).abs()
-                    < F::cast(1e-5)
-                {
-                    continue;
-                }
-
-                // If the split would result in too few samples in a leaf
-                // then skip computing the quality
-                if weight_on_right_side < hyperparameters.min_weight_leaf()
-                    || weight_on_left_side < hyperparameters.min_weight_leaf()
-                {
-                    continue;
-                }
-
-                // Calculate the quality of each resulting subset of the dataset
-                let (left_score, right_score) = match hyperparameters.split_quality() {
-                    SplitQuality::Gini => (
-                        gini_impurity(&right_class_freq),
-                        gini_impurity(&left_class_freq),
-                    ),
-                    SplitQuality::Entropy => {
-                        (entropy(&right_class_freq), entropy(&left_class_freq))
-                    }
-                };
-
-                // Weight the qualities based on the number of samples in each subset
-                let w = weight_on_right_side / total_weight;
-                let score = w * left_score + (1.0 - w) * right_score;
-
-                // Take the midpoint from this value and the next one as split_value
-                split_value = (split_value + sorted_index.sorted_values[i + 1].1) / F::cast(2.0);
-
-                // override best indices when score improved
-                best = match best.take() {
-                    None => Some((feature_idx, split_value, score)),
-                    Some((_, _, best_score)) if score < best_score => {
-                        Some((feature_idx, split_value, score))
-                    }
-                    x => x,
-                };
+                previous = Some(value);
+            }
+            if !constant {
+                evaluated += 1;
             }
         }
 
@@ -347,7 +387,8 @@ impl<F: Float, L: Label + std::fmt::Debug> TreeNode<F, L> {
 
         for i in 0..data.nsamples() {
             if mask.mask[i] {
-                if data.records()[(i, best_feature_idx)] <= best_split_value {
+                // wasmops patch: `<`, as in prediction (published: `<=` here, `<` there).
+                if data.records()[(i, best_feature_idx)] < best_split_value {
                     left_mask.mark(i);
                 } else {
                     right_mask.mark(i);
@@ -363,6 +404,7 @@ impl<F: Float, L: Label + std::fmt::Debug> TreeNode<F, L> {
                 hyperparameters,
                 sorted_indices,
                 depth + 1,
+                rng,
             )?))
         } else {
             None
@@ -375,6 +417,7 @@ impl<F: Float, L: Label + std::fmt::Debug> TreeNode<F, L> {
                 hyperparameters,
                 sorted_indices,
                 depth + 1,
+                rng,
             )?))
         } else {
             None
@@ -537,7 +580,8 @@ where
             })
             .collect();
 
-        let mut root_node = TreeNode::fit(dataset, &all_idxs, self, &sorted_indices, 0)?;
+        let mut rng = SplitMix64(self.seed());
+        let mut root_node = TreeNode::fit(dataset, &all_idxs, self, &sorted_indices, 0, &mut rng)?;
         root_node.prune();
 
         Ok(DecisionTree {

@@ -65,6 +65,9 @@ pub struct DecisionTreeValidParams<F, L> {
     min_weight_split: f32,
     min_weight_leaf: f32,
     min_impurity_decrease: F,
+    // wasmops patch: features tried per split (random forests) and the seed choosing them.
+    max_features: Option<usize>,
+    seed: u64,
 
     label_marker: PhantomData<L>,
 }
@@ -89,6 +92,16 @@ impl<F: Float, L> DecisionTreeValidParams<F, L> {
     pub fn min_impurity_decrease(&self) -> F {
         self.min_impurity_decrease
     }
+
+    /// wasmops patch: how many features each split considers (`None`: all of them).
+    pub fn max_features(&self) -> Option<usize> {
+        self.max_features
+    }
+
+    /// wasmops patch: the seed of the per-split feature draws.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
 }
 
 #[cfg_attr(
@@ -107,6 +120,8 @@ impl<F: Float, L: Label> DecisionTreeParams<F, L> {
             min_weight_split: 2.0,
             min_weight_leaf: 1.0,
             min_impurity_decrease: F::cast(0.00001),
+            max_features: None,
+            seed: 0,
             label_marker: PhantomData,
         })
     }
@@ -146,6 +161,21 @@ impl<F: Float, L: Label> DecisionTreeParams<F, L> {
         self.0.min_impurity_decrease = min_impurity_decrease;
         self
     }
+
+    /// wasmops patch: the number of features drawn (without replacement, seeded) at each
+    /// split, as scikit-learn's `max_features`; `None` (the default) tries every feature.
+    /// As in scikit-learn, features constant in the node do not count, so a split is found
+    /// whenever one exists.
+    pub fn max_features(mut self, max_features: Option<usize>) -> Self {
+        self.0.max_features = max_features;
+        self
+    }
+
+    /// wasmops patch: seeds the per-split feature draws (only used with `max_features`).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.0.seed = seed;
+        self
+    }
 }
 
 impl<F: Float, L: Label> Default for DecisionTreeParams<F, L> {
@@ -178,6 +208,10 @@ impl<F: Float, L> ParamGuard for DecisionTreeParams<F, L> {
                 "Minimum impurity decrease should be greater than zero, but was {}",
                 self.0.min_impurity_decrease
             )))
+        } else if self.0.max_features == Some(0) {
+            Err(Error::Parameters(
+                "max_features should be at least 1".to_string(),
+            ))
         } else {
             Ok(&self.0)
         }
