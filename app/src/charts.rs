@@ -139,9 +139,15 @@ pub fn time_series(
     size: (u32, u32),
 ) -> Result<String, String> {
     // At least a second of time axis (a single window is one point).
-    line_chart(title, ("time", y_desc), series, thresholds, size, 1000.0, &|ms| {
-        clock(*ms)
-    })
+    line_chart(
+        title,
+        ("time", y_desc),
+        series,
+        thresholds,
+        size,
+        1000.0,
+        &|ms| clock(*ms),
+    )
 }
 
 /// Lines over training steps (x values are steps).
@@ -198,7 +204,11 @@ fn line_chart(
     let entries = series.len() + thresholds.len();
     let with_legend = entries > 1;
     let plot_px = height.saturating_sub(30 + 8 * 2 + 34).max(60) as f64;
-    let legend_px = if with_legend { entries as f64 * 15.0 + 24.0 } else { 0.0 };
+    let legend_px = if with_legend {
+        entries as f64 * 15.0 + 24.0
+    } else {
+        0.0
+    };
     let data_share = ((1.0 - legend_px / plot_px) * 0.92).clamp(0.3, 0.92);
     let y_max = if y_max > y_min {
         y_min + (y_max - y_min) / data_share
@@ -392,7 +402,11 @@ pub fn parallel_coordinates(
         })
         .collect();
     let norm = |j: usize, x: f64| {
-        let (lo, hi) = if axes[j].boolean { (0.0, 1.0) } else { ranges[j] };
+        let (lo, hi) = if axes[j].boolean {
+            (0.0, 1.0)
+        } else {
+            ranges[j]
+        };
         if hi > lo {
             (x - lo) / (hi - lo)
         } else {
@@ -435,7 +449,10 @@ pub fn parallel_coordinates(
             } else {
                 (fmt(ranges[j].0), fmt(ranges[j].1))
             };
-            if items.iter().any(|(_, v)| v.get(j).copied().flatten().is_none()) {
+            if items
+                .iter()
+                .any(|(_, v)| v.get(j).copied().flatten().is_none())
+            {
                 chart
                     .draw_series([Text::new(
                         "none",

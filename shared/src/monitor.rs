@@ -95,7 +95,11 @@ fn drift_finding(model: &str, ws: &[&Window]) -> Option<Finding> {
     let last = last_counting(ws, |w| w.rows >= MIN_ROWS_FOR_DRIFT && !w.drift.is_empty());
     let mut failing: BTreeMap<&str, Vec<(u64, f64)>> = BTreeMap::new();
     for w in &last {
-        for f in w.drift.iter().filter(|f| f.level == "alert") {
+        for f in w
+            .drift
+            .iter()
+            .filter(|f| f.level == crate::wire::DriftLevel::Alert)
+        {
             failing
                 .entry(&f.feature)
                 .or_default()
@@ -266,7 +270,11 @@ mod tests {
                     counts: vec![0; 12],
                     psi: *psi,
                     js: 0.0,
-                    level: level.to_string(),
+                    level: match *level {
+                        "alert" => crate::wire::DriftLevel::Alert,
+                        "warn" => crate::wire::DriftLevel::Warn,
+                        _ => crate::wire::DriftLevel::Ok,
+                    },
                 })
                 .collect(),
             dataset_drift: false,
@@ -303,7 +311,11 @@ mod tests {
                 window(
                     i * 1000,
                     500,
-                    &[("a", "alert", 0.5), ("b", "alert", 7.0), ("c", "alert", 2.0)],
+                    &[
+                        ("a", "alert", 0.5),
+                        ("b", "alert", 7.0),
+                        ("c", "alert", 2.0),
+                    ],
                     0,
                     0,
                 )

@@ -213,7 +213,32 @@ pub struct FeatureDrift {
     /// Jensen-Shannon distance (base 2, in [0, 1]).
     pub js: f64,
     /// `ok`, `warn` (PSI >= 0.1 or JS >= 0.1) or `alert` (PSI >= 0.25).
-    pub level: String,
+    pub level: DriftLevel,
+}
+
+/// How far one feature drifted in one window (JSON: `"ok"`, `"warn"`, `"alert"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftLevel {
+    Ok,
+    Warn,
+    Alert,
+}
+
+impl DriftLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftLevel::Ok => "ok",
+            DriftLevel::Warn => "warn",
+            DriftLevel::Alert => "alert",
+        }
+    }
+}
+
+impl std::fmt::Display for DriftLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Aggregates of one time window for one model.

@@ -283,7 +283,9 @@ impl Browser {
                     // (a pull updates an alert): find it again.
                     match el.click().await {
                         Ok(_) => return,
-                        Err(e) if e.to_string().contains("stale element") && Instant::now() < deadline => {}
+                        Err(e)
+                            if e.to_string().contains("stale element")
+                                && Instant::now() < deadline => {}
                         Err(e) => panic!("click {css}: {e}"),
                     }
                 }
@@ -432,7 +434,11 @@ impl Browser {
             .unwrap_or_else(|e| panic!("options of {css}: {e}"));
         values
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -205,12 +205,20 @@ async fn train_compile_deploy_loop() {
             .await
             .unwrap()
     };
-    assert_eq!(counters().await.predictions, 0, "the {total} check rows are not traffic");
+    assert_eq!(
+        counters().await.predictions,
+        0,
+        "the {total} check rows are not traffic"
+    );
     let live = http
         .post(format!("{}/v1/predict", device.url))
         .bearer_auth(token)
         .json(&wire::PredictRequest {
-            rows: vec![vec![5.1, 3.5, 1.4, 0.2], vec![6.7, 3.0, 5.2, 2.3], vec![5.9, 3.0, 4.2, 1.5]],
+            rows: vec![
+                vec![5.1, 3.5, 1.4, 0.2],
+                vec![6.7, 3.0, 5.2, 2.3],
+                vec![5.9, 3.0, 4.2, 1.5],
+            ],
         })
         .send()
         .await

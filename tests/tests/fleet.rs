@@ -164,7 +164,9 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         .await
         .unwrap();
     assert_eq!(open, serde_json::json!(false), "the detail starts folded");
-    browser.click(&format!("{south_alert} details.detail summary")).await;
+    browser
+        .click(&format!("{south_alert} details.detail summary"))
+        .await;
     let alert = browser
         .wait_text(&south_alert, "the alert's detail", |t| t.contains("PSI"))
         .await;

@@ -76,10 +76,18 @@ async fn train_uses_the_dataset_the_dropdown_shows() {
     browser.open(&site.origin).await;
     let dir = temp_dir("two-imports");
 
-    import(&browser, &write(&dir, "first.csv", &csv_text(4, 3, 60, false))).await;
+    import(
+        &browser,
+        &write(&dir, "first.csv", &csv_text(4, 3, 60, false)),
+    )
+    .await;
     let first = dataset_value(&browser, "first.csv").await;
     browser.select("#dataset", &first).await;
-    import(&browser, &write(&dir, "second.csv", &csv_text(5, 2, 40, false))).await;
+    import(
+        &browser,
+        &write(&dir, "second.csv", &csv_text(5, 2, 40, false)),
+    )
+    .await;
 
     let shown = browser.selected_text("#dataset").await;
     browser.train_and_wait().await;
@@ -169,7 +177,10 @@ async fn csv_mistakes_are_reported_on_the_right_line() {
             !t.is_empty()
         })
         .await;
-    assert_eq!(problems, "line 4, column `px1`: `oops` is not a finite number");
+    assert_eq!(
+        problems,
+        "line 4, column `px1`: `oops` is not a finite number"
+    );
     browser.click("#csv-cancel").await;
 
     // A picture chosen by mistake.
@@ -185,7 +196,10 @@ async fn csv_mistakes_are_reported_on_the_right_line() {
         "newcomer-any-picture.png is not a text (CSV) file: it looks like a PNG image"
     );
     assert!(
-        browser.current_text("[data-testid=csv-preview]").await.is_none(),
+        browser
+            .current_text("[data-testid=csv-preview]")
+            .await
+            .is_none(),
         "no preview of a picture as a table"
     );
 
@@ -217,7 +231,13 @@ async fn algorithms_follow_the_datasets_task() {
     let iris = names(browser.option_values("#algorithm").await);
     assert_eq!(
         iris,
-        ["logistic_regression", "decision_tree", "random_forest", "gaussian_nb", "kmeans"]
+        [
+            "logistic_regression",
+            "decision_tree",
+            "random_forest",
+            "gaussian_nb",
+            "kmeans"
+        ]
     );
     browser.select("#dataset", "diabetes").await;
     browser
@@ -229,14 +249,23 @@ async fn algorithms_follow_the_datasets_task() {
     assert_eq!(diabetes, ["linear_regression", "ridge", "elastic_net"]);
 
     // 64 features, 10 classes: k-means with k 10.
-    import(&browser, &write(&dir, "digits.csv", &csv_text(64, 10, 300, false))).await;
+    import(
+        &browser,
+        &write(&dir, "digits.csv", &csv_text(64, 10, 300, false)),
+    )
+    .await;
     browser
         .wait_text("[data-testid=train-task]", "ten classes", |t| {
             t == "classification, 10 classes"
         })
         .await;
     browser.select("#algorithm", "kmeans").await;
-    let k = browser.element("#param-k").await.prop("value").await.unwrap();
+    let k = browser
+        .element("#param-k")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
     assert_eq!(k.as_deref(), Some("10"));
 
     // Whole-number targets with few values look like classes; here they are amounts.
@@ -267,9 +296,11 @@ async fn algorithms_follow_the_datasets_task() {
     );
     browser.train_and_wait().await;
     let row = browser
-        .wait_text("table.runs tbody tr:nth-child(1)", "the regression run", |t| {
-            t.contains("amounts.csv")
-        })
+        .wait_text(
+            "table.runs tbody tr:nth-child(1)",
+            "the regression run",
+            |t| t.contains("amounts.csv"),
+        )
         .await;
     assert!(row.contains("r2"), "{row}");
     browser.close().await;
@@ -383,9 +414,11 @@ async fn a_64_feature_model_from_import_to_alert() {
     browser.click("#device-save").await;
     let row = format!("tr[data-device='{}']", device.url);
     browser
-        .wait_text(&format!("{row} [data-testid=device-status]"), "the device", |t| {
-            t == "ok"
-        })
+        .wait_text(
+            &format!("{row} [data-testid=device-status]"),
+            "the device",
+            |t| t == "ok",
+        )
         .await;
     browser.click("#nav-lab").await;
 
@@ -411,7 +444,10 @@ async fn a_64_feature_model_from_import_to_alert() {
             !t.is_empty()
         })
         .await;
-    assert!(details.starts_with("logistic regression #1 on digits64.csv"), "{details}");
+    assert!(
+        details.starts_with("logistic regression #1 on digits64.csv"),
+        "{details}"
+    );
     browser
         .wait_text("[data-testid=module-check]", "the module check", |t| {
             t.contains("bit-identical")
@@ -432,10 +468,17 @@ async fn a_64_feature_model_from_import_to_alert() {
         tops.windows(2).all(|w| w[0] >= 0.0 && w[0] < w[1]),
         "module, curves, confusion matrix, then the profile: {tops:?}"
     );
-    assert_eq!(order[4], serde_json::json!(false), "64 histograms start folded");
+    assert_eq!(
+        order[4],
+        serde_json::json!(false),
+        "64 histograms start folded"
+    );
     browser.screenshot("newcomer-run-details-64").await;
     let curve = browser.html("[data-chart=curve-train_log_loss]").await;
-    assert!(!curve.contains(">1000<"), "the step axis ends near 30, not 1000");
+    assert!(
+        !curve.contains(">1000<"),
+        "the step axis ends near 30, not 1000"
+    );
 
     // Compare the two runs.
     browser
@@ -518,9 +561,7 @@ async fn a_64_feature_model_from_import_to_alert() {
     browser.click(&format!("{row} a.device-link")).await;
 
     // How to use the device, with its URL.
-    browser
-        .click("[data-testid=device-usage] summary")
-        .await;
+    browser.click("[data-testid=device-usage] summary").await;
     let usage = browser
         .wait_text("[data-testid=device-usage]", "the usage", |t| {
             t.contains("curl")
@@ -540,7 +581,11 @@ async fn a_64_feature_model_from_import_to_alert() {
         .take(120)
         .map(|l| {
             let v: Vec<f64> = l.split(',').map(|x| x.trim().parse().unwrap()).collect();
-            v[..64].iter().enumerate().map(|(j, x)| x + 3.0 * (j % 5) as f64).collect()
+            v[..64]
+                .iter()
+                .enumerate()
+                .map(|(j, x)| x + 3.0 * (j % 5) as f64)
+                .collect()
         })
         .collect();
     for _ in 0..4 {
@@ -614,7 +659,11 @@ async fn imported_datasets_can_be_renamed_and_deleted() {
     let browser = Browser::start().await;
     browser.open(&site.origin).await;
     let dir = temp_dir("rename-delete");
-    import(&browser, &write(&dir, "export_2024_final(3).csv", &csv_text(4, 3, 60, false))).await;
+    import(
+        &browser,
+        &write(&dir, "export_2024_final(3).csv", &csv_text(4, 3, 60, false)),
+    )
+    .await;
 
     browser.click("button.dataset-rename").await;
     browser.fill("input.dataset-name", "pumps").await;
@@ -624,7 +673,10 @@ async fn imported_datasets_can_be_renamed_and_deleted() {
             t.contains("pumps v1")
         })
         .await;
-    assert!(browser.selected_text("#dataset").await.starts_with("pumps v1"));
+    assert!(browser
+        .selected_text("#dataset")
+        .await
+        .starts_with("pumps v1"));
     browser.train_and_wait().await;
 
     browser.click("button.dataset-delete").await;
@@ -634,14 +686,16 @@ async fn imported_datasets_can_be_renamed_and_deleted() {
         "{question}"
     );
     browser
-        .wait_text("#data-panel", "the dataset gone", |t| !t.contains("pumps v1"))
+        .wait_text("#data-panel", "the dataset gone", |t| {
+            !t.contains("pumps v1")
+        })
         .await;
     let options = browser.option_values("#dataset").await;
-    assert!(
-        options.iter().all(|o| !o.contains("pumps")),
-        "{options:?}"
+    assert!(options.iter().all(|o| !o.contains("pumps")), "{options:?}");
+    assert_eq!(
+        browser.selected_text("#dataset").await,
+        "iris: 150 rows, 4 features, 3 classes"
     );
-    assert_eq!(browser.selected_text("#dataset").await, "iris: 150 rows, 4 features, 3 classes");
     // The run stays.
     browser
         .wait_text("table.runs tbody tr:nth-child(1)", "the run", |t| {

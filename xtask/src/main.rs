@@ -252,9 +252,12 @@ fn run(ws: &Workspace) -> Result {
          xtask run: the dashboard remembers the device. Ctrl-C stops the dashboard and the device.\n"
     );
     let dashboard = format!("{DASHBOARD_ADDRESS}:{DASHBOARD_PORT}");
-    supervise(device, trunk, &|| {
-        answers(&dashboard, "/") && answers(DEVICE_LISTEN, "/v1/health")
-    }, &announce)
+    supervise(
+        device,
+        trunk,
+        &|| answers(&dashboard, "/") && answers(DEVICE_LISTEN, "/v1/health"),
+        &announce,
+    )
 }
 
 /// Whether `GET path` on `address` (host:port) answers 200 within a second.
@@ -743,7 +746,9 @@ mod announce_tests {
             if let Ok((mut s, _)) = listener.accept() {
                 let mut buf = [0u8; 512];
                 let _ = s.read(&mut buf);
-                let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+                let _ = s.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+                );
             }
         });
         address

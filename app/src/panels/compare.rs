@@ -80,7 +80,8 @@ pub fn CompareRuns(runs: Vec<Run>) -> impl IntoView {
             let param_keys: Vec<&String> = keys
                 .iter()
                 .filter(|k| {
-                    let vals: Vec<Option<f64>> = runs.iter().map(|r| axis_value(r.params.get(*k))).collect();
+                    let vals: Vec<Option<f64>> =
+                        runs.iter().map(|r| axis_value(r.params.get(*k))).collect();
                     vals.iter().any(Option::is_some) && vals.windows(2).any(|w| w[0] != w[1])
                 })
                 .collect();
@@ -88,7 +89,9 @@ pub fn CompareRuns(runs: Vec<Run>) -> impl IntoView {
                 .iter()
                 .map(|k| crate::charts::ParallelAxis {
                     name: k.to_string(),
-                    boolean: runs.iter().any(|r| r.params.get(*k).is_some_and(serde_json::Value::is_boolean)),
+                    boolean: runs
+                        .iter()
+                        .any(|r| r.params.get(*k).is_some_and(serde_json::Value::is_boolean)),
                 })
                 .collect();
             axes.push(crate::charts::ParallelAxis {

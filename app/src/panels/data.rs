@@ -39,9 +39,8 @@ pub fn DataPanel() -> impl IntoView {
 
     // The task shown: the user's choice, else the guess for the target.
     let shown_task = Memo::new(move |_| {
-        task.get().or_else(|| {
-            table.with(|t| t.as_ref().and_then(|t| t.guess_task(&target.get())))
-        })
+        task.get()
+            .or_else(|| table.with(|t| t.as_ref().and_then(|t| t.guess_task(&target.get()))))
     });
 
     let load = move |file: web_sys::File| {
@@ -282,7 +281,10 @@ fn DatasetVersions() -> impl IntoView {
         if new.is_empty() || new == old {
             return;
         }
-        if state.datasets.with_untracked(|all| all.iter().any(|d| d.dataset.name == new)) {
+        if state
+            .datasets
+            .with_untracked(|all| all.iter().any(|d| d.dataset.name == new))
+        {
             return error.set(Some(format!("a dataset named {new} exists already")));
         }
         let renamed: Vec<StoredDataset> = state.datasets.with_untracked(|all| {
@@ -312,23 +314,41 @@ fn DatasetVersions() -> impl IntoView {
     };
     // Deletes one version after saying what was made from it.
     let delete = move |hash: String| {
-        let Some(d) = state.datasets.with_untracked(|all| all.iter().find(|d| d.hash == hash).cloned()) else {
+        let Some(d) = state
+            .datasets
+            .with_untracked(|all| all.iter().find(|d| d.hash == hash).cloned())
+        else {
             return;
         };
-        let runs = state.runs.with_untracked(|r| r.iter().filter(|r| r.dataset.hash == hash).count());
+        let runs = state
+            .runs
+            .with_untracked(|r| r.iter().filter(|r| r.dataset.hash == hash).count());
         let versions: Vec<String> = state.versions.with_untracked(|v| {
-            v.iter().filter(|v| v.dataset.hash == hash).map(|v| v.label()).collect()
+            v.iter()
+                .filter(|v| v.dataset.hash == hash)
+                .map(|v| v.label())
+                .collect()
         });
-        let children = state.datasets.with_untracked(|all| all.iter().filter(|x| x.parent.as_deref() == Some(hash.as_str())).count());
+        let children = state.datasets.with_untracked(|all| {
+            all.iter()
+                .filter(|x| x.parent.as_deref() == Some(hash.as_str()))
+                .count()
+        });
         let mut uses = Vec::new();
         if runs > 0 {
-            uses.push(format!("{runs} run{} trained on it", if runs == 1 { "" } else { "s" }));
+            uses.push(format!(
+                "{runs} run{} trained on it",
+                if runs == 1 { "" } else { "s" }
+            ));
         }
         if !versions.is_empty() {
             uses.push(format!("registered model {}", versions.join(", ")));
         }
         if children > 0 {
-            uses.push(format!("{children} later version{} name it as parent", if children == 1 { "" } else { "s" }));
+            uses.push(format!(
+                "{children} later version{} name it as parent",
+                if children == 1 { "" } else { "s" }
+            ));
         }
         let question = format!(
             "Delete dataset {} v{} ({} rows)?{} This cannot be undone.",
@@ -338,7 +358,10 @@ fn DatasetVersions() -> impl IntoView {
             if uses.is_empty() {
                 " Nothing was made from it.".to_string()
             } else {
-                format!(" {}: they stay, but cannot be rerun on it.", uses.join("; "))
+                format!(
+                    " {}: they stay, but cannot be rerun on it.",
+                    uses.join("; ")
+                )
             }
         );
         let confirmed = web_sys::window()
@@ -350,7 +373,10 @@ fn DatasetVersions() -> impl IntoView {
         spawn_local(async move {
             match async { Storage::open().await?.delete_dataset(&hash).await }.await {
                 Ok(()) => {
-                    crate::logs::info("data", format!("deleted dataset {} v{}", d.dataset.name, d.version));
+                    crate::logs::info(
+                        "data",
+                        format!("deleted dataset {} v{}", d.dataset.name, d.version),
+                    );
                     if state.train_dataset.get_untracked() == format!("csv:{hash}") {
                         state.train_dataset.set("iris".into());
                     }

@@ -515,9 +515,11 @@ fn DeviceUsage(d: DeviceEntry, model: Signal<Option<String>>) -> impl IntoView {
                 .and_then(|i| i.active.as_ref())
                 .map(|a| a.hash.clone())
         });
-        let version = active
-            .or_else(|| model.get())
-            .and_then(|m| state.versions.with(|all| all.iter().find(|v| v.hash == m).cloned()));
+        let version = active.or_else(|| model.get()).and_then(|m| {
+            state
+                .versions
+                .with(|all| all.iter().find(|v| v.hash == m).cloned())
+        });
         let (header, row) = match &version {
             Some(v) if !v.card.feature_names.is_empty() => {
                 let d = v.card.feature_names.len();
@@ -572,7 +574,11 @@ fn top_drift_features(ws: &[Window], k: usize) -> Vec<String> {
     }
     let mut ranked: Vec<(&str, f64)> = peak.into_iter().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-    ranked.into_iter().take(k).map(|(f, _)| f.to_string()).collect()
+    ranked
+        .into_iter()
+        .take(k)
+        .map(|(f, _)| f.to_string())
+        .collect()
 }
 
 /// The charts of one model version on one device, from its stored windows.
@@ -637,37 +643,44 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
     // feature is unreadable with dozens: the charts draw the features with the highest PSI
     // (the table below lists every feature), and clip values far above the alert threshold
     // so the thresholds stay visible; a clipped line says its peak in the legend.
-    let all_features = ws.iter().find(|w| !w.drift.is_empty()).map_or(0, |w| w.drift.len());
+    let all_features = ws
+        .iter()
+        .find(|w| !w.drift.is_empty())
+        .map_or(0, |w| w.drift.len());
     let features = top_drift_features(&ws, DRIFT_LINES);
-    let drift_series = |pick: fn(&wasmops_shared::wire::FeatureDrift) -> f64, cap: f64| -> Vec<Series> {
-        features
-            .iter()
-            .enumerate()
-            .map(|(j, f)| {
-                let points: Vec<(f64, f64)> = ws
-                    .iter()
-                    .filter_map(|w| {
-                        w.drift
-                            .iter()
-                            .find(|d| &d.feature == f)
-                            .map(|d| (t(w), pick(d)))
-                    })
-                    .collect();
-                let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
-                Series {
-                    name: if peak > cap {
-                        format!("{f} (peak {peak:.1}, drawn at {cap})")
-                    } else {
-                        f.clone()
-                    },
-                    points: points.into_iter().map(|(x, y)| (x, y.min(cap))).collect(),
-                    color: PALETTE[j % PALETTE.len()],
-                }
-            })
-            .collect()
-    };
+    let drift_series =
+        |pick: fn(&wasmops_shared::wire::FeatureDrift) -> f64, cap: f64| -> Vec<Series> {
+            features
+                .iter()
+                .enumerate()
+                .map(|(j, f)| {
+                    let points: Vec<(f64, f64)> = ws
+                        .iter()
+                        .filter_map(|w| {
+                            w.drift
+                                .iter()
+                                .find(|d| &d.feature == f)
+                                .map(|d| (t(w), pick(d)))
+                        })
+                        .collect();
+                    let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+                    Series {
+                        name: if peak > cap {
+                            format!("{f} (peak {peak:.1}, drawn at {cap})")
+                        } else {
+                            f.clone()
+                        },
+                        points: points.into_iter().map(|(x, y)| (x, y.min(cap))).collect(),
+                        color: PALETTE[j % PALETTE.len()],
+                    }
+                })
+                .collect()
+        };
     let which = if all_features > features.len() {
-        format!(" (top {} of {all_features} features by PSI)", features.len())
+        format!(
+            " (top {} of {all_features} features by PSI)",
+            features.len()
+        )
     } else {
         String::new()
     };
@@ -753,10 +766,15 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
         acc
     });
     // The latest window's drift, worst feature first.
-    let latest = ws.iter().rev().find(|w| !w.drift.is_empty()).cloned().map(|mut w| {
-        w.drift.sort_by(|a, b| b.psi.total_cmp(&a.psi));
-        w
-    });
+    let latest = ws
+        .iter()
+        .rev()
+        .find(|w| !w.drift.is_empty())
+        .cloned()
+        .map(|mut w| {
+            w.drift.sort_by(|a, b| b.psi.total_cmp(&a.psi));
+            w
+        });
     let requests: u64 = ws.iter().map(|w| w.requests).sum();
     let show_all_drift = RwSignal::new(false);
     view! {
@@ -780,7 +798,7 @@ fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>
                         <td>{f.feature.clone()}</td>
                         <td class="num">{format!("{:.3}", f.psi)}</td>
                         <td class="num">{format!("{:.3}", f.js)}</td>
-                        <td>{f.level.clone()}</td>
+                        <td>{f.level.as_str()}</td>
                     </tr>
                 }).collect_view()
             };

@@ -201,7 +201,13 @@ pub fn TrainPanel() -> impl IntoView {
         let params_text = crate::training::params_of(&req.spec)
             .into_iter()
             .filter(|(k, _)| k != "algorithm")
-            .map(|(k, v)| format!("{} {}", k.replace('_', " "), crate::panels::compare::param_text(&v)))
+            .map(|(k, v)| {
+                format!(
+                    "{} {}",
+                    k.replace('_', " "),
+                    crate::panels::compare::param_text(&v)
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ");
         crate::logs::info(

@@ -4,6 +4,8 @@
 //! Jensen-Shannon distance (warn at 0.1), DDM with a 30-sample warm-up (2 sigma warning,
 //! 3 sigma drift).
 
+use wasmops_shared::wire::DriftLevel;
+
 /// Proportion every empty bin is raised to before PSI takes logarithms.
 pub const PSI_SMOOTHING: f64 = 1e-4;
 pub const PSI_WARN: f64 = 0.1;
@@ -43,13 +45,13 @@ pub fn js_distance(expected: &[u64], actual: &[u64]) -> Option<f64> {
 }
 
 /// `ok`, `warn` or `alert` for one feature in one window.
-pub fn level(psi: f64, js: f64) -> &'static str {
+pub fn level(psi: f64, js: f64) -> DriftLevel {
     if psi >= PSI_ALERT {
-        "alert"
+        DriftLevel::Alert
     } else if psi >= PSI_WARN || js >= JS_WARN {
-        "warn"
+        DriftLevel::Warn
     } else {
-        "ok"
+        DriftLevel::Ok
     }
 }
 
@@ -144,7 +146,7 @@ mod tests {
         let c = [0, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 0];
         assert!(psi(&c, &c).unwrap().abs() < 1e-12);
         assert!(js_distance(&c, &c).unwrap().abs() < 1e-6);
-        assert_eq!(level(0.0, 0.0), "ok");
+        assert_eq!(level(0.0, 0.0), DriftLevel::Ok);
         assert_eq!(psi(&c, &[0; 12]), None);
     }
 
@@ -156,7 +158,7 @@ mod tests {
         assert!(p > PSI_ALERT, "{p}");
         let js = js_distance(&expected, &actual).unwrap();
         assert!(js > 0.5 && js <= 1.0, "{js}");
-        assert_eq!(level(p, js), "alert");
+        assert_eq!(level(p, js), DriftLevel::Alert);
         // Disjoint supports are as far apart as JS distance goes.
         let d = js_distance(&[1, 0], &[0, 1]).unwrap();
         assert!((d - 1.0).abs() < 1e-12, "{d}");

@@ -105,7 +105,10 @@ pub fn compute(
             let drift = info
                 .map(|info| feature_drift(&info, &acc.bins))
                 .unwrap_or_default();
-            let drifting = drift.iter().filter(|f| f.level != "ok").count();
+            let drifting = drift
+                .iter()
+                .filter(|f| f.level != wasmops_shared::wire::DriftLevel::Ok)
+                .count();
             acc.latencies.sort_unstable();
             Window {
                 start_ms: start,
@@ -154,7 +157,7 @@ fn feature_drift(info: &ModuleInfo, live: &[[u64; 12]]) -> Vec<FeatureDrift> {
                 counts: counts.to_vec(),
                 psi,
                 js,
-                level: drift::level(psi, js).into(),
+                level: drift::level(psi, js),
             })
         })
         .collect()

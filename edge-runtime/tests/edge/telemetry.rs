@@ -127,7 +127,7 @@ async fn feedback_drift_windows_and_metrics() {
     let last = win.last().unwrap();
     assert_eq!(last.drift.len(), 4);
     for f in &last.drift {
-        assert_eq!(f.level, "alert", "{f:?}");
+        assert_eq!(f.level, wire::DriftLevel::Alert, "{f:?}");
         assert!(f.psi > 0.25 && f.js > 0.5, "{f:?}");
         assert!(
             f.counts[11] >= 40,
