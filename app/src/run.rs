@@ -195,24 +195,29 @@ impl RunSummary {
     /// What the runs table shows as the model: the algorithm as trained (ridge and elastic net
     /// are both linear models, but not the same choice) and whether features were scaled.
     pub fn model_label(&self) -> String {
+        let name = self.algorithm_label();
+        let scaled = self.params.get("scale").and_then(|v| v.as_bool()) == Some(true);
+        if scaled {
+            format!("{name}, scaled")
+        } else {
+            name
+        }
+    }
+
+    /// The algorithm as trained, in words (`ridge`, `elastic net`, `k-means`).
+    pub fn algorithm_label(&self) -> String {
         let algorithm = self
             .params
             .get("algorithm")
             .and_then(|v| v.as_str())
             .unwrap_or(&self.model);
-        let name = match algorithm {
+        match algorithm {
             "elastic_net" if self.params.get("l1_ratio").and_then(|v| v.as_f64()) == Some(0.0) => {
                 "ridge".to_string()
             }
             "k_means" | "kmeans" => "k-means".to_string(),
             "gaussian_nb" => "Gaussian NB".to_string(),
             other => other.replace('_', " "),
-        };
-        let scaled = self.params.get("scale").and_then(|v| v.as_bool()) == Some(true);
-        if scaled {
-            format!("{name}, scaled")
-        } else {
-            name
         }
     }
 

@@ -477,8 +477,16 @@ impl Browser {
         path
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
+        // Drop stops chromedriver and removes the profile.
+    }
+}
+
+/// A test that fails never reaches [`Browser::close`]: chromedriver is stopped here, so a
+/// failed run leaves no driver behind.
+impl Drop for Browser {
+    fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);

@@ -409,11 +409,15 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         }
         let hash = browser.compile_newest_run().await;
         browser.click("#register").await;
-        browser
+        let title = browser
             .wait_text("[data-testid=version-page] h2", "the version page", |t| {
                 t.contains(&hash)
             })
             .await;
+        // Named after the algorithm as trained (#16 item 13): ridge is not "linear regression".
+        let expected = format!("{dataset}-{}", algorithm.replace('_', "-"));
+        let expected = expected.replace("kmeans", "k-means");
+        assert!(title.starts_with(&format!("{expected} v1")), "{title}");
         if i == 0 {
             // The chosen devices stay chosen from one version to the next.
             browser.click("input.deploy-target").await;
