@@ -318,13 +318,20 @@ impl Browser {
         }
     }
 
-    /// The outer HTML of the element matching `css` (waits for it to appear).
+    /// The outer HTML of the element matching `css` (waits for it to appear). The page may draw
+    /// the element again between finding and reading it (the runs table redraws when a run
+    /// lands): then it is found again.
     pub async fn html(&self, css: &str) -> String {
-        self.element(css)
-            .await
-            .html(false)
-            .await
-            .unwrap_or_else(|e| panic!("html of {css}: {e}"))
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.element(css).await.html(false).await {
+                Ok(html) => return html,
+                Err(e) if e.to_string().contains("stale element") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("html of {css}: {e}"),
+            }
+        }
     }
 
     /// The element's text now, if it exists (no waiting).

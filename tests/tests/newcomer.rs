@@ -427,6 +427,9 @@ async fn a_64_feature_model_from_import_to_alert() {
     browser.fill("#param-max_iterations", "30").await;
     browser.train_and_wait().await;
     browser.select("#algorithm", "decision_tree").await;
+    // A depth limit, so the tree has a `max_depth` the logistic run lacks (the default is
+    // unlimited, `none`).
+    browser.fill("#param-max_depth", "8").await;
     browser.train_and_wait().await;
 
     // Compile the logistic run (second row): its module appears under that run's name.

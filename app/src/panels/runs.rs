@@ -771,13 +771,11 @@ fn ModuleSummary(m: CompiledModule) -> impl IntoView {
     let default_name = state
         .runs
         .with_untracked(|r| {
-            r.iter()
-                .find(|x| x.id == m.run_id)
-                .map(|r| {
-                    // Named after the algorithm as trained: ridge is not "linear regression".
-                    let algorithm = r.algorithm_label().to_lowercase().replace(' ', "-");
-                    format!("{}-{algorithm}", r.dataset.name).replace('_', "-")
-                })
+            r.iter().find(|x| x.id == m.run_id).map(|r| {
+                // Named after the algorithm as trained: ridge is not "linear regression".
+                let algorithm = r.algorithm_label().to_lowercase().replace(' ', "-");
+                format!("{}-{algorithm}", r.dataset.name).replace('_', "-")
+            })
         })
         .unwrap_or_default();
     let name = RwSignal::new(default_name);
