@@ -17,10 +17,10 @@ use std::time::Instant;
 
 use wasmops_shared::digest::{BadHash, ContentHash};
 use wasmops_shared::module::ModuleInfo;
-use wasmops_shared::wire::{ActiveModel, DeviceInfo, Label, ModuleList, ModuleSummary};
+use wasmops_shared::wire::{ActiveModel, DeviceInfo, ModuleList, ModuleSummary};
 
 use crate::sandbox::{LoadedModule, Sandbox, SandboxError};
-use crate::telemetry::{TelemetryConfig, TelemetryError, TelemetryStore};
+use crate::telemetry::{ResolvedLabel, TelemetryConfig, TelemetryError, TelemetryStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -153,19 +153,15 @@ impl Device {
         Ok((target, rolled_back))
     }
 
-    /// Checks every label against the model that made its prediction (a class index for a
-    /// classifier); the first bad label is the error. Ids the store does not know are left to
-    /// [`TelemetryStore::feedback`], which refuses them by id.
-    pub fn check_labels(&self, labels: &[Label]) -> Result<(), DeviceError> {
-        let ids: Vec<u64> = labels.iter().map(|l| l.id).collect();
-        let models = self.telemetry.prediction_models(&ids)?;
+    /// Checks every resolved label against the model that made its prediction (a class index
+    /// for a classifier); the first bad label, by its position in the request, is the error.
+    pub fn check_labels(&self, labels: &[ResolvedLabel]) -> Result<(), DeviceError> {
         let mut infos: HashMap<&str, Option<Arc<ModuleInfo>>> = HashMap::new();
-        for (index, (label, model)) in labels.iter().zip(&models).enumerate() {
-            let Some(model) = model else { continue };
+        for (index, label) in labels.iter().enumerate() {
             // A module no longer stored cannot say its classes: its labels need only be finite.
             let Some(info) = infos
-                .entry(model.as_str())
-                .or_insert_with(|| self.module_info(model))
+                .entry(label.model.as_ref())
+                .or_insert_with(|| self.module_info(&label.model))
             else {
                 continue;
             };

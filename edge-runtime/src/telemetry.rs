@@ -12,7 +12,6 @@
 //! with the records after any crash.
 
 pub mod drift;
-mod lookup;
 pub mod prometheus;
 pub mod windows;
 mod writer;
@@ -257,23 +256,38 @@ impl TelemetryStore {
         rx.await.map_err(|_| TelemetryError::WriterGone)?
     }
 
-    /// Stores labels for earlier predictions; resolves once every label committed.
-    ///
-    /// Every label is checked first (finite, for a prediction this device made), on a read
-    /// connection of its own off the writer, reading 8 bytes of the stored predictions per
-    /// label: one bad label and nothing is stored. The checked labels then go to the writer in
-    /// chunks of [`LABELS_PER_COMMIT`], one transaction each, so a feedback call for a
-    /// 100,000-row batch never holds up predictions for more than one chunk. A device killed
-    /// between two chunks keeps the chunks that committed; the client, unanswered, sends the
-    /// call again, and a label sent twice replaces itself (the label log records both).
+    /// Stores labels for earlier predictions; resolves once every label committed
+    /// ([`TelemetryStore::resolve_labels`], then [`TelemetryStore::store_labels`]).
     pub async fn feedback(&self, labels: Vec<Label>) -> Result<usize, TelemetryError> {
+        let resolved = self.resolve_labels(labels).await?;
+        self.store_labels(resolved).await
+    }
+
+    /// Checks every label (finite, for a prediction this device made) and finds its
+    /// prediction and the model that made it, on a read connection of its own off the writer,
+    /// reading 8 bytes of the stored predictions per label; the first bad label is the error.
+    pub async fn resolve_labels(
+        &self,
+        labels: Vec<Label>,
+    ) -> Result<Vec<ResolvedLabel>, TelemetryError> {
         if let Some(l) = labels.iter().find(|l| !l.label.is_finite()) {
             return Err(TelemetryError::BadLabel { id: l.id });
         }
         let path = self.path.clone();
-        let resolved = tokio::task::spawn_blocking(move || resolve_labels(&path, &labels))
+        tokio::task::spawn_blocking(move || resolve_labels(&path, &labels))
             .await
-            .map_err(|e| TelemetryError::Commit(format!("resolving labels: {e}")))??;
+            .map_err(|e| TelemetryError::Commit(format!("resolving labels: {e}")))?
+    }
+
+    /// Writes resolved labels in chunks of [`LABELS_PER_COMMIT`], one transaction each, so a
+    /// feedback call for a 100,000-row batch never holds up predictions for more than one
+    /// chunk. A device killed between two chunks keeps the chunks that committed; the client,
+    /// unanswered, sends the call again, and a label sent twice replaces itself (the label log
+    /// records both).
+    pub async fn store_labels(
+        &self,
+        resolved: Vec<ResolvedLabel>,
+    ) -> Result<usize, TelemetryError> {
         let mut stored = 0;
         for chunk in resolved.chunks(LABELS_PER_COMMIT) {
             let (tx, rx) = tokio::sync::oneshot::channel();

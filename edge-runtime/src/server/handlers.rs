@@ -310,14 +310,17 @@ pub(super) async fn feedback(
             req.labels.len()
         )));
     }
+    // Each label is found with its prediction and model once (O(labels), off the writer),
+    // checked against that model's classes, then written in chunks.
+    let resolved = s.device.telemetry.resolve_labels(req.labels).await?;
     let device = s.device.clone();
-    let (labels, checked) = blocking(move || {
-        let checked = device.check_labels(&req.labels);
-        (req.labels, checked)
+    let (resolved, checked) = blocking(move || {
+        let checked = device.check_labels(&resolved);
+        (resolved, checked)
     })
     .await?;
     checked?;
-    let accepted = s.device.telemetry.feedback(labels).await?;
+    let accepted = s.device.telemetry.store_labels(resolved).await?;
     Ok(Json(FeedbackResponse { accepted }))
 }
 
