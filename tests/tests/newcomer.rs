@@ -710,3 +710,80 @@ async fn imported_datasets_can_be_renamed_and_deleted() {
         .await;
     browser.close().await;
 }
+
+/// #16 items 11 and 12: two runs that differ only in a yes/no param (scaling) get that param
+/// as an axis of the parallel coordinates, and a constant feature's histogram draws its one bar
+/// with readable labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_is_an_axis_and_a_constant_feature_is_drawn() {
+    let site = StaticSite::dashboard();
+    let browser = Browser::start().await;
+    browser.open(&site.origin).await;
+    let dir = temp_dir("constant");
+    let mut csv = String::from("width,height,batch,kind\r\n");
+    for i in 0..90 {
+        let class = i % 3;
+        csv.push_str(&format!(
+            "{:.2},{:.2},5,{class}\r\n",
+            class as f64 + (i % 7) as f64 * 0.1,
+            2.0 * class as f64 - (i % 5) as f64 * 0.1
+        ));
+    }
+    import(&browser, &write(&dir, "constant.csv", &csv)).await;
+    browser.train_and_wait().await;
+    browser.click("#scale").await;
+    browser.click("#train").await;
+    // The second run has landed once its details open.
+    browser
+        .wait_text(
+            "[data-testid=run-details]",
+            "the second run's details",
+            |t| t.contains("#2") && t.contains("scale"),
+        )
+        .await;
+
+    browser
+        .click("table.runs tbody tr:nth-child(1) input.compare")
+        .await;
+    browser
+        .click("table.runs tbody tr:nth-child(2) input.compare")
+        .await;
+    browser.element("[data-testid=compare]").await;
+    browser.screenshot("newcomer-compare-scaling").await;
+    let parallel = browser.html("[data-chart=parallel]").await;
+    let labels: Vec<&str> = parallel
+        .split("</text>")
+        .filter_map(|t| t.rsplit('>').next().map(str::trim))
+        .collect();
+    assert!(
+        labels.contains(&"scale"),
+        "scaling is the only difference, so it is an axis: {labels:?}"
+    );
+
+    // The details of the newest run: its `batch` feature is constant.
+    browser
+        .click("table.runs tbody tr:nth-child(1) a.run-name")
+        .await;
+    browser.element("[data-testid=run-details]").await;
+    browser
+        .client
+        .execute(
+            "const d = document.querySelector('[data-testid=run-details] details.profile'); \
+             if (d) { d.open = true; d.scrollIntoView(); }",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let profile = browser
+        .html("[data-testid=run-details] details.profile")
+        .await;
+    let batch = profile
+        .split("<svg")
+        .find(|svg| svg.contains(">batch<") || svg.contains("batch"))
+        .expect("a histogram for the constant feature");
+    assert!(
+        batch.contains("<rect"),
+        "the constant feature's histogram draws its bar"
+    );
+    browser.screenshot("newcomer-constant-feature").await;
+}
