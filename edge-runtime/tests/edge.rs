@@ -231,8 +231,40 @@ fn hostile(
     min_pages: u64,
     with_import: bool,
 ) -> Vec<u8> {
-    use wasm_encoder::*;
     let real = build(&iris_like(), &[]);
+    let sections: Vec<(String, Vec<u8>)> = wasmparser::Parser::new(0)
+        .parse_all(&real)
+        .filter_map(|payload| match payload {
+            Ok(wasmparser::Payload::CustomSection(r)) => {
+                Some((r.name().to_string(), r.data().to_vec()))
+            }
+            _ => None,
+        })
+        .collect();
+    let sections: Vec<(&str, Vec<u8>)> = sections
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect();
+    raw_module(
+        [1, 4, 4, 0],
+        predict_body,
+        min_pages,
+        with_import,
+        &sections,
+    )
+}
+
+/// A hand-written module: ABI exports returning `consts` (ABI version, features, outputs,
+/// heap base), `predict_body` as predict, one memory of `min_pages`, an import if asked, and
+/// the given custom sections.
+fn raw_module(
+    consts: [i32; 4],
+    predict_body: &[wasm_encoder::Instruction<'static>],
+    min_pages: u64,
+    with_import: bool,
+    sections: &[(&str, Vec<u8>)],
+) -> Vec<u8> {
+    use wasm_encoder::*;
     let mut m = Module::new();
     let mut types = TypeSection::new();
     types.ty().function([], [ValType::I32]);
@@ -276,7 +308,7 @@ fn hostile(
     }
     m.section(&exports);
     let mut code = CodeSection::new();
-    for v in [1, 4, 4, 0] {
+    for v in consts {
         let mut f = Function::new([]);
         f.instruction(&Instruction::I32Const(v))
             .instruction(&Instruction::End);
@@ -289,13 +321,11 @@ fn hostile(
     f.instruction(&Instruction::End);
     code.function(&f);
     m.section(&code);
-    for payload in wasmparser::Parser::new(0).parse_all(&real) {
-        if let Ok(wasmparser::Payload::CustomSection(r)) = payload {
-            m.section(&CustomSection {
-                name: Cow::Owned(r.name().to_string()),
-                data: Cow::Owned(r.data().to_vec()),
-            });
-        }
+    for (name, data) in sections {
+        m.section(&CustomSection {
+            name: Cow::Owned(name.to_string()),
+            data: Cow::Borrowed(data),
+        });
     }
     m.finish()
 }

@@ -30,56 +30,13 @@ fn with_json_section(
 /// A module with the given sections whose ABI exports return `consts` (ABI version,
 /// features, outputs, heap base) and whose predict returns 0 (ok) without writing anything.
 fn fixed_module(consts: [i32; 4], sections: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    use wasm_encoder::*;
-    let mut m = Module::new();
-    let mut types = TypeSection::new();
-    types.ty().function([], [ValType::I32]);
-    types.ty().function([ValType::I32; 4], [ValType::I32]);
-    m.section(&types);
-    let mut funcs = FunctionSection::new();
-    for ty in [0, 0, 0, 0, 1] {
-        funcs.function(ty);
-    }
-    m.section(&funcs);
-    let mut mems = MemorySection::new();
-    mems.memory(MemoryType {
-        minimum: 1,
-        maximum: None,
-        memory64: false,
-        shared: false,
-        page_size_log2: None,
-    });
-    m.section(&mems);
-    let mut exports = ExportSection::new();
-    exports.export(abi::EXPORT_MEMORY, ExportKind::Memory, 0);
-    for (i, name) in [
-        abi::EXPORT_ABI_VERSION,
-        abi::EXPORT_N_FEATURES,
-        abi::EXPORT_N_OUTPUTS,
-        abi::EXPORT_HEAP_BASE,
-        abi::EXPORT_PREDICT,
-    ]
-    .iter()
-    .enumerate()
-    {
-        exports.export(name, ExportKind::Func, i as u32);
-    }
-    m.section(&exports);
-    let mut code = CodeSection::new();
-    for v in consts.into_iter().chain([0]) {
-        let mut f = Function::new([]);
-        f.instruction(&Instruction::I32Const(v))
-            .instruction(&Instruction::End);
-        code.function(&f);
-    }
-    m.section(&code);
-    for (name, data) in sections {
-        m.section(&CustomSection {
-            name: Cow::Owned(name.to_string()),
-            data: Cow::Borrowed(data),
-        });
-    }
-    m.finish()
+    raw_module(
+        consts,
+        &[wasm_encoder::Instruction::I32Const(0)],
+        1,
+        false,
+        sections,
+    )
 }
 
 /// A consistent module that writes no outputs: card `"outputs": []`, conformance vectors

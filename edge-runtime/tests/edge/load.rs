@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::hostile::looping_module;
+use super::process::Daemon;
 use super::*;
 
 /// The binary under test: this build's, or another one named by `WASMOPS_EDGE_UNDER_TEST` (to
@@ -19,18 +20,6 @@ use super::*;
 fn bin() -> String {
     std::env::var("WASMOPS_EDGE_UNDER_TEST")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_wasmops-edge").to_string())
-}
-
-struct Daemon {
-    child: std::process::Child,
-    base: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Starts `wasmops-edge serve` with at most `open_files` descriptors (as `ulimit -n` sets them;

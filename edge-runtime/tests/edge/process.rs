@@ -10,9 +10,10 @@ use super::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wasmops-edge");
 
-struct Daemon {
-    child: std::process::Child,
-    base: String,
+/// A running `wasmops-edge serve`, killed when dropped.
+pub(super) struct Daemon {
+    pub(super) child: std::process::Child,
+    pub(super) base: String,
 }
 
 impl Drop for Daemon {
