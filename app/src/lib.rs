@@ -9,6 +9,7 @@
 //! - [`storage`]: IndexedDB; [`run`]: the tracked run record; [`registry`]: model versions,
 //!   aliases, device status, telemetry windows, deployments and alerts as stored.
 //! - [`fleet`]: deploy, roll back and pull telemetry from devices.
+//! - [`mlflow`]: the MLflow connection and the sync of runs and the registry (Settings page).
 //! - [`module_runner`]: model modules through the browser's WebAssembly API;
 //!   [`device_client`]: the device HTTP API.
 //!
@@ -18,6 +19,7 @@ pub mod charts;
 pub mod device_client;
 pub mod fleet;
 pub mod logs;
+pub mod mlflow;
 pub mod module_runner;
 pub mod panels;
 pub mod protocol;
@@ -67,6 +69,16 @@ pub fn App() -> impl IntoView {
                     .map(|s| (s.url.clone(), s))
                     .collect(),
             );
+            state.mlflow.set(storage.mlflow_settings().await?);
+            state.run_syncs.set(
+                storage
+                    .run_syncs()
+                    .await?
+                    .into_iter()
+                    .map(|s| (s.id.clone(), s))
+                    .collect(),
+            );
+            state.remote_versions.set(storage.remote_versions().await?);
             let mut devices = storage.devices().await?;
             devices.sort_by(|a, b| a.added_ms.total_cmp(&b.added_ms));
             state.devices.set(devices);
@@ -79,6 +91,10 @@ pub fn App() -> impl IntoView {
                 shown.extend(all);
             });
             state.runs_pending.set(None);
+            // Runs made while the server was away go now, then every SYNC_EVERY.
+            if state.mlflow.with_untracked(|m| m.as_ref().is_some_and(|m| m.auto_sync)) {
+                mlflow::request_sync(state);
+            }
             Ok::<_, storage::StorageError>(())
         }
         .await;
@@ -100,6 +116,18 @@ pub fn App() -> impl IntoView {
         }
     });
 
+    set_interval(
+        move || {
+            if state
+                .mlflow
+                .with_untracked(|m| m.as_ref().is_some_and(|m| m.auto_sync))
+            {
+                mlflow::request_sync(state);
+            }
+        },
+        mlflow::SYNC_EVERY,
+    );
+
     view! {
         <header>
             <h1>"wasmops"</h1>
@@ -116,6 +144,7 @@ pub fn App() -> impl IntoView {
             {nav_button(state, Page::Registry, "nav-registry", "Registry")}
             {nav_button(state, Page::Devices, "nav-devices", "Devices")}
             {nav_button(state, Page::Logs, "nav-logs", "Logs")}
+            {nav_button(state, Page::Settings, "nav-settings", "Settings")}
         </nav>
         // Pages stay mounted (hidden), so a training run or a form keeps its state.
         <main class="lab" class:hidden=move || state.page.get() != Page::Lab>
@@ -131,6 +160,9 @@ pub fn App() -> impl IntoView {
         </main>
         <main class="page" class:hidden=move || state.page.get() != Page::Logs>
             <panels::logs::LogsPage />
+        </main>
+        <main class="page" class:hidden=move || state.page.get() != Page::Settings>
+            <panels::settings::SettingsPage />
         </main>
     }
 }

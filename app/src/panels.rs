@@ -6,4 +6,5 @@ pub mod devices;
 pub mod logs;
 pub mod registry;
 pub mod runs;
+pub mod settings;
 pub mod train;

@@ -34,6 +34,21 @@ pub struct ModelVersion {
     /// device against, bit for bit.
     pub check_rows: Vec<f64>,
     pub check_outputs: Vec<f64>,
+    /// The MLflow registered model version this is, once the server confirmed it.
+    #[serde(default)]
+    pub mlflow: Option<MlflowRef>,
+    /// Set for a version registered elsewhere and pulled from MLflow: how it was checked here
+    /// (sha256 against its tag, conformance vectors in this browser). Its held-out rows are
+    /// not known, so its check rows are its conformance vectors and its metric is the card's.
+    #[serde(default)]
+    pub pulled: Option<String>,
+}
+
+/// A registered model version on the MLflow server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MlflowRef {
+    pub name: String,
+    pub version: String,
 }
 
 impl ModelVersion {
@@ -74,6 +89,13 @@ pub struct Alias {
     pub moved_ms: f64,
     /// Earlier targets, oldest first.
     pub history: Vec<AliasMove>,
+    /// The MLflow version the server's alias pointed at when this dashboard last agreed with
+    /// it. A local move since then is pushed on the next sync unless the server moved too.
+    #[serde(default)]
+    pub mlflow_version: Option<String>,
+    /// Both moved since they last agreed: shown, never overwritten either way.
+    #[serde(default)]
+    pub conflict: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +126,8 @@ impl Alias {
             version: v.version,
             moved_ms: now_ms,
             history,
+            mlflow_version: existing.and_then(|a| a.mlflow_version.clone()),
+            conflict: None,
         }
     }
 }

@@ -121,6 +121,19 @@ impl Run {
     }
 }
 
+/// A param as text, the same whichever way it was stored: IndexedDB keeps numbers as doubles,
+/// so a seed of `42` read back is `42.0`; both are `42` here.
+pub fn param_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(x) => format!("{x}"),
+            None => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
 /// The number for a new run's default name (`logistic regression #7`): one more than the
 /// highest `#n` any run's name ends with, so a delete never makes a name repeat.
 pub fn next_run_number<'a>(names: impl IntoIterator<Item = &'a str>) -> u64 {

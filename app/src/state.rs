@@ -15,6 +15,7 @@ pub enum Page {
     Registry,
     Devices,
     Logs,
+    Settings,
 }
 
 /// A run's compiled module and what the browser measured running it.
@@ -67,6 +68,13 @@ pub struct AppState {
     pub rerun: RwSignal<Option<(String, wasmops_trainer::TrainSpec, String)>>,
     /// The latest storage failure, shown in the header; never swallowed.
     pub storage_error: RwSignal<Option<String>>,
+    /// The MLflow connection, when there is one (see [`crate::mlflow`]).
+    pub mlflow: RwSignal<Option<crate::mlflow::Settings>>,
+    /// What the server confirmed of each run, by run id.
+    pub run_syncs: RwSignal<BTreeMap<String, crate::mlflow::RunSync>>,
+    /// Versions on the server this dashboard refused, with why.
+    pub remote_versions: RwSignal<Vec<crate::mlflow::RemoteVersion>>,
+    pub sync_status: RwSignal<crate::mlflow::SyncStatus>,
 }
 
 pub fn provide_app_state() -> AppState {
@@ -90,6 +98,10 @@ pub fn provide_app_state() -> AppState {
         logs: RwSignal::new(Vec::new()),
         storage_error: RwSignal::new(None),
         rerun: RwSignal::new(None),
+        mlflow: RwSignal::new(None),
+        run_syncs: RwSignal::new(BTreeMap::new()),
+        remote_versions: RwSignal::new(Vec::new()),
+        sync_status: RwSignal::new(Default::default()),
     };
     crate::logs::install(state.logs);
     provide_context(state);

@@ -12,6 +12,11 @@
 //! - v5: `run_summaries`: [`RunSummary`] by `id`, indexed by `started_at_ms` (the runs table
 //!   reads these, newest first, and never the full runs). Written with their run in one
 //!   transaction; runs stored before v5 get theirs on the first load ([`Storage::run_summaries`]).
+//! - v6: MLflow: `settings`: [`crate::mlflow::Settings`] by `key` (the connection, credentials
+//!   included: they stay in this browser and are never exported or logged); `mlflow_runs`:
+//!   [`crate::mlflow::RunSync`] by `id` (what the server confirmed of each run);
+//!   `mlflow_versions`: [`crate::mlflow::RemoteVersion`] by `key` (versions seen on the server
+//!   that could not be verified here, with why).
 //!
 //! Migrations run in `upgradeneeded` by the old version number, so existing data is kept when
 //! a later schema adds stores or indexes. Every write awaits its transaction's commit and
@@ -32,7 +37,7 @@ use crate::registry::{Alert, Alias, Deployment, DeviceStatus, ModelVersion, Stor
 use crate::run::{Run, RunSummary};
 
 const DB_NAME: &str = "wasmops";
-const DB_VERSION: u32 = 5;
+const DB_VERSION: u32 = 6;
 const RUNS: &str = "runs";
 const RUN_SUMMARIES: &str = "run_summaries";
 /// Index of `run_summaries` by start time.
@@ -47,6 +52,9 @@ const WINDOWS: &str = "windows";
 const DEPLOYMENTS: &str = "deployments";
 const ALERTS: &str = "alerts";
 const LOGS: &str = "logs";
+const SETTINGS: &str = "settings";
+const MLFLOW_RUNS: &str = "mlflow_runs";
+const MLFLOW_VERSIONS: &str = "mlflow_versions";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
@@ -290,6 +298,11 @@ impl Storage {
                 if let Some(store) = create(RUN_SUMMARIES, "id") {
                     let _ = store.create_index(BY_START, KeyPath::new_single(BY_START), None);
                 }
+            }
+            if old < 6 {
+                create(SETTINGS, "key");
+                create(MLFLOW_RUNS, "id");
+                create(MLFLOW_VERSIONS, "key");
             }
         });
         // Another tab holding an older schema open delays the upgrade until it lets go: say so
@@ -655,6 +668,72 @@ impl Storage {
             (MODULES, encode(module)?),
         ])
         .await
+    }
+
+    /// Every stored module (bytes included): few, small, and what a sync looks runs up in.
+    pub async fn modules(&self) -> Result<Vec<StoredModule>, StorageError> {
+        self.all(MODULES, "module").await
+    }
+
+    /// Stores a version verified elsewhere (pulled from MLflow) with its module, or a local
+    /// version's new MLflow reference: one transaction.
+    pub async fn put_version(
+        &self,
+        version: &ModelVersion,
+        module: Option<&StoredModule>,
+    ) -> Result<(), StorageError> {
+        let mut items = vec![(VERSIONS, encode(version)?)];
+        if let Some(m) = module {
+            items.push((MODULES, encode(m)?));
+        }
+        self.put_in(items).await
+    }
+
+    pub async fn mlflow_settings(&self) -> Result<Option<crate::mlflow::Settings>, StorageError> {
+        self.get(SETTINGS, crate::mlflow::SETTINGS_KEY, "MLflow settings")
+            .await
+    }
+
+    pub async fn put_mlflow_settings(
+        &self,
+        settings: &crate::mlflow::Settings,
+    ) -> Result<(), StorageError> {
+        self.put(SETTINGS, settings).await
+    }
+
+    pub async fn delete_mlflow_settings(&self) -> Result<(), StorageError> {
+        let tx = self
+            .db
+            .transaction(&[SETTINGS], TransactionMode::ReadWrite)
+            .map_err(failed("delete"))?;
+        tx.object_store(SETTINGS)
+            .map_err(failed("delete"))?
+            .delete(JsValue::from_str(crate::mlflow::SETTINGS_KEY))
+            .map_err(failed("delete"))?
+            .await
+            .map_err(failed("delete"))?;
+        commit(tx, "delete").await
+    }
+
+    pub async fn run_syncs(&self) -> Result<Vec<crate::mlflow::RunSync>, StorageError> {
+        self.all(MLFLOW_RUNS, "run sync state").await
+    }
+
+    pub async fn put_run_sync(&self, sync: &crate::mlflow::RunSync) -> Result<(), StorageError> {
+        self.put(MLFLOW_RUNS, sync).await
+    }
+
+    pub async fn remote_versions(
+        &self,
+    ) -> Result<Vec<crate::mlflow::RemoteVersion>, StorageError> {
+        self.all(MLFLOW_VERSIONS, "MLflow version").await
+    }
+
+    pub async fn put_remote_version(
+        &self,
+        v: &crate::mlflow::RemoteVersion,
+    ) -> Result<(), StorageError> {
+        self.put(MLFLOW_VERSIONS, v).await
     }
 
     pub async fn versions(&self) -> Result<Vec<ModelVersion>, StorageError> {

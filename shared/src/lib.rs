@@ -9,6 +9,7 @@
 //! - [`abi`]: export names, status codes, batch layout (ABI version 1, `docs/module-abi.md`).
 //! - [`profile`]: training profiles for drift; [`dataset`]: datasets and their content hash.
 //! - [`quote`]: how outside text (names, headers) is shown in messages, escaped and bounded.
+//! - [`mlflow`]: MLflow's tracking and registry REST API over a transport each side brings.
 //! - [`wire`]: JSON bodies of the device HTTP API; [`monitor`]: the alert rules over telemetry
 //!   windows.
 //!
@@ -22,6 +23,7 @@ pub mod digest;
 pub mod math;
 pub mod metrics;
 pub mod module;
+pub mod mlflow;
 pub mod monitor;
 pub mod pipeline;
 pub mod profile;

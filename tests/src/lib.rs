@@ -8,6 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,210 @@ impl StaticSite {
 impl Drop for StaticSite {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A real `mlflow server` (the pinned MLflow `cargo xtask test` installs, `$WASMOPS_MLFLOW`)
+/// on 127.0.0.1: SQLite backend and local artifact root in `dir`, the artifact proxy on. It
+/// answers CORS for localhost origins by default, so the dashboard talks to it directly.
+/// Killed when dropped; restarted on the same port and store (a server that came back).
+pub struct MlflowServer {
+    pub url: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    http: reqwest::Client,
+    /// The admin password of MLflow's basic-auth app, when it runs with it (user `admin`).
+    pub password: Option<String>,
+}
+
+impl MlflowServer {
+    /// Starts a server on a free port (call [`MlflowServer::ready`] before using it).
+    pub fn start(dir: &Path) -> MlflowServer {
+        Self::start_on(dir, free_port())
+    }
+
+    pub fn start_on(dir: &Path, port: u16) -> MlflowServer {
+        Self::start_with(dir, port, None)
+    }
+
+    /// With MLflow's own auth app (`--app-name basic-auth`): user `admin`, this password.
+    pub fn start_with(dir: &Path, port: u16, password: Option<&str>) -> MlflowServer {
+        let mut server = MlflowServer {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            dir: dir.to_path_buf(),
+            child: None,
+            http: reqwest::Client::new(),
+            password: password.map(str::to_string),
+        };
+        server.spawn();
+        server
+    }
+
+    fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, url);
+        match &self.password {
+            Some(p) => r.basic_auth("admin", Some(p)),
+            None => r,
+        }
+    }
+
+    /// A port nothing listens on yet, for a server that is "down" until [`MlflowServer::start_on`].
+    pub fn unused_port() -> u16 {
+        free_port()
+    }
+
+    fn spawn(&mut self) {
+        let bin = required_env("WASMOPS_MLFLOW");
+        std::fs::create_dir_all(self.dir.join("artifacts")).expect("artifact dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .expect("server log");
+        let mut command = Command::new(&bin);
+        if let Some(password) = &self.password {
+            command
+                .args(["server", "--app-name", "basic-auth"])
+                .env("MLFLOW_AUTH_ADMIN_PASSWORD", password)
+                .env("MLFLOW_FLASK_SERVER_SECRET_KEY", "wasmops-e2e");
+        } else {
+            command.arg("server");
+        }
+        let child = command
+            // No background job runner (a dozen worker processes the tests do not use).
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .args(["--host", "127.0.0.1", "--workers", "1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--backend-store-uri")
+            .arg(format!("sqlite:///{}", self.dir.join("mlflow.db").display()))
+            .arg("--artifacts-destination")
+            .arg(self.dir.join("artifacts"))
+            .current_dir(&self.dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            // Its own process group: killing it takes its workers along.
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        self.child = Some(child);
+    }
+
+    /// Waits (up to 3 min: the first start creates the database) until `/health` answers.
+    pub async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/health", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                panic!("mlflow server on {} did not become ready; its log:\n{log}", self.url);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// `kill -9` of the server and its workers.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.ready().await;
+    }
+
+    /// GET on the REST API (`path` after `/api/2.0/mlflow/`), answer as JSON.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let r = self
+            .request(reqwest::Method::GET, format!("{}/api/2.0/mlflow/{path}", self.url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert!(status.is_success(), "GET {path}: {status} {body}");
+        body
+    }
+
+    /// POST on the REST API, answer as JSON.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let r = self
+            .request(reqwest::Method::POST, format!("{}/api/2.0/mlflow/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status();
+        let answer: serde_json::Value = r.json().await.unwrap_or_default();
+        assert!(status.is_success(), "POST {path}: {status} {answer}");
+        answer
+    }
+
+    /// Raw bytes through the artifact proxy.
+    pub async fn artifact(&self, path: &str) -> Vec<u8> {
+        let r = self
+            .request(
+                reqwest::Method::GET,
+                format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.url),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET artifact {path}: {e}"));
+        assert!(r.status().is_success(), "artifact {path}: {}", r.status());
+        r.bytes().await.expect("artifact bytes").to_vec()
+    }
+
+    pub async fn put_artifact(&self, path: &str, bytes: Vec<u8>) {
+        let r = self
+            .request(
+                reqwest::Method::PUT,
+                format!("{}/api/2.0/mlflow-artifacts/artifacts/{path}", self.url),
+            )
+            .body(bytes)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT artifact {path}: {e}"));
+        assert!(r.status().is_success(), "PUT artifact {path}: {}", r.status());
+    }
+
+    /// Every run of an experiment (all lifecycle stages), as MLflow returns them.
+    pub async fn runs(&self, experiment_id: &str) -> Vec<serde_json::Value> {
+        let r = self
+            .post(
+                "runs/search",
+                serde_json::json!({"experiment_ids": [experiment_id], "run_view_type": "ALL", "max_results": 1000}),
+            )
+            .await;
+        r["runs"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn experiment_id(&self, name: &str) -> String {
+        let r = self
+            .get(&format!("experiments/get-by-name?experiment_name={name}"))
+            .await;
+        r["experiment"]["experiment_id"]
+            .as_str()
+            .expect("experiment id")
+            .to_string()
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -22,6 +22,9 @@ const TRUNK_VERSION: &str = "0.22.1";
 const BINARYEN_NPM_PACKAGE: &str = "binaryen@132.0.0";
 /// What `wasm-opt --version` reports for [`BINARYEN_NPM_PACKAGE`].
 const WASM_OPT_VERSION: &str = "132";
+/// The MLflow the end-to-end tests run as a real tracking server (PyPI, in a venv of its own
+/// under the target directory).
+pub const MLFLOW_VERSION: &str = "3.17.2";
 
 /// What later commands need from the install step.
 pub struct Tools {
@@ -173,6 +176,58 @@ pub fn browser() -> Result<Browser> {
     find_browser().ok_or_else(|| {
         format!("`{INSTALL}` succeeded but `chromium` or `chromedriver` is still not on PATH")
     })
+}
+
+/// A pinned MLflow in a venv under the target directory, for the tests' real `mlflow server`;
+/// returns the `mlflow` executable. Debian's `python3-venv` is installed when missing.
+pub fn mlflow(ws: &Workspace) -> Result<PathBuf> {
+    let label = format!("mlflow {MLFLOW_VERSION}");
+    let venv = ws.target.join("tools").join(format!("mlflow-{MLFLOW_VERSION}"));
+    let bin = venv.join("bin");
+    let mlflow = bin.join("mlflow");
+    // The `auth` extra: the tests also run MLflow's basic-auth app.
+    let with_auth = Command::new(bin.join("python"))
+        .args(["-c", "import flask_wtf"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if with_auth
+        && mentions(
+            &reported_version(Command::new(&mlflow).arg("--version")),
+            MLFLOW_VERSION,
+        )
+    {
+        say(&format!("{label}: installed in {}", venv.display()));
+        return Ok(mlflow);
+    }
+    let has_venv = Command::new("python3")
+        .args(["-c", "import ensurepip, venv"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_venv {
+        if !is_root() {
+            return Err(
+                "the MLflow tests need python3 with venv; install it as root with: apt-get install -y python3-venv"
+                    .into(),
+            );
+        }
+        say("python3-venv: missing, installing it with apt-get");
+        run_checked(Command::new("apt-get").arg("update"))?;
+        run_checked(
+            Command::new("apt-get")
+                .args(["install", "-y", "python3-venv"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    say(&format!("{label}: installing into {} (once)", venv.display()));
+    let _ = fs::remove_dir_all(&venv);
+    run_checked(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run_checked(
+        Command::new(bin.join("pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .arg(format!("mlflow[auth]=={MLFLOW_VERSION}")),
+    )?;
+    expect_version(Command::new(&mlflow).arg("--version"), MLFLOW_VERSION)?;
+    Ok(mlflow)
 }
 
 fn find_browser() -> Option<Browser> {

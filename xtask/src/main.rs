@@ -468,6 +468,7 @@ fn test_steps(ws: &Workspace, tools: &Tools, browser: &Browser) -> Result<Vec<St
         .args(["test", "-p", "wasmops-e2e"])
         .env("WASMOPS_DIST", ws.root.join("dist"))
         .env("WASMOPS_EDGE_BIN", ws.edge_binary("debug"))
+        .env("WASMOPS_MLFLOW", install::mlflow(ws)?)
         .env("CHROMEDRIVER", &browser.chromedriver)
         .env("CHROMIUM", &browser.chromium)
         .env("WASMOPS_SCREENSHOTS", &screenshots);

@@ -8,12 +8,8 @@ use leptos::prelude::*;
 
 use crate::run::Run;
 
-/// A param's value as shown: strings bare, everything else as JSON.
-pub fn param_text(v: &serde_json::Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
-}
+/// A param's value as shown (one form for a number however it was stored).
+pub use crate::run::param_text;
 
 /// A param as a parallel-coordinates value: numbers as they are, yes/no as 1/0; anything
 /// else (text, a missing param) has none.

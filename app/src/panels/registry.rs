@@ -32,9 +32,10 @@ pub fn RegistryPage() -> impl IntoView {
                     <thead><tr>
                         <th>"Model"</th><th>"Version"</th><th>"Aliases"</th><th>"Hash"</th>
                         <th class="num">"Size"</th><th>"Metric"</th><th>"Dataset"</th><th>"Registered"</th>
+                        {move || state.mlflow.with(Option::is_some).then(|| view! { <th>"MLflow"</th> })}
                     </tr></thead>
                     <tbody>
-                        <For each=move || state.versions.get() key=|v| v.hash.clone() let:v>
+                        <For each=move || state.versions.get() key=|v| (v.hash.clone(), v.mlflow.clone()) let:v>
                             {
                                 let hash = v.hash.clone();
                                 let select = hash.clone();
@@ -50,6 +51,12 @@ pub fn RegistryPage() -> impl IntoView {
                                         <td>{format!("{} {:.4}", v.metric, v.module_metric)}</td>
                                         <td class="mono">{format!("{} @{}", v.dataset.name, short(&v.dataset.hash))}</td>
                                         <td>{clock(v.registered_at_ms)}</td>
+                                        {
+                                            let mlflow = v.mlflow.as_ref().map(|m| format!("v{}", m.version));
+                                            move || state.mlflow.with(Option::is_some).then(|| view! {
+                                                <td data-testid="version-mlflow">{mlflow.clone().unwrap_or_else(|| "pending".into())}</td>
+                                            })
+                                        }
                                     </tr>
                                 }
                             }
@@ -57,6 +64,17 @@ pub fn RegistryPage() -> impl IntoView {
                     </tbody>
                 </table>
             </Show>
+            {move || {
+                let refused = state.remote_versions.get();
+                (!refused.is_empty()).then(|| view! {
+                    <h4>"On the MLflow server, not taken here"</h4>
+                    <ul class="results" data-testid="refused-versions">
+                        {refused.into_iter().map(|r| view! {
+                            <li class="error">{format!("{} v{} (MLflow): {}. It cannot be deployed from this dashboard.", r.name, r.version, r.reason)}</li>
+                        }).collect_view()}
+                    </ul>
+                })
+            }}
         </section>
         {move || {
             let hash = state.selected_version.get()?;
@@ -134,10 +152,16 @@ fn VersionPage(v: ModelVersion) -> impl IntoView {
                     <dt>"code version"</dt><dd class="mono">{v.code_version.clone()}</dd>
                     <dt>"registered"</dt><dd>{clock(v.registered_at_ms)}</dd>
                     <dt>"verified in this browser"</dt>
-                    <dd class=if verified { "ok" } else { "error" } data-testid="version-verified">
-                        {format!("{} {:.4} through the module = {:.4} trained; {} conformance rows bit-identical",
-                            v.metric, v.module_metric, v.trained_metric, v.conformance_rows)}
-                    </dd>
+                    {match v.pulled.clone() {
+                        Some(how) => view! { <dd class="ok" data-testid="version-verified">{format!("{how}; {} {:.4} as trained (from its card)", v.metric, v.trained_metric)}</dd> }.into_any(),
+                        None => view! {
+                            <dd class=if verified { "ok" } else { "error" } data-testid="version-verified">
+                                {format!("{} {:.4} through the module = {:.4} trained; {} conformance rows bit-identical",
+                                    v.metric, v.module_metric, v.trained_metric, v.conformance_rows)}
+                            </dd>
+                        }.into_any(),
+                    }}
+                    {v.mlflow.clone().map(|m| view! { <dt>"MLflow"</dt><dd data-testid="version-mlflow-ref">{format!("{} v{}", m.name, m.version)}</dd> })}
                     <dt>"deployed on"</dt>
                     <dd data-testid="deployed-on">{move || { let d = deployed_on(); if d.is_empty() { "no device (as last seen)".to_string() } else { d.join(", ") } }}</dd>
                 </dl>
@@ -190,10 +214,14 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
         let moved = Alias::point(existing.as_ref(), &alias, &v, js_sys::Date::now());
         spawn_local(async move {
             match async { Storage::open().await?.put_alias(&moved).await }.await {
-                Ok(()) => state.aliases.update(|all| {
-                    all.retain(|a| a.key != moved.key);
-                    all.push(moved);
-                }),
+                Ok(()) => {
+                    state.aliases.update(|all| {
+                        all.retain(|a| a.key != moved.key);
+                        all.push(moved);
+                    });
+                    // Connected: the server's alias moves too (on the next sync, if offline).
+                    crate::mlflow::request_sync(state);
+                }
                 Err(e) => error.set(Some(format!("alias not saved: {e}"))),
             }
         });
@@ -217,8 +245,68 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
         rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.total_cmp(&a.2)));
         rows
     };
+    let model_c = stored.with_value(|v| v.model.clone());
+    let conflicts = move || {
+        state.aliases.with(|all| {
+            all.iter()
+                .filter(|a| a.model == model_c && a.conflict.is_some())
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
+    // Resolving a conflict: take the server's target, or keep this one (pushed on the sync).
+    let resolve = move |a: Alias, keep_mine: bool| {
+        let server = a
+            .conflict
+            .as_ref()
+            .and_then(|c| c.rsplit_once("MLflow v"))
+            .and_then(|(_, rest)| rest.split(')').next())
+            .map(str::to_string);
+        let resolved = if keep_mine {
+            Some(Alias { mlflow_version: server, conflict: None, ..a.clone() })
+        } else {
+            let target = server.as_ref().and_then(|sv| {
+                state.versions.with_untracked(|all| {
+                    all.iter()
+                        .find(|v| v.model == a.model && v.mlflow.as_ref().is_some_and(|m| &m.version == sv))
+                        .cloned()
+                })
+            });
+            target.map(|v| Alias {
+                mlflow_version: server.clone(),
+                conflict: None,
+                ..Alias::point(Some(&a), &a.alias, &v, js_sys::Date::now())
+            })
+        };
+        let Some(resolved) = resolved else {
+            return error.set(Some("the server's version of this alias is not in this browser yet: sync first".into()));
+        };
+        spawn_local(async move {
+            match async { Storage::open().await?.put_alias(&resolved).await }.await {
+                Ok(()) => {
+                    state.aliases.update(|all| {
+                        all.retain(|x| x.key != resolved.key);
+                        all.push(resolved);
+                    });
+                    crate::mlflow::request_sync(state);
+                }
+                Err(e) => error.set(Some(format!("alias not saved: {e}"))),
+            }
+        });
+    };
     view! {
         <h4>"Aliases"</h4>
+        {move || conflicts().into_iter().map(|a| {
+            let (a1, a2) = (a.clone(), a.clone());
+            view! {
+                <p class="error" data-testid="alias-conflict">
+                    {format!("`{}` {}. ", a.alias, a.conflict.clone().unwrap_or_default())}
+                    <button class="secondary" on:click=move |_| resolve(a1.clone(), false)>"Use the server's"</button>
+                    " "
+                    <button class="secondary" on:click=move |_| resolve(a2.clone(), true)>"Keep this one"</button>
+                </p>
+            }
+        }).collect_view()}
         <div class="actions aliases">
             <button class="secondary alias-quick" id="alias-champion" on:click=move |_| set_alias("champion".into())>"Make champion"</button>
             <button class="secondary alias-quick" id="alias-challenger" on:click=move |_| set_alias("challenger".into())>"Make challenger"</button>

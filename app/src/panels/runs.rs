@@ -195,6 +195,8 @@ pub fn RunsPanel() -> impl IntoView {
                     if let Err(e) = async { Storage::open().await?.put_module(&stored).await }.await
                     {
                         error.set(Some(format!("module compiled but not saved: {e}")));
+                    } else {
+                        crate::mlflow::touch(state, &run.id);
                     }
                     crate::logs::info(
                         "compile",
@@ -411,6 +413,7 @@ fn RunRow(
     let duration = format!("{:.0} ms", run.duration_ms);
     let started = started_text(run.started_at_ms);
     let kind = run.model_label();
+    let for_sync = run.clone();
     let RunSummary {
         id,
         name,
@@ -430,6 +433,19 @@ fn RunRow(
         format!("{name} (tags: {})", tags.join(", "))
     };
     let state = use_app_state();
+    let sync_id = id.clone();
+    let sync_badge = move || {
+        let settings = state.mlflow.get()?;
+        let st = state
+            .run_syncs
+            .with(|all| crate::mlflow::state_of(&for_sync, all.get(&sync_id), &settings));
+        let title = match &st {
+            crate::mlflow::SyncState::Failed(why) => why.clone(),
+            crate::mlflow::SyncState::Pending => "not on the MLflow server yet".into(),
+            crate::mlflow::SyncState::Synced => format!("on the MLflow server ({})", settings.uri),
+        };
+        Some(view! { <span class=format!("sync {}", st.word().replace(' ', "-")) data-testid="sync-state" title=title>{st.word()}</span> })
+    };
     view! {
         <tr data-run-id=id class:archived=archived>
             <td><input type="checkbox" class="compare" prop:checked=move || compare.with(|c| c.contains(&cmp_id))
@@ -440,6 +456,7 @@ fn RunRow(
             <td class="name" title=name_title><a href="#" class="run-name" on:click=move |ev| { ev.prevent_default(); state.selected_run.set(Some(select_id.clone())); }>{name.clone()}</a>
                 {tags.into_iter().map(|t| view! { <span class="tag">{t}</span> }).collect_view()}
                 {archived.then(|| view! { <span class="tag muted">"archived"</span> })}
+                {sync_badge}
             </td>
             <td class="mono">{started}</td>
             <td class="mono" title=dataset_title>{dataset}</td>
@@ -457,6 +474,31 @@ fn RunRow(
                 </button>
             })}</td>
         </tr>
+    }
+}
+
+/// Where the run stands with the MLflow server, when one is connected: a link to it there, or
+/// why it is not there yet.
+#[component]
+fn RunSyncLine(run: RunSummary) -> impl IntoView {
+    let state = use_app_state();
+    move || {
+        let settings = state.mlflow.get()?;
+        let rec = state.run_syncs.with(|all| all.get(&run.id).cloned());
+        let st = crate::mlflow::state_of(&run, rec.as_ref(), &settings);
+        let link = rec
+            .as_ref()
+            .and_then(|r| r.synced.as_ref())
+            .map(|s| settings.run_url(s));
+        let warnings = rec.map(|r| r.warnings).unwrap_or_default();
+        Some(view! {
+            <p class="sync-line" data-testid="run-sync">
+                {format!("MLflow: {}", st.word())}
+                {match st { crate::mlflow::SyncState::Failed(why) => Some(view! { <span class="error">{format!(": {why}")}</span> }), _ => None }}
+                {link.map(|href| view! { " " <a href=href target="_blank" rel="noopener">"open in MLflow"</a> })}
+                {warnings.into_iter().map(|w| view! { <span class="muted">{format!(" ({w})")}</span> }).collect_view()}
+            </p>
+        })
     }
 }
 
@@ -550,6 +592,7 @@ fn RunActions(run: Run) -> impl IntoView {
                             *r = RunSummary::of(&run);
                         }
                     });
+                    crate::mlflow::request_sync(state);
                 }
                 Err(e) => {
                     crate::logs::error("storage", format!("{}: {what} not saved: {e}", run.name));
@@ -693,6 +736,7 @@ fn RunDetails(run: Run) -> impl IntoView {
             // The run's compiled module, right under its name: Compile selects the run.
             {move || state.compiled.get().filter(|m| m.run_id == run_id).map(|m| view! { <ModuleSummary m=m /> })}
             <RunActions run=run.clone() />
+            <RunSyncLine run=RunSummary::of(&run) />
             <div class="kv">
                 <dl>{params.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="mono">{v}</dd> }).collect_view()}</dl>
                 <dl data-testid="run-metrics">{metrics.into_iter().map(|(k, v)| view! { <dt>{k}</dt><dd class="num">{v}</dd> }).collect_view()}</dl>
@@ -804,6 +848,7 @@ fn ModuleSummary(m: CompiledModule) -> impl IntoView {
                     state.selected_version.set(Some(v.hash.clone()));
                     state.versions.update(|all| all.insert(0, v));
                     state.page.set(crate::state::Page::Registry);
+                    crate::mlflow::request_sync(state);
                 }
                 Err(e) => error.set(Some(e)),
             }
@@ -935,6 +980,8 @@ async fn register_version(
         trained_metric: m.trained_metric,
         check_rows: run.test_x.clone(),
         check_outputs: m.test_outputs.clone(),
+        mlflow: None,
+        pulled: None,
     };
     let module = StoredModule {
         hash: m.hash.clone(),

@@ -290,6 +290,7 @@ pub fn TrainPanel() -> impl IntoView {
                     state
                         .runs
                         .update(|runs| runs.insert(0, crate::run::RunSummary::of(&run)));
+                    crate::mlflow::request_sync(state);
                 }
                 Err(e) => {
                     let mut attempt = attempt;
@@ -312,6 +313,7 @@ pub fn TrainPanel() -> impl IntoView {
                         );
                     }
                     state.runs.update(|runs| runs.insert(0, attempt));
+                    crate::mlflow::request_sync(state);
                 }
             }
         });
