@@ -714,6 +714,16 @@ async fn pull_version(
     info.conformance.verify(&outputs).map_err(|e| {
         PullFail::Refuse(format!("its conformance vectors fail in this browser: {e}"))
     })?;
+    // A deployment checks the device on these rows through JSON, which has no NaN or
+    // infinity: the conformance rows made of finite numbers are the check rows.
+    let (d, k) = (info.card.feature_names.len().max(1), module.n_outputs().max(1));
+    let (mut check_rows, mut check_outputs) = (Vec::new(), Vec::new());
+    for (row, out) in rows.chunks(d).zip(outputs.chunks(k)) {
+        if row.iter().all(|v| v.is_finite()) {
+            check_rows.extend_from_slice(row);
+            check_outputs.extend_from_slice(out);
+        }
+    }
     let card = info.card.clone().into_inner();
     let metric = ["accuracy", "r2", "inertia"]
         .into_iter()
@@ -737,8 +747,8 @@ async fn pull_version(
         metric: metric.to_string(),
         module_metric: value,
         trained_metric: value,
-        check_rows: rows,
-        check_outputs: outputs,
+        check_rows,
+        check_outputs,
         mlflow: Some(MlflowRef {
             name: mv.name.clone(),
             version: mv.version.clone(),

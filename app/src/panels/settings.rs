@@ -170,7 +170,7 @@ pub fn SettingsPage() -> impl IntoView {
                 "Runs and the registry stay in this browser. Connect a team's MLflow server and they also go there (and versions and aliases made elsewhere come back), so colleagues, CI jobs and the MLflow UI see the same runs. Start one with:"
             </p>
             <pre class="mono" data-testid="mlflow-command">{format!("mlflow server --host 127.0.0.1 --port 5000 --cors-allowed-origins {origin}")}</pre>
-            <div class="form-grid">
+            <div class="form settings-form">
                 <label>"Tracking URI"
                     <input id="mlflow-uri" placeholder="http://127.0.0.1:5000" prop:value=move || uri.get() on:input=move |ev| uri.set(event_target_value(&ev)) />
                 </label>
