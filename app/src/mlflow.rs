@@ -907,6 +907,11 @@ pub fn request_sync(state: AppState) {
                 Err(e) => crate::logs::error("mlflow", format!("sync failed: {e}")),
             }
             state.sync_status.update(|s| {
+                if let Ok(r) = &result {
+                    s.session.requests += r.traffic.requests;
+                    s.session.bytes_sent += r.traffic.bytes_sent;
+                    s.session.bytes_received += r.traffic.bytes_received;
+                }
                 s.last = Some(result);
                 s.at_ms = Some(at);
             });
@@ -951,4 +956,6 @@ pub struct SyncStatus {
     pub again: bool,
     pub last: Option<Result<Report, String>>,
     pub at_ms: Option<f64>,
+    /// Every sync since the page loaded.
+    pub session: api::Traffic,
 }

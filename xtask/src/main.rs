@@ -723,6 +723,7 @@ fn bench(ws: &Workspace) -> Result {
                 .args(["bench", "-p", "wasmops-e2e", "--bench", target])
                 .env("WASMOPS_DIST", ws.root.join("dist"))
                 .env("WASMOPS_EDGE_BIN", ws.edge_binary("release"))
+                .env("WASMOPS_MLFLOW", install::mlflow(ws)?)
                 .env("CHROMEDRIVER", &browser.chromedriver)
                 .env("CHROMIUM", &browser.chromium)
                 .env("WASMOPS_SCREENSHOTS", &screenshots),
@@ -732,7 +733,13 @@ fn bench(ws: &Workspace) -> Result {
 }
 
 /// Benchmarks of the dashboard in Chromium (package `wasmops-e2e`).
-const BROWSER_BENCHES: &[&str] = &["dashboard_load", "runs_table", "telemetry_pull", "training"];
+const BROWSER_BENCHES: &[&str] = &[
+    "dashboard_load",
+    "runs_table",
+    "telemetry_pull",
+    "training",
+    "mlflow_sync",
+];
 
 #[cfg(test)]
 mod announce_tests {

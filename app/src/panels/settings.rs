@@ -211,7 +211,9 @@ pub fn SettingsPage() -> impl IntoView {
             {move || message.get().map(|(ok, text)| view! {
                 <p class=if ok { "ok" } else { "error" } data-testid="mlflow-message">{text}</p>
             })}
-            <div data-testid="mlflow-status">
+            <div data-testid="mlflow-status"
+                data-session-requests=move || state.sync_status.with(|s| s.session.requests)
+                data-session-bytes-sent=move || state.sync_status.with(|s| s.session.bytes_sent)>
                 {move || match state.mlflow.get() {
                     None => view! { <p class="muted">"Not connected."</p> }.into_any(),
                     Some(s) => view! {
