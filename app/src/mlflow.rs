@@ -808,60 +808,52 @@ async fn reconcile_aliases(
         let key = format!("{}/{name}", model.name);
         let local = aliases.iter().find(|a| a.key == key).cloned();
         let remote = server.get(&name).cloned();
-        let updated: Option<Alias> = match (&local, &remote) {
-            (None, Some(sv)) => {
-                by_mlflow(sv).map(|v| Alias {
-                    mlflow_version: Some(sv.clone()),
-                    ..Alias::point(None, &name, v, now)
+        let here = local.as_ref().and_then(|a| mlflow_of(&a.hash));
+        let base = local.as_ref().and_then(|a| a.mlflow_version.clone());
+        let updated: Option<Alias> = match (
+            &local,
+            api::alias_decision(here.as_deref(), base.as_deref(), remote.as_deref()),
+        ) {
+            (Some(a), api::AliasDecision::Agree) => {
+                (a.mlflow_version != here || a.conflict.is_some()).then(|| Alias {
+                    mlflow_version: here.clone(),
+                    conflict: None,
+                    ..a.clone()
                 })
             }
-            (Some(a), remote) => {
-                let mine = mlflow_of(&a.hash);
-                let base = a.mlflow_version.clone();
-                if mine.is_some() && mine == *remote {
-                    (a.mlflow_version != mine || a.conflict.is_some()).then(|| Alias {
-                        mlflow_version: mine.clone(),
-                        conflict: None,
-                        ..a.clone()
-                    })
-                } else if *remote == base || remote.is_none() {
-                    // Only this dashboard moved: the server follows.
-                    match &mine {
-                        Some(m) => {
-                            client.set_alias(&model.name, &name, m).await?;
-                            report.aliases_moved += 1;
-                            Some(Alias {
-                                mlflow_version: Some(m.clone()),
-                                conflict: None,
-                                ..a.clone()
-                            })
-                        }
-                        None => None, // its version waits for its run
-                    }
-                } else if mine == base && mine.is_some() {
-                    // Only the server moved: follow it, keeping the history.
-                    let sv = remote.clone().unwrap_or_default();
-                    by_mlflow(&sv).map(|v| {
-                        report.aliases_moved += 1;
-                        Alias {
-                            mlflow_version: Some(sv.clone()),
-                            ..Alias::point(Some(a), &name, v, now)
-                        }
-                    })
-                } else {
-                    let conflict = format!(
-                        "moved here (to v{}) and on the server (to MLflow v{}) since they last agreed",
-                        a.version,
-                        remote.clone().unwrap_or_default()
-                    );
-                    report.conflicts += 1;
-                    (a.conflict.as_ref() != Some(&conflict)).then(|| Alias {
-                        conflict: Some(conflict),
-                        ..a.clone()
-                    })
-                }
+            (Some(a), api::AliasDecision::Push(m)) => {
+                client.set_alias(&model.name, &name, &m).await?;
+                report.aliases_moved += 1;
+                Some(Alias {
+                    mlflow_version: Some(m),
+                    conflict: None,
+                    ..a.clone()
+                })
             }
-            (None, None) => None,
+            (_, api::AliasDecision::Follow(sv)) => by_mlflow(&sv).map(|v| {
+                report.aliases_moved += 1;
+                Alias {
+                    mlflow_version: Some(sv.clone()),
+                    conflict: None,
+                    ..Alias::point(local.as_ref(), &name, v, now)
+                }
+            }),
+            (Some(a), api::AliasDecision::Conflict { here, server }) => {
+                let here_label = versions
+                    .iter()
+                    .find(|v| v.hash == a.hash)
+                    .map(|v| format!("v{}", v.version))
+                    .unwrap_or(here);
+                let conflict = format!(
+                    "moved here (to {here_label}) and on the server (to MLflow v{server}) since they last agreed"
+                );
+                report.conflicts += 1;
+                (a.conflict.as_ref() != Some(&conflict)).then(|| Alias {
+                    conflict: Some(conflict),
+                    ..a.clone()
+                })
+            }
+            _ => None,
         };
         if let Some(u) = updated {
             storage.put_alias(&u).await?;

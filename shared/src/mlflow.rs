@@ -1080,6 +1080,42 @@ pub async fn sync_run<T: Transport>(
     Ok(s)
 }
 
+/// What to do with one alias, from where it points here (as an MLflow version, `None` while
+/// its version is not on the server), where it points on the server, and where both pointed
+/// when they last agreed (`base`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasDecision {
+    /// Same version on both sides.
+    Agree,
+    /// Only this side moved (or the server has no such alias): move the server's.
+    Push(String),
+    /// Only the server moved: follow it.
+    Follow(String),
+    /// Both moved since they last agreed: show it, change neither.
+    Conflict { here: String, server: String },
+    /// Nothing to do yet (this side's version is not on the server).
+    Wait,
+}
+
+pub fn alias_decision(
+    here: Option<&str>,
+    base: Option<&str>,
+    server: Option<&str>,
+) -> AliasDecision {
+    match (here, server) {
+        (Some(h), Some(s)) if h == s => AliasDecision::Agree,
+        (None, Some(s)) if base.is_none() => AliasDecision::Follow(s.to_string()),
+        (None, _) => AliasDecision::Wait,
+        (Some(h), None) => AliasDecision::Push(h.to_string()),
+        (Some(h), Some(s)) if base == Some(s) => AliasDecision::Push(h.to_string()),
+        (Some(h), Some(s)) if base == Some(h) => AliasDecision::Follow(s.to_string()),
+        (Some(h), Some(s)) => AliasDecision::Conflict {
+            here: h.to_string(),
+            server: s.to_string(),
+        },
+    }
+}
+
 /// The model version's source: the run's `model` artifact directory.
 pub fn model_source(artifact_uri: &str) -> String {
     format!("{}/{MODEL_DIR}", artifact_uri.trim_end_matches('/'))
@@ -1162,6 +1198,33 @@ mod tests {
         );
         let e = artifact_path("s3://bucket/1/abc", "x").unwrap_err();
         assert!(e.to_string().contains("s3://bucket"), "{e}");
+    }
+
+    #[test]
+    fn aliases_follow_whoever_moved_and_conflict_when_both_did() {
+        use AliasDecision::*;
+        // New on the server, unknown here: follow.
+        assert_eq!(alias_decision(None, None, Some("3")), Follow("3".into()));
+        // Same version: nothing to move.
+        assert_eq!(alias_decision(Some("2"), Some("2"), Some("2")), Agree);
+        // Moved here while offline, server unchanged since: push.
+        assert_eq!(alias_decision(Some("3"), Some("2"), Some("2")), Push("3".into()));
+        // New here, not on the server: push.
+        assert_eq!(alias_decision(Some("1"), None, None), Push("1".into()));
+        // Moved on the server only: follow.
+        assert_eq!(alias_decision(Some("2"), Some("2"), Some("4")), Follow("4".into()));
+        // Both moved, to different versions: a conflict, never an overwrite.
+        assert_eq!(
+            alias_decision(Some("3"), Some("2"), Some("4")),
+            Conflict { here: "3".into(), server: "4".into() }
+        );
+        // Never agreed, and they differ: a conflict too.
+        assert_eq!(
+            alias_decision(Some("3"), None, Some("4")),
+            Conflict { here: "3".into(), server: "4".into() }
+        );
+        // This side's version is not on the server yet: wait.
+        assert_eq!(alias_decision(None, Some("2"), Some("2")), Wait);
     }
 
     #[test]
