@@ -13,12 +13,12 @@
 pub mod catalog;
 pub mod csv_import;
 pub mod datasets;
+pub mod kmeans;
 pub mod logistic;
 
 use std::collections::BTreeMap;
 
 use linfa::prelude::*;
-use linfa_clustering::KMeans;
 use linfa_elasticnet::ElasticNet;
 use linfa_linear::LinearRegression;
 use linfa_trees::DecisionTree;
@@ -283,6 +283,8 @@ pub fn train(
     progress("fitting", 0.3);
     // Logistic regression records its curve during the fit (see [`logistic`]).
     let mut logistic_curves = None;
+    // So does k-means (see [`kmeans`]).
+    let mut kmeans_curve = None;
     // Hyperparameters the fit chose itself.
     let mut chosen_params = BTreeMap::new();
     let (model, linfa_pred): (Model, Vec<f64>) = match &spec.algorithm {
@@ -421,14 +423,12 @@ pub fn train(
             )
         }
         Algorithm::KMeans { k, max_iterations } => {
-            let km_rng = Xoshiro256Plus::seed_from_u64(spec.seed);
-            let fit = KMeans::params_with_rng(*k, km_rng)
-                .max_n_iterations(*max_iterations)
-                .fit(&linfa::DatasetBase::from(train_x.clone()))
-                .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let pred: Array1<usize> = fit.predict(&test_x);
+            let fit = kmeans::fit(train_x.view(), *k, *max_iterations, KMEANS_RUNS, spec.seed)
+                .map_err(TrainError::Fit)?;
+            let pred = kmeans::predict(&fit.centroids, test_x.view());
+            kmeans_curve = Some(fit.curve.clone());
             let centroids = fit
-                .centroids()
+                .centroids
                 .rows()
                 .into_iter()
                 .map(|r| r.to_vec())
@@ -458,9 +458,10 @@ pub fn train(
         _ => data.class_names.clone(),
     };
     progress("curves", 0.95);
-    let curves = match logistic_curves {
-        Some(c) => c,
-        None => curves(spec, &pipeline, &train_x, &test_x_raw, &test_y)?,
+    let curves = match (logistic_curves, kmeans_curve) {
+        (Some(c), _) => c,
+        (None, Some(inertia)) => BTreeMap::from([("train_inertia".to_string(), inertia)]),
+        (None, None) => curves(spec, &pipeline, &train_x, &test_x_raw, &test_y)?,
     };
     progress("importances", 0.97);
     let importances = match pipeline.model {
@@ -537,14 +538,14 @@ fn checkpoints(last: u64) -> Vec<u64> {
 /// at step `t`:
 /// - logistic regression: not here; its fit records training log loss and held-out accuracy
 ///   at every L-BFGS iteration (see [`logistic`]);
-/// - k-means: inertia after 1, 2, 4, ... Lloyd iterations of the seeded first run (refits
-///   with the same seed, one run each, until the centroids stop moving);
+/// - k-means: not here either; its fit records the inertia after every Lloyd iteration of
+///   the winning run (see [`kmeans`]);
 /// - random forest: held-out accuracy of the first 1, 2, 4, ... trees of the fitted forest;
 /// - OLS, elastic net, Gaussian NB and a single tree do not iterate: no curve.
 pub fn curves(
     spec: &TrainSpec,
     pipeline: &Pipeline,
-    train_x: &Array2<f64>,
+    _train_x: &Array2<f64>,
     test_x_raw: &[f64],
     test_y: &[f64],
 ) -> Result<BTreeMap<String, Vec<(u64, f64)>>, TrainError> {
@@ -556,27 +557,6 @@ pub fn curves(
         hits as f64 / test_y.len().max(1) as f64
     };
     match (&spec.algorithm, &pipeline.model) {
-        (Algorithm::KMeans { k, max_iterations }, _) => {
-            let mut inertia = Vec::new();
-            let mut previous = None;
-            for t in checkpoints(*max_iterations) {
-                // One run per refit (the fit itself keeps linfa's 10 restarts): the curve is
-                // the Lloyd iterations of the seeded first run, at a tenth of the cost.
-                let fit = KMeans::params_with_rng(*k, Xoshiro256Plus::seed_from_u64(spec.seed))
-                    .n_runs(1)
-                    .max_n_iterations(t)
-                    .fit(&linfa::DatasetBase::from(train_x.clone()))
-                    .map_err(|e| TrainError::Fit(e.to_string()))?;
-                // The same centroids as at the previous step: the run converged there, and
-                // every later refit would repeat it.
-                if previous.as_ref() == Some(fit.centroids()) {
-                    break;
-                }
-                inertia.push((t, fit.inertia()));
-                previous = Some(fit.centroids().clone());
-            }
-            out.insert("train_inertia".to_string(), inertia);
-        }
         (_, Model::RandomForest { n_classes, trees }) => {
             let mut acc = Vec::new();
             for t in checkpoints(trees.len() as u64) {
@@ -595,6 +575,10 @@ pub fn curves(
     }
     Ok(out)
 }
+
+/// k-means restarts (scikit-learn's `n_init=10`, linfa's `n_runs` default); the run with the
+/// least inertia is kept.
+pub const KMEANS_RUNS: usize = 10;
 
 /// Features tried per split: scikit-learn's `max(1, floor(p * d))` for a float `max_features`,
 /// `max(1, floor(sqrt(d)))` for its default `"sqrt"` (`None`).
