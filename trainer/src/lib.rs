@@ -15,13 +15,13 @@ pub mod csv_import;
 pub mod datasets;
 pub mod kmeans;
 pub mod logistic;
+pub mod tree;
 
 use std::collections::BTreeMap;
 
 use linfa::prelude::*;
 use linfa_elasticnet::ElasticNet;
 use linfa_linear::LinearRegression;
-use linfa_trees::DecisionTree;
 use ndarray::{Array1, Array2, Axis};
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
@@ -386,16 +386,23 @@ pub fn train(
             (gaussian_nb_model(&fit, d, data.class_names.len())?, pred)
         }
         Algorithm::DecisionTree { max_depth } => {
-            let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
-            let fit = DecisionTree::params()
-                .max_depth(*max_depth)
-                .fit(&ds)
-                .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let pred = fit.predict(&test_x).iter().map(|c| *c as f64).collect();
             let k = data.class_names.len();
-            let identity: Vec<usize> = (0..d).collect();
-            let mut tree = flatten_tree(fit.root_node(), &identity, k);
-            fill_leaf_distributions(&mut tree, &train_x, train_y.as_slice().unwrap_or(&[]), k);
+            let train_class = as_class(&train_y);
+            let x = train_x.as_standard_layout();
+            let binned = tree::Binned::new(x.as_slice().expect("standard layout"), train_x.nrows(), d);
+            let grown = tree::grow(
+                &binned,
+                train_class.as_slice().expect("contiguous"),
+                &vec![1; train_x.nrows()],
+                k,
+                tree::Params {
+                    max_depth: *max_depth,
+                    max_features: None,
+                    seed: spec.seed,
+                },
+            );
+            let tree = grown.to_tree(true);
+            let pred = predict_tree(&tree, &test_x);
             (Model::DecisionTree { n_classes: k, tree }, pred)
         }
         Algorithm::RandomForest {
@@ -591,10 +598,11 @@ pub fn max_features(feature_proportion: Option<f64>, d: usize) -> usize {
 }
 
 /// A random forest as scikit-learn fits one: tree `t` sees a bootstrap sample of the rows
-/// (`n` draws with replacement) and draws `max_features` candidate features at each split
-/// (`vendor/linfa-trees`, patched for it). All randomness comes from `seed`, tree after tree,
-/// so the same data and seed give the same forest. Returns the flattened trees and the
-/// forest's majority vote for `test_x` (lowest class on a tie, as modules do).
+/// (`n` draws with replacement, as integer row weights) and draws `max_features` candidate
+/// features at each split ([`tree`]; the rows are binned once for all trees). All randomness
+/// comes from `seed`, tree after tree, so the same data and seed give the same forest. Returns
+/// the trees and the forest's majority vote for `test_x` (lowest class on a tie, as modules
+/// do).
 #[allow(clippy::too_many_arguments)]
 fn random_forest(
     train_x: &Array2<f64>,
@@ -608,26 +616,37 @@ fn random_forest(
 ) -> Result<(Vec<Tree>, Vec<f64>), TrainError> {
     use rand::{Rng, RngCore};
     let mut rng = Xoshiro256Plus::seed_from_u64(seed);
-    let n = train_x.nrows();
-    let identity: Vec<usize> = (0..train_x.ncols()).collect();
+    let (n, d) = train_x.dim();
+    let x = train_x.as_standard_layout();
+    let binned = tree::Binned::new(x.as_slice().expect("standard layout"), n, d);
+    let y = train_y.as_slice().expect("contiguous");
     let mut votes = vec![vec![0usize; k]; test_x.nrows()];
     let mut trees = Vec::with_capacity(n_trees);
+    let mut weights = vec![0u32; n];
     for _ in 0..n_trees {
-        let rows: Vec<usize> = (0..n).map(|_| rng.gen_range(0..n)).collect();
-        let sample = linfa::Dataset::new(
-            train_x.select(Axis(0), &rows),
-            train_y.select(Axis(0), &rows),
-        );
-        let fit = DecisionTree::params()
-            .max_depth(max_depth)
-            .max_features(Some(max_features))
-            .seed(rng.next_u64())
-            .fit(&sample)
-            .map_err(|e| TrainError::Fit(e.to_string()))?;
-        for (v, c) in votes.iter_mut().zip(fit.predict(test_x)) {
-            v[c.min(k - 1)] += 1;
+        weights.fill(0);
+        for _ in 0..n {
+            weights[rng.gen_range(0..n)] += 1;
         }
-        trees.push(flatten_tree(fit.root_node(), &identity, k));
+        let grown = tree::grow(
+            &binned,
+            y,
+            &weights,
+            k,
+            tree::Params {
+                max_depth,
+                max_features: Some(max_features),
+                seed: rng.next_u64(),
+            },
+        );
+        let tree = grown.to_tree(false);
+        for (v, row) in votes.iter_mut().zip(test_x.rows()) {
+            let row = row.to_vec();
+            if let TreeNode::Leaf { class, .. } = &tree.nodes[tree.leaf_for(&row)] {
+                v[*class] += 1;
+            }
+        }
+        trees.push(tree);
     }
     let pred = votes
         .iter()
@@ -642,6 +661,17 @@ fn random_forest(
         })
         .collect();
     Ok((trees, pred))
+}
+
+/// The class a tree gives each row of `x`.
+fn predict_tree(tree: &Tree, x: &Array2<f64>) -> Vec<f64> {
+    x.rows()
+        .into_iter()
+        .map(|row| match &tree.nodes[tree.leaf_for(&row.to_vec())] {
+            TreeNode::Leaf { class, .. } => *class as f64,
+            TreeNode::Split { .. } => unreachable!("leaf_for returns a leaf"),
+        })
+        .collect()
 }
 
 fn elastic_net(
@@ -851,86 +881,6 @@ fn apply_scaler(s: &StandardScaler, x: &Array2<f64>) -> Array2<f64> {
         }
     }
     out
-}
-
-/// Flattens a linfa tree (children after parents); `features` maps the tree's feature indices
-/// to dataset columns (forests train trees on feature subsets).
-fn flatten_tree(root: &linfa_trees::TreeNode<f64, usize>, features: &[usize], k: usize) -> Tree {
-    let mut nodes = Vec::new();
-    let mut queue = std::collections::VecDeque::from([(root, 0usize)]);
-    nodes.push(TreeNode::Leaf {
-        class: 0,
-        probabilities: vec![0.0; k],
-    });
-    while let Some((node, at)) = queue.pop_front() {
-        match node.prediction() {
-            Some(class) => {
-                let mut probabilities = vec![0.0; k];
-                probabilities[class.min(k - 1)] = 1.0;
-                nodes[at] = TreeNode::Leaf {
-                    class: class.min(k - 1),
-                    probabilities,
-                };
-            }
-            None => {
-                let (feature, threshold, _) = node.split();
-                let children = node.children();
-                let (Some(left), Some(right)) = (children[0].as_deref(), children[1].as_deref())
-                else {
-                    continue;
-                };
-                let (l, r) = (nodes.len(), nodes.len() + 1);
-                nodes.push(TreeNode::Leaf {
-                    class: 0,
-                    probabilities: vec![0.0; k],
-                });
-                nodes.push(TreeNode::Leaf {
-                    class: 0,
-                    probabilities: vec![0.0; k],
-                });
-                nodes[at] = TreeNode::Split {
-                    feature: features[feature],
-                    threshold,
-                    left: l,
-                    right: r,
-                };
-                queue.push_back((left, l));
-                queue.push_back((right, r));
-            }
-        }
-    }
-    Tree { nodes }
-}
-
-/// Replaces each leaf's probabilities by the class shares of the training rows reaching it,
-/// and its class by the most frequent one (lowest index on ties). linfa-trees breaks ties in a
-/// leaf by `HashMap` order (random per process), which would make rebuilt modules differ; on
-/// every leaf without a tie this is exactly linfa's prediction.
-fn fill_leaf_distributions(tree: &mut Tree, train_x: &Array2<f64>, train_y: &[f64], k: usize) {
-    let mut counts = vec![vec![0.0f64; k]; tree.nodes.len()];
-    for (row, y) in train_x.rows().into_iter().zip(train_y) {
-        let row = row.to_vec();
-        counts[tree.leaf_for(&row)][(*y as usize).min(k - 1)] += 1.0;
-    }
-    for (node, c) in tree.nodes.iter_mut().zip(counts) {
-        if let TreeNode::Leaf {
-            probabilities,
-            class,
-        } = node
-        {
-            let total: f64 = c.iter().sum();
-            if total > 0.0 {
-                *probabilities = c.iter().map(|v| v / total).collect();
-                let mut best = 0;
-                for (i, v) in c.iter().enumerate() {
-                    if *v > c[best] {
-                        best = i;
-                    }
-                }
-                *class = best;
-            }
-        }
-    }
 }
 
 /// Reads a fitted Gaussian NB through its serde form (linfa keeps the fields private) and
