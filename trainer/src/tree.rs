@@ -475,3 +475,101 @@ fn breadth_first(mut nodes: Vec<Node>) -> Vec<Node> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grow_plain(x: &[f64], d: usize, y: &[usize], k: usize, max_depth: Option<usize>) -> Tree {
+        let n = y.len();
+        let binned = Binned::new(x, n, d);
+        grow(&binned, y, &vec![1; n], k, Params { max_depth, max_features: None, seed: 1 })
+            .to_tree(true)
+    }
+
+    #[test]
+    fn few_distinct_values_split_at_the_midpoint_of_real_values() {
+        let x = [1.0, 2.0, 3.0, 10.0, 11.0, 12.0];
+        let tree = grow_plain(&x, 1, &[0, 0, 0, 1, 1, 1], 2, None);
+        assert_eq!(tree.nodes.len(), 3);
+        let TreeNode::Split { feature, threshold, left, right } = &tree.nodes[0] else {
+            panic!("{:?}", tree.nodes[0])
+        };
+        assert_eq!((*feature, *threshold, *left, *right), (0, 6.5, 1, 2));
+        // A pure node is a leaf; values closer than 1e-7 are one value (no split between).
+        let tree = grow_plain(&[1.0, 1.0 + 1e-9, 2.0], 1, &[0, 1, 1], 2, None);
+        let TreeNode::Split { threshold, .. } = &tree.nodes[0] else { panic!() };
+        let lower = 1.0 + 1e-9;
+        assert_eq!(*threshold, lower + (2.0 - lower) / 2.0);
+        assert_eq!(grow_plain(&[1.0, 2.0], 1, &[1, 1], 2, None).nodes.len(), 1);
+    }
+
+    #[test]
+    fn many_distinct_values_get_at_most_255_bins_and_real_thresholds() {
+        // 3,000 distinct values; the class changes at 0.7 and at 0.2 (with a twist).
+        let n = 3000;
+        let x: Vec<f64> = (0..n).map(|i| ((i * 7919) % n) as f64 / n as f64).collect();
+        let y: Vec<usize> = x.iter().map(|v| usize::from(*v >= 0.7 || *v < 0.2)).collect();
+        let binned = Binned::new(&x, n, 1);
+        assert!(binned.n_bins(0) <= MAX_BINS && binned.n_bins(0) > 200);
+        for b in 1..binned.n_bins(0) {
+            assert!(binned.hi[0][b - 1] < binned.lo[0][b]);
+        }
+        for (i, v) in x.iter().enumerate() {
+            let b = binned.bins[i] as usize;
+            assert!(binned.lo[0][b] <= *v && *v <= binned.hi[0][b]);
+        }
+        let tree = grow_plain(&x, 1, &y, 2, None);
+        for node in &tree.nodes {
+            if let TreeNode::Split { threshold, .. } = node {
+                // Strictly between two neighbouring training values.
+                let below = x.iter().copied().filter(|v| v < threshold).fold(f64::MIN, f64::max);
+                let above = x.iter().copied().filter(|v| v >= threshold).fold(f64::MAX, f64::min);
+                assert!(below < *threshold && *threshold <= above, "{below} {threshold} {above}");
+            }
+        }
+        // The bin edges fall near 0.2 and 0.7: the training rows are nearly all right.
+        let hits = x
+            .iter()
+            .zip(&y)
+            .filter(|(v, c)| match &tree.nodes[tree.leaf_for(&[**v])] {
+                TreeNode::Leaf { class, .. } => class == *c,
+                _ => false,
+            })
+            .count();
+        assert!(hits as f64 >= 0.99 * n as f64, "{hits}");
+    }
+
+    /// Leaves hold the weighted class counts of the training rows that reach them, however the
+    /// histograms were obtained (built or derived by subtraction).
+    #[test]
+    fn leaf_counts_are_the_weighted_rows_reaching_them() {
+        let (n, d, k) = (600, 4, 3);
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let x: Vec<f64> = (0..n * d).map(|p| if p % d == 3 { (next() * 5.0).floor() } else { next() }).collect();
+        let y: Vec<usize> = (0..n)
+            .map(|i| ((x[i * d] * 2.0 + x[i * d + 3] + next() * 0.5) as usize) % k)
+            .collect();
+        let w: Vec<u32> = (0..n).map(|_| (next() * 3.0) as u32).collect();
+        let binned = Binned::new(&x, n, d);
+        let params = Params { max_depth: Some(6), max_features: Some(2), seed: 9 };
+        let grown = grow(&binned, &y, &w, k, params);
+        let tree = grown.to_tree(true);
+        let mut counts = vec![vec![0u64; k]; tree.nodes.len()];
+        for i in 0..n {
+            counts[tree.leaf_for(&x[i * d..(i + 1) * d])][y[i]] += w[i] as u64;
+        }
+        for (at, node) in grown.nodes.iter().enumerate() {
+            if let Node::Leaf { counts: c } = node {
+                assert_eq!(c, &counts[at], "leaf {at}");
+            }
+        }
+        assert!(tree.nodes.len() > 7);
+        // Same data and seed, same tree.
+        assert_eq!(grow(&binned, &y, &w, k, params).to_tree(true), tree);
+    }
+}

@@ -436,3 +436,28 @@ fn training_is_reproducible() {
         assert_eq!(a.importances, b.importances, "{algorithm:?}");
     }
 }
+
+/// The fast permutation importance of trees and forests (paths walked once, re-walked only
+/// where they test the shuffled feature) gives exactly the generic figures: the same
+/// shuffles, the same accuracy.
+#[test]
+fn tree_importances_equal_the_generic_computation() {
+    let wine = datasets::builtin("winequality").unwrap();
+    for (algorithm, scale) in [
+        (Algorithm::DecisionTree { max_depth: None }, false),
+        (
+            Algorithm::RandomForest {
+                n_trees: 12,
+                max_depth: Some(10),
+                feature_proportion: None,
+            },
+            true,
+        ),
+    ] {
+        let t = train(&wine, &spec(algorithm.clone(), scale), |_, _| {}).unwrap();
+        let generic =
+            wasmops_trainer::permutation_importance(&t.pipeline, &t.test_x, &t.test_y, 7);
+        assert_eq!(t.importances, generic, "{algorithm:?}");
+        assert!(t.importances.iter().any(|v| *v > 0.01), "{:?}", t.importances);
+    }
+}
