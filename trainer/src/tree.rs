@@ -56,7 +56,7 @@ impl Binned {
         let mut order: Vec<u32> = (0..n as u32).collect();
         for f in 0..d {
             let value = |i: u32| x[i as usize * d + f];
-            order.sort_by(|a, b| value(*a).total_cmp(&value(*b)).then(a.cmp(b)));
+            order.sort_unstable_by(|a, b| value(*a).total_cmp(&value(*b)).then(a.cmp(b)));
             // Groups of equal values (within 1e-7 of the previous one): group of each sorted
             // position, and each group's row count.
             let mut group_of = vec![0u32; n];
