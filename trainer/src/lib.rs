@@ -1,14 +1,17 @@
 //! wasmops-trainer: a dataset and a [`TrainSpec`] in, a plain [`Pipeline`] out, trained with
-//! linfa. It runs inside the dashboard's Web Worker and natively in tests and benchmarks.
+//! linfa or the trainer's own algorithms. It runs inside the dashboard's Web Worker and
+//! natively in tests and benchmarks.
 //!
 //! # Layout
 //! - [`datasets`]: the built-in datasets.
+//! - [`logistic`], [`kmeans`], [`tree`]: the fits implemented here instead of linfa's (each
+//!   module says why).
 //! - this file: specs, the seeded split, standard scaling, fitting each algorithm and turning
-//!   the fitted linfa model into a [`Pipeline`] the compiler understands.
+//!   the fitted model into a [`Pipeline`] the compiler understands.
 //!
-//! Every conversion keeps linfa's own predictions for the test split
+//! Every conversion keeps the fit's own predictions for the test split
 //! ([`Trained::linfa_test_predictions`]) so tests can check that the compiled module agrees
-//! with linfa.
+//! with the fitted model.
 
 pub mod catalog;
 pub mod csv_import;
@@ -206,7 +209,9 @@ pub struct Trained {
     pub test_x: Vec<f64>,
     /// Test targets: class indices or regression values (cluster runs: the true classes).
     pub test_y: Vec<f64>,
-    /// What linfa itself predicts for the test rows (class index, cluster or value).
+    /// What the fitted model itself predicts for the test rows (class index, cluster or
+    /// value): linfa's model's prediction, or the trainer's own for its own fits (the name
+    /// predates them).
     pub linfa_test_predictions: Vec<f64>,
     pub metrics: BTreeMap<String, f64>,
     /// Step metrics where the fit iterates: name -> (step, value), steps increasing. See

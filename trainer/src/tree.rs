@@ -17,8 +17,9 @@
 //!   midpoint between the highest value below and the lowest value above (or that value when
 //!   the midpoint rounds onto the lower one), and rows with `x < threshold` go left, as in
 //!   modules. When every distinct value has its own bin (up to 255 per feature) these are
-//!   exactly the candidates and thresholds of the exact search (scikit-learn's and the patched
-//!   linfa-trees'), and the same tree is grown; above that, candidates are the bin boundaries.
+//!   exactly the candidates and thresholds of the exact search (scikit-learn's, and the
+//!   patched linfa-trees' this replaces; splits of equal score may be chosen differently, the
+//!   scores here being exact); above that, candidates are the bin boundaries.
 //! - **Rules** as linfa-trees' defaults, which are scikit-learn's: a node splits when it holds
 //!   at least 2 (weighted) rows, is not pure and is above `max_depth`; a split must lower the
 //!   impurity by at least 1e-5; with `max_features`, features are tried in a seeded random
