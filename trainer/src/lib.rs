@@ -247,6 +247,16 @@ pub fn train(
             data.name
         )));
     }
+    // CSV import and the built-ins only give finite numbers; the fits (bins, distances,
+    // solvers) rely on it.
+    if let Some(p) = data.x.iter().position(|v| !v.is_finite()) {
+        return Err(TrainError::Data(format!(
+            "dataset `{}`: row {}, feature `{}` is not a finite number",
+            data.name,
+            p / d + 1,
+            data.feature_names.get(p % d).map_or("?", String::as_str)
+        )));
+    }
     let classification = !spec.algorithm.is_regression() && !spec.algorithm.is_clustering();
     if classification && data.class_names.len() < 2 {
         return Err(TrainError::Data(format!(
