@@ -5,10 +5,15 @@
 //! - Initialization: greedy k-means++ (scikit-learn's `_kmeans_plusplus`): the first centre is
 //!   a row drawn uniformly, each further one the best of `2 + floor(ln k)` rows drawn with
 //!   probability proportional to their squared distance to the nearest centre so far.
-//! - Lloyd iterations: distances for a block of rows at once through a matrix product,
-//!   `||x||² - 2 x·c + ||c||²` (`x·c` by ndarray's `dot`), then the argmin per row; new
-//!   centres are the means of their rows (summed in row order). An empty cluster is moved to
-//!   the row farthest from its centre, as scikit-learn does.
+//! - Lloyd iterations. The first assignment computes distances for a block of rows at once
+//!   through a matrix product, `||x||² - 2 x·c + ||c||²` (`x·c` by ndarray's `dot`), then the
+//!   argmin per row. Later ones keep Hamerly's bounds (a lower bound per row on its distance
+//!   to every other centre): a row whose distance to its own centre is below that bound, or
+//!   below half the gap to the nearest other centre, cannot change centre, and only the other
+//!   rows compute every distance. Each step assigns every row the centre a full Lloyd step
+//!   would (up to exact ties); the distance to its own centre is computed every time, for the
+//!   curve's inertia. New centres are the means of their rows (summed in row order). An empty
+//!   cluster is moved to the row farthest from its centre, as scikit-learn does.
 //! - Stopping: when no label changes, or when the centres moved by at most `tol` in total
 //!   squared distance, with scikit-learn's `tol = 1e-4 * mean(variance of each feature)`
 //!   (linfa stopped at an absolute 1e-4, which on unscaled data kept every run going to the
@@ -91,8 +96,9 @@ pub fn fit(
 /// Buffers reused by every iteration.
 struct Scratch {
     labels: Vec<usize>,
-    new_labels: Vec<usize>,
     min_dist: Vec<f64>,
+    /// Per row: a lower bound on the distance (not squared) to every centre but its own.
+    lower: Vec<f64>,
     block: Array2<f64>,
     /// Per cluster: the sum of its rows (`k * d`, row-major) and their number.
     sums: Vec<f64>,
@@ -103,8 +109,8 @@ impl Scratch {
     fn new(n: usize, k: usize, d: usize) -> Self {
         Scratch {
             labels: vec![0; n],
-            new_labels: vec![0; n],
             min_dist: vec![0.0; n],
+            lower: vec![0.0; n],
             block: Array2::zeros((BLOCK.min(n), k)),
             sums: vec![0.0; k * d],
             counts: vec![0; k],
@@ -137,17 +143,22 @@ fn assign(
         ndarray::linalg::general_mat_mul(1.0, &x.slice(s![start..end, ..]), &ct, 0.0, &mut out);
         for (r, products) in out.rows().into_iter().enumerate() {
             let i = start + r;
-            let (mut best, mut best_d) = (0, f64::INFINITY);
+            let (mut best, mut best_d, mut second_d) = (0, f64::INFINITY, f64::INFINITY);
             for (c, p) in products.iter().enumerate() {
                 let dist = c_sq[c] - 2.0 * p;
                 if dist < best_d {
+                    second_d = best_d;
                     best_d = dist;
                     best = c;
+                } else if dist < second_d {
+                    second_d = dist;
                 }
             }
             let dist = (best_d + x_sq[i]).max(0.0);
             labels[i] = best;
             s.min_dist[i] = dist;
+            // Shaved a little: the expanded form rounds, and a bound must not overshoot.
+            s.lower[i] = (second_d + x_sq[i]).max(0.0).sqrt() * (1.0 - 1e-9);
             inertia += dist;
             let sum = &mut s.sums[best * d..(best + 1) * d];
             for (a, v) in sum.iter_mut().zip(&rows_flat[i * d..(i + 1) * d]) {
@@ -173,7 +184,6 @@ fn lloyd(
     let k = centroids.nrows();
     let rows_flat = x.as_slice().expect("standard layout");
     let mut labels = std::mem::take(&mut s.labels);
-    let mut new_labels = std::mem::take(&mut s.new_labels);
     let mut inertia = assign(x, x_sq, &centroids, &mut labels, s);
     let mut curve = Vec::new();
     for iteration in 1..=max_iterations {
@@ -195,34 +205,123 @@ fn lloyd(
                 s.sums[c * d..(c + 1) * d].copy_from_slice(row);
                 s.counts[*c] = 1;
                 labels[i] = *c;
+                // Its bound was to the centres other than `from`: recompute it next pass.
+                s.lower[i] = 0.0;
             }
         }
-        // Update: each centre moves to the mean of its rows.
+        // Update: each centre moves to the mean of its rows; `moved[c]` is how far.
         let mut shift = 0.0;
+        let mut moved = vec![0.0f64; k];
         for c in 0..k {
             let inv = 1.0 / s.counts[c].max(1) as f64;
+            let mut m = 0.0;
             for j in 0..d {
                 let new = s.sums[c * d + j] * inv;
                 let delta = new - centroids[(c, j)];
-                shift += delta * delta;
+                m += delta * delta;
                 centroids[(c, j)] = new;
             }
+            shift += m;
+            moved[c] = m.sqrt();
         }
-        inertia = assign(x, x_sq, &centroids, &mut new_labels, s);
+        let changed = reassign(rows_flat, &centroids, &moved, &mut labels, s);
+        inertia = s.min_dist.iter().sum();
         curve.push((iteration, inertia / n as f64));
-        let unchanged = new_labels == labels;
-        std::mem::swap(&mut labels, &mut new_labels);
-        if unchanged || shift <= tol {
+        if changed == 0 || shift <= tol {
             break;
         }
     }
     s.labels = labels;
-    s.new_labels = new_labels;
     KMeansFit {
         centroids,
         inertia: inertia / n as f64,
         curve,
     }
+}
+
+/// The assignment step of a Lloyd iteration with Hamerly's bound (2010): after the centres
+/// moved by `moved`, a row keeps its centre without computing the other distances when its
+/// (exact) distance to it is at most the larger of its lower bound to every other centre
+/// (lowered by the most any other centre moved) and half the distance from its centre to the
+/// nearest other centre. Otherwise all its distances are computed (lowest index on a tie),
+/// which gives the row the same centre as a full Lloyd step would. Writes every row's squared
+/// distance to its centre, sums each cluster's rows in row order; returns how many rows
+/// changed centre.
+fn reassign(
+    x: &[f64],
+    centroids: &Array2<f64>,
+    moved: &[f64],
+    labels: &mut [usize],
+    s: &mut Scratch,
+) -> usize {
+    let (k, d) = centroids.dim();
+    let c = centroids.as_slice().expect("standard layout");
+    let centre = |j: usize| &c[j * d..(j + 1) * d];
+    let sq = |a: &[f64], b: &[f64]| {
+        let mut acc = 0.0;
+        for (u, v) in a.iter().zip(b) {
+            let t = u - v;
+            acc += t * t;
+        }
+        acc
+    };
+    // The largest and second-largest move, to lower each row's bound by the most any centre
+    // but its own moved.
+    let (mut top, mut top_at, mut runner_up) = (0.0f64, 0usize, 0.0f64);
+    for (j, m) in moved.iter().enumerate() {
+        if *m > top {
+            runner_up = top;
+            top = *m;
+            top_at = j;
+        } else if *m > runner_up {
+            runner_up = *m;
+        }
+    }
+    let half_gap: Vec<f64> = (0..k)
+        .map(|a| {
+            (0..k)
+                .filter(|b| *b != a)
+                .map(|b| sq(centre(a), centre(b)))
+                .fold(f64::INFINITY, f64::min)
+                .sqrt()
+                * 0.5
+        })
+        .collect();
+    s.sums.fill(0.0);
+    s.counts.fill(0);
+    let mut changed = 0;
+    for (i, row) in x.chunks_exact(d).enumerate() {
+        let mut a = labels[i];
+        s.lower[i] -= if a == top_at { runner_up } else { top };
+        let mut dist = sq(row, centre(a));
+        let bound = s.lower[i].max(half_gap[a]);
+        if dist > bound * bound {
+            let (mut best, mut best_d, mut second_d) = (0, f64::INFINITY, f64::INFINITY);
+            for j in 0..k {
+                let dj = sq(row, centre(j));
+                if dj < best_d {
+                    second_d = best_d;
+                    best_d = dj;
+                    best = j;
+                } else if dj < second_d {
+                    second_d = dj;
+                }
+            }
+            s.lower[i] = second_d.sqrt();
+            if best != a {
+                changed += 1;
+                a = best;
+                labels[i] = best;
+            }
+            dist = best_d;
+        }
+        s.min_dist[i] = dist;
+        for (t, v) in s.sums[a * d..(a + 1) * d].iter_mut().zip(row) {
+            *t += v;
+        }
+        s.counts[a] += 1;
+    }
+    changed
 }
 
 /// Greedy k-means++ (scikit-learn's): `2 + floor(ln k)` candidates per centre, the one that
