@@ -7,13 +7,14 @@
 //!   probability proportional to their squared distance to the nearest centre so far.
 //! - Lloyd iterations. The first assignment computes distances for a block of rows at once
 //!   through a matrix product, `||x||² - 2 x·c + ||c||²` (`x·c` by ndarray's `dot`), then the
-//!   argmin per row. Later ones keep Hamerly's bounds (a lower bound per row on its distance
-//!   to every other centre): a row whose distance to its own centre is below that bound, or
-//!   below half the gap to the nearest other centre, cannot change centre, and only the other
-//!   rows compute every distance. Each step assigns every row the centre a full Lloyd step
-//!   would (up to exact ties); the distance to its own centre is computed every time, for the
-//!   curve's inertia. New centres are the means of their rows (summed in row order). An empty
-//!   cluster is moved to the row farthest from its centre, as scikit-learn does.
+//!   argmin per row. Later ones keep Hamerly's bounds (per row, an upper bound on the
+//!   distance to its centre and a lower bound on the distance to every other one): a row
+//!   whose upper bound is below its lower bound, or below half the gap from its centre to the
+//!   nearest other centre, cannot change centre and costs no distance; only the others
+//!   compute distances. Each step assigns every row the centre a full Lloyd step would (up to
+//!   exact ties). New centres are the means of their rows (summed in row order); the inertia
+//!   comes from each cluster's sums (`sum ||x||² - 2 c·sum x + n ||c||²`). An empty cluster is
+//!   moved to the row farthest from its centre, as scikit-learn does.
 //! - Stopping: when no label changes, or when the centres moved by at most `tol` in total
 //!   squared distance, with scikit-learn's `tol = 1e-4 * mean(variance of each feature)`
 //!   (linfa stopped at an absolute 1e-4, which on unscaled data kept every run going to the
@@ -97,8 +98,12 @@ pub fn fit(
 struct Scratch {
     labels: Vec<usize>,
     min_dist: Vec<f64>,
-    /// Per row: a lower bound on the distance (not squared) to every centre but its own.
+    /// Per row: a lower bound on the distance (not squared) to every centre but its own, and
+    /// an upper bound on the distance to its own.
     lower: Vec<f64>,
+    upper: Vec<f64>,
+    /// Per cluster: the sum of its rows' squared norms (for the inertia).
+    sum_sq: Vec<f64>,
     block: Array2<f64>,
     /// Per cluster: the sum of its rows (`k * d`, row-major) and their number.
     sums: Vec<f64>,
@@ -111,6 +116,8 @@ impl Scratch {
             labels: vec![0; n],
             min_dist: vec![0.0; n],
             lower: vec![0.0; n],
+            upper: vec![0.0; n],
+            sum_sq: vec![0.0; k],
             block: Array2::zeros((BLOCK.min(n), k)),
             sums: vec![0.0; k * d],
             counts: vec![0; k],
@@ -159,6 +166,7 @@ fn assign(
             s.min_dist[i] = dist;
             // Shaved a little: the expanded form rounds, and a bound must not overshoot.
             s.lower[i] = (second_d + x_sq[i]).max(0.0).sqrt() * (1.0 - 1e-9);
+            s.upper[i] = dist.sqrt() * (1.0 + 1e-9);
             inertia += dist;
             let sum = &mut s.sums[best * d..(best + 1) * d];
             for (a, v) in sum.iter_mut().zip(&rows_flat[i * d..(i + 1) * d]) {
@@ -191,6 +199,10 @@ fn lloyd(
         // relocation), the farthest first, lowest index on a tie.
         let empty: Vec<usize> = (0..k).filter(|c| s.counts[*c] == 0).collect();
         if !empty.is_empty() {
+            // Each row's squared distance to its centre (the passes keep only bounds).
+            for (i, row) in rows_flat.chunks_exact(d).enumerate() {
+                s.min_dist[i] = squared_distance(row, centroids.row(labels[i]).as_slice().expect("standard layout"));
+            }
             let mut far: Vec<usize> = (0..n).collect();
             far.sort_by(|a, b| s.min_dist[*b].total_cmp(&s.min_dist[*a]).then(a.cmp(b)));
             for (c, &i) in empty.iter().zip(&far) {
@@ -205,8 +217,9 @@ fn lloyd(
                 s.sums[c * d..(c + 1) * d].copy_from_slice(row);
                 s.counts[*c] = 1;
                 labels[i] = *c;
-                // Its bound was to the centres other than `from`: recompute it next pass.
+                // Its bounds were for `from`: recompute its distances next pass.
                 s.lower[i] = 0.0;
+                s.upper[i] = f64::INFINITY;
             }
         }
         // Update: each centre moves to the mean of its rows; `moved[c]` is how far.
@@ -224,8 +237,20 @@ fn lloyd(
             shift += m;
             moved[c] = m.sqrt();
         }
-        let changed = reassign(rows_flat, &centroids, &moved, &mut labels, s);
-        inertia = s.min_dist.iter().sum();
+        let changed = reassign(rows_flat, x_sq, &centroids, &moved, &mut labels, s);
+        // sum over clusters of sum_i ||x_i||² - 2 c·sum_i x_i + n_c ||c||².
+        inertia = 0.0;
+        for c in 0..k {
+            let centre = centroids.row(c);
+            let sums = &s.sums[c * d..(c + 1) * d];
+            let (mut cross, mut norm) = (0.0, 0.0);
+            for (v, t) in centre.iter().zip(sums) {
+                cross += v * t;
+                norm += v * v;
+            }
+            inertia += s.sum_sq[c] - 2.0 * cross + s.counts[c] as f64 * norm;
+        }
+        inertia = inertia.max(0.0);
         curve.push((iteration, inertia / n as f64));
         if changed == 0 || shift <= tol {
             break;
@@ -239,16 +264,28 @@ fn lloyd(
     }
 }
 
-/// The assignment step of a Lloyd iteration with Hamerly's bound (2010): after the centres
-/// moved by `moved`, a row keeps its centre without computing the other distances when its
-/// (exact) distance to it is at most the larger of its lower bound to every other centre
-/// (lowered by the most any other centre moved) and half the distance from its centre to the
-/// nearest other centre. Otherwise all its distances are computed (lowest index on a tie),
-/// which gives the row the same centre as a full Lloyd step would. Writes every row's squared
-/// distance to its centre, sums each cluster's rows in row order; returns how many rows
-/// changed centre.
+/// `||a - b||²`, left to right.
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = 0.0;
+    for (u, v) in a.iter().zip(b) {
+        let t = u - v;
+        acc += t * t;
+    }
+    acc
+}
+
+/// The assignment step of a Lloyd iteration with Hamerly's bounds (2010): after the centres
+/// moved by `moved`, each row's upper bound on the distance to its centre grows by how far
+/// that centre moved, and its lower bound on the distance to every other centre shrinks by the
+/// most any other centre moved. A row whose upper bound is at most the larger of its lower
+/// bound and half the distance from its centre to the nearest other centre cannot change
+/// centre and costs no distance. Otherwise its distance to its centre is computed; if that
+/// still exceeds the bound, all its distances are (lowest index on a tie), which gives the row
+/// the same centre as a full Lloyd step would. Sums each cluster's rows and their squared
+/// norms in row order; returns how many rows changed centre.
 fn reassign(
     x: &[f64],
+    x_sq: &[f64],
     centroids: &Array2<f64>,
     moved: &[f64],
     labels: &mut [usize],
@@ -257,14 +294,6 @@ fn reassign(
     let (k, d) = centroids.dim();
     let c = centroids.as_slice().expect("standard layout");
     let centre = |j: usize| &c[j * d..(j + 1) * d];
-    let sq = |a: &[f64], b: &[f64]| {
-        let mut acc = 0.0;
-        for (u, v) in a.iter().zip(b) {
-            let t = u - v;
-            acc += t * t;
-        }
-        acc
-    };
     // The largest and second-largest move, to lower each row's bound by the most any centre
     // but its own moved.
     let (mut top, mut top_at, mut runner_up) = (0.0f64, 0usize, 0.0f64);
@@ -281,44 +310,48 @@ fn reassign(
         .map(|a| {
             (0..k)
                 .filter(|b| *b != a)
-                .map(|b| sq(centre(a), centre(b)))
+                .map(|b| squared_distance(centre(a), centre(b)))
                 .fold(f64::INFINITY, f64::min)
                 .sqrt()
                 * 0.5
         })
         .collect();
     s.sums.fill(0.0);
+    s.sum_sq.fill(0.0);
     s.counts.fill(0);
     let mut changed = 0;
     for (i, row) in x.chunks_exact(d).enumerate() {
         let mut a = labels[i];
         s.lower[i] -= if a == top_at { runner_up } else { top };
-        let mut dist = sq(row, centre(a));
+        s.upper[i] += moved[a];
         let bound = s.lower[i].max(half_gap[a]);
-        if dist > bound * bound {
-            let (mut best, mut best_d, mut second_d) = (0, f64::INFINITY, f64::INFINITY);
-            for j in 0..k {
-                let dj = sq(row, centre(j));
-                if dj < best_d {
-                    second_d = best_d;
-                    best_d = dj;
-                    best = j;
-                } else if dj < second_d {
-                    second_d = dj;
+        if s.upper[i] > bound {
+            s.upper[i] = squared_distance(row, centre(a)).sqrt();
+            if s.upper[i] > bound {
+                let (mut best, mut best_d, mut second_d) = (0, f64::INFINITY, f64::INFINITY);
+                for j in 0..k {
+                    let dj = squared_distance(row, centre(j));
+                    if dj < best_d {
+                        second_d = best_d;
+                        best_d = dj;
+                        best = j;
+                    } else if dj < second_d {
+                        second_d = dj;
+                    }
+                }
+                s.lower[i] = second_d.sqrt();
+                s.upper[i] = best_d.sqrt();
+                if best != a {
+                    changed += 1;
+                    a = best;
+                    labels[i] = best;
                 }
             }
-            s.lower[i] = second_d.sqrt();
-            if best != a {
-                changed += 1;
-                a = best;
-                labels[i] = best;
-            }
-            dist = best_d;
         }
-        s.min_dist[i] = dist;
         for (t, v) in s.sums[a * d..(a + 1) * d].iter_mut().zip(row) {
             *t += v;
         }
+        s.sum_sq[a] += x_sq[i];
         s.counts[a] += 1;
     }
     changed
