@@ -12,8 +12,9 @@
 //!   whose upper bound is below its lower bound, or below half the gap from its centre to the
 //!   nearest other centre, cannot change centre and costs no distance; only the others
 //!   compute distances. Each step assigns every row the centre a full Lloyd step would (up to
-//!   exact ties). New centres are the means of their rows (summed in row order); the inertia
-//!   comes from each cluster's sums (`sum ||x||² - 2 c·sum x + n ||c||²`). An empty cluster is
+//!   exact ties). New centres are the means of their rows: each cluster's sum is kept, a row
+//!   that changes centre moves its values from one sum to the other (in row order); the
+//!   inertia comes from those sums (`sum ||x||² - 2 c·sum x + n ||c||²`). An empty cluster is
 //!   moved to the row farthest from its centre, as scikit-learn does.
 //! - Stopping: when no label changes, or when the centres moved by at most `tol` in total
 //!   squared distance, with scikit-learn's `tol = 1e-4 * mean(variance of each feature)`
@@ -140,6 +141,7 @@ fn assign(
     let c_sq: Vec<f64> = centroids.rows().into_iter().map(|c| c.dot(&c)).collect();
     let ct = centroids.t();
     s.sums.fill(0.0);
+    s.sum_sq.fill(0.0);
     s.counts.fill(0);
     let mut inertia = 0.0;
     let mut start = 0;
@@ -173,6 +175,7 @@ fn assign(
                 *a += v;
             }
             s.counts[best] += 1;
+            s.sum_sq[best] += x_sq[i];
         }
         start = end;
     }
@@ -205,18 +208,23 @@ fn lloyd(
             }
             let mut far: Vec<usize> = (0..n).collect();
             far.sort_by(|a, b| s.min_dist[*b].total_cmp(&s.min_dist[*a]).then(a.cmp(b)));
-            for (c, &i) in empty.iter().zip(&far) {
+            // Rows that are their cluster's last are left where they are.
+            let mut candidates = far.into_iter();
+            for &c in &empty {
+                let Some(i) = candidates.find(|i| s.counts[labels[*i]] > 1) else {
+                    break;
+                };
                 let row = &rows_flat[i * d..(i + 1) * d];
                 let from = labels[i];
-                if s.counts[from] > 1 {
-                    for (a, v) in s.sums[from * d..(from + 1) * d].iter_mut().zip(row) {
-                        *a -= v;
-                    }
-                    s.counts[from] -= 1;
+                for (a, v) in s.sums[from * d..(from + 1) * d].iter_mut().zip(row) {
+                    *a -= v;
                 }
+                s.sum_sq[from] -= x_sq[i];
+                s.counts[from] -= 1;
                 s.sums[c * d..(c + 1) * d].copy_from_slice(row);
-                s.counts[*c] = 1;
-                labels[i] = *c;
+                s.sum_sq[c] = x_sq[i];
+                s.counts[c] = 1;
+                labels[i] = c;
                 // Its bounds were for `from`: recompute its distances next pass.
                 s.lower[i] = 0.0;
                 s.upper[i] = f64::INFINITY;
@@ -281,8 +289,8 @@ fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
 /// bound and half the distance from its centre to the nearest other centre cannot change
 /// centre and costs no distance. Otherwise its distance to its centre is computed; if that
 /// still exceeds the bound, all its distances are (lowest index on a tie), which gives the row
-/// the same centre as a full Lloyd step would. Sums each cluster's rows and their squared
-/// norms in row order; returns how many rows changed centre.
+/// the same centre as a full Lloyd step would. A row that changes centre moves its values
+/// from one cluster's sums (and squared norms) to the other's; returns how many rows changed.
 fn reassign(
     x: &[f64],
     x_sq: &[f64],
@@ -316,12 +324,9 @@ fn reassign(
                 * 0.5
         })
         .collect();
-    s.sums.fill(0.0);
-    s.sum_sq.fill(0.0);
-    s.counts.fill(0);
     let mut changed = 0;
     for (i, row) in x.chunks_exact(d).enumerate() {
-        let mut a = labels[i];
+        let a = labels[i];
         s.lower[i] -= if a == top_at { runner_up } else { top };
         s.upper[i] += moved[a];
         let bound = s.lower[i].max(half_gap[a]);
@@ -342,17 +347,22 @@ fn reassign(
                 s.lower[i] = second_d.sqrt();
                 s.upper[i] = best_d.sqrt();
                 if best != a {
+                    // The row moves: out of its old cluster's sums, into the new one's.
+                    for (t, v) in s.sums[a * d..(a + 1) * d].iter_mut().zip(row) {
+                        *t -= v;
+                    }
+                    for (t, v) in s.sums[best * d..(best + 1) * d].iter_mut().zip(row) {
+                        *t += v;
+                    }
+                    s.sum_sq[a] -= x_sq[i];
+                    s.sum_sq[best] += x_sq[i];
+                    s.counts[a] -= 1;
+                    s.counts[best] += 1;
                     changed += 1;
-                    a = best;
                     labels[i] = best;
                 }
             }
         }
-        for (t, v) in s.sums[a * d..(a + 1) * d].iter_mut().zip(row) {
-            *t += v;
-        }
-        s.sum_sq[a] += x_sq[i];
-        s.counts[a] += 1;
     }
     changed
 }
@@ -441,4 +451,48 @@ pub fn predict(centroids: &Array2<f64>, x: ArrayView2<f64>) -> Vec<usize> {
             best
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kept sums (moved row by row, and by the relocation of empty clusters) give the
+    /// same inertia as distances computed from scratch.
+    #[test]
+    fn inertia_from_the_kept_sums_is_the_true_inertia() {
+        // Repeated rows make k-means++ draw the same row twice (every distance is 0), so a
+        // cluster starts empty and is relocated.
+        let mut rows = vec![0.0, 0.0, 0.0, 0.0, 10.0, 10.0, 3.0, 3.5];
+        let mut state = 7u64;
+        for _ in 0..200 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rows.push((state >> 11) as f64 / (1u64 << 53) as f64 * 20.0);
+        }
+        let x = Array2::from_shape_vec((rows.len() / 2, 2), rows).unwrap();
+        for seed in 0..30 {
+            let fit = fit(x.view(), 4, 50, 2, seed).unwrap();
+            let labels = predict(&fit.centroids, x.view());
+            let truth: f64 = x
+                .rows()
+                .into_iter()
+                .zip(&labels)
+                .map(|(r, c)| {
+                    let centre = fit.centroids.row(*c);
+                    r.iter().zip(centre).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
+                })
+                .sum::<f64>()
+                / x.nrows() as f64;
+            assert!(
+                (fit.inertia - truth).abs() <= 1e-9 * truth.max(1.0),
+                "seed {seed}: {} against {truth}",
+                fit.inertia
+            );
+            assert_eq!(fit.curve.last().unwrap().1, fit.inertia);
+        }
+        // Only identical rows: no distance anywhere, still a fit.
+        let same = Array2::from_elem((6, 3), 1.5);
+        let fit = fit(same.view(), 2, 10, 1, 3).unwrap();
+        assert_eq!(fit.inertia, 0.0);
+    }
 }
