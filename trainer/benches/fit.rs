@@ -54,7 +54,10 @@ fn main() {
     };
     let algorithms: Vec<Algorithm> = algorithms
         .into_iter()
-        .filter(|a| only.as_ref().is_none_or(|o| o.split(',').any(|n| n == name(a))))
+        .filter(|a| {
+            only.as_ref()
+                .is_none_or(|o| o.split(',').any(|n| n == name(a)))
+        })
         .collect();
     let baseline = sklearn(&data, &algorithms.iter().map(name).collect::<Vec<_>>());
     println!("\n## Trainer, native, {rows} x 20 (ms per stage)\n");
@@ -172,9 +175,7 @@ fn sklearn(data: &wasmops_shared::dataset::Dataset, names: &[String]) -> Option<
     }
     let python = std::env::var_os("WASMOPS_BENCH_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("sklearn-venv/bin/python")
-        });
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("sklearn-venv/bin/python"));
     if !python.exists() {
         eprintln!(
             "bench: no scikit-learn baseline ({} not found; set WASMOPS_BENCH_PYTHON)",

@@ -58,7 +58,9 @@ pub fn fit(
 ) -> Result<KMeansFit, String> {
     let (n, d) = x.dim();
     if n < k {
-        return Err(format!("k-means: {k} clusters need at least {k} rows, got {n}"));
+        return Err(format!(
+            "k-means: {k} clusters need at least {k} rows, got {n}"
+        ));
     }
     if x.iter().any(|v| !v.is_finite()) {
         return Err("k-means: the data holds a value that is not a finite number".into());
@@ -204,7 +206,13 @@ fn lloyd(
         if !empty.is_empty() {
             // Each row's squared distance to its centre (the passes keep only bounds).
             for (i, row) in rows_flat.chunks_exact(d).enumerate() {
-                s.min_dist[i] = squared_distance(row, centroids.row(labels[i]).as_slice().expect("standard layout"));
+                s.min_dist[i] = squared_distance(
+                    row,
+                    centroids
+                        .row(labels[i])
+                        .as_slice()
+                        .expect("standard layout"),
+                );
             }
             let mut far: Vec<usize> = (0..n).collect();
             far.sort_by(|a, b| s.min_dist[*b].total_cmp(&s.min_dist[*a]).then(a.cmp(b)));
@@ -369,12 +377,7 @@ fn reassign(
 
 /// Greedy k-means++ (scikit-learn's): `2 + floor(ln k)` candidates per centre, the one that
 /// lowers the total squared distance most is kept.
-fn plus_plus(
-    x: ArrayView2<f64>,
-    x_sq: &[f64],
-    k: usize,
-    rng: &mut Xoshiro256Plus,
-) -> Array2<f64> {
+fn plus_plus(x: ArrayView2<f64>, x_sq: &[f64], k: usize, rng: &mut Xoshiro256Plus) -> Array2<f64> {
     let (n, d) = x.dim();
     let trials = 2 + (k as f64).ln().floor() as usize;
     let mut centroids = Array2::<f64>::zeros((k, d));
@@ -466,7 +469,9 @@ mod tests {
         let mut rows = vec![0.0, 0.0, 0.0, 0.0, 10.0, 10.0, 3.0, 3.5];
         let mut state = 7u64;
         for _ in 0..200 {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             rows.push((state >> 11) as f64 / (1u64 << 53) as f64 * 20.0);
         }
         let x = Array2::from_shape_vec((rows.len() / 2, 2), rows).unwrap();
@@ -479,7 +484,10 @@ mod tests {
                 .zip(&labels)
                 .map(|(r, c)| {
                     let centre = fit.centroids.row(*c);
-                    r.iter().zip(centre).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
+                    r.iter()
+                        .zip(centre)
+                        .map(|(a, b)| (a - b) * (a - b))
+                        .sum::<f64>()
                 })
                 .sum::<f64>()
                 / x.nrows() as f64;

@@ -404,7 +404,8 @@ pub fn train(
             let k = data.class_names.len();
             let train_class = as_class(&train_y);
             let x = train_x.as_standard_layout();
-            let binned = tree::Binned::new(x.as_slice().expect("standard layout"), train_x.nrows(), d);
+            let binned =
+                tree::Binned::new(x.as_slice().expect("standard layout"), train_x.nrows(), d);
             let grown = tree::grow(
                 &binned,
                 train_class.as_slice().expect("contiguous"),
@@ -583,9 +584,12 @@ pub fn tree_permutation_importance(
             t.nodes
                 .iter()
                 .map(|node| match node {
-                    TreeNode::Split { feature, threshold, left, right } => {
-                        (*feature as u32, *threshold, *left as u32, *right as u32)
-                    }
+                    TreeNode::Split {
+                        feature,
+                        threshold,
+                        left,
+                        right,
+                    } => (*feature as u32, *threshold, *left as u32, *right as u32),
                     TreeNode::Leaf { class, .. } => (u32::MAX, 0.0, *class as u32, 0),
                 })
                 .collect()
@@ -636,7 +640,8 @@ pub fn tree_permutation_importance(
     let mut votes = base_votes.clone();
     let mut column = Vec::with_capacity(n);
     // Per tree, per node: the interval of feature `j` its path allows.
-    let mut intervals: Vec<Vec<(f64, f64)>> = flat.iter().map(|t| vec![(0.0, 0.0); t.len()]).collect();
+    let mut intervals: Vec<Vec<(f64, f64)>> =
+        flat.iter().map(|t| vec![(0.0, 0.0); t.len()]).collect();
     (0..d)
         .map(|j| {
             for (tree, iv) in flat.iter().zip(&mut intervals) {
@@ -704,7 +709,7 @@ fn checkpoints(last: u64) -> Vec<u64> {
 /// - random forest: held-out accuracy of the first 1, 2, 4, ... trees of the fitted forest;
 /// - OLS, elastic net, Gaussian NB and a single tree do not iterate: no curve.
 pub fn curves(
-    spec: &TrainSpec,
+    _spec: &TrainSpec,
     pipeline: &Pipeline,
     _train_x: &Array2<f64>,
     test_x_raw: &[f64],
@@ -717,22 +722,19 @@ pub fn curves(
         let hits = o.chunks(k).zip(test_y).filter(|(o, y)| o[0] == **y).count();
         hits as f64 / test_y.len().max(1) as f64
     };
-    match (&spec.algorithm, &pipeline.model) {
-        (_, Model::RandomForest { n_classes, trees }) => {
-            let mut acc = Vec::new();
-            for t in checkpoints(trees.len() as u64) {
-                let partial = Pipeline {
-                    model: Model::RandomForest {
-                        n_classes: *n_classes,
-                        trees: trees[..t as usize].to_vec(),
-                    },
-                    ..pipeline.clone()
-                };
-                acc.push((t, accuracy(&partial)));
-            }
-            out.insert("accuracy".to_string(), acc);
+    if let Model::RandomForest { n_classes, trees } = &pipeline.model {
+        let mut acc = Vec::new();
+        for t in checkpoints(trees.len() as u64) {
+            let partial = Pipeline {
+                model: Model::RandomForest {
+                    n_classes: *n_classes,
+                    trees: trees[..t as usize].to_vec(),
+                },
+                ..pipeline.clone()
+            };
+            acc.push((t, accuracy(&partial)));
         }
-        _ => {}
+        out.insert("accuracy".to_string(), acc);
     }
     Ok(out)
 }

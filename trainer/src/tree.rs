@@ -127,8 +127,15 @@ pub struct Grown {
 }
 
 pub enum Node {
-    Leaf { counts: Vec<u64> },
-    Split { feature: usize, threshold: f64, left: usize, right: usize },
+    Leaf {
+        counts: Vec<u64>,
+    },
+    Split {
+        feature: usize,
+        threshold: f64,
+        left: usize,
+        right: usize,
+    },
 }
 
 impl Grown {
@@ -139,7 +146,12 @@ impl Grown {
             .nodes
             .iter()
             .map(|node| match node {
-                Node::Split { feature, threshold, left, right } => TreeNode::Split {
+                Node::Split {
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                } => TreeNode::Split {
                     feature: *feature,
                     threshold: *threshold,
                     left: *left,
@@ -155,7 +167,10 @@ impl Grown {
                         p[class] = 1.0;
                         p
                     };
-                    TreeNode::Leaf { class, probabilities }
+                    TreeNode::Leaf {
+                        class,
+                        probabilities,
+                    }
                 }
             })
             .collect();
@@ -220,7 +235,9 @@ struct Grower<'a> {
 /// (1 for a plain tree, the bootstrap count for a forest's; rows of weight 0 are left out).
 pub fn grow(binned: &Binned, y: &[usize], w: &[u32], k: usize, params: Params) -> Grown {
     let d = binned.lo.len();
-    let rows: Vec<u32> = (0..binned.n as u32).filter(|i| w[*i as usize] > 0).collect();
+    let rows: Vec<u32> = (0..binned.n as u32)
+        .filter(|i| w[*i as usize] > 0)
+        .collect();
     let mut counts = vec![0u64; k];
     for &i in &rows {
         counts[y[i as usize]] += w[i as usize] as u64;
@@ -250,7 +267,9 @@ pub fn grow(binned: &Binned, y: &[usize], w: &[u32], k: usize, params: Params) -
     let mut stack = vec![root];
     while let Some(node) = stack.pop() {
         let Some(split) = node.split else {
-            arena[node.at] = Some(Node::Leaf { counts: node.counts });
+            arena[node.at] = Some(Node::Leaf {
+                counts: node.counts,
+            });
             continue;
         };
         let (mut left, mut right) = g.partition(&node, split, arena.len());
@@ -268,9 +287,14 @@ pub fn grow(binned: &Binned, y: &[usize], w: &[u32], k: usize, params: Params) -
         stack.push(right);
         stack.push(left);
     }
-    let mut nodes: Vec<Node> = arena.into_iter().map(|n| n.expect("every node grown")).collect();
+    let mut nodes: Vec<Node> = arena
+        .into_iter()
+        .map(|n| n.expect("every node grown"))
+        .collect();
     prune(&mut nodes, 0, k);
-    Grown { nodes: breadth_first(nodes) }
+    Grown {
+        nodes: breadth_first(nodes),
+    }
 }
 
 impl Grower<'_> {
@@ -294,7 +318,12 @@ impl Grower<'_> {
             }
         }
         segment[l..].copy_from_slice(&self.scratch);
-        let right_counts = node.counts.iter().zip(&left_counts).map(|(a, b)| a - b).collect();
+        let right_counts = node
+            .counts
+            .iter()
+            .zip(&left_counts)
+            .map(|(a, b)| a - b)
+            .collect();
         let child = |at, start, end, counts| Pending {
             at,
             start,
@@ -325,7 +354,13 @@ impl Grower<'_> {
 
     /// Makes sure `node` has its histogram for `f`: built, or its parent's minus its
     /// sibling's, building the sibling's when that is the smaller node.
-    fn ensure(&self, node: &mut Pending, sibling: Option<&mut Pending>, parent: Option<&Pending>, f: usize) {
+    fn ensure(
+        &self,
+        node: &mut Pending,
+        sibling: Option<&mut Pending>,
+        parent: Option<&Pending>,
+        f: usize,
+    ) {
         if node.hists[f].is_some() {
             return;
         }
@@ -406,7 +441,14 @@ impl Grower<'_> {
                         if threshold <= below {
                             threshold = above;
                         }
-                        best = Some((score, Split { feature: f, last_left_bin: a, threshold }));
+                        best = Some((
+                            score,
+                            Split {
+                                feature: f,
+                                last_left_bin: a,
+                                threshold,
+                            },
+                        ));
                     }
                 }
                 for (l, v) in left.iter_mut().zip(bin) {
@@ -464,12 +506,22 @@ fn breadth_first(mut nodes: Vec<Node>) -> Vec<Node> {
     while let Some(old) = queue.pop_front() {
         let node = std::mem::replace(&mut nodes[old], Node::Leaf { counts: Vec::new() });
         out.push(match node {
-            Node::Split { feature, threshold, left, right } => {
+            Node::Split {
+                feature,
+                threshold,
+                left,
+                right,
+            } => {
                 queue.push_back(left);
                 queue.push_back(right);
                 let (l, r) = (next, next + 1);
                 next += 2;
-                Node::Split { feature, threshold, left: l, right: r }
+                Node::Split {
+                    feature,
+                    threshold,
+                    left: l,
+                    right: r,
+                }
             }
             leaf => leaf,
         });
@@ -484,8 +536,18 @@ mod tests {
     fn grow_plain(x: &[f64], d: usize, y: &[usize], k: usize, max_depth: Option<usize>) -> Tree {
         let n = y.len();
         let binned = Binned::new(x, n, d);
-        grow(&binned, y, &vec![1; n], k, Params { max_depth, max_features: None, seed: 1 })
-            .to_tree(true)
+        grow(
+            &binned,
+            y,
+            &vec![1; n],
+            k,
+            Params {
+                max_depth,
+                max_features: None,
+                seed: 1,
+            },
+        )
+        .to_tree(true)
     }
 
     #[test]
@@ -493,13 +555,21 @@ mod tests {
         let x = [1.0, 2.0, 3.0, 10.0, 11.0, 12.0];
         let tree = grow_plain(&x, 1, &[0, 0, 0, 1, 1, 1], 2, None);
         assert_eq!(tree.nodes.len(), 3);
-        let TreeNode::Split { feature, threshold, left, right } = &tree.nodes[0] else {
+        let TreeNode::Split {
+            feature,
+            threshold,
+            left,
+            right,
+        } = &tree.nodes[0]
+        else {
             panic!("{:?}", tree.nodes[0])
         };
         assert_eq!((*feature, *threshold, *left, *right), (0, 6.5, 1, 2));
         // A pure node is a leaf; values closer than 1e-7 are one value (no split between).
         let tree = grow_plain(&[1.0, 1.0 + 1e-9, 2.0], 1, &[0, 1, 1], 2, None);
-        let TreeNode::Split { threshold, .. } = &tree.nodes[0] else { panic!() };
+        let TreeNode::Split { threshold, .. } = &tree.nodes[0] else {
+            panic!()
+        };
         let lower = 1.0 + 1e-9;
         assert_eq!(*threshold, lower + (2.0 - lower) / 2.0);
         assert_eq!(grow_plain(&[1.0, 2.0], 1, &[1, 1], 2, None).nodes.len(), 1);
@@ -510,7 +580,10 @@ mod tests {
         // 3,000 distinct values; the class changes at 0.7 and at 0.2 (with a twist).
         let n = 3000;
         let x: Vec<f64> = (0..n).map(|i| ((i * 7919) % n) as f64 / n as f64).collect();
-        let y: Vec<usize> = x.iter().map(|v| usize::from(*v >= 0.7 || *v < 0.2)).collect();
+        let y: Vec<usize> = x
+            .iter()
+            .map(|v| usize::from(*v >= 0.7 || *v < 0.2))
+            .collect();
         let binned = Binned::new(&x, n, 1);
         assert!(binned.n_bins(0) <= MAX_BINS && binned.n_bins(0) > 200);
         for b in 1..binned.n_bins(0) {
@@ -524,9 +597,20 @@ mod tests {
         for node in &tree.nodes {
             if let TreeNode::Split { threshold, .. } = node {
                 // Strictly between two neighbouring training values.
-                let below = x.iter().copied().filter(|v| v < threshold).fold(f64::MIN, f64::max);
-                let above = x.iter().copied().filter(|v| v >= threshold).fold(f64::MAX, f64::min);
-                assert!(below < *threshold && *threshold <= above, "{below} {threshold} {above}");
+                let below = x
+                    .iter()
+                    .copied()
+                    .filter(|v| v < threshold)
+                    .fold(f64::MIN, f64::max);
+                let above = x
+                    .iter()
+                    .copied()
+                    .filter(|v| v >= threshold)
+                    .fold(f64::MAX, f64::min);
+                assert!(
+                    below < *threshold && *threshold <= above,
+                    "{below} {threshold} {above}"
+                );
             }
         }
         // The bin edges fall near 0.2 and 0.7: the training rows are nearly all right.
@@ -548,16 +632,30 @@ mod tests {
         let (n, d, k) = (600, 4, 3);
         let mut state = 12345u64;
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 11) as f64 / (1u64 << 53) as f64
         };
-        let x: Vec<f64> = (0..n * d).map(|p| if p % d == 3 { (next() * 5.0).floor() } else { next() }).collect();
+        let x: Vec<f64> = (0..n * d)
+            .map(|p| {
+                if p % d == 3 {
+                    (next() * 5.0).floor()
+                } else {
+                    next()
+                }
+            })
+            .collect();
         let y: Vec<usize> = (0..n)
             .map(|i| ((x[i * d] * 2.0 + x[i * d + 3] + next() * 0.5) as usize) % k)
             .collect();
         let w: Vec<u32> = (0..n).map(|_| (next() * 3.0) as u32).collect();
         let binned = Binned::new(&x, n, d);
-        let params = Params { max_depth: Some(6), max_features: Some(2), seed: 9 };
+        let params = Params {
+            max_depth: Some(6),
+            max_features: Some(2),
+            seed: 9,
+        };
         let grown = grow(&binned, &y, &w, k, params);
         let tree = grown.to_tree(true);
         let mut counts = vec![vec![0u64; k]; tree.nodes.len()];

@@ -427,9 +427,12 @@ fn tree_importances_equal_the_generic_computation() {
         ),
     ] {
         let t = train(&wine, &spec(algorithm.clone(), scale), |_, _| {}).unwrap();
-        let generic =
-            wasmops_trainer::permutation_importance(&t.pipeline, &t.test_x, &t.test_y, 7);
+        let generic = wasmops_trainer::permutation_importance(&t.pipeline, &t.test_x, &t.test_y, 7);
         assert_eq!(t.importances, generic, "{algorithm:?}");
-        assert!(t.importances.iter().any(|v| *v > 0.01), "{:?}", t.importances);
+        assert!(
+            t.importances.iter().any(|v| *v > 0.01),
+            "{:?}",
+            t.importances
+        );
     }
 }
