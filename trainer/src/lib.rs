@@ -1,27 +1,30 @@
 //! wasmops-trainer: a dataset and a [`TrainSpec`] in, a plain [`Pipeline`] out, trained with
-//! linfa. It runs inside the dashboard's Web Worker and natively in tests and benchmarks.
+//! linfa or the trainer's own algorithms. It runs inside the dashboard's Web Worker and
+//! natively in tests and benchmarks.
 //!
 //! # Layout
 //! - [`datasets`]: the built-in datasets.
+//! - [`logistic`], [`kmeans`], [`tree`]: the fits implemented here instead of linfa's (each
+//!   module says why).
 //! - this file: specs, the seeded split, standard scaling, fitting each algorithm and turning
-//!   the fitted linfa model into a [`Pipeline`] the compiler understands.
+//!   the fitted model into a [`Pipeline`] the compiler understands.
 //!
-//! Every conversion keeps linfa's own predictions for the test split
+//! Every conversion keeps the fit's own predictions for the test split
 //! ([`Trained::linfa_test_predictions`]) so tests can check that the compiled module agrees
-//! with linfa.
+//! with the fitted model.
 
 pub mod catalog;
 pub mod csv_import;
 pub mod datasets;
+pub mod kmeans;
 pub mod logistic;
+pub mod tree;
 
 use std::collections::BTreeMap;
 
 use linfa::prelude::*;
-use linfa_clustering::KMeans;
 use linfa_elasticnet::ElasticNet;
 use linfa_linear::LinearRegression;
-use linfa_trees::DecisionTree;
 use ndarray::{Array1, Array2, Axis};
 use rand_xoshiro::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
@@ -206,7 +209,9 @@ pub struct Trained {
     pub test_x: Vec<f64>,
     /// Test targets: class indices or regression values (cluster runs: the true classes).
     pub test_y: Vec<f64>,
-    /// What linfa itself predicts for the test rows (class index, cluster or value).
+    /// What the fitted model itself predicts for the test rows (class index, cluster or
+    /// value): linfa's model's prediction, or the trainer's own for its own fits (the name
+    /// predates them).
     pub linfa_test_predictions: Vec<f64>,
     pub metrics: BTreeMap<String, f64>,
     /// Step metrics where the fit iterates: name -> (step, value), steps increasing. See
@@ -240,6 +245,16 @@ pub fn train(
         return Err(TrainError::Data(format!(
             "dataset `{}` has {n} rows of {d} features: too small to split",
             data.name
+        )));
+    }
+    // CSV import and the built-ins only give finite numbers; the fits (bins, distances,
+    // solvers) rely on it.
+    if let Some(p) = data.x.iter().position(|v| !v.is_finite()) {
+        return Err(TrainError::Data(format!(
+            "dataset `{}`: row {}, feature `{}` is not a finite number",
+            data.name,
+            p / d + 1,
+            data.feature_names.get(p % d).map_or("?", String::as_str)
         )));
     }
     let classification = !spec.algorithm.is_regression() && !spec.algorithm.is_clustering();
@@ -283,6 +298,8 @@ pub fn train(
     progress("fitting", 0.3);
     // Logistic regression records its curve during the fit (see [`logistic`]).
     let mut logistic_curves = None;
+    // So does k-means (see [`kmeans`]).
+    let mut kmeans_curve = None;
     // Hyperparameters the fit chose itself.
     let mut chosen_params = BTreeMap::new();
     let (model, linfa_pred): (Model, Vec<f64>) = match &spec.algorithm {
@@ -384,16 +401,24 @@ pub fn train(
             (gaussian_nb_model(&fit, d, data.class_names.len())?, pred)
         }
         Algorithm::DecisionTree { max_depth } => {
-            let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
-            let fit = DecisionTree::params()
-                .max_depth(*max_depth)
-                .fit(&ds)
-                .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let pred = fit.predict(&test_x).iter().map(|c| *c as f64).collect();
             let k = data.class_names.len();
-            let identity: Vec<usize> = (0..d).collect();
-            let mut tree = flatten_tree(fit.root_node(), &identity, k);
-            fill_leaf_distributions(&mut tree, &train_x, train_y.as_slice().unwrap_or(&[]), k);
+            let train_class = as_class(&train_y);
+            let x = train_x.as_standard_layout();
+            let binned =
+                tree::Binned::new(x.as_slice().expect("standard layout"), train_x.nrows(), d);
+            let grown = tree::grow(
+                &binned,
+                train_class.as_slice().expect("contiguous"),
+                &vec![1; train_x.nrows()],
+                k,
+                tree::Params {
+                    max_depth: *max_depth,
+                    max_features: None,
+                    seed: spec.seed,
+                },
+            );
+            let tree = grown.to_tree(true);
+            let pred = predict_tree(&tree, &test_x);
             (Model::DecisionTree { n_classes: k, tree }, pred)
         }
         Algorithm::RandomForest {
@@ -421,14 +446,12 @@ pub fn train(
             )
         }
         Algorithm::KMeans { k, max_iterations } => {
-            let km_rng = Xoshiro256Plus::seed_from_u64(spec.seed);
-            let fit = KMeans::params_with_rng(*k, km_rng)
-                .max_n_iterations(*max_iterations)
-                .fit(&linfa::DatasetBase::from(train_x.clone()))
-                .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let pred: Array1<usize> = fit.predict(&test_x);
+            let fit = kmeans::fit(train_x.view(), *k, *max_iterations, KMEANS_RUNS, spec.seed)
+                .map_err(TrainError::Fit)?;
+            let pred = kmeans::predict(&fit.centroids, test_x.view());
+            kmeans_curve = Some(fit.curve.clone());
             let centroids = fit
-                .centroids()
+                .centroids
                 .rows()
                 .into_iter()
                 .map(|r| r.to_vec())
@@ -458,14 +481,15 @@ pub fn train(
         _ => data.class_names.clone(),
     };
     progress("curves", 0.95);
-    let curves = match logistic_curves {
-        Some(c) => c,
-        None => curves(spec, &pipeline, &train_x, &test_x_raw, &test_y)?,
+    let curves = match (logistic_curves, kmeans_curve) {
+        (Some(c), _) => c,
+        (None, Some(inertia)) => BTreeMap::from([("train_inertia".to_string(), inertia)]),
+        (None, None) => curves(spec, &pipeline, &train_x, &test_x_raw, &test_y)?,
     };
     progress("importances", 0.97);
     let importances = match pipeline.model {
         Model::DecisionTree { .. } | Model::RandomForest { .. } => {
-            permutation_importance(&pipeline, &test_x_raw, &test_y, spec.seed)
+            tree_permutation_importance(&pipeline, &test_x_raw, &test_y, spec.seed)
         }
         _ => Vec::new(),
     };
@@ -523,6 +547,149 @@ pub fn permutation_importance(
         .collect()
 }
 
+/// [`permutation_importance`] of a tree or forest, the same figures (the same shuffles, the
+/// same accuracy) at a fraction of the cost. Each row's leaf in each tree is found once. A
+/// shuffled value of feature `j` ends in the same leaf exactly when it lies in the interval
+/// of `j` values that leaf's path allows (`[lo, hi)`: above every threshold on `j` the path
+/// passed on the right, below every one it passed on the left); only the rows whose new value
+/// leaves that interval are walked again. Other models: the generic computation.
+pub fn tree_permutation_importance(
+    pipeline: &Pipeline,
+    test_x: &[f64],
+    test_y: &[f64],
+    seed: u64,
+) -> Vec<f64> {
+    use rand::seq::SliceRandom;
+    let (trees, k): (Vec<&Tree>, usize) = match &pipeline.model {
+        Model::DecisionTree { tree, n_classes } => (vec![tree], *n_classes),
+        Model::RandomForest { trees, n_classes } => (trees.iter().collect(), *n_classes),
+        _ => return permutation_importance(pipeline, test_x, test_y, seed),
+    };
+    let d = pipeline.n_features;
+    let n = test_y.len();
+    // The rows as the trees see them (scaled exactly as `reference::predict` scales).
+    let x: Vec<f64> = match &pipeline.scaler {
+        Some(s) => test_x
+            .iter()
+            .enumerate()
+            .map(|(p, v)| (v - s.mean[p % d]) / s.scale[p % d])
+            .collect(),
+        None => test_x.to_vec(),
+    };
+    // Flat trees: (feature, threshold, left, right); a leaf has feature `u32::MAX` and its
+    // class in `left`.
+    let flat: Vec<Vec<(u32, f64, u32, u32)>> = trees
+        .iter()
+        .map(|t| {
+            t.nodes
+                .iter()
+                .map(|node| match node {
+                    TreeNode::Split {
+                        feature,
+                        threshold,
+                        left,
+                        right,
+                    } => (*feature as u32, *threshold, *left as u32, *right as u32),
+                    TreeNode::Leaf { class, .. } => (u32::MAX, 0.0, *class as u32, 0),
+                })
+                .collect()
+        })
+        .collect();
+    // The leaf a row reaches, with feature `j` replaced by `v` (`j = usize::MAX`: none).
+    let walk = |tree: &[(u32, f64, u32, u32)], row: &[f64], j: usize, v: f64| {
+        let mut at = 0usize;
+        loop {
+            let (f, threshold, left, right) = tree[at];
+            if f == u32::MAX {
+                return at;
+            }
+            let f = f as usize;
+            let value = if f == j { v } else { row[f] };
+            at = if value < threshold { left } else { right } as usize;
+        }
+    };
+    let class = |t: usize, leaf: usize| flat[t][leaf].2 as usize;
+    let mut base_leaf = vec![0u32; trees.len() * n];
+    let mut base_votes = vec![0u32; n * k];
+    for (t, tree) in flat.iter().enumerate() {
+        for i in 0..n {
+            let leaf = walk(tree, &x[i * d..(i + 1) * d], usize::MAX, 0.0);
+            base_leaf[t * n + i] = leaf as u32;
+            base_votes[i * k + class(t, leaf)] += 1;
+        }
+    }
+    // Accuracy from votes: the class with the most votes, the lowest on a tie (as modules).
+    let accuracy = |votes: &[u32]| {
+        let hits = votes
+            .chunks(k)
+            .zip(test_y)
+            .filter(|(v, y)| {
+                let mut best = 0;
+                for (c, n) in v.iter().enumerate() {
+                    if *n > v[best] {
+                        best = c;
+                    }
+                }
+                best as f64 == **y
+            })
+            .count();
+        hits as f64 / n.max(1) as f64
+    };
+    let base = accuracy(&base_votes);
+    let mut rng = Xoshiro256Plus::seed_from_u64(seed ^ 0x1e7);
+    let mut votes = base_votes.clone();
+    let mut column = Vec::with_capacity(n);
+    // Per tree, per node: the interval of feature `j` its path allows.
+    let mut intervals: Vec<Vec<(f64, f64)>> =
+        flat.iter().map(|t| vec![(0.0, 0.0); t.len()]).collect();
+    (0..d)
+        .map(|j| {
+            for (tree, iv) in flat.iter().zip(&mut intervals) {
+                let mut stack = vec![(0usize, f64::NEG_INFINITY, f64::INFINITY)];
+                while let Some((at, lo, hi)) = stack.pop() {
+                    iv[at] = (lo, hi);
+                    let (f, threshold, left, right) = tree[at];
+                    if f == u32::MAX {
+                        continue;
+                    }
+                    if f as usize == j {
+                        stack.push((left as usize, lo, hi.min(threshold)));
+                        stack.push((right as usize, lo.max(threshold), hi));
+                    } else {
+                        stack.push((left as usize, lo, hi));
+                        stack.push((right as usize, lo, hi));
+                    }
+                }
+            }
+            let mut drop = 0.0;
+            for _ in 0..3 {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut rng);
+                column.clear();
+                column.extend(order.iter().map(|src| x[src * d + j]));
+                votes.copy_from_slice(&base_votes);
+                for (t, tree) in flat.iter().enumerate() {
+                    let leaves = &base_leaf[t * n..(t + 1) * n];
+                    for (i, (v, leaf)) in column.iter().zip(leaves).enumerate() {
+                        let (lo, hi) = intervals[t][*leaf as usize];
+                        if *v >= lo && *v < hi {
+                            continue;
+                        }
+                        let moved = walk(tree, &x[i * d..(i + 1) * d], j, *v);
+                        let (b, c) = (class(t, *leaf as usize), class(t, moved));
+                        if c != b {
+                            votes[i * k + b] -= 1;
+                            votes[i * k + c] += 1;
+                        }
+                    }
+                }
+                drop += base - accuracy(&votes);
+            }
+            drop / 3.0
+        })
+        .collect()
+}
+
 /// Steps 1, 2, 4, ... up to and including `last`.
 fn checkpoints(last: u64) -> Vec<u64> {
     let mut steps: Vec<u64> = std::iter::successors(Some(1u64), |s| s.checked_mul(2))
@@ -537,14 +704,14 @@ fn checkpoints(last: u64) -> Vec<u64> {
 /// at step `t`:
 /// - logistic regression: not here; its fit records training log loss and held-out accuracy
 ///   at every L-BFGS iteration (see [`logistic`]);
-/// - k-means: inertia after 1, 2, 4, ... Lloyd iterations of the seeded first run (refits
-///   with the same seed, one run each, until the centroids stop moving);
+/// - k-means: not here either; its fit records the inertia after every Lloyd iteration of
+///   the winning run (see [`kmeans`]);
 /// - random forest: held-out accuracy of the first 1, 2, 4, ... trees of the fitted forest;
 /// - OLS, elastic net, Gaussian NB and a single tree do not iterate: no curve.
 pub fn curves(
-    spec: &TrainSpec,
+    _spec: &TrainSpec,
     pipeline: &Pipeline,
-    train_x: &Array2<f64>,
+    _train_x: &Array2<f64>,
     test_x_raw: &[f64],
     test_y: &[f64],
 ) -> Result<BTreeMap<String, Vec<(u64, f64)>>, TrainError> {
@@ -555,46 +722,26 @@ pub fn curves(
         let hits = o.chunks(k).zip(test_y).filter(|(o, y)| o[0] == **y).count();
         hits as f64 / test_y.len().max(1) as f64
     };
-    match (&spec.algorithm, &pipeline.model) {
-        (Algorithm::KMeans { k, max_iterations }, _) => {
-            let mut inertia = Vec::new();
-            let mut previous = None;
-            for t in checkpoints(*max_iterations) {
-                // One run per refit (the fit itself keeps linfa's 10 restarts): the curve is
-                // the Lloyd iterations of the seeded first run, at a tenth of the cost.
-                let fit = KMeans::params_with_rng(*k, Xoshiro256Plus::seed_from_u64(spec.seed))
-                    .n_runs(1)
-                    .max_n_iterations(t)
-                    .fit(&linfa::DatasetBase::from(train_x.clone()))
-                    .map_err(|e| TrainError::Fit(e.to_string()))?;
-                // The same centroids as at the previous step: the run converged there, and
-                // every later refit would repeat it.
-                if previous.as_ref() == Some(fit.centroids()) {
-                    break;
-                }
-                inertia.push((t, fit.inertia()));
-                previous = Some(fit.centroids().clone());
-            }
-            out.insert("train_inertia".to_string(), inertia);
+    if let Model::RandomForest { n_classes, trees } = &pipeline.model {
+        let mut acc = Vec::new();
+        for t in checkpoints(trees.len() as u64) {
+            let partial = Pipeline {
+                model: Model::RandomForest {
+                    n_classes: *n_classes,
+                    trees: trees[..t as usize].to_vec(),
+                },
+                ..pipeline.clone()
+            };
+            acc.push((t, accuracy(&partial)));
         }
-        (_, Model::RandomForest { n_classes, trees }) => {
-            let mut acc = Vec::new();
-            for t in checkpoints(trees.len() as u64) {
-                let partial = Pipeline {
-                    model: Model::RandomForest {
-                        n_classes: *n_classes,
-                        trees: trees[..t as usize].to_vec(),
-                    },
-                    ..pipeline.clone()
-                };
-                acc.push((t, accuracy(&partial)));
-            }
-            out.insert("accuracy".to_string(), acc);
-        }
-        _ => {}
+        out.insert("accuracy".to_string(), acc);
     }
     Ok(out)
 }
+
+/// k-means restarts (scikit-learn's `n_init=10`, linfa's `n_runs` default); the run with the
+/// least inertia is kept.
+pub const KMEANS_RUNS: usize = 10;
 
 /// Features tried per split: scikit-learn's `max(1, floor(p * d))` for a float `max_features`,
 /// `max(1, floor(sqrt(d)))` for its default `"sqrt"` (`None`).
@@ -607,10 +754,11 @@ pub fn max_features(feature_proportion: Option<f64>, d: usize) -> usize {
 }
 
 /// A random forest as scikit-learn fits one: tree `t` sees a bootstrap sample of the rows
-/// (`n` draws with replacement) and draws `max_features` candidate features at each split
-/// (`vendor/linfa-trees`, patched for it). All randomness comes from `seed`, tree after tree,
-/// so the same data and seed give the same forest. Returns the flattened trees and the
-/// forest's majority vote for `test_x` (lowest class on a tie, as modules do).
+/// (`n` draws with replacement, as integer row weights) and draws `max_features` candidate
+/// features at each split ([`tree`]; the rows are binned once for all trees). All randomness
+/// comes from `seed`, tree after tree, so the same data and seed give the same forest. Returns
+/// the trees and the forest's majority vote for `test_x` (lowest class on a tie, as modules
+/// do).
 #[allow(clippy::too_many_arguments)]
 fn random_forest(
     train_x: &Array2<f64>,
@@ -624,26 +772,38 @@ fn random_forest(
 ) -> Result<(Vec<Tree>, Vec<f64>), TrainError> {
     use rand::{Rng, RngCore};
     let mut rng = Xoshiro256Plus::seed_from_u64(seed);
-    let n = train_x.nrows();
-    let identity: Vec<usize> = (0..train_x.ncols()).collect();
+    let (n, d) = train_x.dim();
+    let x = train_x.as_standard_layout();
+    let binned = tree::Binned::new(x.as_slice().expect("standard layout"), n, d);
+    let y = train_y.as_slice().expect("contiguous");
+    let test_rows = test_x.as_standard_layout();
+    let test_rows = test_rows.as_slice().expect("standard layout");
     let mut votes = vec![vec![0usize; k]; test_x.nrows()];
     let mut trees = Vec::with_capacity(n_trees);
+    let mut weights = vec![0u32; n];
     for _ in 0..n_trees {
-        let rows: Vec<usize> = (0..n).map(|_| rng.gen_range(0..n)).collect();
-        let sample = linfa::Dataset::new(
-            train_x.select(Axis(0), &rows),
-            train_y.select(Axis(0), &rows),
-        );
-        let fit = DecisionTree::params()
-            .max_depth(max_depth)
-            .max_features(Some(max_features))
-            .seed(rng.next_u64())
-            .fit(&sample)
-            .map_err(|e| TrainError::Fit(e.to_string()))?;
-        for (v, c) in votes.iter_mut().zip(fit.predict(test_x)) {
-            v[c.min(k - 1)] += 1;
+        weights.fill(0);
+        for _ in 0..n {
+            weights[rng.gen_range(0..n)] += 1;
         }
-        trees.push(flatten_tree(fit.root_node(), &identity, k));
+        let grown = tree::grow(
+            &binned,
+            y,
+            &weights,
+            k,
+            tree::Params {
+                max_depth,
+                max_features: Some(max_features),
+                seed: rng.next_u64(),
+            },
+        );
+        let tree = grown.to_tree(false);
+        for (v, row) in votes.iter_mut().zip(test_rows.chunks_exact(d)) {
+            if let TreeNode::Leaf { class, .. } = &tree.nodes[tree.leaf_for(row)] {
+                v[*class] += 1;
+            }
+        }
+        trees.push(tree);
     }
     let pred = votes
         .iter()
@@ -658,6 +818,17 @@ fn random_forest(
         })
         .collect();
     Ok((trees, pred))
+}
+
+/// The class a tree gives each row of `x`.
+fn predict_tree(tree: &Tree, x: &Array2<f64>) -> Vec<f64> {
+    x.rows()
+        .into_iter()
+        .map(|row| match &tree.nodes[tree.leaf_for(&row.to_vec())] {
+            TreeNode::Leaf { class, .. } => *class as f64,
+            TreeNode::Split { .. } => unreachable!("leaf_for returns a leaf"),
+        })
+        .collect()
 }
 
 fn elastic_net(
@@ -867,86 +1038,6 @@ fn apply_scaler(s: &StandardScaler, x: &Array2<f64>) -> Array2<f64> {
         }
     }
     out
-}
-
-/// Flattens a linfa tree (children after parents); `features` maps the tree's feature indices
-/// to dataset columns (forests train trees on feature subsets).
-fn flatten_tree(root: &linfa_trees::TreeNode<f64, usize>, features: &[usize], k: usize) -> Tree {
-    let mut nodes = Vec::new();
-    let mut queue = std::collections::VecDeque::from([(root, 0usize)]);
-    nodes.push(TreeNode::Leaf {
-        class: 0,
-        probabilities: vec![0.0; k],
-    });
-    while let Some((node, at)) = queue.pop_front() {
-        match node.prediction() {
-            Some(class) => {
-                let mut probabilities = vec![0.0; k];
-                probabilities[class.min(k - 1)] = 1.0;
-                nodes[at] = TreeNode::Leaf {
-                    class: class.min(k - 1),
-                    probabilities,
-                };
-            }
-            None => {
-                let (feature, threshold, _) = node.split();
-                let children = node.children();
-                let (Some(left), Some(right)) = (children[0].as_deref(), children[1].as_deref())
-                else {
-                    continue;
-                };
-                let (l, r) = (nodes.len(), nodes.len() + 1);
-                nodes.push(TreeNode::Leaf {
-                    class: 0,
-                    probabilities: vec![0.0; k],
-                });
-                nodes.push(TreeNode::Leaf {
-                    class: 0,
-                    probabilities: vec![0.0; k],
-                });
-                nodes[at] = TreeNode::Split {
-                    feature: features[feature],
-                    threshold,
-                    left: l,
-                    right: r,
-                };
-                queue.push_back((left, l));
-                queue.push_back((right, r));
-            }
-        }
-    }
-    Tree { nodes }
-}
-
-/// Replaces each leaf's probabilities by the class shares of the training rows reaching it,
-/// and its class by the most frequent one (lowest index on ties). linfa-trees breaks ties in a
-/// leaf by `HashMap` order (random per process), which would make rebuilt modules differ; on
-/// every leaf without a tie this is exactly linfa's prediction.
-fn fill_leaf_distributions(tree: &mut Tree, train_x: &Array2<f64>, train_y: &[f64], k: usize) {
-    let mut counts = vec![vec![0.0f64; k]; tree.nodes.len()];
-    for (row, y) in train_x.rows().into_iter().zip(train_y) {
-        let row = row.to_vec();
-        counts[tree.leaf_for(&row)][(*y as usize).min(k - 1)] += 1.0;
-    }
-    for (node, c) in tree.nodes.iter_mut().zip(counts) {
-        if let TreeNode::Leaf {
-            probabilities,
-            class,
-        } = node
-        {
-            let total: f64 = c.iter().sum();
-            if total > 0.0 {
-                *probabilities = c.iter().map(|v| v / total).collect();
-                let mut best = 0;
-                for (i, v) in c.iter().enumerate() {
-                    if *v > c[best] {
-                        best = i;
-                    }
-                }
-                *class = best;
-            }
-        }
-    }
 }
 
 /// Reads a fitted Gaussian NB through its serde form (linfa keeps the fields private) and

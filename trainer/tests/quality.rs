@@ -104,7 +104,7 @@ fn cross_validated_elastic_net_works_without_l1() {
 }
 
 /// Issue 14: an unlimited tree scored 0.76 on digits where scikit-learn's scores 0.85 (the
-/// split search skipped most boundaries of deep nodes, `vendor/linfa-trees/WASMOPS.md`).
+/// split search skipped most boundaries of deep nodes; `docs/benchmarks.md`, training quality).
 #[test]
 fn decision_tree_on_digits() {
     let t = fit(&digits(), Algorithm::DecisionTree { max_depth: None });
@@ -157,4 +157,45 @@ fn stored_specs_from_before_the_renames_still_read() {
     assert_eq!(wasmops_trainer::max_features(None, 64), 8);
     assert_eq!(wasmops_trainer::max_features(Some(0.7), 20), 14);
     assert_eq!(wasmops_trainer::max_features(Some(0.01), 20), 1);
+}
+
+/// Issue 14 (speed): trees are grown on histograms; features with more than 255 distinct
+/// values (all 20 here: continuous) are binned by quantiles, so split candidates are bin
+/// boundaries instead of every value. Quality stays scikit-learn's (exact search) on the same
+/// split, and the same seed gives the same forest.
+#[test]
+fn trees_on_binned_continuous_features() {
+    let data = datasets::synthetic(5000, 20, 42);
+    let tree = fit(&data, Algorithm::DecisionTree { max_depth: Some(8) });
+    // This split: 0.8896; DecisionTreeClassifier(max_depth=8) 0.8944.
+    assert!(tree.metrics["accuracy"] >= 0.88, "{:?}", tree.metrics);
+    let algorithm = Algorithm::RandomForest {
+        n_trees: 20,
+        max_depth: Some(8),
+        feature_proportion: Some(0.7),
+    };
+    let forest = fit(&data, algorithm.clone());
+    // This split: 0.9448; RandomForestClassifier(n_estimators=20, max_depth=8,
+    // max_features=0.7) 0.9344 (random_state 0) and 0.9360 (1).
+    assert!(forest.metrics["accuracy"] >= 0.935, "{:?}", forest.metrics);
+    assert_eq!(forest.pipeline, fit(&data, algorithm).pipeline);
+}
+
+/// Issue 14 (speed): k-means is the trainer's own (greedy k-means++, blockwise Lloyd,
+/// scikit-learn's tolerance). Held-out inertia as scikit-learn's on the same split, and the
+/// same seed gives the same centroids and curve.
+#[test]
+fn kmeans_on_digits_is_reproducible() {
+    let data = digits();
+    let algorithm = Algorithm::KMeans {
+        k: 10,
+        max_iterations: 300,
+    };
+    let t = fit(&data, algorithm.clone());
+    // This split: 304,321; KMeans(n_clusters=10, n_init=10, max_iter=300) 306,656
+    // (random_state 0) and 304,200 (1).
+    assert!(t.metrics["inertia"] <= 307_000.0, "{:?}", t.metrics);
+    let again = fit(&data, algorithm);
+    assert_eq!(t.pipeline, again.pipeline);
+    assert_eq!(t.curves, again.curves);
 }
