@@ -415,14 +415,15 @@ fn time_single_kept(bytes: &[u8], rows: &[f64], d: usize) -> Duration {
     median(times)
 }
 
-/// Median time of a one-row call in a fresh instance (pooling allocator, fuel), as the device
-/// makes one per call.
+/// Median time of a one-row call in a fresh instance (pooling allocator keeping 1 MiB of each
+/// memory resident, fuel), as the device's sandbox makes one per call.
 fn time_single_fresh(bytes: &[u8], rows: &[f64], d: usize) -> Duration {
     let mut config = wasmtime::Config::new();
     config.consume_fuel(true);
-    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
-        wasmtime::PoolingAllocationConfig::default(),
-    ));
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(1 << 20);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     let engine = wasmtime::Engine::new(&config).expect("engine");
     let module = wasmtime::Module::new(&engine, bytes).expect("module compiles");
     let pre = wasmtime::Linker::<()>::new(&engine)
