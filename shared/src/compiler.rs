@@ -516,7 +516,7 @@ fn predict_fn(
             .instruction(&I::LocalTee(ROW))
             .instruction(&I::If(BlockType::Empty))
             .instruction(&I::Loop(BlockType::Empty));
-        simd::emit_pair(&mut f, p, &v, n_out, f_exp2);
+        simd::emit_pair(&mut f, p, &v, n_out, f_exp2, layout.x_addr);
         emit_advance(&mut f, 2 * d * 8, 2 * n_out * 8);
         f.instruction(&I::End) // loop
             .instruction(&I::End); // if

@@ -17,9 +17,13 @@ use crate::abi::CANONICAL_NAN_BITS;
 use crate::math;
 use crate::pipeline::{Model, Pipeline};
 
-/// Classes accumulated side by side: beyond this many, the row's scaled features are kept in
-/// locals and the classes run in groups (each accumulator then still fits a register).
-const GROUP: usize = 8;
+/// Classes accumulated side by side at most: beyond this many, the row's scaled features are
+/// kept in locals and the classes run in groups of equal size (x86-64 has 16 vector registers:
+/// the sums, a feature, a weight and a product fit).
+const GROUP: usize = 12;
+
+/// Features between the stores that keep the classes' sums side by side (see [`emit_pair`]).
+const STEP: u32 = 8;
 
 /// Whether the model kind has a two-row SIMD body (the trees are walked one row at a time).
 pub(super) fn supports(model: &Model) -> bool {
@@ -105,6 +109,25 @@ fn load_pair(f: &mut Function, d: u32, j: u32) {
         });
 }
 
+/// `i8x16.shuffle` picking the low f64 of each operand, and the high one.
+const LOW_LANES: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+const HIGH_LANES: [u8; 16] = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
+
+/// Keeps features `j, j + 1` of row `i` in `t` and of row `i + 1` in `mask`, and pushes
+/// `[row_i[j], row_{i+1}[j]]` (`[row_i[j+1], row_{i+1}[j+1]]` is the shuffle by `HIGH_LANES`).
+fn load_two(f: &mut Function, d: u32, j: u32, v: &V) {
+    let at = u64::from(j) * 8;
+    f.instruction(&I::LocalGet(INP))
+        .instruction(&I::V128Load(mem64(at)))
+        .instruction(&I::LocalSet(v.t()))
+        .instruction(&I::LocalGet(INP))
+        .instruction(&I::V128Load(mem64(at + u64::from(d) * 8)))
+        .instruction(&I::LocalSet(v.mask()))
+        .instruction(&I::LocalGet(v.t()))
+        .instruction(&I::LocalGet(v.mask()))
+        .instruction(&I::I8x16Shuffle(LOW_LANES));
+}
+
 /// Writes v128 local `v` as output `i` of both rows (OUTP points at row `i`'s outputs).
 fn store_pair(f: &mut Function, n_out: u64, i: u64, v: u32) {
     for lane in 0..2u8 {
@@ -129,7 +152,21 @@ fn canonicalize_top(f: &mut Function, t: u32) {
 }
 
 /// The body of the pair loop: reads rows `i` and `i + 1` at INP, writes their outputs at OUTP.
-pub(super) fn emit_pair(f: &mut Function, p: &Pipeline, v: &V, n_out: u64, f_exp2: u32) {
+///
+/// `sink`: 8 bytes of scratch memory. Every [`STEP`] features each class's running sum is
+/// stored there (and never read): a store stays where it is in the code, so the sums are
+/// computed in that order, class after class in steps of a few features. Without it cranelift
+/// computes each class's whole sum before the next one (it places arithmetic where a result
+/// is first needed, here the arg-max at the end), one long chain of dependent additions at a
+/// time instead of several side by side.
+pub(super) fn emit_pair(
+    f: &mut Function,
+    p: &Pipeline,
+    v: &V,
+    n_out: u64,
+    f_exp2: u32,
+    sink: u32,
+) {
     let d = v.d;
     let k = v.k as usize;
     // Per class: its starting value and how feature j updates it.
@@ -143,24 +180,38 @@ pub(super) fn emit_pair(f: &mut Function, p: &Pipeline, v: &V, n_out: u64, f_exp
         }
     };
     debug_assert_eq!(init.len(), k);
+    let group_len = k.div_ceil(k.div_ceil(GROUP));
     let mut start = 0;
     while start < k {
-        let group = start..(start + GROUP).min(k);
+        let group = start..(start + group_len).min(k);
         for c in group.clone() {
             f.instruction(&splat(init[c]))
                 .instruction(&I::LocalSet(v.z(c as u32)));
         }
         for j in 0..d {
             let ju = j as usize;
-            if start == 0 {
-                load_pair(f, d, j);
-                if let Some(sc) = &p.scaler {
-                    f.instruction(&splat(sc.mean[ju]))
-                        .instruction(&I::F64x2Sub)
-                        .instruction(&splat(sc.scale[ju]))
-                        .instruction(&I::F64x2Div);
+            if start == 0 && j % 2 == 0 {
+                // Features j and j + 1 of both rows: two 16-byte loads, two shuffles.
+                let pair = j + 1 < d;
+                if pair {
+                    load_two(f, d, j, v);
+                } else {
+                    load_pair(f, d, j);
                 }
-                f.instruction(&I::LocalSet(v.x(j)));
+                for i in if pair { j..j + 2 } else { j..j + 1 } {
+                    if i > j {
+                        f.instruction(&I::LocalGet(v.t()))
+                            .instruction(&I::LocalGet(v.mask()))
+                            .instruction(&I::I8x16Shuffle(HIGH_LANES));
+                    }
+                    if let Some(sc) = &p.scaler {
+                        f.instruction(&splat(sc.mean[i as usize]))
+                            .instruction(&I::F64x2Sub)
+                            .instruction(&splat(sc.scale[i as usize]))
+                            .instruction(&I::F64x2Div);
+                    }
+                    f.instruction(&I::LocalSet(v.x(i)));
+                }
             }
             for c in group.clone() {
                 let z = v.z(c as u32);
@@ -204,6 +255,16 @@ pub(super) fn emit_pair(f: &mut Function, p: &Pipeline, v: &V, n_out: u64, f_exp
                     Model::DecisionTree { .. } | Model::RandomForest { .. } => unreachable!(),
                 }
                 f.instruction(&I::F64x2Add).instruction(&I::LocalSet(z));
+            }
+            if (j + 1) % STEP == 0 && j + 1 < d && group.len() > 1 {
+                for c in group.clone() {
+                    f.instruction(&I::I32Const(0))
+                        .instruction(&I::LocalGet(v.z(c as u32)))
+                        .instruction(&I::V128Store64Lane {
+                            memarg: mem64(u64::from(sink)),
+                            lane: 0,
+                        });
+                }
             }
         }
         start = group.end;
