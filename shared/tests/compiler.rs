@@ -526,3 +526,56 @@ fn loader_checks_declared_wasm_features() {
         "{err}"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Wide models: more features than the SIMD body's step between sink stores (8) and more
+    /// classes than fit one group (12), so the grouped and stepped paths are compared too.
+    #[test]
+    fn wide_dense_models_equal_the_reference(
+        d in 9usize..27,
+        k in prop_oneof![2usize..5, 11usize..14, 24usize..31],
+        scaled in any::<bool>(),
+        kind in 0usize..4,
+        seed in any::<u64>(),
+        raw in prop::collection::vec(value(), 27 * 9..27 * 9 + 1),
+    ) {
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64 * 20.0 - 10.0
+        };
+        let mut matrix = |lo: f64| -> Vec<Vec<f64>> {
+            (0..k).map(|_| (0..d).map(|_| next().min(-lo)).collect()).collect()
+        };
+        let model = match kind {
+            0 => Model::Linear { weights: matrix(-10.0)[0].clone(), intercept: 0.5 },
+            1 => Model::LogisticRegression { weights: matrix(-10.0), intercepts: vec![0.25; k] },
+            2 => Model::GaussianNb {
+                means: matrix(-10.0),
+                neg_half_inv_var: matrix(0.01),
+                log_prior_norm: vec![-1.5; k],
+            },
+            _ => Model::KMeans { centroids: matrix(-10.0) },
+        };
+        let p = Pipeline {
+            n_features: d,
+            scaler: scaled.then(|| StandardScaler {
+                mean: vec![0.5; d],
+                scale: (0..d).map(|j| 0.1 + j as f64).collect(),
+            }),
+            model,
+        };
+        let n = raw.len() / d;
+        let rows = &raw[..n * d];
+        let want = bits(&reference::predict(&p, rows));
+        let bytes = build(&p);
+        for m in [1, 2, 3, n - 1, n] {
+            let got = run(&bytes, &rows[..m * d], d).unwrap();
+            prop_assert_eq!(bits(&got), want[..m * p.n_outputs()].to_vec(), "first {} rows", m);
+        }
+    }
+}
