@@ -579,3 +579,70 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn deep_unbalanced_trees_walk_every_row_to_its_leaf() {
+    // A chain: split i sends x[i % d] < t_i left to a leaf and the rest on, 40 levels deep, so
+    // rows stop at every depth; four rows are walked side by side for the deepest leaf's levels.
+    let d = 3;
+    let chain = |offset: f64| {
+        let mut nodes = Vec::new();
+        for i in 0..40 {
+            let at = nodes.len();
+            nodes.push(TreeNode::Split {
+                feature: i % d,
+                threshold: (i as f64 - 20.0) * 0.5 + offset,
+                left: at + 1,
+                right: at + 2,
+            });
+            nodes.push(TreeNode::Leaf {
+                class: i % 3,
+                probabilities: vec![i as f64 / 40.0, 0.5, 1.0 - i as f64 / 40.0],
+            });
+        }
+        nodes.push(TreeNode::Leaf {
+            class: 2,
+            probabilities: vec![0.0, 0.0, 1.0],
+        });
+        Tree { nodes }
+    };
+    let rows: Vec<f64> = (0..23 * d)
+        .map(|i| match i % 11 {
+            7 => f64::NAN,
+            9 => f64::INFINITY,
+            _ => (i as f64 * 0.77) % 25.0 - 12.0,
+        })
+        .collect();
+    for scaled in [false, true] {
+        let scaler = scaled.then(|| StandardScaler {
+            mean: vec![1.0, -2.0, 0.5],
+            scale: vec![0.5, 2.0, 1.5],
+        });
+        for model in [
+            Model::DecisionTree {
+                n_classes: 3,
+                tree: chain(0.0),
+            },
+            Model::RandomForest {
+                n_classes: 3,
+                trees: vec![chain(0.0), chain(3.0), chain(-7.5)],
+            },
+        ] {
+            let p = Pipeline {
+                n_features: d,
+                scaler: scaler.clone(),
+                model,
+            };
+            let want = bits(&reference::predict(&p, &rows));
+            let bytes = build(&p);
+            for m in [1, 3, 4, 5, 8, 23] {
+                assert_eq!(
+                    bits(&run(&bytes, &rows[..m * d], d).unwrap()),
+                    want[..m * p.n_outputs()],
+                    "{} scaled={scaled}, {m} rows",
+                    p.model.kind()
+                );
+            }
+        }
+    }
+}
