@@ -244,7 +244,9 @@ fn modules_compiled_before_simd_keep_running_and_simd_modules_need_simd() {
     let without_simd =
         Sandbox::with_simd(Limits::default(), false).expect("an engine without SIMD starts");
     for (name, sb) in [("SIMD", &with_simd), ("no SIMD", &without_simd)] {
-        let m = sb.load(old).unwrap_or_else(|e| panic!("{name}: old module refused: {e}"));
+        let m = sb
+            .load(old)
+            .unwrap_or_else(|e| panic!("{name}: old module refused: {e}"));
         assert!(m.info.wasm_features.is_empty());
         assert_eq!(bits(&sb.predict(&m, &rows).unwrap()), want, "{name}");
     }

@@ -103,14 +103,38 @@ const fn case(name: &'static str, kind: &'static str, d: usize, k: usize, scaled
 
 const CASES: &[Case] = &[
     case("linear (20 features, scaled)", "linear", 20, 1, true),
-    case("logistic (20 features, 3 classes, scaled)", "logistic", 20, 3, true),
-    case("logistic (64 features, 10 classes, scaled)", "logistic", 64, 10, true),
-    case("gaussian NB (20 features, 3 classes)", "gaussian_nb", 20, 3, false),
+    case(
+        "logistic (20 features, 3 classes, scaled)",
+        "logistic",
+        20,
+        3,
+        true,
+    ),
+    case(
+        "logistic (64 features, 10 classes, scaled)",
+        "logistic",
+        64,
+        10,
+        true,
+    ),
+    case(
+        "gaussian NB (20 features, 3 classes)",
+        "gaussian_nb",
+        20,
+        3,
+        false,
+    ),
     case("k-means (20 features, k = 8)", "kmeans", 20, 8, false),
     case("decision tree (depth 8)", "decision_tree", 20, 3, false),
     Case {
         trees: 50,
-        ..case("random forest (50 trees, depth 8)", "random_forest", 20, 3, false)
+        ..case(
+            "random forest (50 trees, depth 8)",
+            "random_forest",
+            20,
+            3,
+            false,
+        )
     },
 ];
 
@@ -316,8 +340,10 @@ fn onnx_baseline(dir: &Path) -> Result<Vec<Onnx>, String> {
         }
     };
     if !bin.join("python").exists()
-        || run(Command::new(bin.join("python")).args(["-c", "import onnxruntime, skl2onnx, sklearn"]))
-            .is_err()
+        || run(
+            Command::new(bin.join("python")).args(["-c", "import onnxruntime, skl2onnx, sklearn"])
+        )
+        .is_err()
     {
         eprintln!(
             "bench: installing scikit-learn, skl2onnx and onnxruntime into {} (once)",
@@ -358,7 +384,10 @@ fn v8_times(dir: &Path, jobs: &[serde_json::Value]) -> Option<Vec<(f64, bool)>> 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/v8.mjs");
     let out = Command::new("node").arg(script).arg(dir).output().ok()?;
     if !out.status.success() {
-        eprintln!("bench: node failed: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "bench: node failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return None;
     }
     String::from_utf8_lossy(&out.stdout)
@@ -445,10 +474,7 @@ fn main() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-modules");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
-    let data: Vec<Vec<f64>> = CASES
-        .iter()
-        .map(|c| rng.vec(ROWS * c.d, 2.5))
-        .collect();
+    let data: Vec<Vec<f64>> = CASES.iter().map(|c| rng.vec(ROWS * c.d, 2.5)).collect();
     let cases_json: Vec<serde_json::Value> = CASES
         .iter()
         .enumerate()
@@ -571,7 +597,9 @@ fn main() {
     match v8 {
         Some(v8) => {
             println!("\nV8 (node {}), same modules and rows\n", node_version());
-            println!("| model | module rows/s | scalar module rows/s | bit-identical to the reference |");
+            println!(
+                "| model | module rows/s | scalar module rows/s | bit-identical to the reference |"
+            );
             println!("|---|---|---|---|");
             for (c, pair) in CASES.iter().zip(v8.chunks(2)) {
                 println!(
@@ -579,7 +607,11 @@ fn main() {
                     c.name,
                     rps(pair[0].0),
                     rps(pair[1].0),
-                    if pair[0].1 && pair[1].1 { "yes" } else { "**NO**" }
+                    if pair[0].1 && pair[1].1 {
+                        "yes"
+                    } else {
+                        "**NO**"
+                    }
                 );
             }
         }

@@ -485,10 +485,7 @@ fn predict_fn(
         .instruction(&I::LocalSet(OUTP));
     if blocked {
         // Blocks of rows, then the rest one at a time, through the same walk.
-        for (rows, count) in [
-            (trees::ROWS, I::I32ShrU),
-            (1, I::I32And),
-        ] {
+        for (rows, count) in [(trees::ROWS, I::I32ShrU), (1, I::I32And)] {
             f.instruction(&I::LocalGet(N_ROWS))
                 .instruction(&I::I32Const(if rows == 1 {
                     trees::ROWS as i32 - 1

@@ -294,7 +294,10 @@ fn module_code_stays_smaller_than_onnx() {
             Codegen::Simd => 2800,
             Codegen::Scalar => 1200,
         };
-        assert!(a < logistic_bound, "{codegen:?}: logistic code is {a} bytes");
+        assert!(
+            a < logistic_bound,
+            "{codegen:?}: logistic code is {a} bytes"
+        );
         assert!(b < 19 * 1024, "{codegen:?}: depth-8 tree code is {b} bytes");
     }
 }
@@ -440,7 +443,12 @@ fn pairs_mix_nan_infinite_subnormal_and_ordinary_lanes() {
                 ModuleInfo::parse(&bytes).unwrap().wasm_features,
                 vec![WasmFeature::Simd128]
             );
-            assert_eq!(bits(&run(&bytes, &rows, d).unwrap()), want, "{}", p.model.kind());
+            assert_eq!(
+                bits(&run(&bytes, &rows, d).unwrap()),
+                want,
+                "{}",
+                p.model.kind()
+            );
         }
     }
 }
@@ -493,7 +501,10 @@ fn loader_checks_declared_wasm_features() {
     // A corrupt section.
     assert!(matches!(
         ModuleInfo::parse(&requires(Some("[1"))).unwrap_err(),
-        ModuleError::CorruptSection { section: abi::SECTION_REQUIRES, .. }
+        ModuleError::CorruptSection {
+            section: abi::SECTION_REQUIRES,
+            ..
+        }
     ));
 
     // Relaxed SIMD is refused even when SIMD is declared (a hand-made function using

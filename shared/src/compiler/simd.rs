@@ -159,14 +159,7 @@ fn canonicalize_top(f: &mut Function, t: u32) {
 /// computes each class's whole sum before the next one (it places arithmetic where a result
 /// is first needed, here the arg-max at the end), one long chain of dependent additions at a
 /// time instead of several side by side.
-pub(super) fn emit_pair(
-    f: &mut Function,
-    p: &Pipeline,
-    v: &V,
-    n_out: u64,
-    f_exp2: u32,
-    sink: u32,
-) {
+pub(super) fn emit_pair(f: &mut Function, p: &Pipeline, v: &V, n_out: u64, f_exp2: u32, sink: u32) {
     let d = v.d;
     let k = v.k as usize;
     // Per class: its starting value and how feature j updates it.

@@ -87,11 +87,13 @@ pub(super) fn emit_block(
                         .instruction(&I::F64Store(mem(u64::from(layout.x_addr) + at)));
                 }
             }
-            f.instruction(&I::I32Const(0)).instruction(&I::LocalSet(w.xb()));
+            f.instruction(&I::I32Const(0))
+                .instruction(&I::LocalSet(w.xb()));
             // Offsets below are added to XB; the scratch rows start at x_addr.
         }
         None => {
-            f.instruction(&I::LocalGet(INP)).instruction(&I::LocalSet(w.xb()));
+            f.instruction(&I::LocalGet(INP))
+                .instruction(&I::LocalSet(w.xb()));
         }
     }
     let x_offset = |r: u32| -> u64 {
@@ -174,10 +176,7 @@ pub(super) fn emit_block(
                     f.instruction(&I::LocalGet(OUTP))
                         .instruction(&I::LocalGet(FEAT))
                         .instruction(&I::F64Load(mem(i * 8)))
-                        .instruction(&I::F64Store(mem_at(
-                            u64::from(r) * n_out * 8 + i * 8,
-                            3,
-                        )));
+                        .instruction(&I::F64Store(mem_at(u64::from(r) * n_out * 8 + i * 8, 3)));
                 }
             }
         }
