@@ -11,7 +11,7 @@
 //! Rows left over after the last whole block (fewer than [`ROWS`]) run the same code one at a
 //! time.
 
-use wasm_encoder::{BlockType, Function, Instruction as I, MemArg, MemArgTarget};
+use wasm_encoder::{BlockType, Function, Instruction as I};
 
 use super::{emit_argmax, f64c, mem, mem32, DataLayout, Locals, FEAT, INP, OUTP};
 use crate::pipeline::{Model, Pipeline};
@@ -50,15 +50,6 @@ impl W {
     }
 }
 
-fn mem_at(offset: u64, align: u32) -> MemArg {
-    MemArg {
-        offset,
-        align,
-        target: MemArgTarget::Memory(0),
-        ordering: None,
-    }
-}
-
 /// Predicts `rows` consecutive rows at INP, writing their outputs at OUTP.
 pub(super) fn emit_block(
     f: &mut Function,
@@ -89,7 +80,7 @@ pub(super) fn emit_block(
             }
             f.instruction(&I::I32Const(0))
                 .instruction(&I::LocalSet(w.xb()));
-            // Offsets below are added to XB; the scratch rows start at x_addr.
+            // XB is 0: the loads below address the scratch rows at x_addr by offset.
         }
         None => {
             f.instruction(&I::LocalGet(INP))
@@ -176,7 +167,7 @@ pub(super) fn emit_block(
                     f.instruction(&I::LocalGet(OUTP))
                         .instruction(&I::LocalGet(FEAT))
                         .instruction(&I::F64Load(mem(i * 8)))
-                        .instruction(&I::F64Store(mem_at(u64::from(r) * n_out * 8 + i * 8, 3)));
+                        .instruction(&I::F64Store(mem(u64::from(r) * n_out * 8 + i * 8)));
                 }
             }
         }
