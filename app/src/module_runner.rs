@@ -19,13 +19,28 @@ fn js_err(what: &str) -> impl Fn(JsValue) -> String + '_ {
     move |e| format!("{what}: {}", js_sys::Error::from(e).message())
 }
 
+/// Whether this browser's WebAssembly runs SIMD (`WebAssembly.validate` of a tiny SIMD module).
+fn simd_supported() -> bool {
+    let probe = Uint8Array::from(wasmops_shared::module::SIMD_PROBE);
+    WebAssembly::validate(&probe.into()).unwrap_or(false)
+}
+
 impl BrowserModule {
     /// Compiles and instantiates module bytes with an empty import object (modules import
     /// nothing; one that did would fail here).
     pub async fn instantiate(bytes: &[u8]) -> Result<BrowserModule, String> {
-        let result = JsFuture::from(WebAssembly::instantiate_buffer(bytes, &Object::new()))
-            .await
-            .map_err(js_err("WebAssembly.instantiate failed"))?;
+        let result =
+            match JsFuture::from(WebAssembly::instantiate_buffer(bytes, &Object::new())).await {
+                Ok(result) => result,
+                // Modules of the dense kinds need SIMD: say so rather than "invalid opcode".
+                Err(_) if !simd_supported() => {
+                    return Err(
+                        "this browser's WebAssembly has no SIMD (simd128), which this module needs"
+                            .to_string(),
+                    )
+                }
+                Err(e) => return Err(js_err("WebAssembly.instantiate failed")(e)),
+            };
         let instance: WebAssembly::Instance = Reflect::get(&result, &"instance".into())
             .map_err(js_err("no instance"))?
             .dyn_into()

@@ -23,7 +23,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 use wasmops_shared::abi::{self, BatchLayout, Status};
-use wasmops_shared::module::{ModuleError, ModuleInfo};
+use wasmops_shared::module::{ModuleError, ModuleInfo, WasmFeature};
 
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
@@ -98,6 +98,8 @@ pub enum SandboxError {
     RaggedBatch { values: usize, n_features: usize },
     #[error("module carries {rows} conformance rows; the device runs at most {max} at upload")]
     TooManyConformanceRows { rows: usize, max: usize },
+    #[error("module needs WebAssembly {}, which this runtime has turned off: refused (enable it in the engine to run this module)", .0.describe())]
+    FeatureDisabled(WasmFeature),
     #[error("internal runtime error: {0}")]
     Internal(String),
 }
@@ -118,6 +120,8 @@ pub struct Sandbox {
     loads: Arc<tokio::sync::Semaphore>,
     /// Slots for blocking callers (loads, offline runs): a blocking thread may wait here.
     blocking_slots: Arc<CallSlots>,
+    /// Whether the engine runs WebAssembly SIMD (`simd128`); modules that declare it need it.
+    simd: bool,
 }
 
 /// A slot for one serving call, held while the call runs.
@@ -164,8 +168,18 @@ pub struct LoadedModule {
 }
 
 impl Sandbox {
+    /// A sandbox with WebAssembly SIMD on, as model modules compiled since issue 17 need.
     pub fn new(limits: Limits) -> Result<Sandbox, SandboxError> {
+        Sandbox::with_simd(limits, true)
+    }
+
+    /// A sandbox with SIMD on or off. Off, modules that declare `simd128` are refused at load
+    /// (with [`SandboxError::FeatureDisabled`]); scalar modules run as before. Relaxed SIMD is
+    /// always off: its results differ between hosts.
+    pub fn with_simd(limits: Limits, simd: bool) -> Result<Sandbox, SandboxError> {
         let mut config = Config::new();
+        config.wasm_relaxed_simd(false);
+        config.wasm_simd(simd);
         config.consume_fuel(true);
         // Model modules are small and shallow; a tight stack turns deep recursion into a trap fast.
         config.max_wasm_stack(256 << 10);
@@ -195,6 +209,7 @@ impl Sandbox {
                 free: Mutex::new(loads),
                 freed: Condvar::new(),
             }),
+            simd,
         })
     }
 
@@ -263,9 +278,19 @@ impl Sandbox {
         self.limits
     }
 
+    /// Whether this runtime can run modules that need `feature`.
+    pub fn supports(&self, feature: WasmFeature) -> bool {
+        match feature {
+            WasmFeature::Simd128 => self.simd,
+        }
+    }
+
     /// Checks, compiles and conformance-tests a module. Nothing is activated here.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedModule, SandboxError> {
         let info = ModuleInfo::parse(bytes)?;
+        if let Some(f) = info.wasm_features.iter().find(|f| !self.supports(**f)) {
+            return Err(SandboxError::FeatureDisabled(*f));
+        }
         if info.conformance.n_rows > MAX_CONFORMANCE_ROWS {
             return Err(SandboxError::TooManyConformanceRows {
                 rows: info.conformance.n_rows,

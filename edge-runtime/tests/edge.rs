@@ -39,7 +39,7 @@ use wasmops_edge::device::Device;
 use wasmops_edge::sandbox::{Limits, Sandbox, SandboxError};
 use wasmops_edge::server::{self, HttpConfig};
 use wasmops_shared::compiler::{compile, CompileInput};
-use wasmops_shared::module::{DatasetRef, ModelCard, ModuleError, ModuleInfo};
+use wasmops_shared::module::{DatasetRef, ModelCard, ModuleError, ModuleInfo, WasmFeature};
 use wasmops_shared::pipeline::{Model, Pipeline, StandardScaler};
 use wasmops_shared::profile::Profile;
 use wasmops_shared::{abi, reference, wire};
@@ -220,6 +220,48 @@ fn probabilities_sum_to_one_and_class_is_the_argmax() {
     }
     assert_eq!(out[0], 0.0, "a typical setosa row");
     assert_eq!(out[4], 2.0, "a typical virginica row");
+}
+
+/// The pipeline inside `fixtures/scalar-v1-logistic.wasm`: a module as every build wrote them
+/// before issue 17 (one row at a time, no `wasmops.requires` section), compiled at `198c142`.
+fn scalar_fixture_pipeline() -> Pipeline {
+    let mut p = iris_like();
+    p.scaler = Some(StandardScaler {
+        mean: vec![5.8, 3.0, 3.7, 1.2],
+        scale: vec![0.8, 0.4, 1.7, 0.75],
+    });
+    p
+}
+
+#[test]
+fn modules_compiled_before_simd_keep_running_and_simd_modules_need_simd() {
+    let old: &[u8] = include_bytes!("fixtures/scalar-v1-logistic.wasm");
+    let p = scalar_fixture_pipeline();
+    let rows: Vec<f64> = (0..7 * 4).map(|i| f64::from(i) * 0.37 - 2.0).collect();
+    let want = bits(&reference::predict(&p, &rows));
+    let new = build(&p, &rows[..8]);
+    let with_simd = sandbox();
+    let without_simd =
+        Sandbox::with_simd(Limits::default(), false).expect("an engine without SIMD starts");
+    for (name, sb) in [("SIMD", &with_simd), ("no SIMD", &without_simd)] {
+        let m = sb
+            .load(old)
+            .unwrap_or_else(|e| panic!("{name}: old module refused: {e}"));
+        assert!(m.info.wasm_features.is_empty());
+        assert_eq!(bits(&sb.predict(&m, &rows).unwrap()), want, "{name}");
+    }
+    // The same model compiled now runs two rows at a time, says so, and gives the same bits.
+    let m = with_simd.load(&new).expect("SIMD module loads");
+    assert_eq!(m.info.wasm_features, vec![WasmFeature::Simd128]);
+    assert_eq!(bits(&with_simd.predict(&m, &rows).unwrap()), want);
+    assert_eq!(bits(&with_simd.predict(&m, &rows[..4]).unwrap()), want[..4]);
+    // A runtime without SIMD refuses it at load, saying why, instead of running it some other way.
+    let err = without_simd.load(&new).err().expect("refused");
+    assert!(
+        matches!(err, SandboxError::FeatureDisabled(WasmFeature::Simd128)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("SIMD (simd128)"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,6 +26,10 @@ pub const SECTION_CARD: &str = "wasmops.card";
 pub const SECTION_PROFILE: &str = "wasmops.profile";
 /// Custom section holding the conformance vectors (JSON).
 pub const SECTION_CONFORMANCE: &str = "wasmops.conformance";
+/// Custom section listing the WebAssembly features a module needs beyond the baseline (JSON,
+/// e.g. `{"wasm_features":["simd128"]}`). Absent in modules that need none (every module
+/// compiled before issue 17, and the tree kinds).
+pub const SECTION_REQUIRES: &str = "wasmops.requires";
 
 /// Bit pattern every NaN output is canonicalized to (positive quiet NaN).
 pub const CANONICAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0000;

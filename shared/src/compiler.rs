@@ -16,10 +16,25 @@ use wasm_encoder::{
 
 use crate::abi::{self, Status, ABI_VERSION, CANONICAL_NAN_BITS};
 use crate::math;
-use crate::module::{encode_section, Conformance, Hex64, ModelCard};
+use crate::module::{encode_section, Conformance, Hex64, ModelCard, Requires, WasmFeature};
 use crate::pipeline::{Model, Pipeline, PipelineError, Tree, TreeNode};
 use crate::profile::Profile;
 use crate::reference;
+
+mod simd;
+mod trees;
+
+/// How the compiler emits the model's arithmetic. Both give the same outputs bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codegen {
+    /// WebAssembly SIMD (`simd128`): the dense kinds (linear, logistic, Gaussian NB, k-means)
+    /// run two rows per instruction; trees walk one row at a time as in `Scalar`. Modules
+    /// that use SIMD declare it (`wasmops.requires`); runtimes without SIMD refuse them.
+    Simd,
+    /// One row at a time, MVP instructions only: the modules every build wrote before issue 17.
+    /// Kept for old-module tests and as the benchmark's baseline.
+    Scalar,
+}
 
 /// Everything a module is built from.
 #[derive(Debug, Clone)]
@@ -55,8 +70,13 @@ const EDGE_VALUES: [f64; 8] = [
     f64::NEG_INFINITY,
 ];
 
-/// Compiles a pipeline into module bytes.
+/// Compiles a pipeline into module bytes (with [`Codegen::Simd`]).
 pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
+    compile_with(input, Codegen::Simd)
+}
+
+/// Compiles a pipeline into module bytes with the given code generation.
+pub fn compile_with(input: &CompileInput<'_>, codegen: Codegen) -> Result<Vec<u8>, CompileError> {
     let p = input.pipeline;
     p.validate()?;
     let d = p.n_features;
@@ -92,12 +112,23 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
         expected: expected.iter().map(|v| Hex64(v.to_bits())).collect(),
     };
 
+    let simd = codegen == Codegen::Simd && simd::supports(&p.model);
+    // The vector `exp`, for the softmax kinds.
+    let exp2 = simd
+        && matches!(
+            p.model,
+            Model::LogisticRegression { .. } | Model::GaussianNb { .. }
+        );
+
     let mut module = Module::new();
 
     let mut types = TypeSection::new();
     types.ty().function([], [ValType::I32]); // 0: () -> i32
     types.ty().function([ValType::I32; 4], [ValType::I32]); // 1: predict
     types.ty().function([ValType::F64], [ValType::F64]); // 2: exp
+    if exp2 {
+        types.ty().function([ValType::V128], [ValType::V128]); // 3: exp on f64x2
+    }
     module.section(&types);
 
     const F_ABI: u32 = 0;
@@ -106,13 +137,19 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
     const F_HEAP_BASE: u32 = 3;
     const F_PREDICT: u32 = 4;
     const F_EXP: u32 = 5;
+    const F_EXP2: u32 = 6;
     let mut funcs = FunctionSection::new();
     for ty in [0, 0, 0, 0, 1, 2] {
         funcs.function(ty);
     }
+    if exp2 {
+        funcs.function(3);
+    }
     module.section(&funcs);
 
-    let layout = DataLayout::new(p);
+    // Trees walk several rows at once in SIMD modules (see `trees.rs`); their nodes differ.
+    let blocked = codegen == Codegen::Simd && trees::supports(&p.model);
+    let layout = DataLayout::new(p, blocked);
     let mut memories = MemorySection::new();
     memories.memory(MemoryType {
         minimum: layout.pages(),
@@ -137,8 +174,17 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
     code.function(&const_i32(d as i32));
     code.function(&const_i32(p.n_outputs() as i32));
     code.function(&const_i32(layout.heap_base as i32));
-    code.function(&predict_fn(p, &layout, F_EXP));
+    code.function(&predict_fn(
+        p,
+        &layout,
+        F_EXP,
+        simd.then_some(F_EXP2),
+        blocked,
+    ));
     code.function(&exp_fn());
+    if exp2 {
+        code.function(&simd::exp2_fn());
+    }
     module.section(&code);
 
     if !layout.data.is_empty() {
@@ -147,6 +193,13 @@ pub fn compile(input: &CompileInput<'_>) -> Result<Vec<u8>, CompileError> {
         module.section(&data);
     }
 
+    if simd {
+        // Only modules that use SIMD carry the section, so scalar modules stay as before.
+        module.section(&CustomSection {
+            name: Cow::Borrowed(abi::SECTION_REQUIRES),
+            data: Cow::Owned(encode_section(&Requires::new(&[WasmFeature::Simd128]))),
+        });
+    }
     for (name, data) in [
         (abi::SECTION_CARD, encode_section(&card)),
         (abi::SECTION_PROFILE, encode_section(input.profile)),
@@ -214,6 +267,8 @@ struct DataLayout {
     x_addr: u32,
     /// Per-class vote counters (forests).
     votes_addr: u32,
+    /// Levels of each tree's deepest leaf (splits on the way from the root).
+    depths: Vec<u32>,
     heap_base: u32,
 }
 
@@ -223,7 +278,13 @@ impl DataLayout {
     /// Node encoding (24 bytes): `feature: i32` (-1 for a leaf), `left: i32` and `right: i32`
     /// (byte addresses of the children), `leaf: i32` (forest: class index; tree: byte address
     /// of the leaf's output values), `threshold: f64`.
-    fn new(p: &Pipeline) -> DataLayout {
+    ///
+    /// `blocked` (trees walked [`trees::ROWS`] rows at a time, a fixed number of levels): a
+    /// split's `feature` holds the feature's byte offset (`8 * feature`); a leaf points both
+    /// children at itself (feature 0, threshold 0), so further levels stay on it, and a forest
+    /// leaf's `leaf` holds `8 * class`. The scratch rows and vote counters hold
+    /// [`trees::ROWS`] rows.
+    fn new(p: &Pipeline, blocked: bool) -> DataLayout {
         let (trees, leaf_values): (Vec<&Tree>, bool) = match &p.model {
             Model::DecisionTree { tree, .. } => (vec![tree], true),
             Model::RandomForest { trees, .. } => (trees.iter().collect(), false),
@@ -249,7 +310,11 @@ impl DataLayout {
                         left,
                         right,
                     } => (
-                        *feature as i32,
+                        if blocked {
+                            8 * *feature as i32
+                        } else {
+                            *feature as i32
+                        },
                         addr(*left) as i32,
                         addr(*right) as i32,
                         0,
@@ -271,10 +336,16 @@ impl DataLayout {
                                 ptr
                             });
                             ptr as i32
+                        } else if blocked {
+                            8 * *class as i32
                         } else {
                             *class as i32
                         };
-                        (-1, 0, 0, leaf, 0.0)
+                        if blocked {
+                            (0, addr(i) as i32, addr(i) as i32, leaf, 0.0)
+                        } else {
+                            (-1, 0, 0, leaf, 0.0)
+                        }
                     }
                 };
                 data[at..at + 4].copy_from_slice(&feature.to_le_bytes());
@@ -286,14 +357,17 @@ impl DataLayout {
             base += tree.nodes.len() as u32 * NODE_BYTES;
         }
         data.extend(values);
+        let depths = trees.iter().map(|t| tree_depth(t)).collect();
+        let rows = if blocked { trees::ROWS } else { 1 };
         let x_addr = align8(data.len() as u32);
-        let votes_addr = x_addr + 8 * p.n_features as u32;
-        let heap_base = votes_addr + 8 * p.model.n_classes().unwrap_or(0) as u32;
+        let votes_addr = x_addr + 8 * rows * p.n_features as u32;
+        let heap_base = votes_addr + 8 * rows * p.model.n_classes().unwrap_or(0) as u32;
         DataLayout {
             data,
             roots,
             x_addr,
             votes_addr,
+            depths,
             heap_base,
         }
     }
@@ -301,6 +375,20 @@ impl DataLayout {
     fn pages(&self) -> u64 {
         u64::from(self.heap_base).div_ceil(abi::PAGE_SIZE).max(1)
     }
+}
+
+/// Splits on the longest path from the root to a leaf (children come after their parents).
+fn tree_depth(t: &Tree) -> u32 {
+    let mut depth = vec![0u32; t.nodes.len()];
+    let mut max = 0;
+    for (i, node) in t.nodes.iter().enumerate() {
+        if let TreeNode::Split { left, right, .. } = node {
+            depth[*left] = depth[*left].max(depth[i] + 1);
+            depth[*right] = depth[*right].max(depth[i] + 1);
+            max = max.max(depth[i] + 1);
+        }
+    }
+    max
 }
 
 fn align8(v: u32) -> u32 {
@@ -349,14 +437,36 @@ impl Locals {
     }
 }
 
-fn predict_fn(p: &Pipeline, layout: &DataLayout, f_exp: u32) -> Function {
+/// `f_exp2`: the vector `exp` when the model runs two rows at a time (see `simd.rs`).
+/// `blocked`: trees walk [`trees::ROWS`] rows at a time (see `trees.rs`).
+fn predict_fn(
+    p: &Pipeline,
+    layout: &DataLayout,
+    f_exp: u32,
+    f_exp2: Option<u32>,
+    blocked: bool,
+) -> Function {
     let d = p.n_features as u32;
     let n_out = p.n_outputs() as u64;
     let l = Locals {
         d,
         k: p.model.n_classes().unwrap_or(1) as u32,
     };
-    let mut f = Function::new([(N_I32, ValType::I32), (l.n_f64(), ValType::F64)]);
+    let v = simd::V::new(&l, F64_BASE + l.n_f64());
+    let w = trees::W::new(F64_BASE + l.n_f64());
+    let mut f = match (f_exp2, blocked) {
+        (Some(_), _) => Function::new([
+            (N_I32, ValType::I32),
+            (l.n_f64(), ValType::F64),
+            (v.count(), ValType::V128),
+        ]),
+        (None, true) => Function::new([
+            (N_I32, ValType::I32),
+            (l.n_f64(), ValType::F64),
+            (w.n_locals(), ValType::I32),
+        ]),
+        (None, false) => Function::new([(N_I32, ValType::I32), (l.n_f64(), ValType::F64)]),
+    };
 
     f.instruction(&I::LocalGet(N_FEATURES))
         .instruction(&I::I32Const(d as i32))
@@ -373,8 +483,53 @@ fn predict_fn(p: &Pipeline, layout: &DataLayout, f_exp: u32) -> Function {
         .instruction(&I::LocalSet(INP));
     f.instruction(&I::LocalGet(OUT_PTR))
         .instruction(&I::LocalSet(OUTP));
-    f.instruction(&I::LocalGet(N_ROWS))
-        .instruction(&I::LocalSet(ROW));
+    if blocked {
+        // Blocks of rows, then the rest one at a time, through the same walk.
+        for (rows, count) in [(trees::ROWS, I::I32ShrU), (1, I::I32And)] {
+            f.instruction(&I::LocalGet(N_ROWS))
+                .instruction(&I::I32Const(if rows == 1 {
+                    trees::ROWS as i32 - 1
+                } else {
+                    trees::ROWS.trailing_zeros() as i32
+                }))
+                .instruction(&count)
+                .instruction(&I::LocalTee(ROW))
+                .instruction(&I::If(BlockType::Empty))
+                .instruction(&I::Loop(BlockType::Empty));
+            trees::emit_block(&mut f, p, layout, &l, &w, rows, n_out);
+            emit_advance(&mut f, rows * d * 8, rows as u64 * n_out * 8);
+            f.instruction(&I::End) // loop
+                .instruction(&I::End); // if
+        }
+        f.instruction(&I::I32Const(Status::Ok as i32))
+            .instruction(&I::End);
+        return f;
+    }
+    if let Some(f_exp2) = f_exp2 {
+        // Pairs of rows first (ROW counts pairs down), then an odd last row in the scalar loop.
+        f.instruction(&I::LocalGet(N_ROWS))
+            .instruction(&I::I32Const(1))
+            .instruction(&I::I32ShrU)
+            .instruction(&I::LocalTee(ROW))
+            .instruction(&I::If(BlockType::Empty))
+            .instruction(&I::Loop(BlockType::Empty));
+        simd::emit_pair(&mut f, p, &v, n_out, f_exp2, layout.x_addr);
+        emit_advance(&mut f, 2 * d * 8, 2 * n_out * 8);
+        f.instruction(&I::End) // loop
+            .instruction(&I::End); // if
+        f.instruction(&I::LocalGet(N_ROWS))
+            .instruction(&I::I32Const(1))
+            .instruction(&I::I32And)
+            .instruction(&I::LocalTee(ROW))
+            .instruction(&I::I32Eqz)
+            .instruction(&I::If(BlockType::Empty))
+            .instruction(&I::I32Const(Status::Ok as i32))
+            .instruction(&I::Return)
+            .instruction(&I::End);
+    } else {
+        f.instruction(&I::LocalGet(N_ROWS))
+            .instruction(&I::LocalSet(ROW));
+    }
     f.instruction(&I::Loop(BlockType::Empty));
 
     // Load (and scale) the row into x_j.
@@ -539,6 +694,24 @@ fn predict_fn(p: &Pipeline, layout: &DataLayout, f_exp: u32) -> Function {
     f.instruction(&I::I32Const(Status::Ok as i32))
         .instruction(&I::End);
     f
+}
+
+/// The end of a counted row loop: INP and OUTP move on by the given bytes, ROW counts down and
+/// the loop repeats while it is not zero.
+fn emit_advance(f: &mut Function, in_bytes: u32, out_bytes: u64) {
+    f.instruction(&I::LocalGet(INP))
+        .instruction(&I::I32Const(in_bytes as i32))
+        .instruction(&I::I32Add)
+        .instruction(&I::LocalSet(INP));
+    f.instruction(&I::LocalGet(OUTP))
+        .instruction(&I::I32Const(out_bytes as i32))
+        .instruction(&I::I32Add)
+        .instruction(&I::LocalSet(OUTP));
+    f.instruction(&I::LocalGet(ROW))
+        .instruction(&I::I32Const(1))
+        .instruction(&I::I32Sub)
+        .instruction(&I::LocalTee(ROW))
+        .instruction(&I::BrIf(0));
 }
 
 fn mem32(offset: u64) -> MemArg {

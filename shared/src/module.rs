@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use wasmparser::{ExternalKind, Parser, Payload, ValType, Validator};
+use wasmparser::{ExternalKind, Parser, Payload, ValType, Validator, WasmFeatures};
 
 use crate::abi::{self, ABI_VERSION};
 use crate::profile::Profile;
@@ -59,6 +59,69 @@ pub struct DatasetRef {
     pub name: String,
     pub hash: String,
     pub n_rows: usize,
+}
+
+/// A WebAssembly feature a module may need beyond the ABI's baseline. A module that uses one
+/// declares it in its `wasmops.requires` section; loaders refuse undeclared use, features they
+/// do not know, and (always) relaxed SIMD, whose results differ between runtimes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WasmFeature {
+    /// Fixed-width SIMD (`simd128`); models use only its deterministic `f64x2` operations.
+    Simd128,
+}
+
+impl WasmFeature {
+    pub const ALL: [WasmFeature; 1] = [WasmFeature::Simd128];
+
+    /// The feature's name in the section (and in error messages).
+    pub fn name(self) -> &'static str {
+        match self {
+            WasmFeature::Simd128 => "simd128",
+        }
+    }
+
+    /// What the feature is, for messages: `SIMD (simd128)`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            WasmFeature::Simd128 => "SIMD (simd128)",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<WasmFeature> {
+        WasmFeature::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    fn validator_flags(self) -> WasmFeatures {
+        match self {
+            WasmFeature::Simd128 => WasmFeatures::SIMD,
+        }
+    }
+}
+
+/// The smallest module that uses SIMD (one function returning a `v128.const`): a host checks
+/// with it whether its WebAssembly runs SIMD, e.g. the browser's `WebAssembly.validate`, so it
+/// can refuse a module that needs SIMD with that reason instead of a bare compile error.
+pub const SIMD_PROBE: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // types: () -> v128
+    0x03, 0x02, 0x01, 0x00, // functions: one of type 0
+    0x0a, 0x16, 0x01, 0x14, 0x00, 0xfd, 0x0c, // code: v128.const
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0b, // 16 zero bytes, end
+];
+
+/// The `wasmops.requires` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requires {
+    /// Feature names ([`WasmFeature::name`]).
+    pub wasm_features: Vec<String>,
+}
+
+impl Requires {
+    pub fn new(features: &[WasmFeature]) -> Requires {
+        Requires {
+            wasm_features: features.iter().map(|f| f.name().to_string()).collect(),
+        }
+    }
 }
 
 /// Inputs and the exact output bits the module must produce for them.
@@ -162,6 +225,10 @@ pub enum ModuleError {
     UnsupportedAbi { found: u32, supported: u32 },
     #[error("module metadata disagrees: {0}")]
     Inconsistent(String),
+    #[error("module requires the WebAssembly feature {0}, which this build does not know")]
+    UnknownFeature(String),
+    #[error("module uses WebAssembly {} without declaring it in `{}`", .0.describe(), abi::SECTION_REQUIRES)]
+    UndeclaredFeature(WasmFeature),
 }
 
 /// A section the loader checked: only [`ModuleInfo::parse`] makes one, so holding a
@@ -201,15 +268,38 @@ pub struct ModuleInfo {
     pub card: Checked<ModelCard>,
     pub profile: Checked<Profile>,
     pub conformance: Checked<Conformance>,
+    /// WebAssembly features the module declares and uses beyond the baseline (none for
+    /// scalar modules); a runtime must support each of them (see `edge-runtime`'s sandbox).
+    pub wasm_features: Vec<WasmFeature>,
 }
 
 impl ModuleInfo {
     /// Validates a module and reads its sections. It does not run it: a runtime must still
     /// check the conformance vectors before serving (see `Conformance::verify`).
     pub fn parse(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
-        Validator::new()
-            .validate_all(bytes)
-            .map_err(|e| ModuleError::Invalid(e.to_string()))?;
+        let wasm_features = declared_features(bytes)?;
+        // The baseline, plus what the module declares; relaxed SIMD never (its results differ
+        // between runtimes, which would break bit identity).
+        let mut features = WasmFeatures::default();
+        features.remove(WasmFeatures::RELAXED_SIMD);
+        for f in WasmFeature::ALL {
+            if !wasm_features.contains(&f) {
+                features.remove(f.validator_flags());
+            }
+        }
+        if let Err(e) = Validator::new_with_features(features).validate_all(bytes) {
+            // Say so plainly when the module would be valid with a feature it did not declare.
+            for f in WasmFeature::ALL {
+                if !wasm_features.contains(&f)
+                    && Validator::new_with_features(features | f.validator_flags())
+                        .validate_all(bytes)
+                        .is_ok()
+                {
+                    return Err(ModuleError::UndeclaredFeature(f));
+                }
+            }
+            return Err(ModuleError::Invalid(e.to_string()));
+        }
 
         let mut func_types: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
         let mut func_type_idx: Vec<u32> = Vec::new();
@@ -331,8 +421,44 @@ impl ModuleInfo {
             card: Checked(card),
             profile: Checked(profile),
             conformance: Checked(conformance),
+            wasm_features,
         })
     }
+}
+
+/// The features a module's `wasmops.requires` section names (none without the section).
+fn declared_features(bytes: &[u8]) -> Result<Vec<WasmFeature>, ModuleError> {
+    let mut requires: Option<Requires> = None;
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Payload::CustomSection(reader) =
+            payload.map_err(|e| ModuleError::Invalid(e.to_string()))?
+        {
+            if reader.name() == abi::SECTION_REQUIRES {
+                if requires.is_some() {
+                    return Err(ModuleError::CorruptSection {
+                        section: abi::SECTION_REQUIRES,
+                        reason: "the section appears twice".into(),
+                    });
+                }
+                requires = Some(serde_json::from_slice(reader.data()).map_err(|e| {
+                    ModuleError::CorruptSection {
+                        section: abi::SECTION_REQUIRES,
+                        reason: e.to_string(),
+                    }
+                })?);
+            }
+        }
+    }
+    let mut features = Vec::new();
+    for name in requires.map(|r| r.wasm_features).unwrap_or_default() {
+        let f = WasmFeature::from_name(&name)
+            .ok_or_else(|| ModuleError::UnknownFeature(crate::quote::bounded(&name)))?;
+        if !features.contains(&f) {
+            features.push(f);
+        }
+    }
+    features.sort();
+    Ok(features)
 }
 
 fn check_card(card: &ModelCard) -> Result<(), ModuleError> {
@@ -400,4 +526,21 @@ fn read_section<T: serde::de::DeserializeOwned>(
 /// Encodes a section payload; the compiler uses this so reader and writer share one format.
 pub(crate) fn encode_section<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("section types serialize infallibly")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simd_probe_is_valid_only_with_simd() {
+        let mut features = WasmFeatures::default();
+        assert!(Validator::new_with_features(features)
+            .validate_all(SIMD_PROBE)
+            .is_ok());
+        features.remove(WasmFeatures::SIMD | WasmFeatures::RELAXED_SIMD);
+        assert!(Validator::new_with_features(features)
+            .validate_all(SIMD_PROBE)
+            .is_err());
+    }
 }

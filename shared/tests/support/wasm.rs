@@ -6,13 +6,18 @@
 use std::collections::BTreeMap;
 
 use wasmops_shared::abi::{self, BatchLayout, Status};
-use wasmops_shared::compiler::{compile, CompileInput};
+use wasmops_shared::compiler::{compile_with, Codegen, CompileInput};
 use wasmops_shared::module::{DatasetRef, ModelCard};
 use wasmops_shared::pipeline::Pipeline;
 use wasmops_shared::profile::Profile;
 
 /// Compiles `p` with a synthetic card and profile; `conformance_rows` feed the conformance set.
 pub fn build_with(p: &Pipeline, conformance_rows: &[f64]) -> Vec<u8> {
+    build_codegen(p, conformance_rows, Codegen::Simd)
+}
+
+/// [`build_with`] with the given code generation.
+pub fn build_codegen(p: &Pipeline, conformance_rows: &[f64], codegen: Codegen) -> Vec<u8> {
     let classes: Vec<String> = (0..p.model.n_classes().unwrap_or(0))
         .map(|c| format!("c{c}"))
         .collect();
@@ -34,12 +39,15 @@ pub fn build_with(p: &Pipeline, conformance_rows: &[f64]) -> Vec<u8> {
     };
     let rows: Vec<f64> = (0..10 * p.n_features).map(|i| (i % 5) as f64).collect();
     let profile = Profile::from_rows(&card.feature_names, &rows);
-    compile(&CompileInput {
-        pipeline: p,
-        card: &card,
-        profile: &profile,
-        conformance_rows,
-    })
+    compile_with(
+        &CompileInput {
+            pipeline: p,
+            card: &card,
+            profile: &profile,
+            conformance_rows,
+        },
+        codegen,
+    )
     .expect("compiles")
 }
 
@@ -107,6 +115,19 @@ impl Batch {
         })
     }
 
+    /// Replaces the batch's rows (the same number of rows).
+    pub fn write_rows(&mut self, rows: &[f64]) -> Result<(), String> {
+        if rows.len() != self.args.1 as usize * self.args.2 as usize {
+            return Err("a different number of values".into());
+        }
+        let mem = self.memory.data_mut(&mut self.store);
+        let at = self.args.0 as usize;
+        for (dst, v) in mem[at..at + rows.len() * 8].chunks_exact_mut(8).zip(rows) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
+        Ok(())
+    }
+
     /// Runs predict over the batch.
     pub fn call(&mut self) -> Result<(), String> {
         let code = self
@@ -151,4 +172,63 @@ pub fn code_size(bytes: &[u8]) -> usize {
         })
         .sum();
     bytes.len() - custom
+}
+
+/// One call in a fresh instance of `pre` (fuel on), as a device makes one per call.
+pub fn run_in(
+    engine: &wasmtime::Engine,
+    pre: &wasmtime::InstancePre<()>,
+    rows: &[f64],
+    n_features: usize,
+) -> Result<Vec<f64>, String> {
+    let mut store = wasmtime::Store::new(engine, ());
+    store.set_fuel(u64::MAX / 2).map_err(|e| e.to_string())?;
+    let instance = pre.instantiate(&mut store).map_err(|e| e.to_string())?;
+    let mut get = |name: &str| -> Result<i32, String> {
+        let f = instance
+            .get_typed_func::<(), i32>(&mut store, name)
+            .map_err(|e| e.to_string())?;
+        f.call(&mut store, ()).map_err(|e| e.to_string())
+    };
+    let n_outputs = get(abi::EXPORT_N_OUTPUTS)? as usize;
+    let heap_base = get(abi::EXPORT_HEAP_BASE)? as u32;
+    let memory = instance
+        .get_memory(&mut store, abi::EXPORT_MEMORY)
+        .ok_or("no memory")?;
+    let n_rows = rows.len() / n_features;
+    let layout =
+        BatchLayout::new(heap_base, n_rows, n_features, n_outputs).ok_or("batch too large")?;
+    let have = memory.size(&store);
+    if layout.pages() > have {
+        memory
+            .grow(&mut store, layout.pages() - have)
+            .map_err(|e| e.to_string())?;
+    }
+    let mem = memory.data_mut(&mut store);
+    let at = layout.in_ptr as usize;
+    for (dst, v) in mem[at..at + rows.len() * 8].chunks_exact_mut(8).zip(rows) {
+        dst.copy_from_slice(&v.to_le_bytes());
+    }
+    let predict = instance
+        .get_typed_func::<(i32, i32, i32, i32), i32>(&mut store, abi::EXPORT_PREDICT)
+        .map_err(|e| e.to_string())?;
+    let code = predict
+        .call(
+            &mut store,
+            (
+                layout.in_ptr as i32,
+                n_rows as i32,
+                n_features as i32,
+                layout.out_ptr as i32,
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+    if code != Status::Ok as i32 {
+        return Err(Status::describe(code));
+    }
+    let out = &memory.data(&store)[layout.out_ptr as usize..][..n_rows * n_outputs * 8];
+    Ok(out
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect())
 }
