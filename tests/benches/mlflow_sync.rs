@@ -81,7 +81,7 @@ fn record(run: &Value) -> Value {
 }
 
 const CLIENT: &str = r#"
-import json, sys, time
+import json, os, sys, time
 import requests.adapters
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, Dataset, DatasetInput, InputTag
@@ -91,7 +91,10 @@ send = requests.adapters.HTTPAdapter.send
 def counting(self, request, *a, **k):
     counted["requests"] += 1
     body = request.body
-    counted["bytes_sent"] += len(body) if body else 0
+    if isinstance(body, (bytes, str)):
+        counted["bytes_sent"] += len(body)
+    elif hasattr(body, "fileno"):  # artifacts are streamed from a file
+        counted["bytes_sent"] += os.fstat(body.fileno()).st_size
     return send(self, request, *a, **k)
 requests.adapters.HTTPAdapter.send = counting
 
@@ -130,15 +133,20 @@ async fn run() {
         serde_json::to_vec(&json!({"format": bundle["format"], "version": bundle["version"], "runs": runs})).unwrap(),
     )
     .unwrap();
-    // Only the copies: the trained run is deleted first.
+    browser.upload("#runs-import", &path).await;
+    browser
+        .wait_text("[data-testid=run-count]", "the imported runs", |t| {
+            t == format!("{} of {} runs", RUNS + 1, RUNS + 1)
+        })
+        .await;
+    // Only the copies: the trained run (the newest, first row) is deleted.
     browser
         .click("table.runs tbody tr:nth-child(1) a.run-name")
         .await;
     browser.click("#run-delete").await;
     browser.accept_dialog().await;
-    browser.upload("#runs-import", &path).await;
     browser
-        .wait_text("[data-testid=run-count]", "the imported runs", |t| {
+        .wait_text("[data-testid=run-count]", "the copies only", |t| {
             t == format!("{RUNS} of {RUNS} runs")
         })
         .await;

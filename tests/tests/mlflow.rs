@@ -434,6 +434,26 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     assert!(refused.contains("sha256"), "{refused}");
     second.screenshot("mlflow-second-browser-registry").await;
 
+    // The second browser imports the first one's runs (its export) plus a run MLflow cannot
+    // hold (a param over MLflow's 6,000 bytes): the shared run is found by its client id, not
+    // made twice; the other is refused by name and stays in this browser.
+    let mut long = run.clone();
+    long["id"] = json!("too-long-param");
+    long["name"] = json!("long param");
+    long["params"]["comment"] = json!("x".repeat(7000));
+    let bundle = dir.join("shared-runs.json");
+    std::fs::write(&bundle, json!({"format": "wasmops-runs", "version": 1, "runs": [run.clone(), long]}).to_string()).unwrap();
+    second.click("#nav-lab").await;
+    second.upload("#runs-import", &bundle).await;
+    second
+        .wait_text("[data-testid=run-count]", "the imported runs", |t| t.ends_with("2 runs"))
+        .await;
+    sync_until(&second, "1 runs synced, 0 pending, 1 failed").await;
+    assert_eq!(server.runs(&exp).await.len(), 1, "the imported run is the first browser's MLflow run");
+    second.click("#nav-lab").await;
+    let row = second.html("tr[data-run-id='too-long-param']").await;
+    assert!(row.contains("sync failed") && row.contains("comment") && row.contains("6000"), "{row}");
+
     // It deploys the version to a real device, which answers as the first browser's module.
     second.click("#nav-devices").await;
     second.fill("#device-name", "edge").await;
