@@ -59,6 +59,10 @@ impl Settings {
                 self.uri
             ));
         }
+        let authority = self.uri.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+        if authority.contains('@') {
+            return Err("put the user and password in Credentials, not in the tracking URI (a URI is shown and logged; credentials never are)".into());
+        }
         if self.experiment.is_empty() {
             return Err("name an experiment (it is created if it does not exist)".into());
         }
@@ -145,8 +149,12 @@ pub struct RunSync {
     /// The run's summary and target as of the last complete sync ([`fingerprint`]); empty when
     /// something changed that the summary does not show (a module compiled since).
     pub fingerprint: String,
-    /// The module uploaded with it, by hash.
-    pub module: Option<String>,
+    /// The modules uploaded with it (every module compiled from it), by hash, sorted.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    /// The tracking URI the ids in `synced` belong to: another server knows none of them.
+    #[serde(default)]
+    pub server: String,
     pub synced: Option<Synced>,
     /// Why the last attempt failed (the server's words), if it did.
     pub error: Option<String>,
@@ -222,7 +230,7 @@ pub fn state_of(s: &RunSummary, sync: Option<&RunSync>, settings: &Settings) -> 
 pub fn record(
     s: &RunSummary,
     run: Option<&Run>,
-    module: Option<&StoredModule>,
+    modules: &[&StoredModule],
 ) -> (RunRecord, Vec<String>) {
     let status = match s.status.as_str() {
         crate::run::FINISHED => RunStatus::Finished,
@@ -304,9 +312,11 @@ pub fn record(
             bytes: json(serde_json::to_string_pretty(&run.profile)),
         });
     }
-    if let Some(m) = module {
+    // Content-addressed: a run compiled again by a newer build keeps both modules, and each
+    // registered version's source stays the bytes its hash names.
+    for m in modules {
         artifacts.push(Artifact {
-            path: format!("{}/{}", api::MODEL_DIR, api::MODULE_FILE),
+            path: module_path(&m.hash),
             bytes: m.bytes.clone(),
         });
     }
@@ -327,6 +337,11 @@ pub fn record(
         artifacts,
     };
     (record, warnings)
+}
+
+/// Where a module goes among its run's artifacts: `model/<sha256>/model.wasm`.
+pub fn module_path(hash: &str) -> String {
+    format!("{}/{hash}/{}", api::MODEL_DIR, api::MODULE_FILE)
 }
 
 /// What one sync did.
@@ -413,28 +428,34 @@ async fn sync_with(
         .into_iter()
         .map(|s| (s.id.clone(), s))
         .collect();
+    // Another tab may have synced since this one last looked.
+    state.run_syncs.set(syncs.clone());
     let registered: BTreeSet<String> = storage
         .versions()
         .await?
         .into_iter()
         .map(|v| v.hash)
         .collect();
-    // One module per run: the registered one if there is one.
-    let mut modules: BTreeMap<String, StoredModule> = BTreeMap::new();
+    let _ = registered;
+    // Every module compiled from each run, by run.
+    let mut modules: BTreeMap<String, Vec<StoredModule>> = BTreeMap::new();
     for m in storage.modules().await? {
-        let better = match modules.get(&m.run_id) {
-            None => true,
-            Some(have) => !registered.contains(&have.hash) && registered.contains(&m.hash),
-        };
-        if better {
-            modules.insert(m.run_id.clone(), m);
-        }
+        modules.entry(m.run_id.clone()).or_default().push(m);
     }
+    let hashes = |id: &str| -> Vec<String> {
+        let mut h: Vec<String> = modules
+            .get(id)
+            .map(|ms| ms.iter().map(|m| m.hash.clone()).collect())
+            .unwrap_or_default();
+        h.sort();
+        h
+    };
     let confirmed = |s: &RunSummary, r: Option<&RunSync>| {
         r.is_some_and(|r| {
             r.error.is_none()
+                && r.server == settings.uri
                 && r.fingerprint == fingerprint(s, settings)
-                && r.module == modules.get(&s.id).map(|m| m.hash.clone())
+                && r.modules == hashes(&s.id)
         })
     };
     let mut todo: Vec<&RunSummary> = summaries
@@ -444,10 +465,12 @@ async fn sync_with(
     todo.sort_by(|a, b| a.started_at_ms.total_cmp(&b.started_at_ms));
     report.runs_pending = todo.len();
     let known = |id: &str, syncs: &BTreeMap<String, RunSync>| {
-        syncs
-            .get(id)
-            .and_then(|r| r.synced.as_ref())
-            .is_some_and(|s| s.experiment_id == experiment_id)
+        syncs.get(id).is_some_and(|r| {
+            r.server == settings.uri
+                && r.synced
+                    .as_ref()
+                    .is_some_and(|s| s.experiment_id == experiment_id)
+        })
     };
     // Runs this dashboard has no MLflow id for may exist there already (another browser with
     // the same export, or a sync cut off after the server made the run): find them first.
@@ -467,10 +490,11 @@ async fn sync_with(
         } else {
             None
         };
-        let module = modules.get(&s.id);
-        let (record, warnings) = record(s, run.as_ref(), module);
+        let mine: Vec<&StoredModule> = modules.get(&s.id).map(|ms| ms.iter().collect()).unwrap_or_default();
+        let (record, warnings) = record(s, run.as_ref(), &mine);
         let previous = syncs
             .get(&s.id)
+            .filter(|r| r.server == settings.uri)
             .and_then(|r| r.synced.clone())
             .filter(|p| p.experiment_id == experiment_id);
         let result = sync_run(
@@ -484,7 +508,8 @@ async fn sync_with(
         let mut rec = RunSync {
             id: s.id.clone(),
             fingerprint: String::new(),
-            module: None,
+            modules: Vec::new(),
+            server: settings.uri.clone(),
             synced: None,
             error: None,
             warnings,
@@ -493,7 +518,7 @@ async fn sync_with(
         let stop = match result {
             Ok(synced) => {
                 rec.fingerprint = fingerprint(s, settings);
-                rec.module = module.map(|m| m.hash.clone());
+                rec.modules = hashes(&s.id);
                 rec.synced = Some(synced);
                 report.runs_synced += 1;
                 report.runs_pending -= 1;
@@ -504,7 +529,9 @@ async fn sync_with(
                 // Keep the module and fingerprint of the last complete sync off: still to do.
                 match error {
                     // Not the run's fault: it stays pending, and the sync stops here.
-                    MlflowError::Unreachable(_) | MlflowError::Unauthorized(_) => Some(error),
+                    MlflowError::Unreachable(_)
+                    | MlflowError::Unauthorized(_)
+                    | MlflowError::Forbidden { .. } => Some(error),
                     other => {
                         rec.error = Some(other.to_string());
                         report.runs_failed += 1;
@@ -527,7 +554,7 @@ async fn sync_with(
             return Err(e.into());
         }
     }
-    sync_registry(storage, client, state, &syncs, report).await
+    sync_registry(storage, client, state, settings, &syncs, report).await
 }
 
 enum PullFail {
@@ -539,23 +566,30 @@ async fn sync_registry(
     storage: &Storage,
     client: &Client<Fetch>,
     state: AppState,
+    settings: &Settings,
     syncs: &BTreeMap<String, RunSync>,
     report: &mut Report,
 ) -> Result<(), Stop> {
+    let server = settings.uri.as_str();
     let mut versions = storage.versions().await?;
+    // References to another server's versions count for nothing here.
+    let on_this_server = |v: &ModelVersion| v.mlflow.as_ref().is_some_and(|m| m.server == server);
     // Local versions the server does not have yet.
     for v in versions
         .iter_mut()
-        .filter(|v| v.mlflow.is_none() && v.pulled.is_none())
+        .filter(|v| !on_this_server(v) && !v.run_id.starts_with("mlflow:"))
     {
-        let Some(run) = syncs.get(&v.run_id).and_then(|r| r.synced.as_ref()) else {
+        let Some(run) = syncs
+            .get(&v.run_id)
+            .filter(|r| r.server == server)
+            .and_then(|r| r.synced.as_ref())
+        else {
             report
                 .waiting
                 .push(format!("{} waits for its run to sync", v.label()));
             continue;
         };
-        let module_path = format!("{}/{}", api::MODEL_DIR, api::MODULE_FILE);
-        if run.artifacts.get(&module_path) != Some(&v.hash) {
+        if run.artifacts.get(&module_path(&v.hash)) != Some(&v.hash) {
             report.waiting.push(format!(
                 "{} waits for its module to be uploaded with its run",
                 v.label()
@@ -573,7 +607,7 @@ async fn sync_registry(
                 client
                     .create_model_version(
                         &v.model,
-                        &model_source(&run.artifact_uri),
+                        &format!("{}/{}", model_source(&run.artifact_uri), v.hash),
                         &run.run_id,
                         &[
                             (api::SHA256_TAG.into(), v.hash.clone()),
@@ -587,6 +621,7 @@ async fn sync_registry(
         v.mlflow = Some(MlflowRef {
             name: mv.name,
             version: mv.version,
+            server: server.to_string(),
         });
         storage.put_version(v, None).await?;
         report.versions_pushed += 1;
@@ -610,10 +645,12 @@ async fn sync_registry(
                 continue;
             };
             if let Some(local) = versions.iter_mut().find(|v| v.hash == sha) {
-                if local.mlflow.is_none() {
+                // The same bytes under another model name here stay that model's version.
+                if local.model == mv.name && !local.mlflow.as_ref().is_some_and(|m| m.server == server) {
                     local.mlflow = Some(MlflowRef {
                         name: mv.name.clone(),
                         version: mv.version.clone(),
+                        server: server.to_string(),
                     });
                     storage.put_version(local, None).await?;
                 }
@@ -637,7 +674,7 @@ async fn sync_registry(
                 .ok()
                 .filter(|n| !taken(*n))
                 .unwrap_or(next);
-            match pull_version(client, mv, sha, number).await {
+            match pull_version(client, mv, sha, number, server).await {
                 Ok((version, module)) => {
                     storage.put_version(&version, Some(&module)).await?;
                     crate::logs::info(
@@ -667,7 +704,7 @@ async fn sync_registry(
                 }
             }
         }
-        reconcile_aliases(storage, client, &model, &versions, &mut aliases, report).await?;
+        reconcile_aliases(storage, client, server, &model, &versions, &mut aliases, report).await?;
     }
     versions.sort_by(|a, b| b.registered_at_ms.total_cmp(&a.registered_at_ms));
     state.versions.set(versions);
@@ -683,12 +720,17 @@ async fn pull_version(
     mv: &api::ModelVersion,
     sha: &str,
     number: u32,
+    server: &str,
 ) -> Result<(ModelVersion, StoredModule), PullFail> {
     let bytes = match client.get_artifact(&mv.source, api::MODULE_FILE).await {
         Ok(b) => b,
-        Err(e @ (MlflowError::Unreachable(_) | MlflowError::Unauthorized(_))) => {
-            return Err(PullFail::Stop(e))
-        }
+        // Not the version's fault (server down, credentials, a proxy's 5xx): try again later.
+        Err(
+            e @ (MlflowError::Unreachable(_)
+            | MlflowError::Unauthorized(_)
+            | MlflowError::Forbidden { .. }),
+        ) => return Err(PullFail::Stop(e)),
+        Err(e @ MlflowError::Api { status: 500.., .. }) => return Err(PullFail::Stop(e)),
         Err(e) => {
             return Err(PullFail::Refuse(format!(
                 "its module `{}` could not be read: {e}",
@@ -752,6 +794,7 @@ async fn pull_version(
         mlflow: Some(MlflowRef {
             name: mv.name.clone(),
             version: mv.version.clone(),
+            server: server.to_string(),
         }),
         pulled: Some(format!(
             "received from MLflow ({} v{}): sha256 equals its tag; {n_rows} conformance rows bit-identical in this browser",
@@ -771,6 +814,7 @@ async fn pull_version(
 async fn reconcile_aliases(
     storage: &Storage,
     client: &Client<Fetch>,
+    server_uri: &str,
     model: &api::RegisteredModel,
     versions: &[ModelVersion],
     aliases: &mut Vec<Alias>,
@@ -784,13 +828,17 @@ async fn reconcile_aliases(
     let mlflow_of = |hash: &str| {
         versions
             .iter()
-            .find(|v| v.hash == hash)
+            .find(|v| v.hash == hash && v.model == model.name)
             .and_then(|v| v.mlflow.as_ref())
+            .filter(|m| m.server == server_uri)
             .map(|m| m.version.clone())
     };
     let by_mlflow = |mv: &str| {
         versions.iter().find(|v| {
-            v.model == model.name && v.mlflow.as_ref().is_some_and(|m| m.version == mv)
+            v.model == model.name
+                && v.mlflow
+                    .as_ref()
+                    .is_some_and(|m| m.version == mv && m.server == server_uri)
         })
     };
     let names: BTreeSet<String> = server
@@ -809,35 +857,69 @@ async fn reconcile_aliases(
         let local = aliases.iter().find(|a| a.key == key).cloned();
         let remote = server.get(&name).cloned();
         let here = local.as_ref().and_then(|a| mlflow_of(&a.hash));
-        let base = local.as_ref().and_then(|a| a.mlflow_version.clone());
+        if local.is_some() && here.is_none() {
+            continue; // its version is not on this server yet: it goes first
+        }
+        let base = local
+            .as_ref()
+            .filter(|a| a.mlflow_server.as_deref() == Some(server_uri))
+            .and_then(|a| a.mlflow_version.clone());
         let updated: Option<Alias> = match (
             &local,
             api::alias_decision(here.as_deref(), base.as_deref(), remote.as_deref()),
         ) {
-            (Some(a), api::AliasDecision::Agree) => {
-                (a.mlflow_version != here || a.conflict.is_some()).then(|| Alias {
-                    mlflow_version: here.clone(),
-                    conflict: None,
-                    ..a.clone()
-                })
-            }
+            (Some(a), api::AliasDecision::Agree) => (a.mlflow_version != here
+                || a.mlflow_server.as_deref() != Some(server_uri)
+                || a.conflict.is_some())
+            .then(|| Alias {
+                mlflow_version: here.clone(),
+                mlflow_server: Some(server_uri.to_string()),
+                conflict: None,
+                ..a.clone()
+            }),
             (Some(a), api::AliasDecision::Push(m)) => {
-                client.set_alias(&model.name, &name, &m).await?;
-                report.aliases_moved += 1;
-                Some(Alias {
-                    mlflow_version: Some(m),
-                    conflict: None,
-                    ..a.clone()
-                })
+                match client.set_alias(&model.name, &name, &m).await {
+                    Ok(()) => {
+                        report.aliases_moved += 1;
+                        Some(Alias {
+                            mlflow_version: Some(m),
+                            mlflow_server: Some(server_uri.to_string()),
+                            conflict: None,
+                            ..a.clone()
+                        })
+                    }
+                    Err(
+                        e @ (MlflowError::Unreachable(_)
+                        | MlflowError::Unauthorized(_)
+                        | MlflowError::Forbidden { .. }),
+                    ) => return Err(e.into()),
+                    // Refused for this alias alone: said on it; the sync goes on.
+                    Err(e) => {
+                        report.conflicts += 1;
+                        Some(Alias {
+                            conflict: Some(format!("not moved on the server: {e}")),
+                            ..a.clone()
+                        })
+                    }
+                }
             }
             (_, api::AliasDecision::Follow(sv)) => by_mlflow(&sv).map(|v| {
                 report.aliases_moved += 1;
                 Alias {
                     mlflow_version: Some(sv.clone()),
+                    mlflow_server: Some(server_uri.to_string()),
                     conflict: None,
                     ..Alias::point(local.as_ref(), &name, v, now)
                 }
             }),
+            (Some(a), api::AliasDecision::RemovedOnServer) => {
+                let conflict = "removed on the server since they last agreed".to_string();
+                report.conflicts += 1;
+                (a.conflict.as_ref() != Some(&conflict)).then(|| Alias {
+                    conflict: Some(conflict),
+                    ..a.clone()
+                })
+            }
             (Some(a), api::AliasDecision::Conflict { here, server }) => {
                 let here_label = versions
                     .iter()
@@ -864,6 +946,54 @@ async fn reconcile_aliases(
     Ok(())
 }
 
+/// Runs `job` holding the browser-wide Web Lock `wasmops-mlflow-sync`, so two tabs of the
+/// dashboard never sync at the same time (both would create the runs neither had synced yet).
+/// A browser without Web Locks just runs it.
+async fn exclusive<T: 'static>(
+    job: impl std::future::Future<Output = T> + 'static,
+) -> Option<T> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use wasm_bindgen::{closure::Closure, JsCast, JsValue};
+    let locks = web_sys::window()
+        .and_then(|w| js_sys::Reflect::get(&w.navigator(), &"locks".into()).ok())
+        .filter(|l| l.is_object());
+    let request = locks.as_ref().and_then(|l| {
+        js_sys::Reflect::get(l, &"request".into())
+            .ok()
+            .and_then(|r| r.dyn_into::<js_sys::Function>().ok())
+    });
+    let (Some(locks), Some(request)) = (locks, request) else {
+        return Some(job.await);
+    };
+    let job = Rc::new(RefCell::new(Some(job)));
+    let out = Rc::new(RefCell::new(None));
+    let (job2, out2) = (job.clone(), out.clone());
+    let callback = Closure::once(move |_lock: JsValue| -> js_sys::Promise {
+        let job = job2.borrow_mut().take();
+        wasm_bindgen_futures::future_to_promise(async move {
+            if let Some(job) = job {
+                *out2.borrow_mut() = Some(job.await);
+            }
+            Ok(JsValue::UNDEFINED)
+        })
+    });
+    if let Ok(p) = request.call2(&locks, &"wasmops-mlflow-sync".into(), callback.as_ref().unchecked_ref()) {
+        let _ = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(p)).await;
+    }
+    drop(callback);
+    let done = out.borrow_mut().take();
+    if done.is_some() {
+        return done;
+    }
+    // The lock could not be taken: run it without, if it has not started.
+    let pending = job.borrow_mut().take();
+    match pending {
+        Some(job) => Some(job.await),
+        None => None,
+    }
+}
+
 /// Starts a sync unless one is running (then that one runs again when it ends, so a change
 /// made meanwhile is not left behind). Does nothing while not connected.
 pub fn request_sync(state: AppState) {
@@ -881,7 +1011,10 @@ pub fn request_sync(state: AppState) {
     leptos::task::spawn_local(async move {
         let mut settings = settings;
         loop {
-            let result = sync(state, &settings).await;
+            let owned = settings.clone();
+            let result = exclusive(async move { sync(state, &owned).await })
+                .await
+                .unwrap_or_else(|| Err("the browser's lock for syncing was lost".into()));
             let at = js_sys::Date::now();
             match &result {
                 Ok(r) => match &r.stopped {
@@ -917,27 +1050,6 @@ pub fn request_sync(state: AppState) {
             }
         }
         state.sync_status.update(|s| s.busy = false);
-    });
-}
-
-/// Marks a run as changed in a way its summary does not show (a module compiled since).
-pub fn touch(state: AppState, run_id: &str) {
-    let run_id = run_id.to_string();
-    let Some(mut rec) = state
-        .run_syncs
-        .with_untracked(|all| all.get(&run_id).cloned())
-    else {
-        return request_sync(state);
-    };
-    rec.fingerprint.clear();
-    leptos::task::spawn_local(async move {
-        if let Err(e) = async { Storage::open().await?.put_run_sync(&rec).await }.await {
-            crate::logs::error("mlflow", format!("sync state not saved: {e}"));
-        }
-        state.run_syncs.update(|all| {
-            all.insert(rec.id.clone(), rec);
-        });
-        request_sync(state);
     });
 }
 

@@ -49,6 +49,9 @@ pub struct ModelVersion {
 pub struct MlflowRef {
     pub name: String,
     pub version: String,
+    /// The tracking URI it is a version on.
+    #[serde(default)]
+    pub server: String,
 }
 
 impl ModelVersion {
@@ -93,6 +96,9 @@ pub struct Alias {
     /// it. A local move since then is pushed on the next sync unless the server moved too.
     #[serde(default)]
     pub mlflow_version: Option<String>,
+    /// The tracking URI `mlflow_version` is a version on.
+    #[serde(default)]
+    pub mlflow_server: Option<String>,
     /// Both moved since they last agreed: shown, never overwritten either way.
     #[serde(default)]
     pub conflict: Option<String>,
@@ -127,6 +133,7 @@ impl Alias {
             moved_ms: now_ms,
             history,
             mlflow_version: existing.and_then(|a| a.mlflow_version.clone()),
+            mlflow_server: existing.and_then(|a| a.mlflow_server.clone()),
             conflict: None,
         }
     }

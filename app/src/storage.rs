@@ -701,6 +701,20 @@ impl Storage {
         self.put(SETTINGS, settings).await
     }
 
+    pub async fn delete_alias(&self, key: &str) -> Result<(), StorageError> {
+        let tx = self
+            .db
+            .transaction(&[ALIASES], TransactionMode::ReadWrite)
+            .map_err(failed("delete"))?;
+        tx.object_store(ALIASES)
+            .map_err(failed("delete"))?
+            .delete(JsValue::from_str(key))
+            .map_err(failed("delete"))?
+            .await
+            .map_err(failed("delete"))?;
+        commit(tx, "delete").await
+    }
+
     pub async fn delete_mlflow_settings(&self) -> Result<(), StorageError> {
         let tx = self
             .db

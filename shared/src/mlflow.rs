@@ -106,8 +106,10 @@ pub trait Transport {
 pub enum MlflowError {
     #[error("the MLflow server is unreachable ({0}); is it running, and does it allow this page's origin (`mlflow server --cors-allowed-origins`)?")]
     Unreachable(String),
-    #[error("the MLflow server refused the credentials (HTTP {0}): check the user and password or the token in Settings")]
+    #[error("the MLflow server refused the credentials (HTTP 401): check the user and password or the token in Settings")]
     Unauthorized(u16),
+    #[error("MLflow {during}: the server's permissions do not allow it for this user (HTTP 403): {message}")]
+    Forbidden { during: String, message: String },
     #[error("MLflow {during}: {code} (HTTP {status}): {message}")]
     Api {
         during: String,
@@ -352,7 +354,7 @@ pub struct Synced {
 /// Why a part of a run cannot be represented in MLflow, by name.
 pub fn check_key(kind: &str, key: &str) -> Result<(), String> {
     let valid = !key.is_empty()
-        && key.len() <= limits::KEY_LENGTH
+        && key.chars().count() <= limits::KEY_LENGTH
         && key
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/' | ':'))
@@ -378,10 +380,10 @@ impl RunRecord {
             if let Err(e) = check_key("param", k) {
                 out.push(e);
             }
-            if v.len() > limits::PARAM_VALUE_LENGTH {
+            if v.chars().count() > limits::PARAM_VALUE_LENGTH {
                 out.push(format!(
-                    "param `{k}` is {} bytes long (MLflow keeps at most {})",
-                    v.len(),
+                    "param `{k}` is {} characters long (MLflow keeps at most {})",
+                    v.chars().count(),
                     limits::PARAM_VALUE_LENGTH
                 ));
             }
@@ -398,10 +400,10 @@ impl RunRecord {
             if let Err(e) = check_key("tag", k) {
                 out.push(e);
             }
-            if v.len() > limits::TAG_VALUE_LENGTH {
+            if v.chars().count() > limits::TAG_VALUE_LENGTH {
                 out.push(format!(
-                    "tag `{k}` is {} bytes long (MLflow keeps at most {})",
-                    v.len(),
+                    "tag `{k}` is {} characters long (MLflow keeps at most {})",
+                    v.chars().count(),
                     limits::TAG_VALUE_LENGTH
                 ));
             }
@@ -508,7 +510,7 @@ impl<T: Transport> Client<T> {
         if (200..300).contains(&response.status) {
             return Ok(response.body);
         }
-        if matches!(response.status, 401 | 403) {
+        if response.status == 401 {
             return Err(MlflowError::Unauthorized(response.status));
         }
         #[derive(Deserialize)]
@@ -525,6 +527,12 @@ impl<T: Transport> Client<T> {
                 crate::quote::bounded(&String::from_utf8_lossy(&response.body)),
             ),
         };
+        if response.status == 403 {
+            return Err(MlflowError::Forbidden {
+                during: during.to_string(),
+                message,
+            });
+        }
         Err(MlflowError::Api {
             during: during.to_string(),
             status: response.status,
@@ -675,7 +683,14 @@ impl<T: Transport> Client<T> {
                 .await?;
             for run in r.runs {
                 if let Some(id) = run.tag(CLIENT_ID_TAG) {
-                    out.insert(id.to_string(), run);
+                    // Should one client id be on two runs, the active one is the run.
+                    let keep = out.get(id).is_none_or(|have: &RemoteRun| {
+                        have.info.lifecycle_stage == "deleted"
+                            && run.info.lifecycle_stage != "deleted"
+                    });
+                    if keep {
+                        out.insert(id.to_string(), run);
+                    }
                 }
             }
             match r.next_page_token {
@@ -770,6 +785,17 @@ impl<T: Transport> Client<T> {
             "runs/update",
             json!({"run_id": run_id, "status": status.as_str(), "end_time": end_ms, "run_name": name}),
             "updating the run",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Brings a run deleted in MLflow (not yet purged) back: it is still this client's run.
+    pub async fn restore_run(&self, run_id: &str) -> Result<(), MlflowError> {
+        self.post(
+            "runs/restore",
+            json!({"run_id": run_id}),
+            "restoring the run deleted in MLflow",
         )
         .await
         .map(|_| ())
@@ -973,7 +999,17 @@ pub async fn sync_run<T: Transport>(
     let desired_tags = record.all_tags();
     let mut s = match (previous, found) {
         (Some(p), _) if p.experiment_id == experiment_id && !p.run_id.is_empty() => p,
-        (_, Some(info)) => Synced {
+        (_, Some(info)) => {
+            if info.lifecycle_stage == "deleted" {
+                client
+                    .restore_run(&info.run_id)
+                    .await
+                    .map_err(|error| Partial {
+                        synced: None,
+                        error,
+                    })?;
+            }
+            Synced {
             run_id: info.run_id.clone(),
             experiment_id: experiment_id.to_string(),
             artifact_uri: info.artifact_uri.clone(),
@@ -984,7 +1020,8 @@ pub async fn sync_run<T: Transport>(
             name: info.run_name.clone(),
             status: None,
             end_ms: 0,
-        },
+            }
+        }
         _ => {
             let info = client
                 .create_run(experiment_id, &record.name, record.start_ms, &desired_tags)
@@ -1093,6 +1130,9 @@ pub enum AliasDecision {
     Follow(String),
     /// Both moved since they last agreed: show it, change neither.
     Conflict { here: String, server: String },
+    /// The server removed the alias this side still has where they last agreed: show it, do
+    /// not put it back.
+    RemovedOnServer,
     /// Nothing to do yet (this side's version is not on the server).
     Wait,
 }
@@ -1106,6 +1146,7 @@ pub fn alias_decision(
         (Some(h), Some(s)) if h == s => AliasDecision::Agree,
         (None, Some(s)) if base.is_none() => AliasDecision::Follow(s.to_string()),
         (None, _) => AliasDecision::Wait,
+        (Some(h), None) if base == Some(h) => AliasDecision::RemovedOnServer,
         (Some(h), None) => AliasDecision::Push(h.to_string()),
         (Some(h), Some(s)) if base == Some(s) => AliasDecision::Push(h.to_string()),
         (Some(h), Some(s)) if base == Some(h) => AliasDecision::Follow(s.to_string()),
@@ -1179,6 +1220,8 @@ mod tests {
         assert!(check_key("tag", "baseline").is_ok());
         assert!(check_key("metric", "train_log_loss").is_ok());
         assert!(check_key("tag", "mlflow.note.content").is_ok());
+        // MLflow counts characters, not bytes.
+        assert!(check_key("tag", &"é".repeat(250)).is_ok());
         let e = check_key("tag", "needs review!").unwrap_err();
         assert!(e.contains("needs review!"), "{e}");
         assert!(check_key("param", "../x").is_err());
@@ -1211,6 +1254,10 @@ mod tests {
         assert_eq!(alias_decision(Some("3"), Some("2"), Some("2")), Push("3".into()));
         // New here, not on the server: push.
         assert_eq!(alias_decision(Some("1"), None, None), Push("1".into()));
+        // Removed on the server where both last agreed: not put back.
+        assert_eq!(alias_decision(Some("2"), Some("2"), None), RemovedOnServer);
+        // Moved here, then removed on the server: pushed (this side moved last).
+        assert_eq!(alias_decision(Some("3"), Some("2"), None), Push("3".into()));
         // Moved on the server only: follow.
         assert_eq!(alias_decision(Some("2"), Some("2"), Some("4")), Follow("4".into()));
         // Both moved, to different versions: a conflict, never an overwrite.

@@ -955,7 +955,7 @@ async fn runs_export_and_import_as_a_bundle() {
              open.onerror = () => done(String(open.error));",
         )
         .await;
-    assert_eq!(after, serde_json::json!({ "version": 5, "summaries": 1 }));
+    assert_eq!(after, serde_json::json!({ "version": 6, "summaries": 1 }));
     browser.close().await;
 }
 

@@ -240,7 +240,7 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
         assert_eq!(card["feature_names"], run["feature_names"]);
         if run["name"].as_str().unwrap().starts_with("Gaussian NB") {
             let wasm = server
-                .artifact(&format!("{exp}/{run_id}/artifacts/model/model.wasm"))
+                .artifact(&format!("{exp}/{run_id}/artifacts/model/{module_hash}/model.wasm"))
                 .await;
             assert_eq!(wasmops_shared::digest::content_hash(&wasm), module_hash);
         }

@@ -203,6 +203,14 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
                 "an alias is letters, digits, `-` and `_`, got `{alias}`"
             )));
         }
+        // MLflow keeps these for itself (`models:/name/latest`, `models:/name/3`).
+        let reserved = alias == "latest"
+            || (alias.len() > 1 && alias.starts_with('v') && alias[1..].bytes().all(|b| b.is_ascii_digit()));
+        if reserved {
+            return error.set(Some(format!(
+                "`{alias}` is reserved by MLflow (`latest` and `v<number>` name versions there): pick another alias"
+            )));
+        }
         error.set(None);
         let key = format!("{}/{alias}", v.model);
         let existing = state
@@ -256,6 +264,19 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
     };
     // Resolving a conflict: take the server's target, or keep this one (pushed on the sync).
     let resolve = move |a: Alias, keep_mine: bool| {
+        let uri = state.mlflow.get_untracked().map(|s| s.uri);
+        let removed = a.conflict.as_deref().is_some_and(|c| c.starts_with("removed on the server"));
+        if removed && !keep_mine {
+            // The server's word: the alias is gone.
+            let key = a.key.clone();
+            spawn_local(async move {
+                match async { Storage::open().await?.delete_alias(&key).await }.await {
+                    Ok(()) => state.aliases.update(|all| all.retain(|x| x.key != key)),
+                    Err(e) => error.set(Some(format!("alias not removed: {e}"))),
+                }
+            });
+            return;
+        }
         let server = a
             .conflict
             .as_ref()
@@ -263,7 +284,7 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
             .and_then(|(_, rest)| rest.split(')').next())
             .map(str::to_string);
         let resolved = if keep_mine {
-            Some(Alias { mlflow_version: server, conflict: None, ..a.clone() })
+            Some(Alias { mlflow_version: server, mlflow_server: uri.clone(), conflict: None, ..a.clone() })
         } else {
             let target = server.as_ref().and_then(|sv| {
                 state.versions.with_untracked(|all| {
@@ -274,6 +295,7 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
             });
             target.map(|v| Alias {
                 mlflow_version: server.clone(),
+                mlflow_server: uri.clone(),
                 conflict: None,
                 ..Alias::point(Some(&a), &a.alias, &v, js_sys::Date::now())
             })

@@ -196,7 +196,7 @@ pub fn RunsPanel() -> impl IntoView {
                     {
                         error.set(Some(format!("module compiled but not saved: {e}")));
                     } else {
-                        crate::mlflow::touch(state, &run.id);
+                        crate::mlflow::request_sync(state);
                     }
                     crate::logs::info(
                         "compile",
