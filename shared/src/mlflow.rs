@@ -571,22 +571,63 @@ impl<T: Transport> Client<T> {
             .await
     }
 
+    /// One field of an answer (`{"run": {...}}` -> the run).
+    async fn field<R: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Value>,
+        field: &str,
+        during: &str,
+    ) -> Result<R, MlflowError> {
+        let answer: Value = self.call(method, path, body, during).await?;
+        serde_json::from_value(answer.get(field).cloned().unwrap_or(Value::Null)).map_err(|e| {
+            MlflowError::Protocol {
+                during: during.to_string(),
+                reason: format!("`{field}`: {e}"),
+            }
+        })
+    }
+
+    /// Every page of a listing: `page(token)` is the request for one page; `field` holds its
+    /// items (absent when there are none) and `next_page_token` the next page's.
+    async fn pages<R: serde::de::DeserializeOwned>(
+        &self,
+        mut page: impl FnMut(Option<&str>) -> (Method, String, Option<Value>),
+        field: &str,
+        during: &str,
+    ) -> Result<Vec<R>, MlflowError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let (method, path, body) = page(token.as_deref());
+            let answer: Value = self.call(method, path, body, during).await?;
+            let items: Option<Vec<R>> =
+                serde_json::from_value(answer.get(field).cloned().unwrap_or(Value::Null))
+                    .map_err(|e| MlflowError::Protocol {
+                        during: during.to_string(),
+                        reason: format!("`{field}`: {e}"),
+                    })?;
+            out.extend(items.unwrap_or_default());
+            match answer.get("next_page_token").and_then(Value::as_str) {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     // ---- experiments ----
 
     pub async fn experiment_by_name(&self, name: &str) -> Result<Option<Experiment>, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            experiment: Experiment,
-        }
         let path = format!(
             "{API}/experiments/get-by-name?experiment_name={}",
             encode(name)
         );
         match self
-            .call::<R>(Method::Get, path, None, "looking up the experiment")
+            .field(Method::Get, path, None, "experiment", "looking up the experiment")
             .await
         {
-            Ok(r) => Ok(Some(r.experiment)),
+            Ok(e) => Ok(Some(e)),
             Err(e) if e.code() == Some("RESOURCE_DOES_NOT_EXIST") => Ok(None),
             Err(e) => Err(e),
         }
@@ -604,20 +645,16 @@ impl<T: Transport> Client<T> {
             return Ok(e.experiment_id);
         }
         let created = self
-            .post(
-                "experiments/create",
-                json!({"name": name}),
+            .field::<String>(
+                Method::Post,
+                format!("{API}/experiments/create"),
+                Some(json!({"name": name})),
+                "experiment_id",
                 "creating the experiment",
             )
             .await;
         match created {
-            Ok(v) => v["experiment_id"]
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| MlflowError::Protocol {
-                    during: "creating the experiment".into(),
-                    reason: "no experiment_id".into(),
-                }),
+            Ok(id) => Ok(id),
             // Made by someone else in the meantime.
             Err(e) if e.code() == Some("RESOURCE_ALREADY_EXISTS") => self
                 .experiment_by_name(name)
@@ -629,20 +666,18 @@ impl<T: Transport> Client<T> {
     }
 
     pub async fn experiments(&self) -> Result<Vec<Experiment>, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            #[serde(default)]
-            experiments: Vec<Experiment>,
-        }
-        let r: R = self
-            .call(
-                Method::Post,
-                format!("{API}/experiments/search"),
-                Some(json!({"max_results": 1000})),
-                "listing experiments",
-            )
-            .await?;
-        Ok(r.experiments)
+        self.pages(
+            |token| {
+                let mut body = json!({"max_results": 1000});
+                if let Some(t) = token {
+                    body["page_token"] = json!(t);
+                }
+                (Method::Post, format!("{API}/experiments/search"), Some(body))
+            },
+            "experiments",
+            "listing experiments",
+        )
+        .await
     }
 
     // ---- runs ----
@@ -654,66 +689,48 @@ impl<T: Transport> Client<T> {
         experiment_id: &str,
         since_ms: i64,
     ) -> Result<BTreeMap<String, RemoteRun>, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            #[serde(default)]
-            runs: Vec<RemoteRun>,
-            #[serde(default)]
-            next_page_token: Option<String>,
-        }
-        let mut out = BTreeMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut body = json!({
-                "experiment_ids": [experiment_id],
-                "filter": format!("tags.`{CLIENT_ID_TAG}` LIKE '%' AND attributes.start_time >= {since_ms}"),
-                "run_view_type": "ALL",
-                "max_results": 1000,
-            });
-            if let Some(t) = &token {
-                body["page_token"] = json!(t);
-            }
-            let r: R = self
-                .call(
-                    Method::Post,
-                    format!("{API}/runs/search"),
-                    Some(body),
-                    "looking for runs synced before",
-                )
-                .await?;
-            for run in r.runs {
-                if let Some(id) = run.tag(CLIENT_ID_TAG) {
-                    // Should one client id be on two runs, the active one is the run.
-                    let keep = out.get(id).is_none_or(|have: &RemoteRun| {
-                        have.info.lifecycle_stage == "deleted"
-                            && run.info.lifecycle_stage != "deleted"
+        let runs: Vec<RemoteRun> = self
+            .pages(
+                |token| {
+                    let mut body = json!({
+                        "experiment_ids": [experiment_id],
+                        "filter": format!("tags.`{CLIENT_ID_TAG}` LIKE '%' AND attributes.start_time >= {since_ms}"),
+                        "run_view_type": "ALL",
+                        "max_results": 1000,
                     });
-                    if keep {
-                        out.insert(id.to_string(), run);
+                    if let Some(t) = token {
+                        body["page_token"] = json!(t);
                     }
+                    (Method::Post, format!("{API}/runs/search"), Some(body))
+                },
+                "runs",
+                "looking for runs synced before",
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for run in runs {
+            if let Some(id) = run.tag(CLIENT_ID_TAG) {
+                // Should one client id be on two runs, the active one is the run.
+                let keep = out.get(id).is_none_or(|have: &RemoteRun| {
+                    have.info.lifecycle_stage == "deleted" && run.info.lifecycle_stage != "deleted"
+                });
+                if keep {
+                    out.insert(id.to_string(), run);
                 }
             }
-            match r.next_page_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(out),
-            }
         }
+        Ok(out)
     }
 
     pub async fn run(&self, run_id: &str) -> Result<RemoteRun, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            run: RemoteRun,
-        }
-        let r: R = self
-            .call(
-                Method::Get,
-                format!("{API}/runs/get?run_id={}", encode(run_id)),
-                None,
-                "reading a run",
-            )
-            .await?;
-        Ok(r.run)
+        self.field(
+            Method::Get,
+            format!("{API}/runs/get?run_id={}", encode(run_id)),
+            None,
+            "run",
+            "reading a run",
+        )
+        .await
     }
 
     pub async fn create_run(
@@ -723,27 +740,20 @@ impl<T: Transport> Client<T> {
         start_ms: i64,
         tags: &BTreeMap<String, String>,
     ) -> Result<RunInfo, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            run: RemoteRun,
-        }
         let tags: Vec<Value> = tags
             .iter()
             .map(|(k, v)| json!({"key": k, "value": v}))
             .collect();
-        let r: R = serde_json::from_value(
-            self.post(
-                "runs/create",
-                json!({"experiment_id": experiment_id, "run_name": name, "start_time": start_ms, "tags": tags}),
+        let run: RemoteRun = self
+            .field(
+                Method::Post,
+                format!("{API}/runs/create"),
+                Some(json!({"experiment_id": experiment_id, "run_name": name, "start_time": start_ms, "tags": tags})),
+                "run",
                 "creating the run",
             )
-            .await?,
-        )
-        .map_err(|e| MlflowError::Protocol {
-            during: "creating the run".into(),
-            reason: e.to_string(),
-        })?;
-        Ok(r.run.info)
+            .await?;
+        Ok(run.info)
     }
 
     pub async fn log_batch(&self, run_id: &str, mut batch: Value) -> Result<(), MlflowError> {
@@ -862,74 +872,46 @@ impl<T: Transport> Client<T> {
     }
 
     pub async fn registered_models(&self) -> Result<Vec<RegisteredModel>, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            #[serde(default)]
-            registered_models: Vec<RegisteredModel>,
-            #[serde(default)]
-            next_page_token: Option<String>,
-        }
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut path = format!("{API}/registered-models/search?max_results=1000");
-            if !token.is_empty() {
-                path.push_str(&format!("&page_token={}", encode(&token)));
-            }
-            let r: R = self
-                .call(Method::Get, path, None, "listing registered models")
-                .await?;
-            out.extend(r.registered_models);
-            match r.next_page_token {
-                Some(t) if !t.is_empty() => token = t,
-                _ => return Ok(out),
-            }
-        }
+        self.pages(
+            |token| {
+                let mut path = format!("{API}/registered-models/search?max_results=1000");
+                if let Some(t) = token {
+                    path.push_str(&format!("&page_token={}", encode(t)));
+                }
+                (Method::Get, path, None)
+            },
+            "registered_models",
+            "listing registered models",
+        )
+        .await
     }
 
     pub async fn registered_model(&self, name: &str) -> Result<RegisteredModel, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            registered_model: RegisteredModel,
-        }
-        let r: R = self
-            .call(
-                Method::Get,
-                format!("{API}/registered-models/get?name={}", encode(name)),
-                None,
-                "reading the registered model",
-            )
-            .await?;
-        Ok(r.registered_model)
+        self.field(
+            Method::Get,
+            format!("{API}/registered-models/get?name={}", encode(name)),
+            None,
+            "registered_model",
+            "reading the registered model",
+        )
+        .await
     }
 
     pub async fn model_versions(&self, name: &str) -> Result<Vec<ModelVersion>, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            #[serde(default)]
-            model_versions: Vec<ModelVersion>,
-            #[serde(default)]
-            next_page_token: Option<String>,
-        }
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let mut path = format!(
-                "{API}/model-versions/search?max_results=10000&filter={}",
-                encode(&format!("name={}", quoted(name)))
-            );
-            if !token.is_empty() {
-                path.push_str(&format!("&page_token={}", encode(&token)));
-            }
-            let r: R = self
-                .call(Method::Get, path, None, "listing model versions")
-                .await?;
-            out.extend(r.model_versions);
-            match r.next_page_token {
-                Some(t) if !t.is_empty() => token = t,
-                _ => return Ok(out),
-            }
-        }
+        let filter = encode(&format!("name={}", quoted(name)));
+        self.pages(
+            |token| {
+                let mut path =
+                    format!("{API}/model-versions/search?max_results=10000&filter={filter}");
+                if let Some(t) = token {
+                    path.push_str(&format!("&page_token={}", encode(t)));
+                }
+                (Method::Get, path, None)
+            },
+            "model_versions",
+            "listing model versions",
+        )
+        .await
     }
 
     pub async fn create_model_version(
@@ -939,26 +921,18 @@ impl<T: Transport> Client<T> {
         run_id: &str,
         tags: &[(String, String)],
     ) -> Result<ModelVersion, MlflowError> {
-        #[derive(Deserialize)]
-        struct R {
-            model_version: ModelVersion,
-        }
         let tags: Vec<Value> = tags
             .iter()
             .map(|(k, v)| json!({"key": k, "value": v}))
             .collect();
-        let v = self
-            .post(
-                "model-versions/create",
-                json!({"name": name, "source": source, "run_id": run_id, "tags": tags}),
-                "creating the model version",
-            )
-            .await?;
-        let r: R = serde_json::from_value(v).map_err(|e| MlflowError::Protocol {
-            during: "creating the model version".into(),
-            reason: e.to_string(),
-        })?;
-        Ok(r.model_version)
+        self.field(
+            Method::Post,
+            format!("{API}/model-versions/create"),
+            Some(json!({"name": name, "source": source, "run_id": run_id, "tags": tags})),
+            "model_version",
+            "creating the model version",
+        )
+        .await
     }
 
     pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), MlflowError> {

@@ -272,19 +272,21 @@ pub fn RunsPanel() -> impl IntoView {
     view! {
         <section class="panel" id="runs-panel">
             <h2>"Runs"</h2>
+            // Import stays reachable with no runs: a new teammate starts from someone's export.
+            <div class="actions runs-io">
+                <button id="runs-export" class="secondary" on:click=export
+                    disabled=move || state.runs.with(Vec::is_empty)>"Export shown runs"</button>
+                {move || export_url.get().map(|url| view! { <a id="runs-download" href=url download="wasmops-runs.json">"download wasmops-runs.json"</a> })}
+                <label class="file">"Import runs" <input type="file" id="runs-import" accept=".json,application/json" on:change=import /></label>
+            </div>
+            {move || notice.get().map(|n| view! { <p class="ok" data-testid="runs-notice">{n}</p> })}
             <Show
                 when=move || !state.runs.with(Vec::is_empty)
-                fallback=|| view! { <p class="empty">"No runs yet: train a model."</p> }
+                fallback=|| view! { <p class="empty">"No runs yet: train a model, or import runs exported from another browser."</p> }
             >
                 <input id="run-filter" class="filter" placeholder="filter: metrics.accuracy > 0.9 and params.max_depth = 4"
                     prop:value=move || query.get() on:input=move |ev| query.set(event_target_value(&ev)) />
                 {move || filter.get().err().map(|e| view! { <p class="error" data-testid="filter-error">{e.to_string()}</p> })}
-                <div class="actions runs-io">
-                    <button id="runs-export" class="secondary" on:click=export>"Export shown runs"</button>
-                    {move || export_url.get().map(|url| view! { <a id="runs-download" href=url download="wasmops-runs.json">"download wasmops-runs.json"</a> })}
-                    <label class="file">"Import runs" <input type="file" id="runs-import" accept=".json,application/json" on:change=import /></label>
-                </div>
-                {move || notice.get().map(|n| view! { <p class="ok" data-testid="runs-notice">{n}</p> })}
                 <label class="check inline">
                     <input type="checkbox" id="show-archived" prop:checked=move || show_archived.get()
                         on:change=move |ev| show_archived.set(event_target_checked(&ev)) />
