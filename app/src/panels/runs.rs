@@ -442,11 +442,13 @@ fn RunRow(
             .run_syncs
             .with(|all| crate::mlflow::state_of(&for_sync, all.get(&sync_id), &settings));
         let title = match &st {
-            crate::mlflow::SyncState::Failed(why) => why.clone(),
-            crate::mlflow::SyncState::Pending => "not on the MLflow server yet".into(),
-            crate::mlflow::SyncState::Synced => format!("on the MLflow server ({})", settings.uri),
+            crate::mlflow::SyncState::Failed(why) => format!("sync failed: {why}"),
+            crate::mlflow::SyncState::Pending => "MLflow: pending (not on the server yet)".into(),
+            crate::mlflow::SyncState::Synced => format!("MLflow: synced ({})", settings.uri),
         };
-        Some(view! { <span class=format!("sync {}", st.word().replace(' ', "-")) data-testid="sync-state" title=title>{st.word()}</span> })
+        // A dot before the name: the name cell truncates, and the state must stay visible.
+        Some(view! { <span class=format!("sync {}", st.word().replace(' ', "-")) data-testid="sync-state"
+            data-state=st.word() title=title.clone() aria-label=title></span> })
     };
     view! {
         <tr data-run-id=id class:archived=archived>
@@ -455,10 +457,9 @@ fn RunRow(
                     let on = event_target_checked(&ev);
                     compare.update(|c| { if on { c.insert(cmp_id2.clone()); } else { c.remove(&cmp_id2); } });
                 } /></td>
-            <td class="name" title=name_title><a href="#" class="run-name" on:click=move |ev| { ev.prevent_default(); state.selected_run.set(Some(select_id.clone())); }>{name.clone()}</a>
+            <td class="name" title=name_title>{sync_badge}<a href="#" class="run-name" on:click=move |ev| { ev.prevent_default(); state.selected_run.set(Some(select_id.clone())); }>{name.clone()}</a>
                 {tags.into_iter().map(|t| view! { <span class="tag">{t}</span> }).collect_view()}
                 {archived.then(|| view! { <span class="tag muted">"archived"</span> })}
-                {sync_badge}
             </td>
             <td class="mono">{started}</td>
             <td class="mono" title=dataset_title>{dataset}</td>
