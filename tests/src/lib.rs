@@ -264,6 +264,16 @@ impl MlflowServer {
         assert!(r.status().is_success(), "PUT artifact {path}: {}", r.status());
     }
 
+    /// How many requests the server's access log shows with `text` in them (`POST /api/...`):
+    /// a cheap way to watch a sync under way.
+    pub fn logged(&self, text: &str) -> usize {
+        std::fs::read_to_string(self.dir.join("server.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
     /// Every run of an experiment (all lifecycle stages), as MLflow returns them.
     pub async fn runs(&self, experiment_id: &str) -> Vec<serde_json::Value> {
         let r = self

@@ -293,6 +293,12 @@ pub fn RunsPanel() -> impl IntoView {
                     " show archived runs"
                 </label>
                 <p class="count" data-testid="run-count">{count}</p>
+                {move || state.mlflow.with(Option::is_some).then(|| view! {
+                    <p class="muted sync-legend">"MLflow: "
+                        <span class="sync synced"></span>"synced "
+                        <span class="sync pending"></span>"pending "
+                        <span class="sync sync-failed"></span>"sync failed (hover a dot for why)"</p>
+                })}
                 <div class="runs-scroll" node_ref=scroller data-row-px=ROW_PX
                     style=format!("max-height: {}px", ROW_PX * (SCREEN_ROWS as f64 + 1.0))
                     on:scroll=move |_| if let Some(el) = scroller.get_untracked() { scroll_top.set(el.scroll_top() as f64) }>
