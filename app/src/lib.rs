@@ -92,7 +92,10 @@ pub fn App() -> impl IntoView {
             });
             state.runs_pending.set(None);
             // Runs made while the server was away go now, then every SYNC_EVERY.
-            if state.mlflow.with_untracked(|m| m.as_ref().is_some_and(|m| m.auto_sync)) {
+            if state
+                .mlflow
+                .with_untracked(|m| m.as_ref().is_some_and(|m| m.auto_sync))
+            {
                 mlflow::request_sync(state);
             }
             Ok::<_, storage::StorageError>(())

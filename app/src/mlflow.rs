@@ -42,8 +42,13 @@ pub struct Settings {
 pub enum Auth {
     None,
     /// MLflow's basic-auth app (`mlflow server --app-name basic-auth`).
-    Basic { user: String, password: String },
-    Bearer { token: String },
+    Basic {
+        user: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
 }
 
 impl Settings {
@@ -59,7 +64,14 @@ impl Settings {
                 self.uri
             ));
         }
-        let authority = self.uri.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+        let authority = self
+            .uri
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("");
         if authority.contains('@') {
             return Err("put the user and password in Credentials, not in the tracking URI (a URI is shown and logged; credentials never are)".into());
         }
@@ -225,7 +237,6 @@ pub fn state_of(s: &RunSummary, sync: Option<&RunSync>, settings: &Settings) -> 
     }
 }
 
-
 /// The run as MLflow should have it, and the parts kept elsewhere than MLflow would put them.
 pub fn record(
     s: &RunSummary,
@@ -267,8 +278,14 @@ pub fn record(
     }
     let mut warnings = Vec::new();
     let mut tags = BTreeMap::from([
-        ("mlflow.source.name".to_string(), "wasmops dashboard".to_string()),
-        ("mlflow.source.git.commit".to_string(), s.code_version.clone()),
+        (
+            "mlflow.source.name".to_string(),
+            "wasmops dashboard".to_string(),
+        ),
+        (
+            "mlflow.source.git.commit".to_string(),
+            s.code_version.clone(),
+        ),
         ("wasmops.status".to_string(), s.status.clone()),
         ("wasmops.model".to_string(), s.model.clone()),
     ]);
@@ -490,7 +507,10 @@ async fn sync_with(
         } else {
             None
         };
-        let mine: Vec<&StoredModule> = modules.get(&s.id).map(|ms| ms.iter().collect()).unwrap_or_default();
+        let mine: Vec<&StoredModule> = modules
+            .get(&s.id)
+            .map(|ms| ms.iter().collect())
+            .unwrap_or_default();
         let (record, warnings) = record(s, run.as_ref(), &mine);
         let previous = syncs
             .get(&s.id)
@@ -536,10 +556,7 @@ async fn sync_with(
                         rec.error = Some(other.to_string());
                         report.runs_failed += 1;
                         report.runs_pending -= 1;
-                        crate::logs::warn(
-                            "mlflow",
-                            format!("run {} not synced: {other}", s.name),
-                        );
+                        crate::logs::warn("mlflow", format!("run {} not synced: {other}", s.name));
                         None
                     }
                 }
@@ -646,7 +663,9 @@ async fn sync_registry(
             };
             if let Some(local) = versions.iter_mut().find(|v| v.hash == sha) {
                 // The same bytes under another model name here stay that model's version.
-                if local.model == mv.name && !local.mlflow.as_ref().is_some_and(|m| m.server == server) {
+                if local.model == mv.name
+                    && !local.mlflow.as_ref().is_some_and(|m| m.server == server)
+                {
                     local.mlflow = Some(MlflowRef {
                         name: mv.name.clone(),
                         version: mv.version.clone(),
@@ -660,7 +679,11 @@ async fn sync_registry(
             if rejected.get(&key).is_some_and(|r| r.sha256 == sha) {
                 continue;
             }
-            let taken = |n: u32| versions.iter().any(|v| v.model == mv.name && v.version == n);
+            let taken = |n: u32| {
+                versions
+                    .iter()
+                    .any(|v| v.model == mv.name && v.version == n)
+            };
             let next = versions
                 .iter()
                 .filter(|v| v.model == mv.name)
@@ -704,7 +727,16 @@ async fn sync_registry(
                 }
             }
         }
-        reconcile_aliases(storage, client, server, &model, &versions, &mut aliases, report).await?;
+        reconcile_aliases(
+            storage,
+            client,
+            server,
+            &model,
+            &versions,
+            &mut aliases,
+            report,
+        )
+        .await?;
     }
     versions.sort_by(|a, b| b.registered_at_ms.total_cmp(&a.registered_at_ms));
     state.versions.set(versions);
@@ -758,7 +790,10 @@ async fn pull_version(
     })?;
     // A deployment checks the device on these rows through JSON, which has no NaN or
     // infinity: the conformance rows made of finite numbers are the check rows.
-    let (d, k) = (info.card.feature_names.len().max(1), module.n_outputs().max(1));
+    let (d, k) = (
+        info.card.feature_names.len().max(1),
+        module.n_outputs().max(1),
+    );
     let (mut check_rows, mut check_outputs) = (Vec::new(), Vec::new());
     for (row, out) in rows.chunks(d).zip(outputs.chunks(k)) {
         if row.iter().all(|v| v.is_finite()) {
@@ -949,9 +984,7 @@ async fn reconcile_aliases(
 /// Runs `job` holding the browser-wide Web Lock `wasmops-mlflow-sync`, so two tabs of the
 /// dashboard never sync at the same time (both would create the runs neither had synced yet).
 /// A browser without Web Locks just runs it.
-async fn exclusive<T: 'static>(
-    job: impl std::future::Future<Output = T> + 'static,
-) -> Option<T> {
+async fn exclusive<T: 'static>(job: impl std::future::Future<Output = T> + 'static) -> Option<T> {
     use std::cell::RefCell;
     use std::rc::Rc;
     use wasm_bindgen::{closure::Closure, JsCast, JsValue};
@@ -978,7 +1011,11 @@ async fn exclusive<T: 'static>(
             Ok(JsValue::UNDEFINED)
         })
     });
-    if let Ok(p) = request.call2(&locks, &"wasmops-mlflow-sync".into(), callback.as_ref().unchecked_ref()) {
+    if let Ok(p) = request.call2(
+        &locks,
+        &"wasmops-mlflow-sync".into(),
+        callback.as_ref().unchecked_ref(),
+    ) {
         let _ = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(p)).await;
     }
     drop(callback);

@@ -737,9 +737,7 @@ impl Storage {
         self.put(MLFLOW_RUNS, sync).await
     }
 
-    pub async fn remote_versions(
-        &self,
-    ) -> Result<Vec<crate::mlflow::RemoteVersion>, StorageError> {
+    pub async fn remote_versions(&self) -> Result<Vec<crate::mlflow::RemoteVersion>, StorageError> {
         self.all(MLFLOW_VERSIONS, "MLflow version").await
     }
 

@@ -198,13 +198,14 @@ pub struct RemoteRun {
     pub data: RunData,
 }
 
+/// The value of the tag `key` among `tags`.
+fn tag_in<'a>(tags: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+}
+
 impl RemoteRun {
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.data
-            .tags
-            .iter()
-            .find(|t| t.key == key)
-            .map(|t| t.value.as_str())
+        tag_in(&self.data.tags, key)
     }
 }
 
@@ -228,10 +229,7 @@ pub struct ModelVersion {
 
 impl ModelVersion {
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags
-            .iter()
-            .find(|t| t.key == key)
-            .map(|t| t.value.as_str())
+        tag_in(&self.tags, key)
     }
 }
 
@@ -359,7 +357,9 @@ pub fn check_key(kind: &str, key: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | '/' | ':'))
         && !key.starts_with('/')
-        && !key.split('/').any(|part| part == "." || part == ".." || part.is_empty());
+        && !key
+            .split('/')
+            .any(|part| part == "." || part == ".." || part.is_empty());
     if valid {
         Ok(())
     } else {
@@ -476,7 +476,11 @@ pub fn artifact_path(artifact_uri: &str, rel: &str) -> Result<String, MlflowErro
         None => rest.trim_start_matches('/'),
     };
     let mut out = String::from(ARTIFACTS);
-    for part in path.split('/').chain(rel.split('/')).filter(|p| !p.is_empty()) {
+    for part in path
+        .split('/')
+        .chain(rel.split('/'))
+        .filter(|p| !p.is_empty())
+    {
         out.push('/');
         out.push_str(&encode(part));
     }
@@ -556,10 +560,12 @@ impl<T: Transport> Client<T> {
             Some(v) => Body::Json(v.to_string()),
             None => Body::Empty,
         };
-        let bytes = self
-            .raw(Request { method, path, body }, during)
-            .await?;
-        let bytes = if bytes.is_empty() { b"{}".to_vec() } else { bytes };
+        let bytes = self.raw(Request { method, path, body }, during).await?;
+        let bytes = if bytes.is_empty() {
+            b"{}".to_vec()
+        } else {
+            bytes
+        };
         serde_json::from_slice(&bytes).map_err(|e| MlflowError::Protocol {
             during: during.to_string(),
             reason: e.to_string(),
@@ -567,8 +573,13 @@ impl<T: Transport> Client<T> {
     }
 
     async fn post(&self, endpoint: &str, body: Value, during: &str) -> Result<Value, MlflowError> {
-        self.call(Method::Post, format!("{API}/{endpoint}"), Some(body), during)
-            .await
+        self.call(
+            Method::Post,
+            format!("{API}/{endpoint}"),
+            Some(body),
+            during,
+        )
+        .await
     }
 
     /// One field of an answer (`{"run": {...}}` -> the run).
@@ -602,12 +613,13 @@ impl<T: Transport> Client<T> {
         loop {
             let (method, path, body) = page(token.as_deref());
             let answer: Value = self.call(method, path, body, during).await?;
-            let items: Option<Vec<R>> =
-                serde_json::from_value(answer.get(field).cloned().unwrap_or(Value::Null))
-                    .map_err(|e| MlflowError::Protocol {
-                        during: during.to_string(),
-                        reason: format!("`{field}`: {e}"),
-                    })?;
+            let items: Option<Vec<R>> = serde_json::from_value(
+                answer.get(field).cloned().unwrap_or(Value::Null),
+            )
+            .map_err(|e| MlflowError::Protocol {
+                during: during.to_string(),
+                reason: format!("`{field}`: {e}"),
+            })?;
             out.extend(items.unwrap_or_default());
             match answer.get("next_page_token").and_then(Value::as_str) {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -624,7 +636,13 @@ impl<T: Transport> Client<T> {
             encode(name)
         );
         match self
-            .field(Method::Get, path, None, "experiment", "looking up the experiment")
+            .field(
+                Method::Get,
+                path,
+                None,
+                "experiment",
+                "looking up the experiment",
+            )
             .await
         {
             Ok(e) => Ok(Some(e)),
@@ -672,7 +690,11 @@ impl<T: Transport> Client<T> {
                 if let Some(t) = token {
                     body["page_token"] = json!(t);
                 }
-                (Method::Post, format!("{API}/experiments/search"), Some(body))
+                (
+                    Method::Post,
+                    format!("{API}/experiments/search"),
+                    Some(body),
+                )
             },
             "experiments",
             "listing experiments",
@@ -770,7 +792,9 @@ impl<T: Transport> Client<T> {
         let schema = json!({"mlflow_colspec": d.features.iter().map(|f| json!({"name": f, "type": "double"}))
             .chain(std::iter::once(json!({"name": d.target, "type": "double"}))).collect::<Vec<_>>()})
         .to_string();
-        let profile = json!({"num_rows": d.n_rows, "num_elements": d.n_rows * (d.features.len() + 1)}).to_string();
+        let profile =
+            json!({"num_rows": d.n_rows, "num_elements": d.n_rows * (d.features.len() + 1)})
+                .to_string();
         self.post(
             "runs/log-inputs",
             json!({"run_id": run_id, "datasets": [{
@@ -840,7 +864,11 @@ impl<T: Transport> Client<T> {
         .map(|_| ())
     }
 
-    pub async fn get_artifact(&self, artifact_uri: &str, rel: &str) -> Result<Vec<u8>, MlflowError> {
+    pub async fn get_artifact(
+        &self,
+        artifact_uri: &str,
+        rel: &str,
+    ) -> Result<Vec<u8>, MlflowError> {
         let path = artifact_path(artifact_uri, rel)?;
         self.raw(
             Request {
@@ -935,7 +963,12 @@ impl<T: Transport> Client<T> {
         .await
     }
 
-    pub async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), MlflowError> {
+    pub async fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+    ) -> Result<(), MlflowError> {
         self.post(
             "registered-models/alias",
             json!({"name": name, "alias": alias, "version": version}),
@@ -984,16 +1017,16 @@ pub async fn sync_run<T: Transport>(
                     })?;
             }
             Synced {
-            run_id: info.run_id.clone(),
-            experiment_id: experiment_id.to_string(),
-            artifact_uri: info.artifact_uri.clone(),
-            // What the other client sent is not known: send it again (harmless).
-            data_logged: false,
-            artifacts: BTreeMap::new(),
-            tags: BTreeMap::new(),
-            name: info.run_name.clone(),
-            status: None,
-            end_ms: 0,
+                run_id: info.run_id.clone(),
+                experiment_id: experiment_id.to_string(),
+                artifact_uri: info.artifact_uri.clone(),
+                // What the other client sent is not known: send it again (harmless).
+                data_logged: false,
+                artifacts: BTreeMap::new(),
+                tags: BTreeMap::new(),
+                name: info.run_name.clone(),
+                status: None,
+                end_ms: 0,
             }
         }
         _ => {
@@ -1151,11 +1184,16 @@ mod tests {
 
     #[test]
     fn batches_stay_within_every_limit_and_keep_everything() {
-        let params: Vec<_> = (0..250).map(|i| (format!("p{i}"), "v".to_string())).collect();
-        let tags: Vec<_> = (0..130).map(|i| (format!("t{i}"), "v".to_string())).collect();
+        let params: Vec<_> = (0..250)
+            .map(|i| (format!("p{i}"), "v".to_string()))
+            .collect();
+        let tags: Vec<_> = (0..130)
+            .map(|i| (format!("t{i}"), "v".to_string()))
+            .collect();
         let metrics: Vec<_> = (0..2500).map(metric).collect();
         let b = batches(&params, &metrics, &tags);
-        let count = |key: &str| -> usize { b.iter().map(|x| x[key].as_array().unwrap().len()).sum() };
+        let count =
+            |key: &str| -> usize { b.iter().map(|x| x[key].as_array().unwrap().len()).sum() };
         assert_eq!(
             (count("params"), count("metrics"), count("tags")),
             (250, 2500, 130)
@@ -1166,7 +1204,10 @@ mod tests {
                 x["metrics"].as_array().unwrap().len(),
                 x["tags"].as_array().unwrap().len(),
             );
-            assert!(p <= 100 && t <= 100 && m <= 1000 && p + m + t <= 1000, "{p} {m} {t}");
+            assert!(
+                p <= 100 && t <= 100 && m <= 1000 && p + m + t <= 1000,
+                "{p} {m} {t}"
+            );
         }
         // Curves stay in step order across batches.
         let steps: Vec<i64> = b
@@ -1225,7 +1266,10 @@ mod tests {
         // Same version: nothing to move.
         assert_eq!(alias_decision(Some("2"), Some("2"), Some("2")), Agree);
         // Moved here while offline, server unchanged since: push.
-        assert_eq!(alias_decision(Some("3"), Some("2"), Some("2")), Push("3".into()));
+        assert_eq!(
+            alias_decision(Some("3"), Some("2"), Some("2")),
+            Push("3".into())
+        );
         // New here, not on the server: push.
         assert_eq!(alias_decision(Some("1"), None, None), Push("1".into()));
         // Removed on the server where both last agreed: not put back.
@@ -1233,16 +1277,25 @@ mod tests {
         // Moved here, then removed on the server: pushed (this side moved last).
         assert_eq!(alias_decision(Some("3"), Some("2"), None), Push("3".into()));
         // Moved on the server only: follow.
-        assert_eq!(alias_decision(Some("2"), Some("2"), Some("4")), Follow("4".into()));
+        assert_eq!(
+            alias_decision(Some("2"), Some("2"), Some("4")),
+            Follow("4".into())
+        );
         // Both moved, to different versions: a conflict, never an overwrite.
         assert_eq!(
             alias_decision(Some("3"), Some("2"), Some("4")),
-            Conflict { here: "3".into(), server: "4".into() }
+            Conflict {
+                here: "3".into(),
+                server: "4".into()
+            }
         );
         // Never agreed, and they differ: a conflict too.
         assert_eq!(
             alias_decision(Some("3"), None, Some("4")),
-            Conflict { here: "3".into(), server: "4".into() }
+            Conflict {
+                here: "3".into(),
+                server: "4".into()
+            }
         );
         // This side's version is not on the server yet: wait.
         assert_eq!(alias_decision(None, Some("2"), Some("2")), Wait);

@@ -41,7 +41,12 @@ fn copy(template: &Value, i: usize, start_ms: f64) -> Value {
         k += 1;
     }
     let curve: Vec<(u64, f64)> = (0..STEPS as u64)
-        .map(|s| (s + 1, 1.1 * (-(s as f64) / 20.0).exp() + (i % 17) as f64 * 1e-3))
+        .map(|s| {
+            (
+                s + 1,
+                1.1 * (-(s as f64) / 20.0).exp() + (i % 17) as f64 * 1e-3,
+            )
+        })
         .collect();
     run["metric_steps"] = json!({ "train_log_loss": curve });
     run["tags"] = json!(["bench"]);
@@ -51,7 +56,8 @@ fn copy(template: &Value, i: usize, start_ms: f64) -> Value {
 /// The same records for the Python client: what the dashboard sends for each run.
 fn record(run: &Value) -> Value {
     let start = run["started_at_ms"].as_f64().unwrap() as i64;
-    let end = (run["started_at_ms"].as_f64().unwrap() + run["duration_ms"].as_f64().unwrap()) as i64;
+    let end =
+        (run["started_at_ms"].as_f64().unwrap() + run["duration_ms"].as_f64().unwrap()) as i64;
     let text = |v: &Value| match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => format!("{}", n.as_f64().unwrap()),
@@ -130,7 +136,10 @@ async fn run() {
     let path = dir.join("bench-runs.json");
     std::fs::write(
         &path,
-        serde_json::to_vec(&json!({"format": bundle["format"], "version": bundle["version"], "runs": runs})).unwrap(),
+        serde_json::to_vec(
+            &json!({"format": bundle["format"], "version": bundle["version"], "runs": runs}),
+        )
+        .unwrap(),
     )
     .unwrap();
     browser.upload("#runs-import", &path).await;
@@ -165,7 +174,10 @@ async fn run() {
         if counts.as_deref() == Some(want.as_str()) {
             break;
         }
-        assert!(Instant::now() < deadline, "the sync never finished: {counts:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the sync never finished: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let dashboard_s = started.elapsed().as_secs_f64();
@@ -182,7 +194,10 @@ async fn run() {
                 .unwrap_or(f64::NAN)
         }
     };
-    let (requests, sent) = (attr("data-session-requests").await, attr("data-session-bytes-sent").await);
+    let (requests, sent) = (
+        attr("data-session-requests").await,
+        attr("data-session-bytes-sent").await,
+    );
     let log_lines = || {
         std::fs::read_to_string(dir.join("server.log"))
             .unwrap_or_default()
@@ -228,7 +243,10 @@ async fn run() {
         String::from_utf8_lossy(&out.stderr)
     );
     let python: Value = serde_json::from_slice(
-        out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).unwrap(),
+        out.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
     )
     .expect("client figures");
     let python_s = python["seconds"].as_f64().unwrap();

@@ -7,8 +7,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,7 +162,10 @@ impl MlflowServer {
             .args(["--host", "127.0.0.1", "--workers", "1", "--port"])
             .arg(self.port.to_string())
             .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", self.dir.join("mlflow.db").display()))
+            .arg(format!(
+                "sqlite:///{}",
+                self.dir.join("mlflow.db").display()
+            ))
             .arg("--artifacts-destination")
             .arg(self.dir.join("artifacts"))
             .current_dir(&self.dir)
@@ -186,7 +189,10 @@ impl MlflowServer {
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-                panic!("mlflow server on {} did not become ready; its log:\n{log}", self.url);
+                panic!(
+                    "mlflow server on {} did not become ready; its log:\n{log}",
+                    self.url
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -213,7 +219,10 @@ impl MlflowServer {
     /// GET on the REST API (`path` after `/api/2.0/mlflow/`), answer as JSON.
     pub async fn get(&self, path: &str) -> serde_json::Value {
         let r = self
-            .request(reqwest::Method::GET, format!("{}/api/2.0/mlflow/{path}", self.url))
+            .request(
+                reqwest::Method::GET,
+                format!("{}/api/2.0/mlflow/{path}", self.url),
+            )
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
@@ -226,7 +235,10 @@ impl MlflowServer {
     /// POST on the REST API, answer as JSON.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         let r = self
-            .request(reqwest::Method::POST, format!("{}/api/2.0/mlflow/{path}", self.url))
+            .request(
+                reqwest::Method::POST,
+                format!("{}/api/2.0/mlflow/{path}", self.url),
+            )
             .json(&body)
             .send()
             .await
@@ -261,7 +273,11 @@ impl MlflowServer {
             .send()
             .await
             .unwrap_or_else(|e| panic!("PUT artifact {path}: {e}"));
-        assert!(r.status().is_success(), "PUT artifact {path}: {}", r.status());
+        assert!(
+            r.status().is_success(),
+            "PUT artifact {path}: {}",
+            r.status()
+        );
     }
 
     /// How many requests the server's access log shows with `text` in them (`POST /api/...`):

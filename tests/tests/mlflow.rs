@@ -44,7 +44,11 @@ async fn sync_until(browser: &Browser, want: &str) {
             .await
             .is_some_and(|t| t != "Syncing…")
         {
-            if let Ok(button) = browser.client.find(fantoccini::Locator::Css("#mlflow-sync")).await {
+            if let Ok(button) = browser
+                .client
+                .find(fantoccini::Locator::Css("#mlflow-sync"))
+                .await
+            {
                 let _ = button.click().await;
             }
         }
@@ -112,9 +116,11 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
     // Connected while the server is down: the sync says so, and nothing else happens.
     connect(&browser, &uri, Some(PASSWORD)).await;
     let down = browser
-        .wait_text("[data-testid=mlflow-error]", "the unreachable server", |t| {
-            t.contains("unreachable")
-        })
+        .wait_text(
+            "[data-testid=mlflow-error]",
+            "the unreachable server",
+            |t| t.contains("unreachable"),
+        )
         .await;
     assert!(down.contains("Nothing stored was lost"), "{down}");
 
@@ -136,7 +142,9 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
     browser.select("#algorithm", "logistic_regression").await;
     browser.click("#train").await;
     browser
-        .wait_text("[data-testid=run-status]", "the failed run", |t| t == "failed")
+        .wait_text("[data-testid=run-status]", "the failed run", |t| {
+            t == "failed"
+        })
         .await;
     browser.select("#dataset", "winequality").await;
     browser.select("#algorithm", "random_forest").await;
@@ -154,8 +162,16 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
         )
         .await;
     let badges = browser.html("table.runs tbody").await;
-    assert_eq!(badges.matches("data-testid=\"sync-state\"").count(), 5, "{badges}");
-    assert_eq!(badges.matches("data-state=\"pending\"").count(), 5, "nothing is synced yet: {badges}");
+    assert_eq!(
+        badges.matches("data-testid=\"sync-state\"").count(),
+        5,
+        "{badges}"
+    );
+    assert_eq!(
+        badges.matches("data-state=\"pending\"").count(),
+        5,
+        "nothing is synced yet: {badges}"
+    );
 
     // The server comes up (with MLflow's auth app). Wrong credentials first: said, not stored.
     let mut server = MlflowServer::start_with(&dir, port, Some(PASSWORD));
@@ -192,7 +208,12 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p["key"].as_str().unwrap().to_string(), p["value"].as_str().unwrap().to_string()))
+            .map(|p| {
+                (
+                    p["key"].as_str().unwrap().to_string(),
+                    p["value"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         let want: BTreeMap<String, String> = run["params"]
             .as_object()
@@ -209,30 +230,51 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
         let steps = run["metric_steps"].as_object().unwrap();
         for (key, curve) in steps {
             let history = server
-                .get(&format!("metrics/get-history?run_id={run_id}&metric_key={key}&max_results=25000"))
+                .get(&format!(
+                    "metrics/get-history?run_id={run_id}&metric_key={key}&max_results=25000"
+                ))
                 .await;
             let got: BTreeSet<(i64, u64)> = history["metrics"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|m| (m["step"].as_i64().unwrap(), m["value"].as_f64().unwrap().to_bits()))
+                .map(|m| {
+                    (
+                        m["step"].as_i64().unwrap(),
+                        m["value"].as_f64().unwrap().to_bits(),
+                    )
+                })
                 .collect();
             for point in curve.as_array().unwrap() {
                 let (step, value) = (point[0].as_i64().unwrap(), point[1].as_f64().unwrap());
-                assert!(got.contains(&(step, value.to_bits())), "{key} step {step} = {value} missing from {got:?}");
+                assert!(
+                    got.contains(&(step, value.to_bits())),
+                    "{key} step {step} = {value} missing from {got:?}"
+                );
             }
         }
         let latest: BTreeMap<String, f64> = r["data"]["metrics"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| (m["key"].as_str().unwrap().to_string(), m["value"].as_f64().unwrap()))
+            .map(|m| {
+                (
+                    m["key"].as_str().unwrap().to_string(),
+                    m["value"].as_f64().unwrap(),
+                )
+            })
             .collect();
         for (k, v) in run["metrics"].as_object().unwrap() {
-            assert_eq!(latest.get(k).map(|x| x.to_bits()), v.as_f64().map(f64::to_bits), "metric {k}");
+            assert_eq!(
+                latest.get(k).map(|x| x.to_bits()),
+                v.as_f64().map(f64::to_bits),
+                "metric {k}"
+            );
         }
         // The dataset as an input, its content hash as digest.
-        let inputs = r["inputs"]["dataset_inputs"].as_array().expect("dataset inputs");
+        let inputs = r["inputs"]["dataset_inputs"]
+            .as_array()
+            .expect("dataset inputs");
         let digest = inputs[0]["dataset"]["digest"].as_str().unwrap();
         assert!(run["dataset"]["hash"].as_str().unwrap().starts_with(digest) && digest.len() == 36);
         // Card and profile always; the module where it was compiled, byte for byte.
@@ -243,20 +285,31 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
         assert_eq!(card["feature_names"], run["feature_names"]);
         if run["name"].as_str().unwrap().starts_with("Gaussian NB") {
             let wasm = server
-                .artifact(&format!("{exp}/{run_id}/artifacts/model/{module_hash}/model.wasm"))
+                .artifact(&format!(
+                    "{exp}/{run_id}/artifacts/model/{module_hash}/model.wasm"
+                ))
                 .await;
             assert_eq!(wasmops_shared::digest::content_hash(&wasm), module_hash);
         }
     }
-    let noted = remote.values().find(|r| tag(r, "baseline").is_some()).expect("the tagged run");
+    let noted = remote
+        .values()
+        .find(|r| tag(r, "baseline").is_some())
+        .expect("the tagged run");
     assert_eq!(tag(noted, "mlflow.note.content"), Some("first try"));
     let statuses: BTreeSet<&str> = remote
         .values()
         .map(|r| r["info"]["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, BTreeSet::from(["FINISHED", "FAILED", "KILLED"]));
-    let failed = remote.values().find(|r| r["info"]["status"] == "FAILED").unwrap();
-    assert!(tag(failed, "wasmops.error").unwrap().contains("too small"), "{failed}");
+    let failed = remote
+        .values()
+        .find(|r| r["info"]["status"] == "FAILED")
+        .unwrap();
+    assert!(
+        tag(failed, "wasmops.error").unwrap().contains("too small"),
+        "{failed}"
+    );
 
     // Sync again: still five. A tag changed in the dashboard reaches the same MLflow run.
     sync_until(&browser, "5 runs synced, 0 pending, 0 failed").await;
@@ -276,12 +329,19 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
             assert_eq!(runs.len(), 5);
             break;
         }
-        assert!(Instant::now() < deadline, "the new tag never reached MLflow");
+        assert!(
+            Instant::now() < deadline,
+            "the new tag never reached MLflow"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     browser.click("#nav-lab").await;
     let badges = browser.html("table.runs tbody").await;
-    assert_eq!(badges.matches("data-state=\"synced\"").count(), 5, "{badges}");
+    assert_eq!(
+        badges.matches("data-state=\"synced\"").count(),
+        5,
+        "{badges}"
+    );
     browser.screenshot("mlflow-runs-synced").await;
 
     // Two hundred more runs (an imported file); the server is killed in the middle of their
@@ -292,16 +352,23 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
             let mut r = template.clone();
             r["id"] = json!(format!("imported-{i}"));
             r["name"] = json!(format!("imported #{i}"));
-            r["started_at_ms"] = json!(template["started_at_ms"].as_f64().unwrap() + 1000.0 + i as f64);
+            r["started_at_ms"] =
+                json!(template["started_at_ms"].as_f64().unwrap() + 1000.0 + i as f64);
             r
         })
         .collect();
     let total = 5 + IMPORTED;
     let bundle = dir.join("imported.json");
-    std::fs::write(&bundle, json!({"format": "wasmops-runs", "version": 1, "runs": copies}).to_string()).unwrap();
+    std::fs::write(
+        &bundle,
+        json!({"format": "wasmops-runs", "version": 1, "runs": copies}).to_string(),
+    )
+    .unwrap();
     browser.upload("#runs-import", &bundle).await;
     browser
-        .wait_text("[data-testid=run-count]", "all runs", |t| t.ends_with(&format!("{total} runs")))
+        .wait_text("[data-testid=run-count]", "all runs", |t| {
+            t.ends_with(&format!("{total} runs"))
+        })
         .await;
     let created = |server: &MlflowServer| server.logged("POST /api/2.0/mlflow/runs/create");
     let before = created(&server);
@@ -311,10 +378,16 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
     loop {
         let n = created(&server) - before;
         if n >= 5 {
-            assert!(n < IMPORTED, "the sync finished before the server could be killed");
+            assert!(
+                n < IMPORTED,
+                "the sync finished before the server could be killed"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "the sync of the imported runs never started");
+        assert!(
+            Instant::now() < deadline,
+            "the sync of the imported runs never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.kill();
@@ -324,14 +397,27 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
         })
         .await;
     assert!(stopped.contains("Nothing stored was lost"), "{stopped}");
-    let counts = browser.current_text("[data-testid=mlflow-counts]").await.unwrap();
-    assert!(!counts.contains(" 0 pending"), "some runs wait for the server: {counts}");
+    let counts = browser
+        .current_text("[data-testid=mlflow-counts]")
+        .await
+        .unwrap();
+    assert!(
+        !counts.contains(" 0 pending"),
+        "some runs wait for the server: {counts}"
+    );
     browser.click("#nav-lab").await;
-    let count = browser.current_text("[data-testid=run-count]").await.unwrap();
+    let count = browser
+        .current_text("[data-testid=run-count]")
+        .await
+        .unwrap();
     assert!(count.ends_with(&format!("{total} runs")), "{count}");
 
     server.restart().await;
-    sync_until(&browser, &format!("{total} runs synced, 0 pending, 0 failed")).await;
+    sync_until(
+        &browser,
+        &format!("{total} runs synced, 0 pending, 0 failed"),
+    )
+    .await;
     let all = server.runs(&exp).await;
     assert_eq!(all.len(), total, "one MLflow run per dashboard run");
     assert_eq!(by_client_id(&all).len(), total);
@@ -354,11 +440,15 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     let hash = first.compile_newest_run().await;
     first.click("#register").await;
     first
-        .wait_text("[data-testid=version-page] h2", "the version page", |t| t.contains(&hash))
+        .wait_text("[data-testid=version-page] h2", "the version page", |t| {
+            t.contains(&hash)
+        })
         .await;
     first.click("#alias-champion").await;
     first
-        .wait_text("[data-testid=alias-history]", "the alias", |t| t.contains("champion"))
+        .wait_text("[data-testid=alias-history]", "the alias", |t| {
+            t.contains("champion")
+        })
         .await;
     first.click("#nav-lab").await;
     let export = first.export_runs().await;
@@ -368,21 +458,34 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     sync_until(&first, "1 runs synced, 0 pending, 0 failed").await;
     first.click("#nav-registry").await;
     first
-        .wait_text("[data-testid=version-mlflow]", "the MLflow version", |t| t == "v1")
+        .wait_text("[data-testid=version-mlflow]", "the MLflow version", |t| {
+            t == "v1"
+        })
         .await;
 
     // MLflow has the version (with the module's hash, size and kind) and the alias.
     let name = "iris-logistic-regression";
     let deadline = Instant::now() + Duration::from_secs(60);
     let model = loop {
-        let m = server.get(&format!("registered-models/get?name={name}")).await;
-        if m["registered_model"]["aliases"].as_array().is_some_and(|a| !a.is_empty()) {
+        let m = server
+            .get(&format!("registered-models/get?name={name}"))
+            .await;
+        if m["registered_model"]["aliases"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
             break m;
         }
-        assert!(Instant::now() < deadline, "the alias never reached MLflow: {m}");
+        assert!(
+            Instant::now() < deadline,
+            "the alias never reached MLflow: {m}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert_eq!(model["registered_model"]["aliases"][0], json!({"alias": "champion", "version": "1"}));
+    assert_eq!(
+        model["registered_model"]["aliases"][0],
+        json!({"alias": "champion", "version": "1"})
+    );
     let versions = server
         .get(&format!("model-versions/search?filter=name%3D%27{name}%27"))
         .await;
@@ -399,12 +502,20 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     // MLflow's own UI, served by the same server, charts the synced run's loss curve.
     let exp = server.experiment_id(EXPERIMENT).await;
     let remote = by_client_id(&server.runs(&exp).await);
-    let run_id = remote[run["id"].as_str().unwrap()]["info"]["run_id"].as_str().unwrap().to_string();
+    let run_id = remote[run["id"].as_str().unwrap()]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     first
-        .open(&format!("{}/#/experiments/{exp}/runs/{run_id}/model-metrics", server.url))
+        .open(&format!(
+            "{}/#/experiments/{exp}/runs/{run_id}/model-metrics",
+            server.url
+        ))
         .await;
     first
-        .wait_text("body", "MLflow's run page", |t| t.contains("train_log_loss"))
+        .wait_text("body", "MLflow's run page", |t| {
+            t.contains("train_log_loss")
+        })
         .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     first.screenshot("mlflow-ui-run-metrics").await;
@@ -429,16 +540,25 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
         .click(&format!("tr[data-version='{hash}'] a.version-link"))
         .await;
     let verified = second
-        .wait_text("[data-testid=version-verified]", "the pulled version", |t| {
-            t.contains("received from MLflow")
+        .wait_text(
+            "[data-testid=version-verified]",
+            "the pulled version",
+            |t| t.contains("received from MLflow"),
+        )
+        .await;
+    assert!(
+        verified.contains("sha256 equals its tag") && verified.contains("bit-identical"),
+        "{verified}"
+    );
+    second
+        .wait_text("[data-testid=alias-history]", "champion from MLflow", |t| {
+            t.contains("champion")
         })
         .await;
-    assert!(verified.contains("sha256 equals its tag") && verified.contains("bit-identical"), "{verified}");
-    second
-        .wait_text("[data-testid=alias-history]", "champion from MLflow", |t| t.contains("champion"))
-        .await;
     let refused = second
-        .wait_text("[data-testid=refused-versions]", "the bad version", |t| t.contains("v2"))
+        .wait_text("[data-testid=refused-versions]", "the bad version", |t| {
+            t.contains("v2")
+        })
         .await;
     assert!(refused.contains("sha256"), "{refused}");
     second.screenshot("mlflow-second-browser-registry").await;
@@ -451,17 +571,30 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     long["name"] = json!("long param");
     long["params"]["comment"] = json!("x".repeat(7000));
     let bundle = dir.join("shared-runs.json");
-    std::fs::write(&bundle, json!({"format": "wasmops-runs", "version": 1, "runs": [run.clone(), long]}).to_string()).unwrap();
+    std::fs::write(
+        &bundle,
+        json!({"format": "wasmops-runs", "version": 1, "runs": [run.clone(), long]}).to_string(),
+    )
+    .unwrap();
     second.click("#nav-lab").await;
     second.upload("#runs-import", &bundle).await;
     second
-        .wait_text("[data-testid=run-count]", "the imported runs", |t| t.ends_with("2 runs"))
+        .wait_text("[data-testid=run-count]", "the imported runs", |t| {
+            t.ends_with("2 runs")
+        })
         .await;
     sync_until(&second, "1 runs synced, 0 pending, 1 failed").await;
-    assert_eq!(server.runs(&exp).await.len(), 1, "the imported run is the first browser's MLflow run");
+    assert_eq!(
+        server.runs(&exp).await.len(),
+        1,
+        "the imported run is the first browser's MLflow run"
+    );
     second.click("#nav-lab").await;
     let row = second.html("tr[data-run-id='too-long-param']").await;
-    assert!(row.contains("sync failed") && row.contains("comment") && row.contains("6000"), "{row}");
+    assert!(
+        row.contains("sync failed") && row.contains("comment") && row.contains("6000"),
+        "{row}"
+    );
 
     // It deploys the version to a real device, which answers as the first browser's module.
     second.click("#nav-devices").await;
@@ -473,10 +606,17 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     second
         .click(&format!("tr[data-version='{hash}'] a.version-link"))
         .await;
-    second.click(&format!("input.deploy-target[data-device='{}']", device.url)).await;
+    second
+        .click(&format!(
+            "input.deploy-target[data-device='{}']",
+            device.url
+        ))
+        .await;
     second.click("#deploy").await;
     let result = second
-        .wait_text("[data-testid=deploy-result]", "the deployment", |t| !t.is_empty())
+        .wait_text("[data-testid=deploy-result]", "the deployment", |t| {
+            !t.is_empty()
+        })
         .await;
     assert!(result.contains("bit-identical"), "{result}");
     let rows: Vec<Vec<f64>> = run["test_x"]
@@ -502,7 +642,12 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
         serde_json::from_value(run["pipeline"].clone()).unwrap();
     let flat: Vec<f64> = rows.concat();
     let want = wasmops_shared::reference::predict(&pipeline, &flat);
-    let got: Vec<u64> = answer.outputs.concat().iter().map(|v| v.to_bits()).collect();
+    let got: Vec<u64> = answer
+        .outputs
+        .concat()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
     assert_eq!(got, want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     first.close().await;
     second.close().await;

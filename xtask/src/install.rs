@@ -182,7 +182,10 @@ pub fn browser() -> Result<Browser> {
 /// returns the `mlflow` executable. Debian's `python3-venv` is installed when missing.
 pub fn mlflow(ws: &Workspace) -> Result<PathBuf> {
     let label = format!("mlflow {MLFLOW_VERSION}");
-    let venv = ws.target.join("tools").join(format!("mlflow-{MLFLOW_VERSION}"));
+    let venv = ws
+        .target
+        .join("tools")
+        .join(format!("mlflow-{MLFLOW_VERSION}"));
     let bin = venv.join("bin");
     let mlflow = bin.join("mlflow");
     // The `auth` extra: the tests also run MLflow's basic-auth app.
@@ -218,7 +221,10 @@ pub fn mlflow(ws: &Workspace) -> Result<PathBuf> {
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     }
-    say(&format!("{label}: installing into {} (once)", venv.display()));
+    say(&format!(
+        "{label}: installing into {} (once)",
+        venv.display()
+    ));
     let _ = fs::remove_dir_all(&venv);
     run_checked(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     run_checked(

@@ -205,7 +205,9 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
         }
         // MLflow keeps these for itself (`models:/name/latest`, `models:/name/3`).
         let reserved = alias == "latest"
-            || (alias.len() > 1 && alias.starts_with('v') && alias[1..].bytes().all(|b| b.is_ascii_digit()));
+            || (alias.len() > 1
+                && alias.starts_with('v')
+                && alias[1..].bytes().all(|b| b.is_ascii_digit()));
         if reserved {
             return error.set(Some(format!(
                 "`{alias}` is reserved by MLflow (`latest` and `v<number>` name versions there): pick another alias"
@@ -265,7 +267,10 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
     // Resolving a conflict: take the server's target, or keep this one (pushed on the sync).
     let resolve = move |a: Alias, keep_mine: bool| {
         let uri = state.mlflow.get_untracked().map(|s| s.uri);
-        let removed = a.conflict.as_deref().is_some_and(|c| c.starts_with("removed on the server"));
+        let removed = a
+            .conflict
+            .as_deref()
+            .is_some_and(|c| c.starts_with("removed on the server"));
         if removed && !keep_mine {
             // The server's word: the alias is gone.
             let key = a.key.clone();
@@ -284,12 +289,20 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
             .and_then(|(_, rest)| rest.split(')').next())
             .map(str::to_string);
         let resolved = if keep_mine {
-            Some(Alias { mlflow_version: server, mlflow_server: uri.clone(), conflict: None, ..a.clone() })
+            Some(Alias {
+                mlflow_version: server,
+                mlflow_server: uri.clone(),
+                conflict: None,
+                ..a.clone()
+            })
         } else {
             let target = server.as_ref().and_then(|sv| {
                 state.versions.with_untracked(|all| {
                     all.iter()
-                        .find(|v| v.model == a.model && v.mlflow.as_ref().is_some_and(|m| &m.version == sv))
+                        .find(|v| {
+                            v.model == a.model
+                                && v.mlflow.as_ref().is_some_and(|m| &m.version == sv)
+                        })
                         .cloned()
                 })
             });
@@ -301,7 +314,9 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
             })
         };
         let Some(resolved) = resolved else {
-            return error.set(Some("the server's version of this alias is not in this browser yet: sync first".into()));
+            return error.set(Some(
+                "the server's version of this alias is not in this browser yet: sync first".into(),
+            ));
         };
         spawn_local(async move {
             match async { Storage::open().await?.put_alias(&resolved).await }.await {

@@ -453,8 +453,10 @@ fn RunRow(
             crate::mlflow::SyncState::Synced => format!("MLflow: synced ({})", settings.uri),
         };
         // A dot before the name: the name cell truncates, and the state must stay visible.
-        Some(view! { <span class=format!("sync {}", st.word().replace(' ', "-")) data-testid="sync-state"
-            data-state=st.word() title=title.clone() aria-label=title></span> })
+        Some(
+            view! { <span class=format!("sync {}", st.word().replace(' ', "-")) data-testid="sync-state"
+            data-state=st.word() title=title.clone() aria-label=title></span> },
+        )
     };
     view! {
         <tr data-run-id=id class:archived=archived>
