@@ -158,8 +158,8 @@ pub fn client(settings: &Settings) -> Client<Fetch> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSync {
     pub id: String,
-    /// The run's summary and target as of the last complete sync ([`fingerprint`]); empty when
-    /// something changed that the summary does not show (a module compiled since).
+    /// The run's summary and target as of the last complete sync ([`fingerprint`]); empty
+    /// until one completed. (Modules compiled since are caught by `modules`.)
     pub fingerprint: String,
     /// The modules uploaded with it (every module compiled from it), by hash, sorted.
     #[serde(default)]
@@ -447,13 +447,6 @@ async fn sync_with(
         .collect();
     // Another tab may have synced since this one last looked.
     state.run_syncs.set(syncs.clone());
-    let registered: BTreeSet<String> = storage
-        .versions()
-        .await?
-        .into_iter()
-        .map(|v| v.hash)
-        .collect();
-    let _ = registered;
     // Every module compiled from each run, by run.
     let mut modules: BTreeMap<String, Vec<StoredModule>> = BTreeMap::new();
     for m in storage.modules().await? {
