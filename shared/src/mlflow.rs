@@ -376,37 +376,29 @@ impl RunRecord {
     /// a part of it.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (k, v) in &self.params {
-            if let Err(e) = check_key("param", k) {
+        // A key MLflow refuses, or a value longer than it keeps (it counts characters).
+        let mut check = |kind: &str, key: &str, value: &str, limit: usize| {
+            if let Err(e) = check_key(kind, key) {
                 out.push(e);
             }
-            if v.chars().count() > limits::PARAM_VALUE_LENGTH {
+            let n = value.chars().count();
+            if n > limit {
                 out.push(format!(
-                    "param `{k}` is {} characters long (MLflow keeps at most {})",
-                    v.chars().count(),
-                    limits::PARAM_VALUE_LENGTH
+                    "{kind} `{key}` is {n} characters long (MLflow keeps at most {limit})"
                 ));
             }
+        };
+        for (k, v) in &self.params {
+            check("param", k, v, limits::PARAM_VALUE_LENGTH);
         }
         let mut seen = std::collections::BTreeSet::new();
         for m in &self.metrics {
             if seen.insert(m.key.as_str()) {
-                if let Err(e) = check_key("metric", &m.key) {
-                    out.push(e);
-                }
+                check("metric", &m.key, "", 0);
             }
         }
         for (k, v) in &self.tags {
-            if let Err(e) = check_key("tag", k) {
-                out.push(e);
-            }
-            if v.chars().count() > limits::TAG_VALUE_LENGTH {
-                out.push(format!(
-                    "tag `{k}` is {} characters long (MLflow keeps at most {})",
-                    v.chars().count(),
-                    limits::TAG_VALUE_LENGTH
-                ));
-            }
+            check("tag", k, v, limits::TAG_VALUE_LENGTH);
         }
         out
     }

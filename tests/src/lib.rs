@@ -375,6 +375,22 @@ impl EdgeProcess {
         let _ = self.child.wait();
     }
 
+    /// `POST /v1/predict` with the device's token; panics unless it answers 2xx.
+    pub async fn predict(&self, rows: Vec<Vec<f64>>) -> wasmops_shared::wire::PredictResponse {
+        use wasmops_shared::wire;
+        reqwest::Client::new()
+            .post(format!("{}{}", self.url, wire::paths::PREDICT))
+            .bearer_auth(&self.token)
+            .json(&wire::PredictRequest { rows })
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("predict on {}: {e}", self.url))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("predict answer from {}: {e}", self.url))
+    }
+
     pub fn port(&self) -> u16 {
         self.url
             .rsplit(':')

@@ -387,18 +387,7 @@ async fn send_round(
             .map(|i| iris.row(i).iter().map(|v| v + shift).collect())
             .collect();
         let n = rows.len();
-        let answer: wire::PredictResponse = http
-            .post(format!("{}{}", dev.url, wire::paths::PREDICT))
-            .bearer_auth(&dev.token)
-            .json(&wire::PredictRequest { rows })
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = dev.predict(rows).await;
         for i in 0..n {
             labels.push(wire::Label {
                 id: answer.first_id + i as u64,

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wasmops_e2e::{temp_dir, Browser, EdgeProcess, MlflowServer, StaticSite};
-use wasmops_shared::wire;
 
 const EXPERIMENT: &str = "e2e";
 const PASSWORD: &str = "e2e-admin-password";
@@ -635,18 +634,7 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
         .chunks(run["feature_names"].as_array().unwrap().len())
         .map(|r| r.iter().map(|v| v.as_f64().unwrap()).collect())
         .collect();
-    let answer: wire::PredictResponse = reqwest::Client::new()
-        .post(format!("{}{}", device.url, wire::paths::PREDICT))
-        .bearer_auth(token)
-        .json(&wire::PredictRequest { rows: rows.clone() })
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = device.predict(rows.clone()).await;
     assert_eq!(answer.model, hash);
     let pipeline: wasmops_shared::pipeline::Pipeline =
         serde_json::from_value(run["pipeline"].clone()).unwrap();
