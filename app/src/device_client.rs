@@ -83,11 +83,21 @@ impl DeviceClient<'_> {
         self.decode(r).await
     }
 
-    pub async fn upload(&self, module: &[u8]) -> Result<UploadResponse, DeviceError> {
+    /// Sends a module with its detached signature (a device with trusted keys refuses it
+    /// without one).
+    pub async fn upload(
+        &self,
+        module: &[u8],
+        signature: Option<&str>,
+    ) -> Result<UploadResponse, DeviceError> {
         let body = js_sys::Uint8Array::from(module);
-        let r = Request::post(&self.url(paths::MODULES))
+        let mut request = Request::post(&self.url(paths::MODULES))
             .header("Authorization", &self.auth())
-            .header("Content-Type", "application/wasm")
+            .header("Content-Type", "application/wasm");
+        if let Some(sig) = signature {
+            request = request.header(wasmops_shared::signature::HEADER, sig);
+        }
+        let r = request
             .body(body)
             .map_err(|e| DeviceError::Protocol(e.to_string()))?
             .send()

@@ -202,8 +202,9 @@ pub async fn deploy(
     device: &DeviceEntry,
     version: &ModelVersion,
     bytes: &[u8],
+    signature: Option<&str>,
 ) -> Deployment {
-    let result = deploy_and_check(device, version, bytes).await;
+    let result = deploy_and_check(device, version, bytes, signature).await;
     match &result {
         Ok(m) => crate::logs::info("deploy", format!("{}: {m}", device.name)),
         Err(e) => crate::logs::error(
@@ -226,9 +227,13 @@ async fn deploy_and_check(
     device: &DeviceEntry,
     version: &ModelVersion,
     bytes: &[u8],
+    signature: Option<&str>,
 ) -> Result<String, String> {
     let client = DeviceClient { device };
-    let uploaded = client.upload(bytes).await.map_err(|e| e.to_string())?;
+    let uploaded = client
+        .upload(bytes, signature)
+        .await
+        .map_err(|e| e.to_string())?;
     if uploaded.hash != version.hash {
         return Err(format!(
             "device stored hash {} but the module's hash is {}",

@@ -25,6 +25,7 @@ pub mod panels;
 pub mod protocol;
 pub mod registry;
 pub mod run;
+pub mod signing;
 pub mod state;
 pub mod storage;
 pub mod training;
@@ -166,6 +167,7 @@ pub fn App() -> impl IntoView {
         </main>
         <main class="page" class:hidden=move || state.page.get() != Page::Settings>
             <panels::settings::SettingsPage />
+            <panels::settings::SigningKeySection />
         </main>
     }
 }

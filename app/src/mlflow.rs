@@ -15,6 +15,7 @@ use wasmops_shared::mlflow::{
     Partial, RunRecord, RunStatus, Synced, Transport,
 };
 use wasmops_shared::module::ModuleInfo;
+use wasmops_shared::signature::{self, DetachedSignature};
 
 use crate::module_runner::BrowserModule;
 use crate::registry::{Alias, MlflowRef, ModelVersion};
@@ -336,6 +337,13 @@ pub fn record(
             path: module_path(&m.hash),
             bytes: m.bytes.clone(),
         });
+        // The detached signature beside it: devices that follow an alias verify it.
+        if let Some(sig) = &m.signature {
+            artifacts.push(Artifact {
+                path: signature_path(&m.hash),
+                bytes: sig.clone().into_bytes(),
+            });
+        }
     }
     let record = RunRecord {
         client_id: s.id.clone(),
@@ -359,6 +367,11 @@ pub fn record(
 /// Where a module goes among its run's artifacts: `model/<sha256>/model.wasm`.
 pub fn module_path(hash: &str) -> String {
     format!("{}/{hash}/{}", api::MODEL_DIR, api::MODULE_FILE)
+}
+
+/// Where a module's detached signature goes: `model/<sha256>/model.wasm.sig`.
+pub fn signature_path(hash: &str) -> String {
+    format!("{}/{hash}/{}", api::MODEL_DIR, signature::ARTIFACT)
 }
 
 /// What one sync did.
@@ -449,13 +462,35 @@ async fn sync_with(
     state.run_syncs.set(syncs.clone());
     // Every module compiled from each run, by run.
     let mut modules: BTreeMap<String, Vec<StoredModule>> = BTreeMap::new();
-    for m in storage.modules().await? {
+    for mut m in storage.modules().await? {
+        // Modules compiled before this browser signed: signed now, once, so their runs'
+        // artifacts carry a signature like every new one.
+        if m.signature.is_none() {
+            match crate::signing::sign(storage, &m.bytes).await {
+                Ok(sig) => {
+                    m.signature = Some(sig);
+                    storage.put_module(&m).await?;
+                }
+                Err(e) => crate::logs::warn(
+                    "signing",
+                    format!("module {} not signed: {e}", short(&m.hash)),
+                ),
+            }
+        }
         modules.entry(m.run_id.clone()).or_default().push(m);
     }
+    // What a run's confirmed upload holds: each module, and its signature when it has one.
     let hashes = |id: &str| -> Vec<String> {
         let mut h: Vec<String> = modules
             .get(id)
-            .map(|ms| ms.iter().map(|m| m.hash.clone()).collect())
+            .map(|ms| {
+                ms.iter()
+                    .flat_map(|m| {
+                        let sig = m.signature.as_ref().map(|_| format!("{}.sig", m.hash));
+                        std::iter::once(m.hash.clone()).chain(sig)
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         h.sort();
         h
@@ -763,6 +798,28 @@ async fn pull_version(
             )))
         }
     };
+    // Its detached signature, when it was signed (a device with trusted keys needs one).
+    let signature = match client.get_artifact(&mv.source, signature::ARTIFACT).await {
+        Ok(b) => match String::from_utf8(b)
+            .ok()
+            .and_then(|t| DetachedSignature::parse(&t).ok().map(|_| t))
+        {
+            Some(t) => Some(t),
+            None => {
+                return Err(PullFail::Refuse(format!(
+                    "its `{}` is not a signature document",
+                    signature::ARTIFACT
+                )))
+            }
+        },
+        Err(MlflowError::Api { status: 404, .. }) => None,
+        Err(
+            e @ (MlflowError::Unreachable(_)
+            | MlflowError::Unauthorized(_)
+            | MlflowError::Forbidden { .. }),
+        ) => return Err(PullFail::Stop(e)),
+        Err(_) => None,
+    };
     let got = content_hash(&bytes);
     if got != sha {
         return Err(PullFail::Refuse(format!(
@@ -833,6 +890,7 @@ async fn pull_version(
         hash: sha.to_string(),
         run_id: version.run_id.clone(),
         bytes,
+        signature,
     };
     Ok((version, module))
 }

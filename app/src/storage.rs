@@ -92,6 +92,10 @@ pub struct StoredModule {
     pub hash: String,
     pub run_id: String,
     pub bytes: Vec<u8>,
+    /// The detached signature document (`wasmops_shared::signature`): by this browser's key
+    /// (made when first needed), or as pulled from MLflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// An imported dataset version.
@@ -635,6 +639,29 @@ impl Storage {
 
     pub async fn put_module(&self, module: &StoredModule) -> Result<(), StorageError> {
         self.put(MODULES, module).await
+    }
+
+    pub async fn module(&self, hash: &str) -> Result<Option<StoredModule>, StorageError> {
+        self.get(MODULES, hash, "module").await
+    }
+
+    /// A settings record as the raw JS value (for values serde cannot hold: `CryptoKey`s).
+    pub async fn get_raw_setting(&self, key: &str) -> Result<Option<JsValue>, StorageError> {
+        let tx = self
+            .db
+            .transaction(&[SETTINGS], TransactionMode::ReadOnly)
+            .map_err(failed("read"))?;
+        tx.object_store(SETTINGS)
+            .map_err(failed("read"))?
+            .get(JsValue::from_str(key))
+            .map_err(failed("read"))?
+            .await
+            .map_err(failed("read"))
+    }
+
+    /// Stores a raw settings record (its `key` field names it).
+    pub async fn put_raw_setting(&self, record: JsValue) -> Result<(), StorageError> {
+        self.put_in(vec![(SETTINGS, record)]).await
     }
 
     pub async fn module_bytes(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {

@@ -390,8 +390,17 @@ fn DeployBox(v: ModelVersion) -> impl IntoView {
                     .await
                     .map_err(|e| e.to_string())?
                     .ok_or("the module's bytes are not stored in this browser")?;
+                // Its signature (made now if the module has none yet): devices with trusted
+                // keys run only signed modules.
+                let signature = crate::signing::signature_of(&storage, &v.hash)
+                    .await
+                    .unwrap_or_else(|e| {
+                        crate::logs::warn("signing", format!("{} sent unsigned: {e}", v.label()));
+                        None
+                    });
                 for device in targets {
-                    let d = fleet::deploy(&storage, &device, &v, &bytes).await;
+                    let d =
+                        fleet::deploy(&storage, &device, &v, &bytes, signature.as_deref()).await;
                     results.update(|r| r.push((device.name.clone(), d.ok, d.message.clone())));
                     // Refresh what the dashboard knows of the device (its active version).
                     let versions = state.versions.get_untracked();

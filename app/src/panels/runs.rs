@@ -187,13 +187,29 @@ pub fn RunsPanel() -> impl IntoView {
             };
             match compile_and_verify(&run).await {
                 Ok(m) => {
-                    let stored = StoredModule {
-                        hash: m.hash.clone(),
-                        run_id: run.id.clone(),
-                        bytes: m.bytes.clone(),
+                    let saved = async {
+                        let storage = Storage::open().await.map_err(|e| e.to_string())?;
+                        // Signed by this browser's key as it is made: the signature travels
+                        // with the module to MLflow and to devices.
+                        let signature = match crate::signing::sign(&storage, &m.bytes).await {
+                            Ok(sig) => Some(sig),
+                            Err(e) => {
+                                crate::logs::warn(
+                                    "signing",
+                                    format!("module {} not signed: {e}", short(&m.hash)),
+                                );
+                                None
+                            }
+                        };
+                        let stored = StoredModule {
+                            hash: m.hash.clone(),
+                            run_id: run.id.clone(),
+                            bytes: m.bytes.clone(),
+                            signature,
+                        };
+                        storage.put_module(&stored).await.map_err(|e| e.to_string())
                     };
-                    if let Err(e) = async { Storage::open().await?.put_module(&stored).await }.await
-                    {
+                    if let Err(e) = saved.await {
                         error.set(Some(format!("module compiled but not saved: {e}")));
                     } else {
                         crate::mlflow::request_sync(state);
@@ -994,10 +1010,22 @@ async fn register_version(
         mlflow: None,
         pulled: None,
     };
+    // The module as compiled (with its signature) if it was stored; signed now if not.
+    let signature = match storage
+        .module(&m.hash)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| s.signature)
+    {
+        Some(sig) => Some(sig),
+        None => crate::signing::sign(&storage, &m.bytes).await.ok(),
+    };
     let module = StoredModule {
         hash: m.hash.clone(),
         run_id: run.id.clone(),
         bytes: m.bytes.clone(),
+        signature,
     };
     storage
         .register(&v, &module)

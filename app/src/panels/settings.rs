@@ -240,3 +240,43 @@ pub fn SettingsPage() -> impl IntoView {
         </section>
     }
 }
+
+/// This browser's module-signing key: its id and public half, for devices' `--trusted-keys`.
+#[component]
+pub fn SigningKeySection() -> impl IntoView {
+    let key = RwSignal::new(None::<Result<crate::signing::PublicKey, String>>);
+    spawn_local(async move {
+        let result = async {
+            let storage = Storage::open().await.map_err(|e| e.to_string())?;
+            crate::signing::public_key(&storage).await
+        }
+        .await;
+        key.set(Some(result));
+    });
+    view! {
+        <section class="panel" id="signing-panel">
+            <h2>"Module signing"</h2>
+            <p class="muted">
+                "Every module compiled here is signed with this browser's key (ECDSA P-256, made by WebCrypto and kept in this browser: it cannot be read out, exported or backed up). The signature travels with the module: beside it in MLflow and with each deploy. A device started with "
+                <code>"--trusted-keys DIR"</code>
+                " runs only modules signed by a key in DIR: put this public key there (several keys can be trusted at once, to rotate)."
+            </p>
+            {move || match key.get() {
+                None => view! { <p class="muted">"Reading the key…"</p> }.into_any(),
+                Some(Err(e)) => view! { <p class="error" data-testid="signing-error">{format!("No signing key: {e}. Modules are sent unsigned.")}</p> }.into_any(),
+                Some(Ok(k)) => {
+                    let url = crate::panels::runs::bytes_url(k.pem.as_bytes(), "application/x-pem-file").ok();
+                    let file = format!("wasmops-{}.pem", k.id);
+                    view! {
+                        <p>"Key id " <code data-testid="signing-key-id">{k.id.clone()}</code></p>
+                        <pre class="mono" data-testid="signing-public-pem">{k.pem.clone()}</pre>
+                        <div class="actions">
+                            {url.map(|u| view! { <a id="signing-download" class="button secondary" href=u download=file.clone()>"Download public key (.pem)"</a> })}
+                        </div>
+                        <pre class="mono">{format!("mkdir -p keys && mv {file} keys/\nwasmops-edge serve --trusted-keys keys")}</pre>
+                    }.into_any()
+                }
+            }}
+        </section>
+    }
+}
