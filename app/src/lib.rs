@@ -147,6 +147,7 @@ pub fn App() -> impl IntoView {
             {nav_button(state, Page::Lab, "nav-lab", "Lab")}
             {nav_button(state, Page::Registry, "nav-registry", "Registry")}
             {nav_button(state, Page::Devices, "nav-devices", "Devices")}
+            {nav_button(state, Page::Fleet, "nav-fleet", "Fleet")}
             {nav_button(state, Page::Logs, "nav-logs", "Logs")}
             {nav_button(state, Page::Settings, "nav-settings", "Settings")}
         </nav>
@@ -161,6 +162,9 @@ pub fn App() -> impl IntoView {
         </main>
         <main class="page" class:hidden=move || state.page.get() != Page::Devices>
             <panels::devices::DevicesPage />
+        </main>
+        <main class="page" class:hidden=move || state.page.get() != Page::Fleet>
+            <panels::fleet::FleetPage />
         </main>
         <main class="page" class:hidden=move || state.page.get() != Page::Logs>
             <panels::logs::LogsPage />

@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod data;
 pub mod devices;
+pub mod fleet;
 pub mod logs;
 pub mod registry;
 pub mod runs;

@@ -14,6 +14,7 @@ pub enum Page {
     Lab,
     Registry,
     Devices,
+    Fleet,
     Logs,
     Settings,
 }

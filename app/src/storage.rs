@@ -716,6 +716,24 @@ impl Storage {
         self.put_in(items).await
     }
 
+    pub async fn prometheus_settings(
+        &self,
+    ) -> Result<Option<crate::panels::fleet::PrometheusSettings>, StorageError> {
+        self.get(
+            SETTINGS,
+            crate::panels::fleet::SETTINGS_KEY,
+            "Prometheus settings",
+        )
+        .await
+    }
+
+    pub async fn put_prometheus_settings(
+        &self,
+        settings: &crate::panels::fleet::PrometheusSettings,
+    ) -> Result<(), StorageError> {
+        self.put(SETTINGS, settings).await
+    }
+
     pub async fn mlflow_settings(&self) -> Result<Option<crate::mlflow::Settings>, StorageError> {
         self.get(SETTINGS, crate::mlflow::SETTINGS_KEY, "MLflow settings")
             .await

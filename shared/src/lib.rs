@@ -10,6 +10,7 @@
 //! - [`profile`]: training profiles for drift; [`dataset`]: datasets and their content hash.
 //! - [`quote`]: how outside text (names, headers) is shown in messages, escaped and bounded.
 //! - [`mlflow`]: MLflow's tracking and registry REST API over a transport each side brings.
+//! - [`prometheus`]: the PromQL a fleet summary asks and the HTTP API's answers parsed.
 //! - [`signature`]: detached ECDSA P-256 signatures of modules and the keys that check them.
 //! - [`wire`]: JSON bodies of the device HTTP API; [`monitor`]: the alert rules over telemetry
 //!   windows.
@@ -28,6 +29,7 @@ pub mod module;
 pub mod monitor;
 pub mod pipeline;
 pub mod profile;
+pub mod prometheus;
 pub mod quote;
 pub mod reference;
 pub mod run_filter;
