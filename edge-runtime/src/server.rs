@@ -238,6 +238,8 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static(wire::PURPOSE_HEADER),
+            // A push deploy from the dashboard carries the module's detached signature.
+            HeaderName::from_static(wasmops_shared::signature::HEADER),
         ])
         .allow_private_network(true);
     let max_body = http.max_body;

@@ -4,7 +4,9 @@
 //! killed in the middle of a sync loses nothing and the next sync completes without
 //! duplicates; wrong URLs and credentials say so. The registry goes both ways: a version and
 //! its alias registered in one browser are verified and deployed from a second, empty browser
-//! profile, and the device answers bit-identically.
+//! profile, and the device answers bit-identically; the module's detached signature, made by
+//! the first browser's WebCrypto key, travels through MLflow with it, and the device, which
+//! trusts only that key, accepts it from the second browser and refuses the bytes unsigned.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -440,9 +442,29 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     let dir = temp_dir("mlflow-registry");
     let server = MlflowServer::start(&dir);
     let token = "e2e-mlflow";
-    let device = EdgeProcess::start(&temp_dir("mlflow-device"), token, &site.origin);
     let first = Browser::start().await;
     first.open(&site.origin).await;
+    // The first browser's public key (its private half never leaves its WebCrypto): the device
+    // trusts that key only, so it runs this browser's modules and nobody else's.
+    first.click("#nav-settings").await;
+    let pem = first
+        .wait_text("[data-testid=signing-public-pem]", "the public key", |t| {
+            t.starts_with("-----BEGIN PUBLIC KEY-----")
+        })
+        .await;
+    let key_id = first
+        .wait_text("[data-testid=signing-key-id]", "the key id", |t| {
+            t.len() == 16
+        })
+        .await;
+    let keys = temp_dir("mlflow-trusted-keys");
+    std::fs::write(keys.join("first-browser.pem"), format!("{pem}\n")).unwrap();
+    let device = EdgeProcess::start_with(
+        &temp_dir("mlflow-device"),
+        token,
+        &site.origin,
+        &["--trusted-keys".as_ref(), keys.as_os_str()],
+    );
 
     // First browser: train, compile, register, make champion, then connect.
     train(&first, "logistic_regression").await;
@@ -515,6 +537,38 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
         .as_str()
         .unwrap()
         .to_string();
+    // The module's detached signature is beside it, by the first browser's key, and verifies.
+    let module = server
+        .artifact(&format!("{exp}/{run_id}/artifacts/model/{hash}/model.wasm"))
+        .await;
+    let sig = server
+        .artifact(&format!(
+            "{exp}/{run_id}/artifacts/model/{hash}/model.wasm.sig"
+        ))
+        .await;
+    let sig = String::from_utf8(sig).expect("the signature document is text");
+    let trusted =
+        wasmops_shared::signature::TrustedKeys::from_pems([("first".to_string(), pem.as_str())])
+            .unwrap();
+    assert_eq!(
+        trusted
+            .verify(&module, Some(&sig))
+            .expect("the signature verifies")
+            .id,
+        key_id
+    );
+    // The device refuses the same bytes unsigned, before compiling them.
+    let unsigned = reqwest::Client::new()
+        .post(format!("{}/v1/modules", device.url))
+        .bearer_auth(token)
+        .header("content-type", "application/wasm")
+        .body(module.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 422);
+    let why = unsigned.text().await.unwrap();
+    assert!(why.contains("unsigned"), "{why}");
     first
         .open(&format!(
             "{}/#/experiments/{exp}/runs/{run_id}/model-metrics",
@@ -627,6 +681,8 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
             !t.is_empty()
         })
         .await;
+    // Accepted: the second browser sent the signature that came with the version from MLflow
+    // (its own key, which the device does not trust, signed nothing here).
     assert!(result.contains("bit-identical"), "{result}");
     let rows: Vec<Vec<f64>> = run["test_x"]
         .as_array()
