@@ -9,6 +9,8 @@
 //! - [`abi`]: export names, status codes, batch layout (ABI version 1, `docs/module-abi.md`).
 //! - [`profile`]: training profiles for drift; [`dataset`]: datasets and their content hash.
 //! - [`quote`]: how outside text (names, headers) is shown in messages, escaped and bounded.
+//! - [`automation`]: retraining rules (cooldown, daily cap) and rollout plans that judge a
+//!   group's telemetry and roll themselves back; pure, for the tab and the headless controller.
 //! - [`mlflow`]: MLflow's tracking and registry REST API over a transport each side brings.
 //! - [`prometheus`]: the PromQL a fleet summary asks and the HTTP API's answers parsed.
 //! - [`signature`]: detached ECDSA P-256 signatures of modules and the keys that check them.
@@ -19,6 +21,7 @@
 //! or wasmtime.
 
 pub mod abi;
+pub mod automation;
 pub mod compiler;
 pub mod dataset;
 pub mod digest;
