@@ -167,6 +167,96 @@ impl Observation {
     }
 }
 
+impl Observation {
+    /// What devices reported in their telemetry windows for one module (by hash) from
+    /// `since_ms` on: windows that started earlier are left out (they mix in the previous
+    /// module's traffic). Rates are over all those windows together; the latency is the 95th
+    /// percentile of the merged histogram (its bucket's upper bound, as the device computes it).
+    pub fn from_windows<'a>(
+        windows: impl IntoIterator<Item = &'a crate::wire::Window>,
+        module: &str,
+        since_ms: u64,
+    ) -> Observation {
+        let mut o = Observation::default();
+        let (mut errors, mut correct) = (0u64, 0u64);
+        let mut buckets: Vec<u64> = Vec::new();
+        let mut counts: Vec<u64> = Vec::new();
+        for w in windows {
+            if w.model.as_deref() != Some(module) || w.start_ms < since_ms {
+                continue;
+            }
+            o.requests += w.requests;
+            errors += w.errors.values().sum::<u64>();
+            o.labels += w.labeled;
+            correct += w.correct;
+            if buckets.is_empty() {
+                buckets = w.latency_us_buckets.clone();
+                counts = vec![0; buckets.len()];
+            }
+            if w.latency_us_buckets == buckets {
+                for (c, n) in counts.iter_mut().zip(&w.latency_us_counts) {
+                    *c += n;
+                }
+            }
+            let psi = w
+                .drift
+                .iter()
+                .map(|d| d.psi)
+                .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.max(p))));
+            o.max_psi = match (o.max_psi, psi) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if o.requests > 0 {
+            o.error_rate = Some(errors as f64 / o.requests as f64);
+        }
+        if o.labels > 0 {
+            o.live_accuracy = Some(correct as f64 / o.labels as f64);
+        }
+        let total: u64 = counts.iter().sum();
+        if total > 0 {
+            let rank = (total as f64 * 0.95).ceil() as u64;
+            let mut seen = 0;
+            for (bound, c) in buckets.iter().zip(&counts) {
+                seen += c;
+                if seen >= rank {
+                    o.p95_latency_ms = Some(*bound as f64 / 1000.0);
+                    break;
+                }
+            }
+        }
+        o
+    }
+
+    /// Observations of several devices (a group) together; its p95 is its worst device's.
+    pub fn merge(parts: &[Observation]) -> Observation {
+        let mut o = Observation::default();
+        let (mut errors, mut correct) = (0.0, 0.0);
+        for p in parts {
+            o.requests += p.requests;
+            o.labels += p.labels;
+            errors += p.error_rate.unwrap_or(0.0) * p.requests as f64;
+            correct += p.live_accuracy.unwrap_or(0.0) * p.labels as f64;
+            o.p95_latency_ms = match (o.p95_latency_ms, p.p95_latency_ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            o.max_psi = match (o.max_psi, p.max_psi) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        if o.requests > 0 {
+            o.error_rate = Some(errors / o.requests as f64);
+        }
+        if o.labels > 0 {
+            o.live_accuracy = Some(correct / o.labels as f64);
+        }
+        o
+    }
+}
+
 /// A check's outcome, with its figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
@@ -625,6 +715,59 @@ mod tests {
                 ..s
             })
             .collect()
+    }
+
+    fn window(
+        start_ms: u64,
+        model: &str,
+        requests: u64,
+        errors: u64,
+        labeled: u64,
+        correct: u64,
+        psi: f64,
+    ) -> crate::wire::Window {
+        serde_json::from_value(serde_json::json!({
+            "start_ms": start_ms, "end_ms": start_ms + 1000, "model": model,
+            "requests": requests, "rows": requests, "errors": {"timeout": errors},
+            "latency_us_buckets": [100, 1000, 10000], "latency_us_counts": [requests - requests / 10, requests / 10, 0],
+            "latency_p50_us": 100, "latency_p95_us": 1000, "latency_p99_us": 1000,
+            "predictions": {}, "drift": [{"feature": "x", "counts": [], "psi": psi, "js": 0.0, "level": "ok"}],
+            "dataset_drift": false, "labeled": labeled, "correct": correct, "accuracy": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn windows_of_the_candidate_since_the_step_make_the_observation() {
+        let ws = [
+            window(0, "new", 1000, 1000, 10, 0, 9.0), // before the step: left out
+            window(5000, "old", 1000, 1000, 10, 0, 9.0), // another module: left out
+            window(5000, "new", 100, 1, 10, 9, 0.05),
+            window(6000, "new", 100, 3, 10, 7, 0.2),
+        ];
+        let o = Observation::from_windows(&ws, "new", 5000);
+        assert_eq!((o.requests, o.labels), (200, 20));
+        assert_eq!(o.error_rate, Some(0.02));
+        assert_eq!(o.live_accuracy, Some(0.8));
+        assert_eq!(o.max_psi, Some(0.2));
+        // 90 % of requests in the 100 us bucket, 10 % in the 1 ms one: p95 is 1 ms.
+        assert_eq!(o.p95_latency_ms, Some(1.0));
+        let none = Observation::from_windows(&ws, "new", 10_000);
+        assert_eq!(
+            (none.requests, none.error_rate, none.p95_latency_ms),
+            (0, None, None)
+        );
+        let g = Observation::merge(&[
+            o.clone(),
+            Observation {
+                requests: 200,
+                error_rate: Some(0.0),
+                ..Observation::default()
+            },
+        ]);
+        assert_eq!(g.requests, 400);
+        assert_eq!(g.error_rate, Some(0.01));
+        assert_eq!(g.live_accuracy, Some(0.8));
     }
 
     #[test]
