@@ -194,6 +194,7 @@ impl From<DeviceError> for ApiError {
         match e {
             DeviceError::Sandbox(SandboxError::Internal(m)) => ApiError::Internal(m),
             DeviceError::Sandbox(s) => ApiError::Rejected(s.to_string()),
+            DeviceError::Signature(_) => ApiError::Rejected(e.to_string()),
             DeviceError::UnknownModule(_) => ApiError::NotFound(e.to_string()),
             DeviceError::BadHash(_) => ApiError::BadRequest(e.to_string()),
             DeviceError::NoActiveModel | DeviceError::NothingToRollBack(_) => {
@@ -238,6 +239,7 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
             HeaderName::from_static(wire::PURPOSE_HEADER),
+            HeaderName::from_static(wasmops_shared::signature::HEADER),
         ])
         .allow_private_network(true);
     let max_body = http.max_body;
