@@ -17,18 +17,29 @@
 //! tls_cert = "/etc/wasmops-edge/cert.pem"  # HTTPS: both or neither
 //! tls_key = "/etc/wasmops-edge/key.pem"
 //!
+//! trusted_keys = "/etc/wasmops-edge/keys"  # run only modules signed by a key in here (*.pem)
+//! follow = "https://mlflow.example"        # follow a registry alias (with model and alias)
+//! model = "iris"
+//! alias = "champion"
+//! follow_interval_s = 30
+//! follow_credentials = "/etc/wasmops-edge/mlflow-credentials"  # `user:password` or `Bearer <token>`
+//! follow_ca = "/etc/wasmops-edge/mlflow-ca.pem"
+//! labels = { group = "canary", site = "north" }
+//!
 //! [telemetry]
 //! max_age_days = 7
 //! max_records = 1000000
 //! synchronous = "normal"                  # or "full" (survives power loss, slower)
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::follow::{Credentials, FollowConfig};
 use crate::server::tls::TlsFiles;
 use crate::telemetry::TelemetryConfig;
 
@@ -136,6 +147,40 @@ pub struct ServeArgs {
     /// Keep at most this many telemetry records [default: 1000000].
     #[arg(long, env = "WASMOPS_TELEMETRY_MAX_RECORDS", value_name = "N")]
     pub telemetry_max_records: Option<u64>,
+    /// Run only modules signed by one of the public keys (`*.pem`, P-256) in this directory:
+    /// pushed modules need the `wasmops-signature` header, pulled ones their `model.wasm.sig`.
+    /// Without it any module is accepted.
+    #[arg(long, env = "WASMOPS_TRUSTED_KEYS", value_name = "DIR")]
+    pub trusted_keys: Option<PathBuf>,
+    /// Follow a registry alias on this MLflow tracking URI (needs --model and --alias): the
+    /// device polls it and runs the version the alias points at.
+    #[arg(long, env = "WASMOPS_FOLLOW", value_name = "TRACKING_URI")]
+    pub follow: Option<String>,
+    /// The registered model to follow (with --follow).
+    #[arg(long, env = "WASMOPS_MODEL", value_name = "NAME")]
+    pub model: Option<String>,
+    /// The alias of --model to follow, e.g. `champion` or `canary`.
+    #[arg(long, env = "WASMOPS_ALIAS", value_name = "ALIAS")]
+    pub alias: Option<String>,
+    /// Seconds between two polls of the alias, jittered by +-20 % [default: 30].
+    #[arg(long, env = "WASMOPS_FOLLOW_INTERVAL", value_name = "SECONDS")]
+    pub follow_interval: Option<u64>,
+    /// File with MLflow credentials: `user:password` (basic auth) or `Bearer <token>`.
+    #[arg(long, env = "WASMOPS_FOLLOW_CREDENTIALS", value_name = "FILE")]
+    pub follow_credentials: Option<PathBuf>,
+    /// CA certificates (PEM) that an https tracking URI's certificate must chain to; the
+    /// device has no built-in root store (pass the system bundle for a public CA).
+    #[arg(long, env = "WASMOPS_FOLLOW_CA", value_name = "FILE")]
+    pub follow_ca: Option<PathBuf>,
+    /// A label `key=value` (repeat, or comma-separate in the variable), e.g. `group=canary`:
+    /// shown in /v1/info and on the follow metrics.
+    #[arg(
+        long = "label",
+        env = "WASMOPS_LABELS",
+        value_delimiter = ',',
+        value_name = "KEY=VALUE"
+    )]
+    pub labels: Vec<String>,
 }
 
 /// The config file's shape (every key optional; unknown keys are an error).
@@ -160,6 +205,15 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub telemetry: FileTelemetry,
+    pub trusted_keys: Option<PathBuf>,
+    pub follow: Option<String>,
+    pub model: Option<String>,
+    pub alias: Option<String>,
+    pub follow_interval_s: Option<u64>,
+    pub follow_credentials: Option<PathBuf>,
+    pub follow_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +242,12 @@ pub struct ServeConfig {
     /// HTTPS instead of plain HTTP.
     pub tls: Option<TlsFiles>,
     pub telemetry: TelemetryConfig,
+    /// The directory of trusted public keys (loaded by [`crate::trust::load_dir`] at start).
+    pub trusted_keys: Option<PathBuf>,
+    /// The alias to follow, if any (credentials and CA already read).
+    pub follow: Option<FollowConfig>,
+    /// `--label` pairs.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl FileConfig {
@@ -279,7 +339,39 @@ impl ServeConfig {
                 ))
             }
         };
+        let labels = if args.labels.is_empty() {
+            file.labels
+        } else {
+            args.labels
+                .iter()
+                .map(|l| match l.split_once('=') {
+                    Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+                    None => Err(ConfigError::Invalid(format!(
+                        "--label {}: write it as key=value, e.g. group=canary",
+                        wasmops_shared::quote::bounded(l)
+                    ))),
+                })
+                .collect::<Result<_, _>>()?
+        };
+        for (k, v) in &labels {
+            check_label(k, v)?;
+        }
+        let follow = resolve_follow(
+            args.follow.or(file.follow),
+            args.model.or(file.model),
+            args.alias.or(file.alias),
+            seconds(
+                args.follow_interval.or(file.follow_interval_s),
+                30,
+                "follow_interval_s",
+            )?,
+            args.follow_credentials.or(file.follow_credentials),
+            args.follow_ca.or(file.follow_ca),
+        )?;
         Ok(ServeConfig {
+            trusted_keys: args.trusted_keys.or(file.trusted_keys),
+            follow,
+            labels,
             tls,
             listen: args
                 .listen
@@ -319,6 +411,86 @@ impl ServeConfig {
             },
         })
     }
+}
+
+/// Label names as Prometheus allows them, none of the names the follow metrics use themselves.
+fn check_label(key: &str, value: &str) -> Result<(), ConfigError> {
+    const RESERVED: &[&str] = &[
+        "model",
+        "alias",
+        "desired_version",
+        "running_version",
+        "state",
+        "reason",
+        "hash",
+        "kind",
+        "le",
+        "job",
+        "instance",
+    ];
+    let valid = key
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+    if key.is_empty() || key.len() > 64 || !valid || key.starts_with("__") {
+        return Err(ConfigError::Invalid(format!(
+            "label name {}: use letters, digits and `_` (not first a digit, not `__` first), at most 64",
+            wasmops_shared::quote::bounded(key)
+        )));
+    }
+    if RESERVED.contains(&key) {
+        return Err(ConfigError::Invalid(format!(
+            "label name `{key}` is taken by the device's own metric labels; choose another (e.g. `group`)"
+        )));
+    }
+    if value.is_empty() || value.len() > 128 || value.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid(format!(
+            "label `{key}`: its value must be 1 to 128 characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `--follow` with its model and alias, all or none; the credentials and CA files are read
+/// here so a bad file stops the start with its name.
+fn resolve_follow(
+    uri: Option<String>,
+    model: Option<String>,
+    alias: Option<String>,
+    interval: Duration,
+    credentials: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<FollowConfig>, ConfigError> {
+    let Some(uri) = uri else {
+        if model.is_some() || alias.is_some() || credentials.is_some() || ca.is_some() {
+            return Err(ConfigError::Invalid(
+                "model, alias, follow_credentials and follow_ca only mean something with follow (--follow <MLflow tracking URI>)".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let (Some(model), Some(alias)) = (model, alias) else {
+        return Err(ConfigError::Invalid(
+            "--follow needs the registered model and its alias: --model NAME --alias ALIAS (WASMOPS_MODEL, WASMOPS_ALIAS, or `model`/`alias` in the file)".into(),
+        ));
+    };
+    for (what, v) in [("model", &model), ("alias", &alias)] {
+        if v.trim().is_empty() || v.len() > 256 || v.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid(format!(
+                "the {what} to follow must be 1 to 256 characters without control characters"
+            )));
+        }
+    }
+    let credentials = credentials
+        .map(|path| Credentials::read(&path).map_err(ConfigError::Invalid))
+        .transpose()?;
+    let ca_pem = match ca {
+        Some(path) => Some(crate::follow::read_ca(&path).map_err(ConfigError::Invalid)?),
+        None => None,
+    };
+    let config = FollowConfig::new(uri, model, alias, interval, credentials, ca_pem)
+        .map_err(ConfigError::Invalid)?;
+    Ok(Some(config))
 }
 
 fn read_token(path: &Path) -> Result<String, ConfigError> {

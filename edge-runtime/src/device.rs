@@ -3,6 +3,9 @@
 //!
 //! Data dir layout:
 //! - `modules/<sha256>.wasm`: every accepted module, named only by its hash;
+//! - `modules/<sha256>.wasm.sig`: its detached signature, when it came with one
+//!   ([`wasmops_shared::signature`]); with trusted keys, every load of a stored module (a
+//!   restart, an activation, a rollback) verifies it again under the keys of the day;
 //! - `active`: the activation history, one hash per line, the last line being the active
 //!   module (written to a temp file, then renamed, so a crash never leaves a half-written
 //!   pointer). A restart re-loads and re-verifies the last line (a module that no longer
@@ -10,13 +13,14 @@
 //! - `telemetry.sqlite` (+ WAL): see [`crate::telemetry`];
 //! - `logs/`: the daemon's rotated log files (written by `main.rs`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use wasmops_shared::digest::{BadHash, ContentHash};
 use wasmops_shared::module::ModuleInfo;
+use wasmops_shared::signature::{DetachedSignature, SignatureError, TrustedKeys};
 use wasmops_shared::wire::{ActiveModel, DeviceInfo, ModuleList, ModuleSummary};
 
 use crate::sandbox::{LoadedModule, Sandbox, SandboxError};
@@ -26,6 +30,9 @@ use crate::telemetry::{ResolvedLabel, TelemetryConfig, TelemetryError, Telemetry
 pub enum DeviceError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// Refused before anything was compiled: see [`wasmops_shared::signature`].
+    #[error("signature refused: {0}")]
+    Signature(#[from] SignatureError),
     #[error("no module with hash {0} on this device")]
     UnknownModule(String),
     #[error("`{0}` is not a module hash (64 lowercase hex digits)")]
@@ -60,6 +67,12 @@ pub struct Device {
     infos: Mutex<HashMap<String, Arc<ModuleInfo>>>,
     started: Instant,
     pub telemetry: TelemetryStore,
+    /// Keys whose signatures this device accepts; empty: any module is accepted.
+    trusted: TrustedKeys,
+    /// `--label key=value` pairs, shown in `/v1/info` and on the follow metrics.
+    labels: BTreeMap<String, String>,
+    /// Set when the device follows an alias (`--follow`): manual activation is refused.
+    follower: OnceLock<Arc<crate::follow::Shared>>,
 }
 
 impl Device {
@@ -74,6 +87,18 @@ impl Device {
         sandbox: Sandbox,
         telemetry: TelemetryConfig,
     ) -> Result<Device, DeviceError> {
+        Device::open_trusting(name, data_dir, sandbox, telemetry, TrustedKeys::default())
+    }
+
+    /// Opens a device that runs only modules signed by one of `trusted` (none: any module).
+    /// The restored active module is verified under these keys too.
+    pub fn open_trusting(
+        name: String,
+        data_dir: &Path,
+        sandbox: Sandbox,
+        telemetry: TelemetryConfig,
+        trusted: TrustedKeys,
+    ) -> Result<Device, DeviceError> {
         std::fs::create_dir_all(data_dir.join("modules"))?;
         let device = Device {
             name,
@@ -84,6 +109,9 @@ impl Device {
             infos: Mutex::new(HashMap::new()),
             started: Instant::now(),
             telemetry: TelemetryStore::open(data_dir, telemetry)?,
+            trusted,
+            labels: BTreeMap::new(),
+            follower: OnceLock::new(),
         };
         // The active module is checked again as if uploaded: one that this build's loader
         // refuses (or that is gone) leaves the device up with no active model, never down.
@@ -92,6 +120,9 @@ impl Device {
                 Ok(loaded) => {
                     tracing::info!(module = %hash, "restored active module");
                     device.swap(Arc::new(loaded));
+                }
+                Err(e @ DeviceError::Signature(_)) => {
+                    tracing::error!(module = %hash, error = %e, "the active module is not signed by a trusted key; no model is active (serving nothing rather than an untrusted module)");
                 }
                 Err(e) => {
                     tracing::error!(module = %hash, error = %e, "the active module no longer loads; no model is active (activate one, or roll back)");
@@ -106,20 +137,75 @@ impl Device {
     }
 
     /// Verifies a module (static checks, compile, conformance) and stores it. Not activated.
+    /// With trusted keys this refuses it: it carries no signature (see [`Device::upload_signed`]).
     pub fn upload(&self, bytes: &[u8]) -> Result<Arc<LoadedModule>, DeviceError> {
+        self.upload_signed(bytes, None)
+    }
+
+    /// Checks a module's detached signature (the JSON document, if any) against the trusted
+    /// keys, before anything compiles it. Without trusted keys every module passes. Returns
+    /// the id of the key that verified it.
+    pub fn verify_signature(
+        &self,
+        bytes: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Option<String>, DeviceError> {
+        if self.trusted.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.trusted.verify(bytes, signature)?.id.clone()))
+    }
+
+    /// The keys this device trusts (empty: it accepts any module).
+    pub fn trusted_keys(&self) -> &TrustedKeys {
+        &self.trusted
+    }
+
+    /// [`Device::upload`] with the module's detached signature: verified first (with trusted
+    /// keys), then the module is loaded (static checks, compile, conformance) and stored with
+    /// its signature beside it. Not activated.
+    pub fn upload_signed(
+        &self,
+        bytes: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Arc<LoadedModule>, DeviceError> {
+        let key = self.verify_signature(bytes, signature)?;
         let loaded = self.sandbox.load(bytes)?;
-        let path = self.module_path(&parse_hash(&loaded.info.hash)?);
+        let hash = parse_hash(&loaded.info.hash)?;
+        let path = self.module_path(&hash);
+        // The signature first: a module file never sits there without the signature it came
+        // with. Without trusted keys, a signature is kept only when it is well-formed and
+        // names this module (so keys added later can verify it).
+        if let Some(sig) = signature {
+            let keep = key.is_some()
+                || DetachedSignature::parse(sig)
+                    .is_ok_and(|d| d.module_sha256.eq_ignore_ascii_case(&loaded.info.hash));
+            if keep {
+                write_atomic(&self.signature_path(&hash), sig.as_bytes())?;
+            }
+        }
         if !path.exists() {
             write_atomic(&path, bytes)?;
         }
-        tracing::info!(module = %loaded.info.hash, size = bytes.len(), kind = %loaded.info.card.kind, "module accepted");
+        tracing::info!(module = %loaded.info.hash, size = bytes.len(), kind = %loaded.info.card.kind, signed_by = key.as_deref().unwrap_or("-"), "module accepted");
         Ok(Arc::new(loaded))
     }
 
     /// Makes a stored module the active one; returns the previously active hash.
     pub fn activate(&self, hash: &str) -> Result<Option<String>, DeviceError> {
-        let _serial = self.activation.lock().unwrap_or_else(|p| p.into_inner());
         let loaded = Arc::new(self.load_stored(hash)?);
+        self.activate_loaded(loaded)
+    }
+
+    /// Makes a module just loaded by [`Device::upload_signed`] the active one, without
+    /// compiling it again; returns the previously active hash.
+    pub fn activate_loaded(
+        &self,
+        loaded: Arc<LoadedModule>,
+    ) -> Result<Option<String>, DeviceError> {
+        let hash = loaded.info.hash.clone();
+        let hash = hash.as_str();
+        let _serial = self.activation.lock().unwrap_or_else(|p| p.into_inner());
         let mut history = self.history()?;
         let previous = history.last().cloned();
         if previous.as_deref() != Some(hash) {
@@ -278,6 +364,25 @@ impl Device {
             .clone()
     }
 
+    /// Sets the device's labels (before it serves).
+    pub fn set_labels(&mut self, labels: BTreeMap<String, String>) {
+        self.labels = labels;
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+
+    /// Marks the device as following an alias; returns false if it already follows one.
+    pub fn attach_follower(&self, follower: Arc<crate::follow::Shared>) -> bool {
+        self.follower.set(follower).is_ok()
+    }
+
+    /// What the device follows, if it follows an alias.
+    pub fn follower(&self) -> Option<&Arc<crate::follow::Shared>> {
+        self.follower.get()
+    }
+
     pub fn uptime_s(&self) -> u64 {
         self.started.elapsed().as_secs()
     }
@@ -300,11 +405,16 @@ impl Device {
                 outputs: m.info.card.outputs.clone(),
             }),
             modules,
+            follow: self.follower().map(|f| f.status()),
+            labels: self.labels.clone(),
+            trusted_keys: self.trusted.keys().iter().map(|k| k.id.clone()).collect(),
         })
     }
 
+    /// A stored module, verified under today's keys (its stored signature) and loaded.
     fn load_stored(&self, hash: &str) -> Result<LoadedModule, DeviceError> {
-        let path = self.module_path(&parse_hash(hash)?);
+        let hash = parse_hash(hash)?;
+        let path = self.module_path(&hash);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -312,6 +422,14 @@ impl Device {
             }
             Err(e) => return Err(e.into()),
         };
+        if !self.trusted.is_empty() {
+            let signature = match std::fs::read(self.signature_path(&hash)) {
+                Ok(sig) => Some(String::from_utf8_lossy(&sig).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e.into()),
+            };
+            self.verify_signature(&bytes, signature.as_deref())?;
+        }
         Ok(self.sandbox.load(&bytes)?)
     }
 
@@ -319,6 +437,12 @@ impl Device {
     /// was made), never a name.
     fn module_path(&self, hash: &ContentHash) -> PathBuf {
         self.data_dir.join("modules").join(format!("{hash}.wasm"))
+    }
+
+    fn signature_path(&self, hash: &ContentHash) -> PathBuf {
+        self.data_dir
+            .join("modules")
+            .join(format!("{hash}.wasm.sig"))
     }
 }
 

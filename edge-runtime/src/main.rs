@@ -88,18 +88,30 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let sandbox = Sandbox::new(Limits::default()).context("starting the wasm engine")?;
+    // Keys first: the stored active module is verified under them when the device opens.
+    let trusted = match &config.trusted_keys {
+        Some(dir) => wasmops_edge::trust::load_dir(dir).map_err(anyhow::Error::msg)?,
+        None => Default::default(),
+    };
+    if trusted.is_empty() {
+        tracing::warn!("no trusted keys (--trusted-keys): any module is accepted, signed or not");
+    } else {
+        tracing::info!(keys = %trusted, "signatures required: only modules signed by a trusted key are accepted");
+    }
     let data_dir = config.data_dir.clone();
     let device = tokio::task::spawn_blocking(move || {
-        Device::open_with(
+        Device::open_trusting(
             config.name.clone(),
             &data_dir,
             sandbox,
             config.telemetry.clone(),
+            trusted,
         )
         .map(|d| (d, config))
     })
     .await?;
-    let (device, config) = device.with_context(|| "opening the data dir".to_string())?;
+    let (mut device, config) = device.with_context(|| "opening the data dir".to_string())?;
+    device.set_labels(config.labels.clone());
     // Bad TLS files stop the start here, before the port is bound.
     let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -125,6 +137,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         },
     };
     let device = Arc::new(device);
+    if let Some(follow) = config.follow.clone() {
+        let follow = wasmops_edge::follow::FollowConfig {
+            max_module_bytes: config.max_body,
+            ..follow
+        };
+        wasmops_edge::follow::start(device.clone(), follow).context("starting the follower")?;
+    }
     match tls {
         Some(acceptor) => {
             server::run_tls(listener, acceptor, device, http, shutdown_signal()).await?

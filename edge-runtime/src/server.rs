@@ -194,6 +194,7 @@ impl From<DeviceError> for ApiError {
         match e {
             DeviceError::Sandbox(SandboxError::Internal(m)) => ApiError::Internal(m),
             DeviceError::Sandbox(s) => ApiError::Rejected(s.to_string()),
+            DeviceError::Signature(_) => ApiError::Rejected(e.to_string()),
             DeviceError::UnknownModule(_) => ApiError::NotFound(e.to_string()),
             DeviceError::BadHash(_) => ApiError::BadRequest(e.to_string()),
             DeviceError::NoActiveModel | DeviceError::NothingToRollBack(_) => {

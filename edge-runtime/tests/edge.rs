@@ -8,7 +8,9 @@
 //! once, and under a flood of idle connections), `fuzz` (property-based fuzz targets: loader,
 //! JSON and CSV parsers), `versions` (activation under load, rollback,
 //! restart), `telemetry` (cursor, feedback, windows, metrics), `process` (the real binary:
-//! `kill -9` durability, `run`, `inspect`), `tls` (HTTPS and its startup errors).
+//! `kill -9` durability, `run`, `inspect`), `tls` (HTTPS and its startup errors), `signing`
+//! (issue 12 on the real binary: trusted keys, signed pushes, restart and rotation; following
+//! an alias without MLflow: 409 on manual activation, errors reported, the follow CA).
 
 #[path = "edge/bad_input.rs"]
 mod bad_input;
@@ -22,6 +24,8 @@ mod hostile_input;
 mod load;
 #[path = "edge/process.rs"]
 mod process;
+#[path = "edge/signing.rs"]
+mod signing;
 #[path = "edge/telemetry.rs"]
 mod telemetry;
 #[path = "edge/tls.rs"]

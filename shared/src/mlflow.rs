@@ -934,6 +934,28 @@ impl<T: Transport> Client<T> {
         .await
     }
 
+    /// The version an alias points at (`GET registered-models/alias`): what a following
+    /// device asks on every poll. An alias that does not exist is MLflow's
+    /// `RESOURCE_DOES_NOT_EXIST` (HTTP 404).
+    pub async fn model_version_by_alias(
+        &self,
+        name: &str,
+        alias: &str,
+    ) -> Result<ModelVersion, MlflowError> {
+        self.field(
+            Method::Get,
+            format!(
+                "{API}/registered-models/alias?name={}&alias={}",
+                encode(name),
+                encode(alias)
+            ),
+            None,
+            "model_version",
+            "reading the alias",
+        )
+        .await
+    }
+
     pub async fn create_model_version(
         &self,
         name: &str,

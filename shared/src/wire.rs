@@ -56,6 +56,72 @@ pub struct DeviceInfo {
     pub uptime_s: u64,
     pub active: Option<ActiveModel>,
     pub modules: Vec<String>,
+    /// What the device follows, when it was started with `--follow` (absent otherwise, and
+    /// from devices older than issue 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow: Option<FollowStatus>,
+    /// The device's `--label key=value` pairs (e.g. `group` = `canary`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Ids of the keys whose signatures this device accepts (`--trusted-keys`); empty: any
+    /// module is accepted, signed or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<String>,
+}
+
+/// A following device's view of its alias (`GET /v1/info`'s `follow`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowStatus {
+    /// The MLflow tracking URI it polls.
+    pub tracking_uri: String,
+    /// Registered model name.
+    pub model: String,
+    pub alias: String,
+    /// The version the alias pointed at on the last successful check.
+    pub desired_version: Option<String>,
+    /// The version the device runs (its module's hash is the version's `wasmops.sha256`).
+    pub running_version: Option<String>,
+    pub state: FollowState,
+    /// When the device last asked MLflow (unix milliseconds).
+    pub last_check: Option<u64>,
+    /// Why the last check or update failed; cleared when the device runs the desired version.
+    pub last_error: Option<String>,
+}
+
+/// Where a following device stands (JSON: the snake-case words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FollowState {
+    /// No check has finished yet.
+    Starting,
+    /// Runs the version the alias points at.
+    InSync,
+    /// Downloading, verifying or loading the desired version.
+    Updating,
+    /// The desired version was refused (hash, signature, conformance...): still serving the
+    /// previous one, not retrying it until the alias moves or a long backoff passed.
+    Refused,
+    /// The last check failed (MLflow unreachable, credentials refused, no such alias...):
+    /// retrying with backoff, still serving what it had.
+    Error,
+}
+
+impl FollowState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowState::Starting => "starting",
+            FollowState::InSync => "in_sync",
+            FollowState::Updating => "updating",
+            FollowState::Refused => "refused",
+            FollowState::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for FollowState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,4 +351,31 @@ pub struct WindowsResponse {
     /// Oldest first.
     pub windows: Vec<Window>,
     pub concept_drift: Vec<ConceptDrift>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_without_follow_fields_still_parses_and_follow_round_trips() {
+        let old = r#"{"name":"d","version":"0.1.0","uptime_s":3,"active":null,"modules":[]}"#;
+        let info: DeviceInfo = serde_json::from_str(old).unwrap();
+        assert!(info.follow.is_none() && info.labels.is_empty() && info.trusted_keys.is_empty());
+        // A device that follows nothing writes what it wrote before.
+        assert_eq!(serde_json::to_string(&info).unwrap(), old);
+        let follow = FollowStatus {
+            tracking_uri: "http://mlflow:5000".into(),
+            model: "iris".into(),
+            alias: "champion".into(),
+            desired_version: Some("3".into()),
+            running_version: Some("2".into()),
+            state: FollowState::Refused,
+            last_check: Some(1),
+            last_error: Some("version 3 refused".into()),
+        };
+        let text = serde_json::to_string(&follow).unwrap();
+        assert!(text.contains(r#""state":"refused""#), "{text}");
+        assert_eq!(serde_json::from_str::<FollowStatus>(&text).unwrap(), follow);
+    }
 }

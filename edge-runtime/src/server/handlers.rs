@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use wasmops_shared::quote::{bounded, clipped};
+use wasmops_shared::signature;
 use wasmops_shared::wire::{
     self, ActivateResponse, FeedbackRequest, FeedbackResponse, Health, LabelPage, ModuleList,
     PredictResponse, RollbackResponse, TelemetryPage, UploadResponse, WindowsResponse,
@@ -65,12 +66,35 @@ pub(super) async fn upload(
             "empty body: send the module's bytes as application/wasm".into(),
         ));
     }
+    let signature = match headers.get(signature::HEADER) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::Rejected(format!(
+                        "signature refused: the `{}` header is not ASCII text (send the signature document's compact JSON)",
+                        signature::HEADER
+                    ))
+                })?
+                .to_string(),
+        ),
+    };
+    // The signature is checked before the module waits for a load slot or compiles: an
+    // unsigned or forged module costs one ECDSA verification, nothing more.
+    let device = s.device.clone();
+    let (body, signature) = blocking(move || {
+        device
+            .verify_signature(&body, signature.as_deref())
+            .map(|_| (body, signature))
+    })
+    .await?
+    .inspect_err(|e| tracing::warn!(error = %e, "module refused"))?;
     let device = s.device.clone();
     // Compiling and conformance-testing is CPU work: keep it off the async workers, and wait
     // (asynchronously) for one of the few load slots first, however many uploads arrive.
     let permit = s.device.sandbox().load_permit().await;
     let loaded = blocking(move || {
-        let loaded = device.upload(&body);
+        let loaded = device.upload_signed(&body, signature.as_deref());
         drop(permit);
         loaded
     })
@@ -88,10 +112,25 @@ pub(super) async fn upload(
     }
 }
 
+/// A device that follows an alias runs what the alias says: manual activation and rollback
+/// would be undone by the next poll, so they are refused (409) with what to do instead.
+fn refuse_if_following(s: &AppState, what: &str) -> Result<(), ApiError> {
+    match s.device.follower() {
+        Some(f) => Err(ApiError::Conflict(format!(
+            "this device follows alias {} of model {} on {}: {what} by hand is refused; move the alias in the registry instead",
+            bounded(&f.config.alias),
+            bounded(&f.config.model),
+            bounded(&f.config.tracking_uri)
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub(super) async fn activate(
     State(s): State<AppState>,
     Path(hash): Path<String>,
 ) -> Result<Json<ActivateResponse>, ApiError> {
+    refuse_if_following(&s, "activating a module")?;
     let device = s.device.clone();
     let h = hash.clone();
     let permit = s.device.sandbox().load_permit().await;
@@ -114,6 +153,7 @@ pub(super) async fn activate(
 pub(super) async fn rollback(
     State(s): State<AppState>,
 ) -> Result<Json<RollbackResponse>, ApiError> {
+    refuse_if_following(&s, "rolling back")?;
     let permit = s.device.sandbox().load_permit().await;
     let (active, rolled_back) = blocking(move || {
         let rolled_back = s.device.rollback();
@@ -410,12 +450,13 @@ pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     match blocking(move || device.telemetry.counters()).await {
         Ok(Ok(c)) => {
             let active = s.device.active().map(|m| m.info.hash.clone());
-            let text = telemetry::prometheus::render(
+            let mut text = telemetry::prometheus::render(
                 &c,
                 active.as_deref(),
                 s.device.uptime_s(),
                 s.guard.unauthorized(),
             );
+            text.push_str(&crate::follow::prometheus::render(&s.device));
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
