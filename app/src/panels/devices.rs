@@ -68,7 +68,7 @@ pub fn DevicesPage() -> impl IntoView {
                 fallback=|| view! { <p class="empty">"No devices yet. Start one with `wasmops-edge serve` and add its URL and token."</p> }>
                 <table class="runs devices" data-testid="devices">
                     <thead><tr>
-                        <th>"Device"</th><th>"URL"</th><th>"Status"</th><th>"Active version"</th>
+                        <th>"Device"</th><th>"URL"</th><th>"Status"</th><th>"Active version"</th><th>"Follows"</th>
                         <th class="num">"Uptime"</th><th>"Last seen"</th><th></th>
                     </tr></thead>
                     <tbody>
@@ -251,6 +251,13 @@ fn DeviceRow(d: DeviceEntry, pulling: RwSignal<BTreeSet<String>>) -> impl IntoVi
         });
     };
     let pull = move |_| spawn_local(pull_one(state, pulling, stored.get_value()));
+    let following = Memo::new(move |_| {
+        status.with(|s| {
+            s.as_ref()
+                .and_then(|s| s.last_info.as_ref())
+                .is_some_and(|i| i.follow.is_some())
+        })
+    });
     let select_url = url.clone();
     let pulling_url = url.clone();
     view! {
@@ -272,13 +279,64 @@ fn DeviceRow(d: DeviceEntry, pulling: RwSignal<BTreeSet<String>>) -> impl IntoVi
                     None => "none".into(),
                 }
             }}</td>
+            <td data-testid="device-follow" title=move || status.get().and_then(|s| s.last_info).and_then(|i| i.follow).map(|f| format!("polls {} for {}@{}", f.tracking_uri, f.model, f.alias)).unwrap_or_default()>
+                {move || status.get().and_then(|s| s.last_info).map(|i| follow_summary(&i)).unwrap_or_default()}
+            </td>
             <td class="num">{move || status.get().and_then(|s| s.last_info).map(|i| format!("{} s", i.uptime_s)).unwrap_or_default()}</td>
             <td data-testid="device-last-seen">{move || status.get().and_then(|s| s.last_seen_ms).map(clock).unwrap_or_else(|| "never".into())}</td>
             <td class="row-actions">
                 <button class="secondary pull" on:click=pull disabled=move || pulling.with(|p| p.contains(&pulling_url))>"Pull"</button>
-                <button class="secondary rollback" on:click=rollback>"Roll back"</button>
+                // A device that follows an alias refuses manual changes (409): say so here.
+                <button class="secondary rollback" on:click=rollback
+                    disabled=move || following.get()
+                    title=move || if following.get() { "this device follows a registry alias: move the alias instead (Registry)" } else { "activate the version that was active before" }>"Roll back"</button>
             </td>
         </tr>
+    }
+}
+
+/// What a device follows and where it stands, in a few words: `iris@champion v3, in sync`;
+/// a refusal or an error with the device's reason. Labels and trusted keys follow.
+pub fn follow_summary(info: &wasmops_shared::wire::DeviceInfo) -> String {
+    use wasmops_shared::wire::FollowState;
+    let mut parts = Vec::new();
+    if let Some(f) = &info.follow {
+        let want = f.desired_version.as_deref().map(|v| format!("v{v}"));
+        let runs = f.running_version.as_deref().map(|v| format!("v{v}"));
+        let mut text = format!("{}@{}", f.model, f.alias);
+        match (f.state, &want, &runs) {
+            (FollowState::InSync, _, Some(r)) => text.push_str(&format!(" {r}, in sync")),
+            (FollowState::Starting, ..) => text.push_str(", first check pending"),
+            (_, Some(w), r) if Some(w) != r.as_ref() => text.push_str(&format!(
+                " wants {w}, runs {}",
+                r.clone().unwrap_or_else(|| "nothing".into())
+            )),
+            _ => text.push_str(&format!(", {}", f.state)),
+        }
+        if let Some(e) = &f.last_error {
+            text.push_str(&format!(" ({}: {e})", f.state));
+        }
+        parts.push(text);
+    }
+    if !info.labels.is_empty() {
+        parts.push(
+            info.labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    if !info.trusted_keys.is_empty() {
+        parts.push(format!(
+            "signed modules only (keys {})",
+            info.trusted_keys.join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        "–".into()
+    } else {
+        parts.join("; ")
     }
 }
 
