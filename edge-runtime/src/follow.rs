@@ -377,6 +377,8 @@ async fn run(device: Arc<Device>, shared: Arc<Shared>) {
 struct Refusal {
     version: String,
     at: Instant,
+    /// What `last_error` says while the alias stays on it.
+    message: String,
 }
 
 /// Why one update did not happen.
@@ -428,7 +430,12 @@ impl Follower {
         }
         if let Some(r) = &self.refusal {
             if r.version == version && r.at.elapsed() < REFUSED_RETRY {
-                self.shared.update(|s| s.state = FollowState::Refused);
+                let message = r.message.clone();
+                self.failures = 0;
+                self.shared.update(|s| {
+                    s.state = FollowState::Refused;
+                    s.last_error = Some(message);
+                });
                 return true;
             }
         }
@@ -453,6 +460,7 @@ impl Follower {
                 self.refusal = Some(Refusal {
                     version,
                     at: Instant::now(),
+                    message: message.clone(),
                 });
                 self.shared.update(|s| {
                     s.state = FollowState::Refused;

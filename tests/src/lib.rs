@@ -332,6 +332,17 @@ impl EdgeProcess {
     }
 
     pub fn start_on(data_dir: &Path, token: &str, allow_origin: &str, listen: &str) -> EdgeProcess {
+        Self::start_with(data_dir, token, allow_origin, listen, &[])
+    }
+
+    /// With more `serve` flags (`--follow ...`, `--trusted-keys ...`).
+    pub fn start_with(
+        data_dir: &Path,
+        token: &str,
+        allow_origin: &str,
+        listen: &str,
+        extra: &[String],
+    ) -> EdgeProcess {
         let bin = required_env("WASMOPS_EDGE_BIN");
         let mut child = Command::new(&bin)
             .args([
@@ -347,6 +358,7 @@ impl EdgeProcess {
             ])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
