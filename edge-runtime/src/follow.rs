@@ -162,7 +162,7 @@ impl FollowConfig {
         credentials: Option<Credentials>,
         ca_pem: Option<Vec<u8>>,
     ) -> Result<FollowConfig, String> {
-        let uri = uri.trim().trim_end_matches('/').to_string();
+        let uri = uri.trim();
         let rest = if let Some(r) = uri.strip_prefix("https://") {
             if ca_pem.is_none() {
                 return Err(format!(
@@ -185,6 +185,9 @@ impl FollowConfig {
                 bounded(&uri)
             ));
         };
+        let scheme = &uri[..uri.len() - rest.len()];
+        let rest = rest.trim_end_matches('/');
+        let uri = format!("{scheme}{rest}");
         let authority = rest.split('/').next().unwrap_or("");
         if authority.is_empty() {
             return Err(format!("follow {}: no host in it", bounded(&uri)));

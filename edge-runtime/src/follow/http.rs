@@ -212,7 +212,8 @@ mod tests {
         );
 
         // Answers nothing: the request's time limit ends it.
-        let uri = hostile(|_s| async move {
+        let uri = hostile(|s| async move {
+            let _open = s;
             tokio::time::sleep(Duration::from_secs(30)).await;
         })
         .await;
