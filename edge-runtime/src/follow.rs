@@ -167,7 +167,7 @@ impl FollowConfig {
             if ca_pem.is_none() {
                 return Err(format!(
                     "follow {}: an https tracking URI needs --follow-ca with the CA that signed its certificate (the device has no built-in root store; for a public CA pass the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt)",
-                    bounded(&uri)
+                    bounded(uri)
                 ));
             }
             r
@@ -175,14 +175,14 @@ impl FollowConfig {
             if ca_pem.is_some() {
                 return Err(format!(
                     "follow {}: --follow-ca is for an https tracking URI, and this one is http",
-                    bounded(&uri)
+                    bounded(uri)
                 ));
             }
             r
         } else {
             return Err(format!(
                 "follow {}: the tracking URI must start with http:// or https://",
-                bounded(&uri)
+                bounded(uri)
             ));
         };
         let scheme = &uri[..uri.len() - rest.len()];
