@@ -575,4 +575,47 @@ mod tests {
         assert!(err.to_string().contains("without its certificate"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn follow_trusted_keys_and_labels_come_from_the_file_and_flags_win() {
+        let dir =
+            std::env::temp_dir().join(format!("wasmops-config-follow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("edge.toml");
+        let creds = dir.join("creds");
+        std::fs::write(&creds, "admin:pw\n").unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "token = \"t\"\ntrusted_keys = \"/keys\"\nfollow = \"http://mlflow:5000/\"\nmodel = \"iris\"\nalias = \"champion\"\nfollow_interval_s = 7\nfollow_credentials = {:?}\nlabels = {{ group = \"canary\", site = \"north\" }}\n",
+                creds.display().to_string()
+            ),
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            alias: Some("canary".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(c.trusted_keys, Some(PathBuf::from("/keys")));
+        let f = c.follow.unwrap();
+        assert_eq!(f.tracking_uri, "http://mlflow:5000");
+        assert_eq!((f.model.as_str(), f.alias.as_str()), ("iris", "canary"));
+        assert_eq!(f.interval, Duration::from_secs(7));
+        assert!(f.credentials.is_some());
+        assert_eq!(c.labels.get("site").map(String::as_str), Some("north"));
+        // Flags replace the file's labels as a whole.
+        let c = ServeConfig::resolve(ServeArgs {
+            config: Some(path.clone()),
+            labels: vec!["group=fleet".into()],
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.labels,
+            BTreeMap::from([("group".to_string(), "fleet".to_string())])
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

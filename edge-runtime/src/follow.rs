@@ -162,12 +162,12 @@ impl FollowConfig {
         credentials: Option<Credentials>,
         ca_pem: Option<Vec<u8>>,
     ) -> Result<FollowConfig, String> {
-        let uri = uri.trim().trim_end_matches('/').to_string();
+        let uri = uri.trim();
         let rest = if let Some(r) = uri.strip_prefix("https://") {
             if ca_pem.is_none() {
                 return Err(format!(
                     "follow {}: an https tracking URI needs --follow-ca with the CA that signed its certificate (the device has no built-in root store; for a public CA pass the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt)",
-                    bounded(&uri)
+                    bounded(uri)
                 ));
             }
             r
@@ -175,16 +175,19 @@ impl FollowConfig {
             if ca_pem.is_some() {
                 return Err(format!(
                     "follow {}: --follow-ca is for an https tracking URI, and this one is http",
-                    bounded(&uri)
+                    bounded(uri)
                 ));
             }
             r
         } else {
             return Err(format!(
                 "follow {}: the tracking URI must start with http:// or https://",
-                bounded(&uri)
+                bounded(uri)
             ));
         };
+        let scheme = &uri[..uri.len() - rest.len()];
+        let rest = rest.trim_end_matches('/');
+        let uri = format!("{scheme}{rest}");
         let authority = rest.split('/').next().unwrap_or("");
         if authority.is_empty() {
             return Err(format!("follow {}: no host in it", bounded(&uri)));
@@ -377,6 +380,8 @@ async fn run(device: Arc<Device>, shared: Arc<Shared>) {
 struct Refusal {
     version: String,
     at: Instant,
+    /// What `last_error` says while the alias stays on it.
+    message: String,
 }
 
 /// Why one update did not happen.
@@ -428,7 +433,12 @@ impl Follower {
         }
         if let Some(r) = &self.refusal {
             if r.version == version && r.at.elapsed() < REFUSED_RETRY {
-                self.shared.update(|s| s.state = FollowState::Refused);
+                let message = r.message.clone();
+                self.failures = 0;
+                self.shared.update(|s| {
+                    s.state = FollowState::Refused;
+                    s.last_error = Some(message);
+                });
                 return true;
             }
         }
@@ -453,6 +463,7 @@ impl Follower {
                 self.refusal = Some(Refusal {
                     version,
                     at: Instant::now(),
+                    message: message.clone(),
                 });
                 self.shared.update(|s| {
                     s.state = FollowState::Refused;

@@ -332,25 +332,16 @@ impl EdgeProcess {
     }
 
     pub fn start_on(data_dir: &Path, token: &str, allow_origin: &str, listen: &str) -> EdgeProcess {
-        Self::spawn(data_dir, token, allow_origin, listen, &[])
+        Self::start_with(data_dir, token, allow_origin, listen, &[])
     }
 
-    /// A device with more `serve` arguments (e.g. `--trusted-keys DIR`).
+    /// With more `serve` flags (`--follow ...`, `--trusted-keys ...`).
     pub fn start_with(
         data_dir: &Path,
         token: &str,
         allow_origin: &str,
-        extra: &[&std::ffi::OsStr],
-    ) -> EdgeProcess {
-        Self::spawn(data_dir, token, allow_origin, "127.0.0.1:0", extra)
-    }
-
-    fn spawn(
-        data_dir: &Path,
-        token: &str,
-        allow_origin: &str,
         listen: &str,
-        extra: &[&std::ffi::OsStr],
+        extra: &[String],
     ) -> EdgeProcess {
         let bin = required_env("WASMOPS_EDGE_BIN");
         let mut child = Command::new(&bin)

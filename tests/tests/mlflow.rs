@@ -463,7 +463,8 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
         &temp_dir("mlflow-device"),
         token,
         &site.origin,
-        &["--trusted-keys".as_ref(), keys.as_os_str()],
+        "127.0.0.1:0",
+        &["--trusted-keys".into(), keys.display().to_string()],
     );
 
     // First browser: train, compile, register, make champion, then connect.

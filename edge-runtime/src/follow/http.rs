@@ -120,3 +120,115 @@ fn chain(e: &reqwest::Error, timeout: std::time::Duration) -> String {
     }
     wasmops_shared::quote::clipped(&out)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wasmops_shared::mlflow::{Body, Method, Request, Transport};
+
+    use super::*;
+
+    /// A hostile "MLflow" on 127.0.0.1: reads the request head, then does `answer` with the
+    /// connection. Returns the tracking URI.
+    async fn hostile<F, Fut>(answer: F) -> String
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut head = [0u8; 4096];
+                let _ = s.read(&mut head).await;
+                answer(s).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn transport(uri: String) -> HttpTransport {
+        let mut config = FollowConfig::new(
+            uri,
+            "m".into(),
+            "a".into(),
+            Duration::from_secs(1),
+            None,
+            None,
+        )
+        .unwrap();
+        config.max_module_bytes = 1 << 20;
+        config.request_timeout = Duration::from_secs(1);
+        HttpTransport::new(&config).unwrap()
+    }
+
+    async fn get(t: &HttpTransport) -> Result<Response, String> {
+        t.send(Request {
+            method: Method::Get,
+            path: "/api/2.0/mlflow-artifacts/artifacts/x/model.wasm".into(),
+            body: Body::Empty,
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_hostile_server_cannot_bloat_or_stall_the_follower() {
+        // Announces more than the limit: refused before a byte of the body is read.
+        let uri = hostile(|mut s| async move {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        })
+        .await;
+        let err = get(&transport(uri)).await.unwrap_err();
+        assert!(
+            err.contains(TOO_LARGE) && err.contains("999999999999"),
+            "{err}"
+        );
+
+        // Streams without end: cut off at the limit.
+        let uri = hostile(|mut s| async move {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = [b'x'; 65536];
+            loop {
+                let mut c = format!("{:x}\r\n", chunk.len()).into_bytes();
+                c.extend_from_slice(&chunk);
+                c.extend_from_slice(b"\r\n");
+                if s.write_all(&c).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let err = get(&transport(uri)).await.unwrap_err();
+        assert!(
+            err.contains(TOO_LARGE) && err.contains("goes on past"),
+            "{err}"
+        );
+
+        // Answers nothing: the request's time limit ends it.
+        let uri = hostile(|s| async move {
+            let _open = s;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .await;
+        let started = Instant::now();
+        let err = get(&transport(uri)).await.unwrap_err();
+        assert!(err.contains("no complete answer within 1 s"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+
+        // A redirect is not followed (the credentials stay with the tracking URI).
+        let uri = hostile(|mut s| async move {
+            let _ = s
+                .write_all(b"HTTP/1.1 302 Found\r\nLocation: http://example.com/\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        })
+        .await;
+        assert_eq!(get(&transport(uri)).await.unwrap().status, 302);
+    }
+}
