@@ -46,7 +46,7 @@ Usage: cargo xtask <COMMAND>
 Commands:
   install  Install the tools the other commands need (idempotent; fast when all are present):
            the wasm32-unknown-unknown target, wasm-bindgen-cli at the version Cargo.lock pins,
-           trunk 0.22.1, wasm-opt (npm binaryen 132) and Chromium + chromedriver
+           trunk 0.22.1, wasm-opt (npm binaryen 132), Chromium + chromedriver and Prometheus
   run      Start a local device on 127.0.0.1:7878 and serve the dashboard on 127.0.0.1:8080
            (trunk serve --release); prints the URL to open. Ctrl-C stops both
   test     Run all tests: native tests, the dashboard build, browser unit tests of the app
@@ -137,6 +137,7 @@ fn execute(task: Task) -> Result {
             let ws = Workspace::locate()?;
             install::toolchain(&ws)?;
             install::browser()?;
+            install::prometheus()?;
             println!("xtask install: everything is in place");
             Ok(())
         }
