@@ -85,6 +85,14 @@ fn stage(binary: &Path, context: &Path) -> Result<Vec<String>> {
     }
     let target = rootfs.join("wasmops-edge");
     fs::copy(binary, &target).map_err(|e| io("copying", binary, e))?;
+    // The image's copy without symbols (about a fifth of the binary); the build's stays whole.
+    if Command::new("strip")
+        .arg(&target)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        println!("xtask container: stripped the image's copy of the binary");
+    }
     let listing = output(Command::new("ldd").arg(binary))?;
     let libs = shared_libraries(&listing)?;
     for lib in &libs {
