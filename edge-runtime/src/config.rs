@@ -30,6 +30,12 @@
 //! max_age_days = 7
 //! max_records = 1000000
 //! synchronous = "normal"                  # or "full" (survives power loss, slower)
+//!
+//! [remote_write]                          # push metrics where Prometheus cannot scrape
+//! url = "https://prometheus.example/api/v1/write"
+//! interval_s = 15
+//! bearer_file = "/etc/wasmops-edge/remote-write-token"   # or basic_auth_file (user:password)
+//! ca = "/etc/wasmops-edge/ca.pem"          # extra CA for the receiver's certificate
 //! ```
 
 use std::collections::BTreeMap;
@@ -41,6 +47,7 @@ use serde::Deserialize;
 
 use crate::follow::{Credentials, FollowConfig};
 use crate::server::tls::TlsFiles;
+use crate::telemetry::remote_write::{self, RemoteWriteConfig};
 use crate::telemetry::TelemetryConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +188,26 @@ pub struct ServeArgs {
         value_name = "KEY=VALUE"
     )]
     pub labels: Vec<String>,
+    /// Push metrics to this Prometheus remote-write URL (e.g.
+    /// http://prometheus:9090/api/v1/write), for devices Prometheus cannot scrape.
+    #[arg(long, env = "WASMOPS_REMOTE_WRITE", value_name = "URL")]
+    pub remote_write: Option<String>,
+    /// Seconds between two pushes [default: 15].
+    #[arg(long, env = "WASMOPS_REMOTE_WRITE_INTERVAL", value_name = "SECONDS")]
+    pub remote_write_interval: Option<u64>,
+    /// Send `Authorization: Bearer <first line of FILE>` with every push.
+    #[arg(long, env = "WASMOPS_REMOTE_WRITE_BEARER_FILE", value_name = "FILE")]
+    pub remote_write_bearer_file: Option<PathBuf>,
+    /// Send basic auth with every push; FILE holds `user:password` on its first line.
+    #[arg(
+        long,
+        env = "WASMOPS_REMOTE_WRITE_BASIC_AUTH_FILE",
+        value_name = "FILE"
+    )]
+    pub remote_write_basic_auth_file: Option<PathBuf>,
+    /// Also trust the CA certificates (PEM) in FILE for an HTTPS remote-write URL.
+    #[arg(long, env = "WASMOPS_REMOTE_WRITE_CA", value_name = "FILE")]
+    pub remote_write_ca: Option<PathBuf>,
 }
 
 /// The config file's shape (every key optional; unknown keys are an error).
@@ -214,6 +241,18 @@ pub struct FileConfig {
     pub follow_ca: Option<PathBuf>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remote_write: FileRemoteWrite,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRemoteWrite {
+    pub url: Option<String>,
+    pub interval_s: Option<u64>,
+    pub bearer_file: Option<PathBuf>,
+    pub basic_auth_file: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +287,8 @@ pub struct ServeConfig {
     pub follow: Option<FollowConfig>,
     /// `--label` pairs.
     pub labels: BTreeMap<String, String>,
+    /// Push metrics to a remote-write receiver.
+    pub remote_write: Option<RemoteWriteConfig>,
 }
 
 impl FileConfig {
@@ -368,10 +409,63 @@ impl ServeConfig {
             args.follow_credentials.or(file.follow_credentials),
             args.follow_ca.or(file.follow_ca),
         )?;
+        let name = args
+            .name
+            .or(file.name)
+            .unwrap_or_else(|| "wasmops-device".into());
+        let rw = file.remote_write;
+        let remote_write = match args.remote_write.or(rw.url) {
+            None => None,
+            Some(url) => {
+                let interval_s = args
+                    .remote_write_interval
+                    .or(rw.interval_s)
+                    .unwrap_or(remote_write::DEFAULT_INTERVAL.as_secs());
+                if interval_s == 0 {
+                    return Err(ConfigError::Invalid(
+                        "remote_write interval must be at least 1 second".into(),
+                    ));
+                }
+                let bearer = args.remote_write_bearer_file.or(rw.bearer_file);
+                let basic = args.remote_write_basic_auth_file.or(rw.basic_auth_file);
+                let auth = match (bearer, basic) {
+                    (Some(_), Some(_)) => {
+                        return Err(ConfigError::Invalid(
+                            "remote write takes a bearer file or a basic-auth file, not both"
+                                .into(),
+                        ))
+                    }
+                    (Some(path), None) => Some(remote_write::Auth::Bearer(read_secret(&path)?)),
+                    (None, Some(path)) => {
+                        let line = read_secret(&path)?;
+                        let (user, password) = line.split_once(':').ok_or_else(|| {
+                            ConfigError::Invalid(format!(
+                                "basic-auth file {} must hold `user:password`",
+                                path.display()
+                            ))
+                        })?;
+                        Some(remote_write::Auth::Basic {
+                            user: user.to_string(),
+                            password: password.to_string(),
+                        })
+                    }
+                    (None, None) => None,
+                };
+                Some(RemoteWriteConfig {
+                    url,
+                    interval: Duration::from_secs(interval_s),
+                    auth,
+                    ca: args.remote_write_ca.or(rw.ca),
+                    job: "wasmops-edge".into(),
+                    instance: name.clone(),
+                })
+            }
+        };
         Ok(ServeConfig {
             trusted_keys: args.trusted_keys.or(file.trusted_keys),
             follow,
             labels,
+            remote_write,
             tls,
             listen: args
                 .listen
@@ -388,10 +482,7 @@ impl ServeConfig {
                 args.allow_origins
             },
             public_predict: args.public_predict.or(file.public_predict).unwrap_or(false),
-            name: args
-                .name
-                .or(file.name)
-                .unwrap_or_else(|| "wasmops-device".into()),
+            name,
             max_body,
             max_buffered,
             max_connections,
@@ -491,6 +582,18 @@ fn resolve_follow(
     let config = FollowConfig::new(uri, model, alias, interval, credentials, ca_pem)
         .map_err(ConfigError::Invalid)?;
     Ok(Some(config))
+}
+
+/// The first line of a credentials file, which must not be empty.
+fn read_secret(path: &Path) -> Result<String, ConfigError> {
+    let secret = read_token(path)?;
+    if secret.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "credentials file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(secret)
 }
 
 fn read_token(path: &Path) -> Result<String, ConfigError> {
@@ -616,6 +719,80 @@ mod tests {
             c.labels,
             BTreeMap::from([("group".to_string(), "fleet".to_string())])
         );
+    }
+
+    #[test]
+    fn remote_write_comes_from_flags_or_the_file_with_its_credentials() {
+        let dir = std::env::temp_dir().join(format!("wasmops-config-rw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("edge.toml");
+        let bearer = dir.join("bearer");
+        let basic = dir.join("basic");
+        std::fs::write(&bearer, "rw-token\n").unwrap();
+        std::fs::write(&basic, "push:pa:ss\n").unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "token = \"t\"\nname = \"gw-7\"\n[remote_write]\nurl = \"http://prom:9090/api/v1/write\"\ninterval_s = 30\nbearer_file = {:?}\n",
+                bearer.display().to_string()
+            ),
+        )
+        .unwrap();
+        let from_file = |args: ServeArgs| {
+            ServeConfig::resolve(ServeArgs {
+                config: Some(path.clone()),
+                ..args
+            })
+        };
+        let rw = from_file(ServeArgs::default())
+            .unwrap()
+            .remote_write
+            .unwrap();
+        assert_eq!(rw.url, "http://prom:9090/api/v1/write");
+        assert_eq!(rw.interval, Duration::from_secs(30));
+        assert_eq!(rw.auth, Some(remote_write::Auth::Bearer("rw-token".into())));
+        assert_eq!(
+            (rw.job.as_str(), rw.instance.as_str()),
+            ("wasmops-edge", "gw-7")
+        );
+        // Flags win; the default interval is 15 s; basic auth splits at the first colon.
+        std::fs::write(&path, "token = \"t\"\n").unwrap();
+        assert!(from_file(ServeArgs::default())
+            .unwrap()
+            .remote_write
+            .is_none());
+        let rw = from_file(ServeArgs {
+            remote_write: Some("https://x/api/v1/write".into()),
+            remote_write_basic_auth_file: Some(basic.clone()),
+            ..ServeArgs::default()
+        })
+        .unwrap()
+        .remote_write
+        .unwrap();
+        assert_eq!(rw.interval, remote_write::DEFAULT_INTERVAL);
+        assert_eq!(
+            rw.auth,
+            Some(remote_write::Auth::Basic {
+                user: "push".into(),
+                password: "pa:ss".into()
+            })
+        );
+        assert_eq!(rw.instance, "wasmops-device");
+        let err = from_file(ServeArgs {
+            remote_write: Some("http://x/".into()),
+            remote_write_bearer_file: Some(bearer.clone()),
+            remote_write_basic_auth_file: Some(basic.clone()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        let err = from_file(ServeArgs {
+            remote_write: Some("http://x/".into()),
+            remote_write_interval: Some(0),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("at least 1 second"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,6 +24,7 @@ use wasmops_shared::signature::{DetachedSignature, SignatureError, TrustedKeys};
 use wasmops_shared::wire::{ActiveModel, DeviceInfo, ModuleList, ModuleSummary};
 
 use crate::sandbox::{LoadedModule, Sandbox, SandboxError};
+use crate::telemetry::prometheus;
 use crate::telemetry::{ResolvedLabel, TelemetryConfig, TelemetryError, TelemetryStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,8 @@ pub struct Device {
     /// Parsed (not compiled) modules, for drift against their profiles.
     infos: Mutex<HashMap<String, Arc<ModuleInfo>>>,
     started: Instant,
+    /// Registry versions of modules, where known (see [`Device::set_module_version`]).
+    versions: Mutex<HashMap<String, String>>,
     pub telemetry: TelemetryStore,
     /// Keys whose signatures this device accepts; empty: any module is accepted.
     trusted: TrustedKeys,
@@ -108,6 +111,7 @@ impl Device {
             activation: Mutex::new(()),
             infos: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            versions: Mutex::new(HashMap::new()),
             telemetry: TelemetryStore::open(data_dir, telemetry)?,
             trusted,
             labels: BTreeMap::new(),
@@ -385,6 +389,45 @@ impl Device {
 
     pub fn uptime_s(&self) -> u64 {
         self.started.elapsed().as_secs()
+    }
+
+    /// Records the registry's version of a module (e.g. the MLflow model version it was
+    /// pulled as): the `version` label of `wasmops_active_module_info` from then on.
+    pub fn set_module_version(&self, hash: &str, version: &str) {
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash.to_string(), version.to_string());
+    }
+
+    /// The version label of a module ([`prometheus::module_version`]).
+    pub fn module_version(&self, hash: &str) -> String {
+        let versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        prometheus::module_version(hash, versions.get(hash).map(String::as_str))
+    }
+
+    /// What `/metrics` and remote write show: the durable counters, the active module, and
+    /// its drift and live accuracy over the trailing [`prometheus::DRIFT_WINDOW_S`].
+    /// Blocking (SQLite reads).
+    pub fn metrics(&self, unauthorized: u64) -> Result<prometheus::Inputs, DeviceError> {
+        let counters = self.telemetry.counters()?;
+        let active = self.active();
+        let since = crate::telemetry::now_ms().saturating_sub(prometheus::DRIFT_WINDOW_S * 1000);
+        let live = match &active {
+            Some(m) => Some(self.telemetry.live_quality(&m.info, since)?),
+            None => None,
+        };
+        Ok(prometheus::Inputs {
+            counters,
+            active: active.map(|m| prometheus::ActiveModule {
+                hash: m.info.hash.clone(),
+                kind: m.info.card.kind.clone(),
+                version: self.module_version(&m.info.hash),
+            }),
+            live,
+            uptime_s: self.uptime_s(),
+            unauthorized,
+        })
     }
 
     pub fn info(&self) -> Result<DeviceInfo, DeviceError> {

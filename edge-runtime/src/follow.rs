@@ -428,6 +428,9 @@ impl Follower {
         if wanted.is_some() && running == wanted {
             // Already runs it (also right after a restart, which restored it).
             self.refusal = None;
+            if let Some(h) = &running {
+                self.device.set_module_version(h, &version);
+            }
             self.in_sync(&version);
             return true;
         }
@@ -447,6 +450,8 @@ impl Follower {
         match self.update(&mv).await {
             Ok(hash) => {
                 tracing::info!(version = %version, module = %hash, "now running the version the alias points at");
+                // Its metrics carry the registry's version from now on.
+                self.device.set_module_version(&hash, &version);
                 self.in_sync(&version);
                 true
             }

@@ -1,6 +1,7 @@
 //! `wasmops-edge`: serve model modules on a device, or run and inspect them offline.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -10,6 +11,8 @@ use wasmops_edge::device::Device;
 use wasmops_edge::sandbox::{Limits, Sandbox};
 use wasmops_edge::server::conn::ConnLimits;
 use wasmops_edge::server::{self, HttpConfig};
+use wasmops_edge::telemetry::prometheus::{self, ConstLabels};
+use wasmops_edge::telemetry::remote_write;
 use wasmops_edge::{logging, offline};
 
 #[derive(Parser)]
@@ -135,6 +138,10 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             // The same patience as for a request body: bytes must keep moving.
             stall_timeout: config.body_timeout,
         },
+        // The device's `--label` pairs, on every series (so Prometheus can group by them).
+        metric_labels: ConstLabels::new(config.labels.clone().into_iter().collect())
+            .map_err(|e| anyhow::anyhow!("--label: {e}"))?,
+        unauthorized: Arc::new(AtomicU64::new(0)),
     };
     let device = Arc::new(device);
     if let Some(follow) = config.follow.clone() {
@@ -143,6 +150,23 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             ..follow
         };
         wasmops_edge::follow::start(device.clone(), follow).context("starting the follower")?;
+    }
+    if let Some(rw) = config.remote_write.clone() {
+        let pusher = remote_write::Pusher::new(rw.clone()).map_err(anyhow::Error::msg)?;
+        tracing::info!(url = %rw.url, interval_s = rw.interval.as_secs(), instance = %rw.instance, "pushing metrics by remote write");
+        let (device, unauthorized) = (device.clone(), http.unauthorized.clone());
+        let collect = move || {
+            device
+                .metrics(unauthorized.load(Ordering::Relaxed))
+                .map(|inputs| prometheus::collect(&inputs))
+                .map_err(|e| e.to_string())
+        };
+        tokio::spawn(remote_write::run(
+            pusher,
+            http.metric_labels.clone(),
+            collect,
+            shutdown_signal(),
+        ));
     }
     match tls {
         Some(acceptor) => {

@@ -16,6 +16,7 @@ pub mod tls;
 
 use std::any::Any;
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ use wasmops_shared::wire::{self, paths};
 use crate::device::{Device, DeviceError};
 use crate::input::InputError;
 use crate::sandbox::SandboxError;
+use crate::telemetry::prometheus::ConstLabels;
 use crate::telemetry::{ErrorKind, TelemetryError};
 
 /// What the HTTP layer needs besides the device.
@@ -52,6 +54,11 @@ pub struct HttpConfig {
     pub body_timeout: Duration,
     /// Connection count and request-head timeout.
     pub conn: conn::ConnLimits,
+    /// Labels every `/metrics` series carries (e.g. `group="canary"`).
+    pub metric_labels: ConstLabels,
+    /// Requests refused for their token since the start: counted by the token layer, shown by
+    /// `/metrics` and pushed by remote write (memory only).
+    pub unauthorized: Arc<AtomicU64>,
 }
 
 impl HttpConfig {
@@ -66,6 +73,8 @@ impl HttpConfig {
             max_buffered: 64 << 20,
             body_timeout: Duration::from_secs(30),
             conn: conn::ConnLimits::default(),
+            metric_labels: ConstLabels::default(),
+            unauthorized: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -244,11 +253,12 @@ pub fn router(device: Arc<Device>, http: HttpConfig) -> Router {
         ])
         .allow_private_network(true);
     let max_body = http.max_body;
-    let guard = Arc::new(guard::Guard::new(
+    let guard = Arc::new(guard::Guard::counting(
         http.token.clone(),
         http.max_body,
         http.max_buffered,
         http.body_timeout,
+        http.unauthorized.clone(),
     ));
     let public_predict = !http.predict_requires_token;
     let state = AppState {

@@ -13,6 +13,7 @@
 
 pub mod drift;
 pub mod prometheus;
+pub mod remote_write;
 pub mod windows;
 mod writer;
 
@@ -24,6 +25,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use wasmops_shared::wire::{Label, LabelPage, LabelRecord, TelemetryPage, TelemetryRecord};
+
+/// Most rows the live drift gauges read (the newest ones of the window).
+pub const MAX_LIVE_ROWS: u64 = 200_000;
 
 /// Most prediction rows in one page of `records` (see [`TelemetryStore::records`]).
 pub const MAX_PAGE_ROWS: u64 = 100_000;
@@ -409,6 +413,59 @@ impl TelemetryStore {
         )?;
         conn.busy_timeout(Duration::from_secs(5))?;
         Ok(windows::compute(&conn, query, module)?)
+    }
+
+    /// Drift and accuracy of `model`'s live traffic predicted since `since_ms` (the gauges of
+    /// `/metrics`). Bounded: reads the newest records back to at most [`MAX_LIVE_ROWS`] rows,
+    /// on a read connection of its own.
+    pub fn live_quality(
+        &self,
+        model: &wasmops_shared::module::ModuleInfo,
+        since_ms: u64,
+    ) -> Result<prometheus::LiveQuality, TelemetryError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        let mut stmt = conn.prepare(
+            "SELECT rows, n_features, bins FROM records
+             WHERE ts_ms >= ?1 AND model = ?2 AND purpose IS NULL AND status = 'ok'
+             ORDER BY seq DESC",
+        )?;
+        let mut rows = stmt.query(params![since_ms as i64, model.hash])?;
+        let mut bins: Vec<[u64; 12]> = Vec::new();
+        let mut n = 0u64;
+        while let Some(r) = rows.next()? {
+            let d = r.get::<_, i64>(1)? as usize;
+            if d > 0 {
+                if bins.len() < d {
+                    bins.resize(d, [0; 12]);
+                }
+                let blob = r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?;
+                for row in blob.chunks_exact(d) {
+                    for (j, b) in row.iter().enumerate() {
+                        bins[j][usize::from(*b).min(11)] += 1;
+                    }
+                }
+            }
+            n += r.get::<_, i64>(0)? as u64;
+            if n >= MAX_LIVE_ROWS {
+                break;
+            }
+        }
+        drop(rows);
+        let (labeled, correct): (i64, Option<i64>) = conn.query_row(
+            "SELECT count(*), sum(correct) FROM feedback WHERE pred_ts_ms >= ?1 AND model = ?2",
+            params![since_ms as i64, model.hash],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(prometheus::LiveQuality {
+            rows: n,
+            drift: windows::feature_drift(model, &bins),
+            labeled: labeled as u64,
+            correct: correct.unwrap_or(0) as u64,
+        })
     }
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {

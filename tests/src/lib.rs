@@ -2,8 +2,8 @@
 //! `wasmops-edge` processes, and headless Chromium driven over WebDriver (chromedriver).
 //!
 //! `cargo xtask test` builds what these need and passes it in environment variables:
-//! `WASMOPS_DIST` (trunk's output), `WASMOPS_EDGE_BIN`, `CHROMEDRIVER`, `CHROMIUM` and
-//! `WASMOPS_SCREENSHOTS` (where screenshots go).
+//! `WASMOPS_DIST` (trunk's output), `WASMOPS_EDGE_BIN`, `CHROMEDRIVER`, `CHROMIUM`,
+//! `WASMOPS_SCREENSHOTS` (where screenshots go), `WASMOPS_MLFLOW` and `WASMOPS_PROMETHEUS`.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener as StdListener;
@@ -318,6 +318,169 @@ impl Drop for MlflowServer {
     }
 }
 
+/// A real Prometheus (the Debian package `cargo xtask test` installs, `$WASMOPS_PROMETHEUS`)
+/// on a free 127.0.0.1 port: a temporary config and TSDB in `dir`, scraping `targets`
+/// (`host:port` of devices, with their bearer token) every second, the remote-write receiver
+/// on (`/api/v1/write`), and CORS open to any origin so the dashboard can query it. Killed
+/// when dropped.
+pub struct PrometheusServer {
+    pub url: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl PrometheusServer {
+    /// Starts it (call [`PrometheusServer::ready`] before querying). Every target is scraped
+    /// in job `wasmops-edge` at `/metrics` with `Authorization: Bearer <token>`.
+    pub fn start(dir: &Path, targets: &[String], token: &str) -> PrometheusServer {
+        let bin = required_env("WASMOPS_PROMETHEUS");
+        let port = free_port();
+        std::fs::create_dir_all(dir.join("tsdb")).expect("tsdb dir");
+        let token_file = dir.join("device-token");
+        std::fs::write(&token_file, token).expect("token file");
+        let targets = targets
+            .iter()
+            .map(|t| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let config = format!(
+            "global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: wasmops-edge
+    authorization:
+      credentials_file: {}
+    static_configs:
+      - targets: [{targets}]
+",
+            token_file.display()
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus log");
+        let child = Command::new(&bin)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--web.cors.origin=.*")
+            .current_dir(dir)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        PrometheusServer {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            dir: dir.to_path_buf(),
+            child: Some(child),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Where devices push: `--remote-write <this>`.
+    pub fn remote_write_url(&self) -> String {
+        format!("{}/api/v1/write", self.url)
+    }
+
+    /// Waits (up to 30 s) until `/-/ready` answers 200.
+    pub async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/-/ready", self.url)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "prometheus on {} did not become ready; its log:\n{}",
+                    self.url,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Prometheus's own log (stdout and stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// An instant query (`/api/v1/query`): `data.result`, an array of `{metric, value}`.
+    pub async fn query(&self, promql: &str) -> serde_json::Value {
+        let r = self
+            .http
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", promql)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("query {promql}: {e}"));
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert!(
+            status.is_success() && body["status"] == "success",
+            "query {promql}: {status} {body}"
+        );
+        body["data"]["result"].clone()
+    }
+
+    /// Queries every 250 ms until `accept` takes the result (returned) or `timeout` passes
+    /// (panics with the last result and Prometheus's log).
+    pub async fn query_until(
+        &self,
+        promql: &str,
+        timeout: Duration,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let result = self.query(promql).await;
+            if accept(&result) {
+                return result;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "query {promql} still gives {result} after {timeout:?}; prometheus log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The value of one sample of a query result (`value: [time, "text"]`) as a number.
+pub fn sample_value(sample: &serde_json::Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no value in {sample}"))
+}
+
 /// A `wasmops-edge serve` child process on a free 127.0.0.1 port. Killed when dropped.
 pub struct EdgeProcess {
     pub url: String,
@@ -332,15 +495,17 @@ impl EdgeProcess {
     }
 
     pub fn start_on(data_dir: &Path, token: &str, allow_origin: &str, listen: &str) -> EdgeProcess {
-        Self::start_with(data_dir, token, allow_origin, listen, &[])
+        Self::start_with(data_dir, token, allow_origin, listen, "e2e-device", &[])
     }
 
-    /// With more `serve` flags (`--follow ...`, `--trusted-keys ...`).
+    /// With its own `--name` and further `serve` flags (`--follow ...`, `--trusted-keys ...`,
+    /// `--remote-write URL`).
     pub fn start_with(
         data_dir: &Path,
         token: &str,
         allow_origin: &str,
         listen: &str,
+        name: &str,
         extra: &[String],
     ) -> EdgeProcess {
         let bin = required_env("WASMOPS_EDGE_BIN");
@@ -354,7 +519,7 @@ impl EdgeProcess {
                 "--allow-origin",
                 allow_origin,
                 "--name",
-                "e2e-device",
+                name,
             ])
             .arg("--data-dir")
             .arg(data_dir)

@@ -464,6 +464,7 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
         token,
         &site.origin,
         "127.0.0.1:0",
+        "e2e-device",
         &["--trusted-keys".into(), keys.display().to_string()],
     );
 

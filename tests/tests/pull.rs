@@ -387,6 +387,7 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
                 TOKEN,
                 "http://localhost",
                 "127.0.0.1:0",
+                &format!("device-{i}"),
                 &[
                     "--trusted-keys".into(),
                     keys.clone(),

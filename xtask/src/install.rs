@@ -236,6 +236,50 @@ pub fn mlflow(ws: &Workspace) -> Result<PathBuf> {
     Ok(mlflow)
 }
 
+/// Prometheus for the fleet-telemetry tests (scrapes devices, receives remote write), from
+/// Debian's package when missing (2.42 in bookworm: `--web.enable-remote-write-receiver` and
+/// `--web.cors.origin`); returns the `prometheus` executable.
+pub fn prometheus() -> Result<PathBuf> {
+    apt_program("prometheus", "prometheus", &["prometheus"])
+}
+
+/// Podman for `cargo xtask container`, with runc: Debian's default runtime, crun, refuses to
+/// start containers on a host with cgroups v1 in hybrid mode, runc runs them. Returns the
+/// `podman` executable.
+pub fn podman() -> Result<PathBuf> {
+    let podman = apt_program("podman", "podman", &["podman"])?;
+    apt_program("runc", "runc", &["runc"])?;
+    Ok(podman)
+}
+
+/// A program from a Debian package: found on PATH, or installed with apt-get when running as
+/// root (otherwise the error says what to install).
+fn apt_program(program: &str, label: &str, packages: &[&str]) -> Result<PathBuf> {
+    let install = format!(
+        "apt-get update && apt-get install -y {}",
+        packages.join(" ")
+    );
+    if let Some(path) = find_on_path(program) {
+        say(&format!("{label}: found {}", path.display()));
+        return Ok(path);
+    }
+    if !is_root() {
+        return Err(format!(
+            "`{program}` is missing; install it as root with: {install}"
+        ));
+    }
+    say(&format!("{label}: missing, running {install}"));
+    run_checked(Command::new("apt-get").arg("update"))?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    find_on_path(program)
+        .ok_or_else(|| format!("`{install}` succeeded but `{program}` is still not on PATH"))
+}
+
 fn find_browser() -> Option<Browser> {
     Some(Browser {
         chromium: find_on_path("chromium")?,

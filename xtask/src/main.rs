@@ -14,10 +14,14 @@
 //! - `cargo xtask fuzz [CASES]`: the property-based fuzz targets of the device (module loader,
 //!   JSON and CSV predict parsers) for CASES cases each (default 20,000) instead of the few the
 //!   test suite runs; the debug profile, so arithmetic overflow is caught too.
+//! - `cargo xtask container`: the device's container image (`Dockerfile`, podman, no base
+//!   image) and a smoke test of it (see [`container`]). Not part of `test`: it needs a release
+//!   build of the device (minutes cold) and root or a working rootless podman.
 //!
 //! Build output goes to `CARGO_TARGET_DIR` if it is set, else to `<workspace>/target`; xtask keeps
 //! its own state there too (`tools/binaryen`, `wasmops-dev/`, `screenshots/`).
 
+mod container;
 mod install;
 
 use std::collections::hash_map::RandomState;
@@ -42,7 +46,7 @@ Usage: cargo xtask <COMMAND>
 Commands:
   install  Install the tools the other commands need (idempotent; fast when all are present):
            the wasm32-unknown-unknown target, wasm-bindgen-cli at the version Cargo.lock pins,
-           trunk 0.22.1, wasm-opt (npm binaryen 132) and Chromium + chromedriver
+           trunk 0.22.1, wasm-opt (npm binaryen 132), Chromium + chromedriver and Prometheus
   run      Start a local device on 127.0.0.1:7878 and serve the dashboard on 127.0.0.1:8080
            (trunk serve --release); prints the URL to open. Ctrl-C stops both
   test     Run all tests: native tests, the dashboard build, browser unit tests of the app
@@ -50,6 +54,10 @@ Commands:
   bench    Run the benchmarks (module vs native throughput, ...)
   fuzz     Run the device's fuzz targets (module loader, JSON and CSV predict parsers) longer:
            `cargo xtask fuzz [CASES]`, CASES per target (default 20000)
+  container
+           Build the device's container image with podman (host-built release binary and its
+           shared libraries on an empty image, no base image pulled) and smoke-test it:
+           health, upload, activate, predict. Installs podman and runc when missing (root)
 
 Options:
   -h, --help  Print this help
@@ -66,6 +74,7 @@ enum Task {
     Test,
     Bench,
     Fuzz(u32),
+    Container,
     Help,
 }
 
@@ -95,6 +104,7 @@ fn parse_args(args: &[String]) -> Result<Task> {
         Some("run") => Task::Run,
         Some("test") => Task::Test,
         Some("bench") => Task::Bench,
+        Some("container") => Task::Container,
         Some("fuzz") => {
             return match &args[1..] {
                 [] => Ok(Task::Fuzz(FUZZ_CASES)),
@@ -127,6 +137,7 @@ fn execute(task: Task) -> Result {
             let ws = Workspace::locate()?;
             install::toolchain(&ws)?;
             install::browser()?;
+            install::prometheus()?;
             println!("xtask install: everything is in place");
             Ok(())
         }
@@ -134,6 +145,7 @@ fn execute(task: Task) -> Result {
         Task::Test => test(&Workspace::locate()?),
         Task::Bench => bench(&Workspace::locate()?),
         Task::Fuzz(cases) => fuzz(&Workspace::locate()?, cases),
+        Task::Container => container::container(&Workspace::locate()?),
     }
 }
 
@@ -469,6 +481,7 @@ fn test_steps(ws: &Workspace, tools: &Tools, browser: &Browser) -> Result<Vec<St
         .env("WASMOPS_DIST", ws.root.join("dist"))
         .env("WASMOPS_EDGE_BIN", ws.edge_binary("debug"))
         .env("WASMOPS_MLFLOW", install::mlflow(ws)?)
+        .env("WASMOPS_PROMETHEUS", install::prometheus()?)
         .env("CHROMEDRIVER", &browser.chromedriver)
         .env("CHROMIUM", &browser.chromium)
         .env("WASMOPS_SCREENSHOTS", &screenshots);

@@ -19,6 +19,8 @@ pub struct HttpTransport {
 impl HttpTransport {
     pub fn new(config: &FollowConfig) -> Result<HttpTransport, String> {
         let mut builder = reqwest::Client::builder()
+            // Only the CAs of --follow-ca, not the public roots remote write uses.
+            .tls_built_in_root_certs(false)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(config.request_timeout)
             // Credentials go only to the tracking URI: a redirect elsewhere is an error.

@@ -33,7 +33,8 @@ pub struct Guard {
     /// One permit per byte of request body held in memory by the device at once.
     budget: Arc<Semaphore>,
     budget_bytes: usize,
-    unauthorized: AtomicU64,
+    /// Shared with whoever reports it (`/metrics`, remote write): see [`super::HttpConfig`].
+    unauthorized: Arc<AtomicU64>,
     unauthorized_log: Mutex<LogLimiter>,
 }
 
@@ -44,6 +45,23 @@ impl Guard {
         max_buffered: usize,
         body_timeout: Duration,
     ) -> Guard {
+        Guard::counting(
+            token,
+            max_body,
+            max_buffered,
+            body_timeout,
+            Arc::new(AtomicU64::new(0)),
+        )
+    }
+
+    /// [`Guard::new`] counting refused requests in `unauthorized`.
+    pub fn counting(
+        token: String,
+        max_body: usize,
+        max_buffered: usize,
+        body_timeout: Duration,
+        unauthorized: Arc<AtomicU64>,
+    ) -> Guard {
         let budget_bytes = max_buffered.max(max_body);
         Guard {
             token,
@@ -51,7 +69,7 @@ impl Guard {
             body_timeout,
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
-            unauthorized: AtomicU64::new(0),
+            unauthorized,
             unauthorized_log: Mutex::new(LogLimiter::new()),
         }
     }

@@ -447,14 +447,12 @@ pub(super) async fn windows(
 
 pub(super) async fn metrics(State(s): State<AppState>) -> Response {
     let device = s.device.clone();
-    match blocking(move || device.telemetry.counters()).await {
-        Ok(Ok(c)) => {
-            let active = s.device.active().map(|m| m.info.hash.clone());
+    let unauthorized = s.guard.unauthorized();
+    match blocking(move || device.metrics(unauthorized)).await {
+        Ok(Ok(inputs)) => {
             let mut text = telemetry::prometheus::render(
-                &c,
-                active.as_deref(),
-                s.device.uptime_s(),
-                s.guard.unauthorized(),
+                &telemetry::prometheus::collect(&inputs),
+                &s.http.metric_labels,
             );
             text.push_str(&crate::follow::prometheus::render(&s.device));
             (

@@ -143,7 +143,8 @@ pub fn compute(
     })
 }
 
-fn feature_drift(info: &ModuleInfo, live: &[[u64; 12]]) -> Vec<FeatureDrift> {
+/// Drift of each feature's live bin counts against the module's training profile.
+pub(crate) fn feature_drift(info: &ModuleInfo, live: &[[u64; 12]]) -> Vec<FeatureDrift> {
     info.profile
         .features
         .iter()

@@ -337,3 +337,133 @@ async fn json_logs_token_file_and_public_predict_from_the_config_file() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A receiver that is down (accepts and hangs up) and then comes back (answers 204): the
+/// device logs the failure once, not per push, keeps serving meanwhile, and logs the recovery
+/// with the number of pushes it dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_remote_write_receiver_is_logged_once_and_never_holds_up_serving() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let dir = temp_dir("remote-write-down");
+    let data = dir.join("data");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let up = Arc::new(AtomicBool::new(false));
+    let (seen, is_up) = (attempts.clone(), up.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            seen.fetch_add(1, Ordering::SeqCst);
+            if !is_up.load(Ordering::SeqCst) {
+                drop(stream);
+                continue;
+            }
+            // Read the head and the body it announces, then accept the push.
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body_len = loop {
+                let n = stream.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    assert!(head.contains("content-encoding: snappy"), "{head}");
+                    assert!(head.contains("x-prometheus-remote-write-version: 0.1.0"));
+                    break Some((end + 4, len));
+                }
+            };
+            if let Some((start, len)) = body_len {
+                while buf.len() < start + len {
+                    let n = stream.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+    });
+    let config = dir.join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\ntoken = {TOKEN:?}\n[remote_write]\nurl = \"http://127.0.0.1:{port}/api/v1/write\"\ninterval_s = 1\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon(&config).await;
+    let http = reqwest::Client::new();
+    deploy(&http, &daemon.base, build(&iris_like(), &[])).await;
+    let logs = || -> String {
+        std::fs::read_dir(data.join("logs"))
+            .map(|d| {
+                d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Serving goes on, promptly, through several failed pushes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while attempts.load(Ordering::SeqCst) < 4 {
+        assert!(std::time::Instant::now() < deadline, "no push attempts");
+        let t = std::time::Instant::now();
+        let _: wire::PredictResponse = ok_json(
+            http.post(format!("{}/v1/predict", daemon.base))
+                .bearer_auth(TOKEN)
+                .json(&wire::PredictRequest {
+                    rows: vec![vec![1.0; 4]],
+                }),
+        )
+        .await;
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let text = logs();
+    assert_eq!(
+        text.matches("remote write failing").count(),
+        1,
+        "one line for a run of failures:\n{text}"
+    );
+    // The receiver comes back: the next push is accepted and the recovery logged once.
+    up.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !logs().contains("remote write recovered") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no recovery:\n{}",
+            logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = logs();
+    let line = text
+        .lines()
+        .find(|l| l.contains("remote write recovered"))
+        .unwrap();
+    let dropped: u64 = line
+        .split("dropped=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no dropped count in {line}"));
+    assert!(dropped >= 3, "{line}");
+    assert_eq!(text.matches("remote write failing").count(), 1, "{text}");
+    drop(daemon);
+    let _ = std::fs::remove_dir_all(&dir);
+}

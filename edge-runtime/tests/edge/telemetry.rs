@@ -161,7 +161,33 @@ async fn feedback_drift_windows_and_metrics() {
             "missing {line:?} in\n{text}"
         );
     }
-    assert!(text.contains(&format!("wasmops_active_model_info{{hash=\"{hash}\"}} 1")));
+    let info = format!(
+        "wasmops_active_module_info{{hash=\"{hash}\",kind=\"logistic_regression\",version=\"{}\"}} 1",
+        &hash[..12]
+    );
+    assert!(text.lines().any(|l| l == info), "missing {info}\n{text}");
+    // Drift per feature and live accuracy of the active module over the trailing window:
+    // the same rows and labels as the window above.
+    let gauge = |line: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+    };
+    assert_eq!(gauge("wasmops_drift_window_rows"), 41.0);
+    assert_eq!(gauge("wasmops_live_labeled"), 40.0);
+    assert_eq!(gauge("wasmops_live_accuracy"), 0.75);
+    for f in &last.drift {
+        let psi = gauge(&format!(
+            "wasmops_feature_drift_psi{{feature=\"{}\"}}",
+            f.feature
+        ));
+        assert!(psi > 0.25, "{} psi {psi}", f.feature);
+        let js = gauge(&format!(
+            "wasmops_feature_drift_js{{feature=\"{}\"}}",
+            f.feature
+        ));
+        assert!(js > 0.5, "{} js {js}", f.feature);
+    }
     dev.stop().await;
 
     // Counters and labels come from the database: a restart keeps them.
