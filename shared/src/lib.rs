@@ -9,6 +9,7 @@
 //! - [`abi`]: export names, status codes, batch layout (ABI version 1, `docs/module-abi.md`).
 //! - [`profile`]: training profiles for drift; [`dataset`]: datasets and their content hash.
 //! - [`quote`]: how outside text (names, headers) is shown in messages, escaped and bounded.
+//! - [`gate`]: promotion gates, rules over two models' metrics (MLflow's `MetricThreshold`).
 //! - [`mlflow`]: MLflow's tracking and registry REST API over a transport each side brings.
 //! - [`signature`]: detached ECDSA P-256 signatures of modules and the keys that check them.
 //! - [`wire`]: JSON bodies of the device HTTP API; [`monitor`]: the alert rules over telemetry
@@ -21,6 +22,7 @@ pub mod abi;
 pub mod compiler;
 pub mod dataset;
 pub mod digest;
+pub mod gate;
 pub mod math;
 pub mod metrics;
 pub mod mlflow;
