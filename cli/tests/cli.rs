@@ -391,12 +391,12 @@ fn the_gate_passes_fails_and_reports_each_rule() {
     let o = gate(
         &good_wasm,
         &weak_wasm,
-        &["accuracy >= 0.5", "acuracy >= 0.5"],
+        &["accuracy >= 0.5", "mse <= 0.5"],
         false,
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o).1.contains("no model has a metric `acuracy`"),
+        text(&o).1.contains("no model has a metric `mse`"),
         "{:?}",
         text(&o)
     );

@@ -600,7 +600,7 @@ mod tests {
         assert!(
             gate(
                 &["mae min_relative_change 0.1"],
-                &[("mae", 0.9)],
+                &[("mae", 0.75)],
                 &[("mae", 1.0)]
             )
             .passed
