@@ -119,7 +119,7 @@ fn evaluate(
     let bytes = crate::read(path)?;
     let loaded = runner.load(&bytes).map_err(|e| anyhow!("{at}: {e}"))?;
     let card = &loaded.info.card;
-    let (x, y, problems) = table
+    let csv_import::ModelRows { x, y, problems } = table
         .rows_for(&card.feature_names, &card.target_name, &card.classes)
         .map_err(|e| anyhow!("{}: for {at}: {e}", data.display()))?;
     if !problems.is_empty() && !skip_bad_rows {

@@ -371,7 +371,7 @@ fn the_gate_passes_fails_and_reports_each_rule() {
     let table =
         wasmops_trainer::csv_import::read("iris.csv", &std::fs::read_to_string(&data).unwrap())
             .unwrap();
-    let (x, y, _) = table
+    let wasmops_trainer::csv_import::ModelRows { x, y, .. } = table
         .rows_for(&good.feature_names, &good.target_name, &good.class_names)
         .unwrap();
     let outputs = wasmops_shared::reference::predict(&good.pipeline, &x);

@@ -86,6 +86,17 @@ pub struct Prepared {
     pub task: Task,
 }
 
+/// A table's rows for a trained model ([`CsvTable::rows_for`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRows {
+    /// Row-major features, in the model's order.
+    pub x: Vec<f64>,
+    /// Class indices of the model's classes, or values.
+    pub y: Vec<f64>,
+    /// Rows left out, with why.
+    pub problems: Vec<RowProblem>,
+}
+
 fn number(s: &str) -> Option<f64> {
     s.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
@@ -453,7 +464,7 @@ impl CsvTable {
         features: &[String],
         target: &str,
         classes: &[String],
-    ) -> Result<(Vec<f64>, Vec<f64>, Vec<RowProblem>), CsvError> {
+    ) -> Result<ModelRows, CsvError> {
         let column = |name: &str| {
             self.columns
                 .iter()
@@ -525,7 +536,7 @@ impl CsvTable {
         if y.is_empty() {
             return Err(CsvError::NoRows(problems.len()));
         }
-        Ok((x, y, problems))
+        Ok(ModelRows { x, y, problems })
     }
 }
 
@@ -539,7 +550,7 @@ mod tests {
         let table = read("h.csv", text).unwrap();
         let features = vec!["a".to_string(), "b".to_string()];
         let classes = vec!["no".to_string(), "yes".to_string()];
-        let (x, y, problems) = table.rows_for(&features, "label", &classes).unwrap();
+        let ModelRows { x, y, problems } = table.rows_for(&features, "label", &classes).unwrap();
         assert_eq!(x, vec![3.0, 2.0, 5.0, 4.0]);
         assert_eq!(y, vec![1.0, 0.0]);
         let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -552,7 +563,7 @@ mod tests {
         );
         // Numeric classes match by value, whatever their spelling.
         let table = read("n.csv", "f,y\n1,1.0\n2,0\n").unwrap();
-        let (_, y, _) = table
+        let ModelRows { y, .. } = table
             .rows_for(&["f".into()], "y", &["0".into(), "1".into()])
             .unwrap();
         assert_eq!(y, vec![1.0, 0.0]);
