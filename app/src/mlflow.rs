@@ -11,8 +11,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use wasmops_shared::digest::{content_hash, short};
 use wasmops_shared::mlflow::{
-    self as api, model_source, sync_run, Artifact, Client, DatasetInput, Metric, MlflowError,
-    Partial, RunRecord, RunStatus, Synced, Transport,
+    self as api, sync_run, Client, MlflowError, Partial, RunRecord, Synced, Transport,
 };
 use wasmops_shared::module::ModuleInfo;
 use wasmops_shared::signature::{self, DetachedSignature};
@@ -22,6 +21,7 @@ use crate::registry::{Alias, MlflowRef, ModelVersion};
 use crate::run::{param_text, Run, RunSummary};
 use crate::state::AppState;
 use crate::storage::{Storage, StorageError, StoredModule};
+use wasmops_trainer::run::{mlflow_record, ModuleFile};
 
 pub const SETTINGS_KEY: &str = "mlflow";
 /// How often the dashboard syncs on its own while connected (and auto sync is on).
@@ -238,141 +238,25 @@ pub fn state_of(s: &RunSummary, sync: Option<&RunSync>, settings: &Settings) -> 
     }
 }
 
-/// The run as MLflow should have it, and the parts kept elsewhere than MLflow would put them.
+/// The run as MLflow should have it, and the parts kept elsewhere than MLflow would put them
+/// (`wasmops_trainer::run::mlflow_record`, which the `wasmops` CLI logs runs with too).
 pub fn record(
     s: &RunSummary,
     run: Option<&Run>,
     modules: &[&StoredModule],
 ) -> (RunRecord, Vec<String>) {
-    let status = match s.status.as_str() {
-        crate::run::FINISHED => RunStatus::Finished,
-        "cancelled" => RunStatus::Killed,
-        _ => RunStatus::Failed,
-    };
-    let start_ms = s.started_at_ms as i64;
-    let end_ms = (s.started_at_ms + s.duration_ms) as i64;
-    let mut metrics = Vec::new();
-    let mut last_step = BTreeMap::new();
-    if let Some(run) = run {
-        for (key, curve) in &run.metric_steps {
-            for &(step, value) in curve {
-                metrics.push(Metric {
-                    key: key.clone(),
-                    value,
-                    timestamp_ms: start_ms,
-                    step: step as i64,
-                });
-            }
-            if let Some(&(step, _)) = curve.last() {
-                last_step.insert(key.clone(), step as i64);
-            }
-        }
-    }
-    // The final value at the curve's last step and the run's end: MLflow shows it as latest.
-    for (key, &value) in &s.metrics {
-        metrics.push(Metric {
-            key: key.clone(),
-            value,
-            timestamp_ms: end_ms,
-            step: last_step.get(key).copied().unwrap_or(0),
-        });
-    }
-    let mut warnings = Vec::new();
-    let mut tags = BTreeMap::from([
-        (
-            "mlflow.source.name".to_string(),
-            "wasmops dashboard".to_string(),
-        ),
-        (
-            "mlflow.source.git.commit".to_string(),
-            s.code_version.clone(),
-        ),
-        ("wasmops.status".to_string(), s.status.clone()),
-        ("wasmops.model".to_string(), s.model.clone()),
-    ]);
-    if !s.notes.is_empty() {
-        tags.insert("mlflow.note.content".into(), s.notes.clone());
-    }
-    if !s.tags.is_empty() {
-        tags.insert("wasmops.labels".into(), s.tags.join(", "));
-    }
-    for label in &s.tags {
-        match api::check_key("tag", label) {
-            Ok(()) => {
-                tags.insert(label.clone(), "true".into());
-            }
-            Err(why) => warnings.push(format!("{why}: kept in `wasmops.labels` only")),
-        }
-    }
-    if s.archived {
-        tags.insert("wasmops.archived".into(), "true".into());
-    }
-    if let Some(e) = &s.error {
-        tags.insert("wasmops.error".into(), e.clone());
-    }
-    let dataset = Some(DatasetInput {
-        name: s.dataset.name.clone(),
-        hash: s.dataset.hash.clone(),
-        n_rows: s.dataset.n_rows,
-        features: run.map(|r| r.feature_names.clone()).unwrap_or_default(),
-        target: run.map(|r| r.target_name.clone()).unwrap_or_default(),
-    })
-    .filter(|d| !d.hash.is_empty());
-    let mut artifacts = Vec::new();
-    if let Some(run) = run {
-        let json = |v: serde_json::Result<String>| v.unwrap_or_default().into_bytes();
-        artifacts.push(Artifact {
-            path: format!("{}/card.json", api::MODEL_DIR),
-            bytes: json(serde_json::to_string_pretty(&run.card())),
-        });
-        artifacts.push(Artifact {
-            path: format!("{}/profile.json", api::MODEL_DIR),
-            bytes: json(serde_json::to_string_pretty(&run.profile)),
-        });
-    }
-    // Content-addressed: a run compiled again by a newer build keeps both modules, and each
-    // registered version's source stays the bytes its hash names.
-    for m in modules {
-        artifacts.push(Artifact {
-            path: module_path(&m.hash),
-            bytes: m.bytes.clone(),
-        });
-        // The detached signature beside it: devices that follow an alias verify it.
-        if let Some(sig) = &m.signature {
-            artifacts.push(Artifact {
-                path: signature_path(&m.hash),
-                bytes: sig.clone().into_bytes(),
-            });
-        }
-    }
-    let record = RunRecord {
-        client_id: s.id.clone(),
-        name: s.name.clone(),
-        status,
-        start_ms,
-        end_ms,
-        params: s
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), param_text(v)))
-            .collect(),
-        metrics,
-        tags,
-        dataset,
-        artifacts,
-    };
-    (record, warnings)
+    let files: Vec<ModuleFile<'_>> = modules
+        .iter()
+        .map(|m| ModuleFile {
+            hash: &m.hash,
+            bytes: &m.bytes,
+            signature: m.signature.as_deref(),
+        })
+        .collect();
+    mlflow_record(s, run, &files, "wasmops dashboard")
 }
 
-/// Where a module goes among its run's artifacts: `model/<sha256>/model.wasm`.
-pub fn module_path(hash: &str) -> String {
-    format!("{}/{hash}/{}", api::MODEL_DIR, api::MODULE_FILE)
-}
-
-/// Where a module's detached signature goes: `model/<sha256>/model.wasm.sig`.
-pub fn signature_path(hash: &str) -> String {
-    format!("{}/{hash}/{}", api::MODEL_DIR, signature::ARTIFACT)
-}
+pub use wasmops_trainer::run::module_path;
 
 /// What one sync did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -641,28 +525,18 @@ async fn sync_registry(
             ));
             continue;
         }
-        client.ensure_registered_model(&v.model).await?;
-        let existing = client.model_versions(&v.model).await?;
-        let mv = match existing
-            .into_iter()
-            .find(|m| m.tag(api::SHA256_TAG) == Some(v.hash.as_str()))
-        {
-            Some(m) => m,
-            None => {
-                client
-                    .create_model_version(
-                        &v.model,
-                        &format!("{}/{}", model_source(&run.artifact_uri), v.hash),
-                        &run.run_id,
-                        &[
-                            (api::SHA256_TAG.into(), v.hash.clone()),
-                            (api::SIZE_TAG.into(), v.size.to_string()),
-                            (api::KIND_TAG.into(), v.card.kind.clone()),
-                        ],
-                    )
-                    .await?
-            }
-        };
+        let mv = client
+            .register_module(
+                &v.model,
+                &run.run_id,
+                &run.artifact_uri,
+                &api::ModuleRef {
+                    hash: &v.hash,
+                    size: v.size,
+                    kind: &v.card.kind,
+                },
+            )
+            .await?;
         v.mlflow = Some(MlflowRef {
             name: mv.name,
             version: mv.version,

@@ -11,6 +11,7 @@
 //! - [`quote`]: how outside text (names, headers) is shown in messages, escaped and bounded.
 //! - [`automation`]: retraining rules (cooldown, daily cap) and rollout plans that judge a
 //!   group's telemetry and roll themselves back; pure, for the tab and the headless controller.
+//! - [`gate`]: promotion gates, rules over two models' metrics (MLflow's `MetricThreshold`).
 //! - [`mlflow`]: MLflow's tracking and registry REST API over a transport each side brings.
 //! - [`prometheus`]: the PromQL a fleet summary asks and the HTTP API's answers parsed.
 //! - [`signature`]: detached ECDSA P-256 signatures of modules and the keys that check them.
@@ -25,6 +26,7 @@ pub mod automation;
 pub mod compiler;
 pub mod dataset;
 pub mod digest;
+pub mod gate;
 pub mod math;
 pub mod metrics;
 pub mod mlflow;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::module::ModelCard;
 use crate::pipeline::{Model, Pipeline};
 
 /// The metric a run is judged by, per model kind.
@@ -23,20 +24,10 @@ pub fn evaluate(
     targets: &[f64],
 ) -> BTreeMap<String, f64> {
     let o = pipeline.n_outputs();
-    let first: Vec<f64> = outputs.chunks(o).map(|r| r[0]).collect();
-    let n = first.len().max(1) as f64;
-    let mut m = BTreeMap::new();
     match &pipeline.model {
-        Model::Linear { .. } => {
-            let err: Vec<f64> = first.iter().zip(targets).map(|(p, y)| p - y).collect();
-            let mse = err.iter().map(|e| e * e).sum::<f64>() / n;
-            let mean = targets.iter().sum::<f64>() / n;
-            let var = targets.iter().map(|y| (y - mean) * (y - mean)).sum::<f64>() / n;
-            m.insert("rmse".into(), mse.sqrt());
-            m.insert("mae".into(), err.iter().map(|e| e.abs()).sum::<f64>() / n);
-            m.insert("r2".into(), 1.0 - mse / var);
-        }
+        Model::Linear { .. } => regression(outputs, targets, o),
         Model::KMeans { centroids } => {
+            let first = first_outputs(outputs, o);
             let d = pipeline.n_features;
             let inertia: f64 = rows
                 .chunks(d)
@@ -54,23 +45,64 @@ pub fn evaluate(
                         .sum::<f64>()
                 })
                 .sum();
-            m.insert("inertia".into(), inertia);
+            BTreeMap::from([("inertia".to_string(), inertia)])
         }
-        _ => {
-            let hits = first.iter().zip(targets).filter(|(p, y)| p == y).count();
-            m.insert("accuracy".into(), hits as f64 / n);
-            let k = pipeline.model.n_classes().unwrap_or(0);
-            let cm = confusion_matrix(&first, targets, k);
-            let (precision, recall, f1) = macro_scores(&cm);
-            m.insert("precision_macro".into(), precision);
-            m.insert("recall_macro".into(), recall);
-            m.insert("f1_macro".into(), f1);
-            if k == 2 && o == 3 {
-                let scores: Vec<f64> = outputs.chunks(o).map(|r| r[2]).collect();
-                if let Some(auc) = roc_auc(&scores, targets) {
-                    m.insert("roc_auc".into(), auc);
-                }
-            }
+        model => classification(outputs, targets, o, model.n_classes().unwrap_or(0)),
+    }
+}
+
+/// [`evaluate`] when only a module's card is at hand (a module carries no pipeline): the same
+/// computation for classifiers and regressions, from the card's classes and outputs. `None`
+/// for k-means, whose inertia needs the centroids.
+pub fn evaluate_card(
+    card: &ModelCard,
+    outputs: &[f64],
+    targets: &[f64],
+) -> Option<BTreeMap<String, f64>> {
+    let o = card.outputs.len().max(1);
+    match card.kind.as_str() {
+        "kmeans" => None,
+        "linear_regression" => Some(regression(outputs, targets, o)),
+        _ => Some(classification(outputs, targets, o, card.classes.len())),
+    }
+}
+
+fn first_outputs(outputs: &[f64], o: usize) -> Vec<f64> {
+    outputs.chunks(o).map(|r| r[0]).collect()
+}
+
+fn regression(outputs: &[f64], targets: &[f64], o: usize) -> BTreeMap<String, f64> {
+    let first = first_outputs(outputs, o);
+    let n = first.len().max(1) as f64;
+    let err: Vec<f64> = first.iter().zip(targets).map(|(p, y)| p - y).collect();
+    let mse = err.iter().map(|e| e * e).sum::<f64>() / n;
+    let mean = targets.iter().sum::<f64>() / n;
+    let var = targets.iter().map(|y| (y - mean) * (y - mean)).sum::<f64>() / n;
+    BTreeMap::from([
+        ("rmse".to_string(), mse.sqrt()),
+        (
+            "mae".to_string(),
+            err.iter().map(|e| e.abs()).sum::<f64>() / n,
+        ),
+        ("r2".to_string(), 1.0 - mse / var),
+    ])
+}
+
+fn classification(outputs: &[f64], targets: &[f64], o: usize, k: usize) -> BTreeMap<String, f64> {
+    let first = first_outputs(outputs, o);
+    let n = first.len().max(1) as f64;
+    let mut m = BTreeMap::new();
+    let hits = first.iter().zip(targets).filter(|(p, y)| p == y).count();
+    m.insert("accuracy".into(), hits as f64 / n);
+    let cm = confusion_matrix(&first, targets, k);
+    let (precision, recall, f1) = macro_scores(&cm);
+    m.insert("precision_macro".into(), precision);
+    m.insert("recall_macro".into(), recall);
+    m.insert("f1_macro".into(), f1);
+    if k == 2 && o == 3 {
+        let scores: Vec<f64> = outputs.chunks(o).map(|r| r[2]).collect();
+        if let Some(auc) = roc_auc(&scores, targets) {
+            m.insert("roc_auc".into(), auc);
         }
     }
     m

@@ -977,6 +977,38 @@ impl<T: Transport> Client<T> {
         .await
     }
 
+    /// The model version of the module `hash` under `name`: the one already registered with
+    /// that hash (a hash registers once), else a new version whose source is the module's
+    /// content-addressed directory among its run's artifacts, tagged with its hash, size and
+    /// kind. The run must have uploaded `model/<hash>/model.wasm` first.
+    pub async fn register_module(
+        &self,
+        name: &str,
+        run_id: &str,
+        artifact_uri: &str,
+        module: &ModuleRef<'_>,
+    ) -> Result<ModelVersion, MlflowError> {
+        self.ensure_registered_model(name).await?;
+        let existing = self.model_versions(name).await?;
+        if let Some(mv) = existing
+            .into_iter()
+            .find(|m| m.tag(SHA256_TAG) == Some(module.hash))
+        {
+            return Ok(mv);
+        }
+        self.create_model_version(
+            name,
+            &format!("{}/{}", model_source(artifact_uri), module.hash),
+            run_id,
+            &[
+                (SHA256_TAG.into(), module.hash.to_string()),
+                (SIZE_TAG.into(), module.size.to_string()),
+                (KIND_TAG.into(), module.kind.to_string()),
+            ],
+        )
+        .await
+    }
+
     pub async fn set_alias(
         &self,
         name: &str,
@@ -991,6 +1023,16 @@ impl<T: Transport> Client<T> {
         .await
         .map(|_| ())
     }
+}
+
+/// What a model version records of its module (see [`Client::register_module`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleRef<'a> {
+    /// The module's sha256 (`digest::content_hash`).
+    pub hash: &'a str,
+    pub size: usize,
+    /// The model kind from its card (`logistic_regression`, ...).
+    pub kind: &'a str,
 }
 
 /// How far a failed sync got: what to store so the next one resumes, and why it stopped.

@@ -86,6 +86,17 @@ pub struct Prepared {
     pub task: Task,
 }
 
+/// A table's rows for a trained model ([`CsvTable::rows_for`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRows {
+    /// Row-major features, in the model's order.
+    pub x: Vec<f64>,
+    /// Class indices of the model's classes, or values.
+    pub y: Vec<f64>,
+    /// Rows left out, with why.
+    pub problems: Vec<RowProblem>,
+}
+
 fn number(s: &str) -> Option<f64> {
     s.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
@@ -441,11 +452,126 @@ impl CsvTable {
             task,
         })
     }
+
+    /// The rows of this table as a trained model sees them: its features by name, in the
+    /// model's order (other columns are left out), and its target as class indices of
+    /// `classes` (a classifier; a label matches a class by its text, or as the same number) or
+    /// as numbers (`classes` empty). Held-out files for gates and evaluations are read this way,
+    /// so the model's class indices hold whatever classes the file happens to contain. Rows
+    /// with a bad value or an unknown class become problems, as in [`CsvTable::prepare`].
+    pub fn rows_for(
+        &self,
+        features: &[String],
+        target: &str,
+        classes: &[String],
+    ) -> Result<ModelRows, CsvError> {
+        let column = |name: &str| {
+            self.columns
+                .iter()
+                .position(|c| c.name == name)
+                .ok_or_else(|| CsvError::UnknownColumn(name.into()))
+        };
+        let used: Vec<usize> = features
+            .iter()
+            .map(|f| column(f))
+            .collect::<Result<_, _>>()?;
+        let t = column(target)?;
+        let mut problems = self.ragged.clone();
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        'rows: for (line, r) in &self.records {
+            let mut row = Vec::with_capacity(used.len());
+            for &j in &used {
+                match number(&r[j]) {
+                    Some(v) => row.push(v),
+                    None => {
+                        problems.push(RowProblem {
+                            line: *line,
+                            column: Some(self.columns[j].name.clone()),
+                            message: if r[j].is_empty() {
+                                "empty value (missing values are not supported yet)".into()
+                            } else {
+                                format!("`{}` is not a finite number", r[j])
+                            },
+                        });
+                        continue 'rows;
+                    }
+                }
+            }
+            let label = &r[t];
+            let value = if classes.is_empty() {
+                number(label).ok_or_else(|| format!("`{label}` is not a number"))
+            } else {
+                classes
+                    .iter()
+                    .position(|c| c == label)
+                    .or_else(|| {
+                        let v = number(label)?;
+                        classes.iter().position(|c| number(c) == Some(v))
+                    })
+                    .map(|i| i as f64)
+                    .ok_or_else(|| {
+                        format!(
+                            "`{label}` is not one of the model's classes ({})",
+                            classes.join(", ")
+                        )
+                    })
+            };
+            match value {
+                Ok(v) => {
+                    x.extend(row);
+                    y.push(v);
+                }
+                Err(message) => problems.push(RowProblem {
+                    line: *line,
+                    column: Some(self.columns[t].name.clone()),
+                    message: if label.is_empty() {
+                        "empty target".into()
+                    } else {
+                        message
+                    },
+                }),
+            }
+        }
+        problems.sort_by_key(|p| p.line);
+        if y.is_empty() {
+            return Err(CsvError::NoRows(problems.len()));
+        }
+        Ok(ModelRows { x, y, problems })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_for_a_model_follow_its_features_and_classes() {
+        let text = "id,b,a,label\n1,2,3,yes\n2,4,5,no\n3,6,7,maybe\n4,8,x,no\n";
+        let table = read("h.csv", text).unwrap();
+        let features = vec!["a".to_string(), "b".to_string()];
+        let classes = vec!["no".to_string(), "yes".to_string()];
+        let ModelRows { x, y, problems } = table.rows_for(&features, "label", &classes).unwrap();
+        assert_eq!(x, vec![3.0, 2.0, 5.0, 4.0]);
+        assert_eq!(y, vec![1.0, 0.0]);
+        let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "line 4, column `label`: `maybe` is not one of the model's classes (no, yes)",
+                "line 5, column `a`: `x` is not a finite number",
+            ]
+        );
+        // Numeric classes match by value, whatever their spelling.
+        let table = read("n.csv", "f,y\n1,1.0\n2,0\n").unwrap();
+        let ModelRows { y, .. } = table
+            .rows_for(&["f".into()], "y", &["0".into(), "1".into()])
+            .unwrap();
+        assert_eq!(y, vec![1.0, 0.0]);
+        assert_eq!(
+            table.rows_for(&["g".into()], "y", &[]).unwrap_err(),
+            CsvError::UnknownColumn("g".into())
+        );
+    }
 
     #[test]
     fn reports_every_bad_row_with_line_and_column() {

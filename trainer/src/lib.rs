@@ -6,6 +6,8 @@
 //! - [`datasets`]: the built-in datasets.
 //! - [`logistic`], [`kmeans`], [`tree`]: the fits implemented here instead of linfa's (each
 //!   module says why).
+//! - [`run`]: the tracked run (record, card, compiled module, MLflow record), shared by the
+//!   dashboard and the `wasmops` CLI.
 //! - this file: specs, the seeded split, standard scaling, fitting each algorithm and turning
 //!   the fitted model into a [`Pipeline`] the compiler understands.
 //!
@@ -18,6 +20,7 @@ pub mod csv_import;
 pub mod datasets;
 pub mod kmeans;
 pub mod logistic;
+pub mod run;
 pub mod tree;
 
 use std::collections::BTreeMap;

@@ -204,6 +204,13 @@ impl Workspace {
             .join(profile)
             .join(format!("wasmops-edge{}", env::consts::EXE_SUFFIX))
     }
+
+    /// The headless `wasmops` command (package `wasmops-cli`).
+    fn cli_binary(&self, profile: &str) -> PathBuf {
+        self.target
+            .join(profile)
+            .join(format!("wasmops{}", env::consts::EXE_SUFFIX))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -430,7 +437,7 @@ fn test_steps(ws: &Workspace, tools: &Tools, browser: &Browser) -> Result<Vec<St
         .args(NATIVE)
         .args(["--bins", "--tests"]);
     steps.push(Step {
-        what: "build the device binary (wasmops-edge, debug) and the native tests",
+        what: "build the device binary (wasmops-edge, debug), the wasmops CLI and the native tests",
         command,
     });
 
@@ -480,6 +487,7 @@ fn test_steps(ws: &Workspace, tools: &Tools, browser: &Browser) -> Result<Vec<St
         .args(["test", "-p", "wasmops-e2e"])
         .env("WASMOPS_DIST", ws.root.join("dist"))
         .env("WASMOPS_EDGE_BIN", ws.edge_binary("debug"))
+        .env("WASMOPS_CLI_BIN", ws.cli_binary("debug"))
         .env("WASMOPS_MLFLOW", install::mlflow(ws)?)
         .env("WASMOPS_PROMETHEUS", install::prometheus()?)
         .env("CHROMEDRIVER", &browser.chromedriver)
