@@ -5,6 +5,8 @@
 //! `WASMOPS_DIST` (trunk's output), `WASMOPS_EDGE_BIN`, `CHROMEDRIVER`, `CHROMIUM`,
 //! `WASMOPS_SCREENSHOTS` (where screenshots go), `WASMOPS_MLFLOW` and `WASMOPS_PROMETHEUS`.
 
+pub mod registry;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener as StdListener;
 use std::os::unix::process::CommandExt;
@@ -566,6 +568,11 @@ impl EdgeProcess {
             .json()
             .await
             .unwrap_or_else(|e| panic!("predict answer from {}: {e}", self.url))
+    }
+
+    /// The process id (for its memory in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn port(&self) -> u16 {

@@ -10,6 +10,11 @@
 //! each pointed at and never activated, each device says why and does not download a refused
 //! version again on every poll; moving back to a good version works; manual activation on a
 //! following device is refused with 409.
+//!
+//! A real Prometheus scrapes the three devices meanwhile, and the dashboard's Fleet page,
+//! reading Prometheus's HTTP API, shows their versions, request rates and that all three are
+//! behind their alias while a refused version is pointed at; the Devices page says what a
+//! device follows and why it refused (screenshots of both).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,64 +23,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use wasmops_e2e::{temp_dir, EdgeProcess, MlflowServer};
-use wasmops_shared::compiler::{compile, CompileInput};
+use wasmops_e2e::registry::{iris_module, point, register, signer, Version};
+use wasmops_e2e::{temp_dir, Browser, EdgeProcess, MlflowServer, PrometheusServer, StaticSite};
 use wasmops_shared::digest::content_hash;
-use wasmops_shared::mlflow::{KIND_TAG, MODEL_DIR, MODULE_FILE, SHA256_TAG, SIZE_TAG};
-use wasmops_shared::module::{DatasetRef, ModelCard, ModuleInfo};
-use wasmops_shared::profile::Profile;
-use wasmops_shared::signature::{self, ModuleSigner};
+use wasmops_shared::mlflow::{MODEL_DIR, MODULE_FILE};
+use wasmops_shared::module::ModuleInfo;
 use wasmops_shared::{abi, wire};
-use wasmops_trainer::{datasets, train, Algorithm, TrainSpec};
+use wasmops_trainer::{datasets, Algorithm};
 
 const MODEL: &str = "iris-fleet";
 const ALIAS: &str = "champion";
 const TOKEN: &str = "pull-token";
 const DEVICES: usize = 3;
-
-fn signer() -> ModuleSigner {
-    ModuleSigner::from_pem(
-        "a.key.pem",
-        include_str!("../../edge-runtime/tests/fixtures/keys/a.key.pem"),
-    )
-    .unwrap()
-}
-
-/// A module trained natively on iris, as the dashboard's worker would make it.
-fn iris_module(algorithm: Algorithm, seed: u64) -> Vec<u8> {
-    let data = datasets::builtin("iris").unwrap();
-    let spec = TrainSpec {
-        algorithm,
-        scale: true,
-        test_fraction: 0.25,
-        seed,
-    };
-    let t = train(&data, &spec, |_, _| {}).unwrap();
-    let card = ModelCard {
-        abi_version: abi::ABI_VERSION,
-        kind: t.pipeline.model.kind().into(),
-        feature_names: data.feature_names.clone(),
-        target_name: data.target_name.clone(),
-        classes: t.class_names.clone(),
-        outputs: t.pipeline.output_names(&t.class_names),
-        dataset: DatasetRef {
-            name: data.name.clone(),
-            hash: data.content_hash(),
-            n_rows: data.n_rows(),
-        },
-        params: BTreeMap::new(),
-        metrics: t.metrics.clone(),
-        code_version: "e2e-pull".into(),
-    };
-    let profile = Profile::from_rows(&data.feature_names, &t.train_x);
-    compile(&CompileInput {
-        pipeline: &t.pipeline,
-        card: &card,
-        profile: &profile,
-        conformance_rows: &t.test_x,
-    })
-    .unwrap()
-}
 
 /// `module` with its conformance section replaced by `data` (every other byte kept): a module
 /// that still parses, whose conformance vectors no longer match its code.
@@ -133,85 +92,6 @@ fn with_conformance(module: &[u8], data: &[u8]) -> Vec<u8> {
     }
     assert!(replaced, "the module has a conformance section");
     out
-}
-
-/// What the dashboard registers for one module.
-struct Version {
-    module: Vec<u8>,
-    /// The `model.wasm.sig` artifact's bytes.
-    signature: String,
-    /// The `wasmops.sha256` tag (normally the module's sha256).
-    sha256_tag: String,
-}
-
-impl Version {
-    fn signed(module: Vec<u8>) -> Version {
-        Version {
-            signature: signer().sign(&module).to_json(),
-            sha256_tag: content_hash(&module),
-            module,
-        }
-    }
-}
-
-/// Registers `v` as the dashboard does: a run, the module and its signature under the run's
-/// `model/<sha256>/`, a model version with that source and the wasmops tags. Returns the
-/// version number.
-async fn register(mlflow: &MlflowServer, experiment_id: &str, v: &Version) -> String {
-    let run = mlflow
-        .post(
-            "runs/create",
-            json!({"experiment_id": experiment_id, "run_name": "pull", "start_time": 1}),
-        )
-        .await;
-    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
-    let artifact_uri = run["run"]["info"]["artifact_uri"].as_str().unwrap();
-    let under_proxy = artifact_uri
-        .strip_prefix("mlflow-artifacts:/")
-        .unwrap_or_else(|| panic!("artifact URI behind the proxy: {artifact_uri}"))
-        .trim_start_matches('/');
-    let sha = content_hash(&v.module);
-    let dir = format!("{MODEL_DIR}/{sha}");
-    mlflow
-        .put_artifact(
-            &format!("{under_proxy}/{dir}/{MODULE_FILE}"),
-            v.module.clone(),
-        )
-        .await;
-    mlflow
-        .put_artifact(
-            &format!("{under_proxy}/{dir}/{}", signature::ARTIFACT),
-            v.signature.clone().into_bytes(),
-        )
-        .await;
-    let kind = ModuleInfo::parse(&v.module)
-        .map(|i| i.card.kind.clone())
-        .unwrap_or_else(|_| "?".into());
-    let mv = mlflow
-        .post(
-            "model-versions/create",
-            json!({
-                "name": MODEL,
-                "source": format!("{artifact_uri}/{dir}"),
-                "run_id": run_id,
-                "tags": [
-                    {"key": SHA256_TAG, "value": v.sha256_tag},
-                    {"key": SIZE_TAG, "value": v.module.len().to_string()},
-                    {"key": KIND_TAG, "value": kind},
-                ],
-            }),
-        )
-        .await;
-    mv["model_version"]["version"].as_str().unwrap().to_string()
-}
-
-async fn point(mlflow: &MlflowServer, version: &str) {
-    mlflow
-        .post(
-            "registered-models/alias",
-            json!({"name": MODEL, "alias": ALIAS, "version": version}),
-        )
-        .await;
 }
 
 async fn info(http: &reqwest::Client, d: &EdgeProcess) -> wire::DeviceInfo {
@@ -374,18 +254,19 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
     mlflow
         .post("registered-models/create", json!({"name": MODEL}))
         .await;
-    let n1 = register(&mlflow, &experiment, &Version::signed(v1.clone())).await;
-    let n2 = register(&mlflow, &experiment, &Version::signed(v2.clone())).await;
-    point(&mlflow, &n1).await;
+    let n1 = register(&mlflow, &experiment, MODEL, &Version::signed(v1.clone())).await;
+    let n2 = register(&mlflow, &experiment, MODEL, &Version::signed(v2.clone())).await;
+    point(&mlflow, MODEL, ALIAS, &n1).await;
 
     let keys = keys_dir(&dir);
+    let site = StaticSite::dashboard();
     let devices: Vec<EdgeProcess> = (0..DEVICES)
         .map(|i| {
             let data = dir.join(format!("device-{i}"));
             EdgeProcess::start_with(
                 &data,
                 TOKEN,
-                "http://localhost",
+                &site.origin,
                 "127.0.0.1:0",
                 &format!("device-{i}"),
                 &[
@@ -405,6 +286,12 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
             )
         })
         .collect();
+    // The team's Prometheus scrapes the three devices every second.
+    let targets: Vec<String> = devices
+        .iter()
+        .map(|d| d.url.trim_start_matches("http://").to_string())
+        .collect();
+    let prometheus = PrometheusServer::start(&dir.join("prometheus"), &targets, TOKEN);
     let http = reqwest::Client::new();
     let infos = until_all(&http, &devices, "running version 1", |i| {
         follow(i).running_version.as_deref() == Some(n1.as_str())
@@ -447,7 +334,7 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
     }
 
     // Move the alias: all three switch under load.
-    point(&mlflow, &n2).await;
+    point(&mlflow, MODEL, ALIAS, &n2).await;
     until_all(&http, &devices, "running version 2", |i| {
         follow(i).running_version.as_deref() == Some(n2.as_str())
             && follow(i).state == wire::FollowState::InSync
@@ -494,8 +381,8 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
         ),
     ];
     for (name, version, says, reason) in bad {
-        let n = register(&mlflow, &experiment, version).await;
-        point(&mlflow, &n).await;
+        let n = register(&mlflow, &experiment, MODEL, version).await;
+        point(&mlflow, MODEL, ALIAS, &n).await;
         let infos = until_all(&http, &devices, name, |i| {
             follow(i).desired_version.as_deref() == Some(n.as_str())
                 && follow(i).state == wire::FollowState::Refused
@@ -519,6 +406,9 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
                 !i.modules.contains(&bad_hash),
                 "{name}: a refused module is not stored"
             );
+        }
+        if name == "a bad signature" {
+            fleet_page(&site, &prometheus, &targets, &devices[0], &n2, &n).await;
         }
         // Refused once per device, not downloaded again on every poll.
         let path = format!("{MODEL_DIR}/{bad_hash}/{MODULE_FILE}");
@@ -575,7 +465,7 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
     }
 
     // Back to a good version: it works, and the error is gone.
-    point(&mlflow, &n1).await;
+    point(&mlflow, MODEL, ALIAS, &n1).await;
     until_all(&http, &devices, "back on version 1", |i| {
         follow(i).running_version.as_deref() == Some(n1.as_str())
             && follow(i).state == wire::FollowState::InSync
@@ -635,4 +525,141 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
     drop(devices);
     drop(mlflow);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The dashboard's view of the fleet while every device refuses version `refused` and still
+/// runs `running`: the Fleet page from Prometheus, and the Devices page for one device.
+async fn fleet_page(
+    site: &StaticSite,
+    prometheus: &PrometheusServer,
+    targets: &[String],
+    device: &EdgeProcess,
+    running: &str,
+    refused: &str,
+) {
+    prometheus.ready().await;
+    // Prometheus has scraped the refusal and enough traffic for a rate.
+    prometheus
+        .query_until("wasmops_follow_info", Duration::from_secs(30), |r| {
+            r.as_array().is_some_and(|a| {
+                a.len() == DEVICES && a.iter().all(|s| s["metric"]["desired_version"] == refused)
+            })
+        })
+        .await;
+    prometheus
+        .query_until(
+            "sum by (instance) (rate(wasmops_predict_requests_total[1m])) > 0",
+            Duration::from_secs(30),
+            |r| r.as_array().is_some_and(|a| a.len() == DEVICES),
+        )
+        .await;
+    let browser = Browser::start().await;
+    browser.open(&site.origin).await;
+    browser.click("#nav-fleet").await;
+    browser.fill("#prometheus-url", &prometheus.url).await;
+    browser.click("#prometheus-save").await;
+    let summary = browser
+        .wait_text("[data-testid=fleet-summary]", "the fleet", |t| {
+            t.starts_with(&format!("{DEVICES} devices reporting"))
+        })
+        .await;
+    assert!(
+        summary.ends_with(&format!("{DEVICES} behind their alias")),
+        "{summary}"
+    );
+    let count = browser
+        .wait_text(
+            &format!(
+                "[data-testid=fleet-versions] tr[data-version='{running}'] [data-testid=fleet-version-devices]"
+            ),
+            "the running version's devices",
+            |t| !t.is_empty(),
+        )
+        .await;
+    assert_eq!(
+        count.trim(),
+        DEVICES.to_string(),
+        "devices on version {running}"
+    );
+    let behind = browser.html("[data-testid=fleet-behind]").await;
+    assert_eq!(
+        behind
+            .matches(&format!("where {MODEL}@{ALIAS} names {refused}"))
+            .count(),
+        DEVICES,
+        "{behind}"
+    );
+    // Each device by the address Prometheus scrapes (its `instance`), with its group label.
+    let table = browser.html("[data-testid=fleet-devices]").await;
+    for t in targets {
+        assert!(
+            table.contains(&format!("data-instance=\"{t}\"")),
+            "{t} in the device table: {table}"
+        );
+    }
+    assert_eq!(table.matches("group=canary").count(), 1, "{table}");
+    // Every device shows a request rate above zero (the load runs).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let texts = browser
+            .client
+            .find_all(fantoccini::Locator::Css("[data-testid=fleet-device-rate]"))
+            .await
+            .unwrap();
+        let mut positive = 0;
+        for t in texts {
+            let text = t.text().await.unwrap_or_default();
+            if text
+                .trim_end_matches("/s")
+                .parse::<f64>()
+                .is_ok_and(|r| r > 0.0)
+            {
+                positive += 1;
+            }
+        }
+        if positive == DEVICES {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "device rates never all above zero"
+        );
+        browser.click("#fleet-refresh").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    browser.screenshot("fleet-page-prometheus").await;
+
+    // The Devices page: what the device follows, and why it refuses.
+    browser.click("#nav-devices").await;
+    browser.fill("#device-name", "device-0").await;
+    browser.fill("#device-url", &device.url).await;
+    browser.fill("#device-token", TOKEN).await;
+    browser.click("#device-save").await;
+    let follows = browser
+        .wait_text(
+            &format!(
+                "tr[data-device='{}'] [data-testid=device-follow]",
+                device.url
+            ),
+            "what the device follows",
+            |t| t.contains("refused"),
+        )
+        .await;
+    assert!(
+        follows.starts_with(&format!(
+            "{MODEL}@{ALIAS} wants v{refused}, runs v{running}"
+        )) && follows.contains("does not verify with trusted key")
+            && follows.contains("group=canary")
+            && follows.contains("signed modules only"),
+        "{follows}"
+    );
+    let rollback = browser
+        .element(&format!("tr[data-device='{}'] button.rollback", device.url))
+        .await;
+    assert!(
+        !rollback.is_enabled().await.unwrap(),
+        "a following device cannot be rolled back by hand"
+    );
+    browser.screenshot("devices-page-following").await;
+    browser.close().await;
 }

@@ -273,9 +273,21 @@ fn DeviceRow(d: DeviceEntry, pulling: RwSignal<BTreeSet<String>>) -> impl IntoVi
                 },
             }}</td>
             <td data-testid="device-active">{move || {
-                let active = status.get().and_then(|s| s.last_info).and_then(|i| i.active);
+                let info = status.get().and_then(|s| s.last_info);
+                let active = info.as_ref().and_then(|i| i.active.clone());
                 match active {
-                    Some(a) => state.versions.with(|v| version_label(v, &a.hash)),
+                    Some(a) => {
+                        let known = state.versions.with(|v| v.iter().any(|v| v.hash == a.hash));
+                        // A version this browser has not registered: the registry version the
+                        // device follows, when it runs it.
+                        let followed = info.as_ref().and_then(|i| i.follow.as_ref()).and_then(|f| {
+                            f.running_version.as_ref().map(|r| format!("{} v{r}", f.model))
+                        });
+                        match (known, followed) {
+                            (false, Some(label)) => label,
+                            _ => state.versions.with(|v| version_label(v, &a.hash)),
+                        }
+                    }
                     None => "none".into(),
                 }
             }}</td>

@@ -181,8 +181,9 @@ fn fleet_view(f: Fleet) -> impl IntoView {
         .max(1);
     view! {
         <p data-testid="fleet-summary">{format!(
-            "{total} devices reporting, {} versions; {} behind their alias",
+            "{total} devices reporting, {} {}; {} behind their alias",
             f.versions.len(),
+            if f.versions.len() == 1 { "version" } else { "versions" },
             behind.len()
         )}</p>
         <h3>"By version"</h3>
