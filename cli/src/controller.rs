@@ -101,7 +101,7 @@ fn default_challenger() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateConfig {
-    /// `wasmops gate --rule` texts: `accuracy >= 0.8`, `accuracy min_absolute_change -0.05`.
+    /// `wasmops gate --rule` texts: `accuracy >= 0.8`, `accuracy min_absolute_change 0.0`.
     pub rules: Vec<String>,
     /// Held-out rows (CSV); default: the candidate run's own held-out split.
     pub held_out: Option<PathBuf>,
@@ -445,8 +445,13 @@ impl Controller {
                 r = r.bearer_auth(t);
             }
             let answer = async {
-                let resp = r.send().await?.error_for_status()?;
-                resp.json::<WindowsResponse>().await
+                let resp = r
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .map_err(|e| e.to_string())?;
+                let body = resp.bytes().await.map_err(|e| e.to_string())?;
+                serde_json::from_slice::<WindowsResponse>(&body).map_err(|e| e.to_string())
             }
             .await;
             match answer {

@@ -236,7 +236,7 @@ decision_log = "decisions.jsonl"
 poll_interval_s = 0.5
 
 [gate]
-rules = ["accuracy >= 0.8", "accuracy min_absolute_change -0.05"]
+rules = ["accuracy >= 0.8", "accuracy min_absolute_change 0.0"]
 
 [[rules]]
 name = "drift-on-canary"
