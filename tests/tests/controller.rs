@@ -55,11 +55,15 @@ fn wasmops(args: &[&str]) -> String {
     out
 }
 
-/// Iris rows, shifted by `shift` on every feature, labelled (class index) as given.
-fn iris_rows(
-    shift: f64,
-    bad_labels: bool,
-) -> (Vec<String>, String, Vec<(Vec<f64>, usize)>, Vec<String>) {
+/// Iris, shifted by `shift` on every feature, labelled (class index) well or badly.
+struct Iris {
+    features: Vec<String>,
+    target: String,
+    rows: Vec<(Vec<f64>, usize)>,
+    classes: Vec<String>,
+}
+
+fn iris(shift: f64, bad_labels: bool) -> Iris {
     let d = wasmops_trainer::datasets::builtin("iris").unwrap();
     let rows = (0..d.n_rows())
         .map(|i| {
@@ -68,20 +72,20 @@ fn iris_rows(
             (x, if bad_labels { (y + i) % 3 } else { y })
         })
         .collect();
-    (
-        d.feature_names.clone(),
-        d.target_name.clone(),
+    Iris {
+        features: d.feature_names.clone(),
+        target: d.target_name.clone(),
         rows,
-        d.class_names.clone(),
-    )
+        classes: d.class_names.clone(),
+    }
 }
 
 fn write_csv(path: &Path, shift: f64, bad_labels: bool) {
-    let (features, target, rows, classes) = iris_rows(shift, bad_labels);
-    let mut s = features.join(",") + "," + &target + "\n";
-    for (x, y) in rows {
+    let d = iris(shift, bad_labels);
+    let mut s = d.features.join(",") + "," + &d.target + "\n";
+    for (x, y) in d.rows {
         let x: Vec<String> = x.iter().map(f64::to_string).collect();
-        s += &format!("{},{}\n", x.join(","), classes[y]);
+        s += &format!("{},{}\n", x.join(","), d.classes[y]);
     }
     std::fs::write(path, s).unwrap();
 }
@@ -345,12 +349,13 @@ struct Load {
     failures: Mutex<Vec<String>>,
 }
 
-async fn run_load(load: Arc<Load>, stop: Arc<AtomicBool>, urls: Vec<String>) {
+/// `wrong_labels`: the canary's feedback says every prediction's class is the next one.
+async fn run_load(load: Arc<Load>, stop: Arc<AtomicBool>, urls: Vec<String>, wrong_labels: bool) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let (_, _, rows, _) = iris_rows(SHIFT, false);
+    let rows = iris(SHIFT, false).rows;
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
         for (d, url) in urls.iter().enumerate() {
@@ -391,7 +396,10 @@ async fn run_load(load: Arc<Load>, stop: Arc<AtomicBool>, urls: Vec<String>) {
                 let labels: Vec<Value> = batch
                     .iter()
                     .enumerate()
-                    .map(|(k, (_, y))| json!({"id": a.first_id + k as u64, "label": y}))
+                    .map(|(k, (_, y))| {
+                        let label = if wrong_labels { (y + 1) % 3 } else { *y };
+                        json!({"id": a.first_id + k as u64, "label": label})
+                    })
                     .collect();
                 let _ = http
                     .post(format!("{url}{}", wire::paths::FEEDBACK))
@@ -405,11 +413,14 @@ async fn run_load(load: Arc<Load>, stop: Arc<AtomicBool>, urls: Vec<String>) {
     }
 }
 
-fn start_load(s: &Setup) -> (Arc<Load>, Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+fn start_load(
+    s: &Setup,
+    wrong_labels: bool,
+) -> (Arc<Load>, Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
     let load = Arc::new(Load::default());
     let stop = Arc::new(AtomicBool::new(false));
     let urls = s.devices.iter().map(|d| d.url.clone()).collect();
-    let task = tokio::spawn(run_load(load.clone(), stop.clone(), urls));
+    let task = tokio::spawn(run_load(load.clone(), stop.clone(), urls, wrong_labels));
     (load, stop, task)
 }
 
@@ -438,8 +449,8 @@ async fn aliases(mlflow: &MlflowServer) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_on_the_canary_retrains_gates_and_rolls_out_to_every_device() {
     let started = Instant::now();
-    let s = setup("controller-rollout", false).await;
-    let (load, stop, task) = start_load(&s);
+    let mut s = setup("controller-rollout", false).await;
+    let (load, stop, task) = start_load(&s, false);
 
     let fired = until_logged(&s, "the rule firing", |l| l["event"] == "rule_fired").await;
     assert_eq!(fired["figures"]["rule"], "drift-on-canary", "{fired}");
@@ -461,6 +472,22 @@ async fn drift_on_the_canary_retrains_gates_and_rolls_out_to_every_device() {
     assert!(
         acc >= 0.8 && acc > champion_acc,
         "candidate {acc}, champion {champion_acc}"
+    );
+
+    // The controller dies mid-rollout (canary step holding) and is started again: it resumes
+    // from its state file.
+    until_logged(&s, "the canary step", |l| {
+        l["event"] == "rollout" && l["what"].as_str().unwrap().contains("step 1: canary ->")
+    })
+    .await;
+    s.controller = Controller::start(
+        &s.dir.join("controller.toml"),
+        s.dir.join("controller-restarted.out"),
+    );
+    let resumed = until_logged(&s, "the resume", |l| l["event"] == "resume").await;
+    assert!(
+        resumed["what"].as_str().unwrap().contains("version 2"),
+        "{resumed}"
     );
 
     let done = until_logged(&s, "the rollout completing", |l| {
@@ -564,7 +591,7 @@ async fn drift_on_the_canary_retrains_gates_and_rolls_out_to_every_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_candidate_worse_than_the_champion_is_stopped_by_the_gate() {
     let s = setup("controller-gate", true).await;
-    let (_load, stop, task) = start_load(&s);
+    let (_load, stop, task) = start_load(&s, false);
 
     let gate = until_logged(&s, "the gate", |l| l["event"] == "gate").await;
     let what = gate["what"].as_str().unwrap();
@@ -617,4 +644,86 @@ async fn a_candidate_worse_than_the_champion_is_stopped_by_the_gate() {
     assert_eq!(fired, 1, "{lines:#?}");
     stop.store(true, Ordering::Relaxed);
     task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_failing_the_canary_s_live_labels_is_rolled_back() {
+    let s = setup("controller-rollback", false).await;
+    // The candidate passes the gate, but the canary's labels disagree with it.
+    let (load, stop, task) = start_load(&s, true);
+
+    let gate = until_logged(&s, "the gate", |l| l["event"] == "gate").await;
+    assert_eq!(gate["figures"]["passed"], true, "{gate}");
+    let back = until_logged(&s, "the rollback", |l| {
+        l["event"] == "rollout" && l["figures"]["rollout_state"] == "rolled_back"
+    })
+    .await;
+    assert!(
+        back["what"]
+            .as_str()
+            .unwrap()
+            .contains("step 1 (canary) failed its checks 2 times"),
+        "{back}"
+    );
+    assert!(
+        back["reasons"].to_string().contains("FAIL: live_accuracy"),
+        "{back}"
+    );
+    assert_eq!(
+        back["figures"]["actions"],
+        json!([{"action": "move_alias", "alias": "canary", "version": "1"}]),
+        "{back}"
+    );
+    let lines = log_lines(&s.log);
+    assert!(
+        lines.iter().any(|l| l["what"]
+            .as_str()
+            .unwrap()
+            .contains("failed its checks (1 of 2 allowed): holding again")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l["what"].as_str().unwrap().contains("champion ->")),
+        "{lines:#?}"
+    );
+
+    // MLflow: canary back on v1, champion never moved; the version says why.
+    let a = aliases(&s.mlflow).await;
+    assert_eq!(a.get("canary").map(String::as_str), Some("1"), "{a:?}");
+    assert_eq!(a.get("champion").map(String::as_str), Some("1"), "{a:?}");
+    let mv = s
+        .mlflow
+        .get(&format!("model-versions/get?name={MODEL}&version=2"))
+        .await["model_version"]
+        .clone();
+    assert_eq!(
+        tag(&mv, "wasmops.rollout.state"),
+        Some("rolled_back"),
+        "{mv}"
+    );
+    assert!(
+        tag(&mv, "wasmops.rollout.last")
+            .unwrap()
+            .contains("live_accuracy"),
+        "{mv}"
+    );
+
+    // The canary runs v1 again; the other devices never ran v2.
+    until_active(&s.devices, &s.v1_hash, "v1 back on every device").await;
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    let v2_hash = lines
+        .iter()
+        .find(|l| l["event"] == "registered")
+        .expect("registered line")["figures"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = load.first_answer.lock().unwrap().clone();
+    assert!(first.contains_key(&(0, v2_hash.clone())), "{first:?}");
+    for d in [1, 2] {
+        assert!(!first.contains_key(&(d, v2_hash.clone())), "{first:?}");
+    }
 }
