@@ -945,6 +945,103 @@ mod tests {
         assert_eq!(rfc3339(1_795_761_722_123), "2026-11-27T06:42:02.123Z");
     }
 
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("wasmops-ctl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_newest_dataset_is_the_last_csv_by_name() {
+        let d = scratch("datasets");
+        let e = newest_dataset(&d).unwrap_err().to_string();
+        assert!(e.contains("no *.csv"), "{e}");
+        for f in ["2026-01-01.csv", "2026-02-01.CSV", "2026-03-01.txt"] {
+            std::fs::write(d.join(f), "a,b\n1,2\n").unwrap();
+        }
+        assert_eq!(newest_dataset(&d).unwrap(), d.join("2026-02-01.CSV"));
+    }
+
+    #[test]
+    fn the_held_out_csv_reads_back_as_the_run_s_split() {
+        let d = scratch("held-out");
+        let iris = wasmops_trainer::datasets::builtin("iris").unwrap();
+        let mut csv = iris.feature_names.join(",") + ",\"the, class\"\n";
+        for i in 0..iris.n_rows() {
+            let row: Vec<String> = iris.row(i).iter().map(f64::to_string).collect();
+            csv += &format!(
+                "{},{}\n",
+                row.join(","),
+                iris.class_names[iris.y[i] as usize]
+            );
+        }
+        std::fs::write(d.join("iris.csv"), csv).unwrap();
+        std::fs::write(
+            d.join("spec.json"),
+            r#"{"algorithm": {"algorithm": "gaussian_nb"}, "scale": false, "test_fraction": 0.2, "seed": 3}"#,
+        )
+        .unwrap();
+        let t = crate::train::train(&crate::train::TrainOptions {
+            spec: d.join("spec.json"),
+            data: d.join("iris.csv"),
+            out: d.join("run"),
+            run_id: None,
+            target: None,
+            task: None,
+            ignore: vec![],
+            dataset_name: None,
+            skip_bad_rows: false,
+            name: None,
+        })
+        .unwrap();
+        let text = held_out_csv(&t.run);
+        let table = wasmops_trainer::csv_import::read("held-out.csv", &text).unwrap();
+        let rows = table
+            .rows_for(&t.run.feature_names, &t.run.target_name, &t.run.class_names)
+            .unwrap();
+        assert!(rows.problems.is_empty());
+        assert_eq!(rows.y, t.run.test_y);
+        assert_eq!(rows.x, t.run.test_x, "every value round-trips exactly");
+    }
+
+    #[test]
+    fn configs_that_cannot_run_are_refused_at_start() {
+        let d = scratch("config");
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/controller.toml"),
+        )
+        .unwrap();
+        let bad = [
+            (
+                example.replace("group = \"fleet\"\nhold_s", "group = \"nobody\"\nhold_s"),
+                "no device of group `nobody`",
+            ),
+            (
+                example.replace(
+                    "{ kind = \"drift\", group = \"canary\" }",
+                    "{ kind = \"new_dataset\" }",
+                ),
+                "drift and schedule triggers",
+            ),
+            (
+                example.replace("accuracy >= 0.8", "accuracy >== 0.8"),
+                "accuracy >== 0.8",
+            ),
+            (
+                example.replace("poll_interval_s = 30", "poll_interval_s = 30\npoll = 1"),
+                "poll",
+            ),
+        ];
+        for (i, (text, wanted)) in bad.iter().enumerate() {
+            assert_ne!(text, &example, "case {i} changes the example");
+            let path = d.join(format!("bad-{i}.toml"));
+            std::fs::write(&path, text).unwrap();
+            let e = format!("{:#}", Config::load(&path).unwrap_err());
+            assert!(e.contains(wanted) && e.contains("bad-"), "case {i}: {e}");
+        }
+    }
+
     #[test]
     fn the_example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/controller.toml");
