@@ -9,11 +9,14 @@
 //! - [`keys`]: `wasmops sign` and `wasmops pubkey` (`wasmops_shared::signature`).
 //! - [`registry`]: `wasmops register` and `wasmops alias` through `wasmops_shared::mlflow`
 //!   over reqwest.
+//! - [`controller`]: `wasmops controller`: the unattended loop (rules, gate, rollout) as a
+//!   long-running process; its decisions are `wasmops_shared::automation`'s.
 //!
 //! Nothing here decides anything the dashboard decides differently: every rule, record and
 //! byte comes from `wasmops-trainer` and `wasmops-shared`; this crate reads files and flags,
 //! prints, and maps outcomes to exit statuses ([`Failure`]).
 
+pub mod controller;
 pub mod gate;
 pub mod keys;
 pub mod registry;

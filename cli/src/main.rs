@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use wasmops_cli::{gate, keys, registry, train, Failure};
+use wasmops_cli::{controller, gate, keys, registry, train, Failure};
 use wasmops_trainer::catalog::Task;
 
 #[derive(Parser)]
@@ -118,6 +118,16 @@ enum Command {
         alias: String,
         #[arg(long)]
         version: String,
+    },
+    /// Run the unattended loop: drift on a device group fires a rule, the spec is retrained on
+    /// the newest dataset, gated against `champion`, registered as `challenger` and rolled
+    /// out by plan. Runs until stopped; resumes from its state file.
+    Controller {
+        #[arg(long, value_name = "FILE.toml")]
+        config: PathBuf,
+        /// One poll, then exit (for cron or a check).
+        #[arg(long)]
+        once: bool,
     },
 }
 
@@ -307,6 +317,16 @@ fn run(command: Command) -> Result<(), Failure> {
                 "{model} alias {alias}: {} -> {version}",
                 before.as_deref().unwrap_or("(none)")
             );
+        }
+        Command::Controller { config, once } => {
+            let config = controller::Config::load(&config)?;
+            let mut c = controller::Controller::new(config)?;
+            let rt = runtime()?;
+            if once {
+                rt.block_on(c.poll())?;
+            } else {
+                rt.block_on(c.run())?;
+            }
         }
     }
     Ok(())

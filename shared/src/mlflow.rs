@@ -1023,6 +1023,46 @@ impl<T: Transport> Client<T> {
         .await
         .map(|_| ())
     }
+
+    /// Removes an alias (`DELETE registered-models/alias`): a rollback of an alias that had no
+    /// version before. An alias that is already gone is not an error.
+    pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<(), MlflowError> {
+        match self
+            .call::<Value>(
+                Method::Delete,
+                format!(
+                    "{API}/registered-models/alias?name={}&alias={}",
+                    encode(name),
+                    encode(alias)
+                ),
+                Some(json!({"name": name, "alias": alias})),
+                "removing the alias",
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("RESOURCE_DOES_NOT_EXIST") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets a tag on a model version (`model-versions/set-tag`), e.g. the automation's
+    /// `wasmops.rollout.state`.
+    pub async fn set_model_version_tag(
+        &self,
+        name: &str,
+        version: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), MlflowError> {
+        self.post(
+            "model-versions/set-tag",
+            json!({"name": name, "version": version, "key": key, "value": value}),
+            "tagging the model version",
+        )
+        .await
+        .map(|_| ())
+    }
 }
 
 /// What a model version records of its module (see [`Client::register_module`]).
