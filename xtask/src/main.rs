@@ -760,6 +760,7 @@ const BROWSER_BENCHES: &[&str] = &[
     "telemetry_pull",
     "training",
     "mlflow_sync",
+    "follow_scale",
 ];
 
 #[cfg(test)]
