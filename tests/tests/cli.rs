@@ -1,13 +1,15 @@
 //! The headless `wasmops` binary (`$WASMOPS_CLI_BIN`) against a real `mlflow server`: train,
 //! sign, register with an alias, move the alias; everything read back through MLflow's own
 //! REST API (the version, its tags and source, the alias, the artifact bytes and signature),
-//! and credentials as MLflow's client takes them.
+//! and credentials as MLflow's client takes them. And the reproducibility promise: a run
+//! trained and compiled in the tab (headless Chromium), given to `wasmops train` as the runs
+//! export with the same CSV, gives the same module bytes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use wasmops_e2e::{required_env, temp_dir, MlflowServer};
+use wasmops_e2e::{required_env, temp_dir, Browser, MlflowServer, StaticSite};
 use wasmops_shared::digest::content_hash;
 use wasmops_shared::signature::TrustedKeys;
 
@@ -359,4 +361,64 @@ async fn cli_credentials_as_mlflow_takes_them() {
             && !out.contains("just-a-token"),
         "{out}"
     );
+}
+
+/// The same spec and data give the same module bytes in the tab and in the CLI: a CSV with CRLF
+/// line endings imported in the dashboard (a fresh profile per algorithm), trained in its
+/// worker and compiled there; then `wasmops train` with the dashboard's runs export as the spec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reproduces_the_tabs_module_byte_for_byte() {
+    let dir = temp_dir("cli-tab");
+    let csv = iris_csv(&dir);
+    let crlf = dir.join("iris-crlf.csv");
+    std::fs::write(
+        &crlf,
+        std::fs::read_to_string(&csv).unwrap().replace('\n', "\r\n"),
+    )
+    .unwrap();
+    let site = StaticSite::dashboard();
+    let mut results = Vec::new();
+    // Gaussian NB and logistic regression are not here: their fits call exp/ln, which the
+    // wasm32 build takes from compiler-builtins' libm and the native build from the system's,
+    // and the last bits differ (weights equal to about 9 digits, modules not). Known defect,
+    // issue 13's note.
+    for algorithm in ["decision_tree", "random_forest", "kmeans"] {
+        // A fresh browser profile each: one import, one run, one module.
+        let browser = Browser::start().await;
+        browser.open(&site.origin).await;
+        browser.upload("#csv-file", &crlf).await;
+        browser.click("#csv-import").await;
+        browser
+            .wait_text("[data-testid=csv-notice]", "the import notice", |t| {
+                t.starts_with("imported iris-crlf.csv")
+            })
+            .await;
+        browser.select("#algorithm", algorithm).await;
+        browser.train_and_wait().await;
+        let tab_hash = browser.compile_newest_run().await;
+        let export = browser.export_runs().await;
+        let run_id = export["runs"][0]["id"].as_str().unwrap().to_string();
+        let spec = dir.join(format!("export-{algorithm}.json"));
+        std::fs::write(&spec, export.to_string()).unwrap();
+        browser.close().await;
+        let out = dir.join(format!("from-cli-{algorithm}"));
+        expect(
+            0,
+            &[
+                "train",
+                "--spec",
+                spec.to_str().unwrap(),
+                "--run-id",
+                &run_id,
+                "--data",
+                crlf.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let module = std::fs::read(out.join("model.wasm")).unwrap();
+        results.push((algorithm, content_hash(&module) == tab_hash));
+    }
+    assert!(results.iter().all(|r| r.1), "{results:?}");
 }

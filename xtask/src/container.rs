@@ -5,11 +5,15 @@
 //! the target dir with the binary, exactly the shared libraries `ldd` lists for it (copied to
 //! the same paths, the dynamic loader among them) and an empty `data/`; the `Dockerfile`
 //! assembles them `FROM scratch`. The smoke test runs the image with a published port and
-//! checks health, upload, activate and predict over HTTP, then removes the container.
+//! checks health, upload, activate and predict over HTTP, then removes the container. A second
+//! container follows an alias: a real `mlflow server` on the host, a version trained, signed
+//! and registered by the `wasmops` CLI, and the image started with `--follow` and
+//! `--trusted-keys` (host networking) must come to run that version.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -61,6 +65,7 @@ pub fn container(ws: &Workspace) -> Result {
         size as f64 / 1e6
     );
     smoke_test(ws, &podman_cmd)?;
+    follow_smoke_test(ws, &podman_cmd)?;
     println!(
         "xtask container: image built and smoke-tested in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -175,6 +180,164 @@ fn smoke_test(ws: &Workspace, podman: &dyn Fn() -> Command) -> Result {
     result?;
     let _ = ws;
     Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
+}
+
+/// A small two-class CSV (deterministic), for the CLI to train on.
+fn smoke_csv() -> String {
+    let mut state: u64 = 0x5eed;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut csv = String::from("a,b,c,d,label\n");
+    for _ in 0..200 {
+        let x: Vec<f64> = (0..4).map(|_| next() * 4.0).collect();
+        let label = if x[0] + x[1] > 4.0 { "high" } else { "low" };
+        csv += &format!("{:.3},{:.3},{:.3},{:.3},{label}\n", x[0], x[1], x[2], x[3]);
+    }
+    csv
+}
+
+/// The image follows an alias: MLflow on the host, a signed version registered by the
+/// `wasmops` CLI, the container started with `--follow` and `--trusted-keys`.
+fn follow_smoke_test(ws: &Workspace, podman: &dyn Fn() -> Command) -> Result {
+    let mlflow = install::mlflow(ws)?;
+    run_checked(cargo(ws).args(["build", "-p", "wasmops-cli", "--bin", "wasmops"]))?;
+    let cli = ws.target.join("debug").join("wasmops");
+    let dir = ws.target.join("container-follow");
+    let _ = fs::remove_dir_all(&dir);
+    let keys = dir.join("keys");
+    fs::create_dir_all(&keys).map_err(|e| format!("{}: {e}", keys.display()))?;
+    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    fs::write(dir.join("data.csv"), smoke_csv()).map_err(|e| io(&dir, e))?;
+    fs::write(
+        dir.join("spec.json"),
+        r#"{"algorithm":{"algorithm":"gaussian_nb"},"scale":true,"test_fraction":0.25,"seed":7}"#,
+    )
+    .map_err(|e| io(&dir, e))?;
+    let key = ws.root.join("cli/tests/fixtures/signing-key.pem");
+    let port = free_port()?;
+    let uri = format!("http://127.0.0.1:{port}");
+    let log = fs::File::create(dir.join("mlflow.log")).map_err(|e| io(&dir, e))?;
+    let mut server = Command::new(&mlflow)
+        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
+        .arg("--artifacts-destination")
+        .arg(dir.join("artifacts"))
+        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        .process_group(0)
+        .stdout(log.try_clone().map_err(|e| io(&dir, e))?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", mlflow.display()))?;
+    let result = (|| -> Result {
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !matches!(http(addr, "GET", "/health", None, None, &[]), Ok((200, _))) {
+            if Instant::now() > deadline {
+                return Err("mlflow server never answered /health".into());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let run_dir = dir.join("run");
+        run_checked(
+            Command::new(&cli)
+                .arg("train")
+                .arg("--spec")
+                .arg(dir.join("spec.json"))
+                .arg("--data")
+                .arg(dir.join("data.csv"))
+                .arg("--out")
+                .arg(&run_dir),
+        )?;
+        run_checked(
+            Command::new(&cli)
+                .arg("sign")
+                .arg("--key")
+                .arg(&key)
+                .arg(run_dir.join("model.wasm")),
+        )?;
+        run_checked(
+            Command::new(&cli)
+                .args([
+                    "register",
+                    "--tracking-uri",
+                    &uri,
+                    "--model",
+                    "smoke",
+                    "--alias",
+                    "champion",
+                ])
+                .arg("--run-dir")
+                .arg(&run_dir)
+                .arg("--key")
+                .arg(&key),
+        )?;
+        let pem = output(Command::new(&cli).arg("pubkey").arg("--key").arg(&key))?;
+        fs::write(keys.join("ci.pem"), pem).map_err(|e| io(&keys, e))?;
+        #[cfg(unix)]
+        {
+            // The container runs as nobody: the keys must be readable by it.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+            let _ = fs::set_permissions(&keys, fs::Permissions::from_mode(0o755));
+            let _ = fs::set_permissions(keys.join("ci.pem"), fs::Permissions::from_mode(0o644));
+        }
+        let device_port = free_port()?;
+        let name = format!("wasmops-follow-smoke-{}", std::process::id());
+        output(
+            podman()
+                .args(["run", "--detach", "--name", &name, "--network", "host"])
+                .arg("--volume")
+                .arg(format!("{}:/keys:ro", keys.display()))
+                .args(["--env", &format!("WASMOPS_TOKEN={TOKEN}"), IMAGE])
+                .args(["serve", "--listen", &format!("127.0.0.1:{device_port}")])
+                .args(["--follow", &uri, "--model", "smoke", "--alias", "champion"])
+                .args(["--trusted-keys", "/keys", "--follow-interval", "1"]),
+        )?;
+        let device: SocketAddr = ([127, 0, 0, 1], device_port).into();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let outcome = loop {
+            match http(device, "GET", "/v1/info", Some(TOKEN), None, &[]) {
+                Ok((200, body)) if body.contains("\"running_version\":\"1\"") => {
+                    println!("xtask container: the container follows smoke@champion and runs version 1 (signed, verified)");
+                    break Ok(());
+                }
+                other if Instant::now() > deadline => {
+                    break Err(format!(
+                        "the container never ran version 1 of smoke@champion: {other:?}"
+                    ))
+                }
+                _ => std::thread::sleep(Duration::from_millis(300)),
+            }
+        };
+        if outcome.is_err() {
+            if let Ok(logs) = output(podman().args(["logs", &name])) {
+                eprintln!("container log:\n{logs}");
+            }
+        }
+        let _ = podman()
+            .args(["rm", "--force", &name])
+            .stdout(Stdio::null())
+            .status();
+        outcome
+    })();
+    // The server and its workers: their process group.
+    let _ = Command::new("kill")
+        .args(["-TERM", &format!("-{}", server.id())])
+        .status();
+    let _ = server.wait();
+    result
 }
 
 /// Health, upload, activate and predict through the published port.
