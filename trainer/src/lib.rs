@@ -1084,9 +1084,9 @@ fn gaussian_nb_model(
             .sigma
             .data
             .iter()
-            .map(|s| (2.0 * std::f64::consts::PI * s).ln())
+            .map(|s| libm::log(2.0 * std::f64::consts::PI * s))
             .sum();
-        log_prior_norm[c] = info.prior.ln() - 0.5 * norm;
+        log_prior_norm[c] = libm::log(info.prior) - 0.5 * norm;
         means[c] = info.theta.data.clone();
         neg_half_inv_var[c] = info.sigma.data.iter().map(|s| -0.5 / s).collect();
     }

@@ -53,16 +53,50 @@ fn unpack(p: &Param, d: usize, c: usize) -> (ArrayView2<'_, f64>, ArrayView1<'_,
     (all.slice_move(s![..d, ..]), all.slice_move(s![d, ..]))
 }
 
+/// `X W`, each sum over features left to right, one rounding per multiply and per add. Not
+/// ndarray's `dot`: its matrixmultiply kernels use fused multiply-adds where the CPU has them
+/// (natively, not in wasm32), so the tab and the CLI would train different weights.
+fn product(x: ArrayView2<'_, f64>, w: ArrayView2<'_, f64>) -> Array2<f64> {
+    let (n, c) = (x.nrows(), w.ncols());
+    let mut out = Array2::zeros((n, c));
+    for (i, row) in x.rows().into_iter().enumerate() {
+        for j in 0..c {
+            let mut sum = 0.0;
+            for (k, v) in row.iter().enumerate() {
+                sum += v * w[(k, j)];
+            }
+            out[(i, j)] = sum;
+        }
+    }
+    out
+}
+
+/// `Xᵀ D`, each sum over rows in row order (as [`product`], without fused multiply-adds).
+fn product_t(x: ArrayView2<'_, f64>, diff: ArrayView2<'_, f64>) -> Array2<f64> {
+    let (d, c) = (x.ncols(), diff.ncols());
+    let mut out = Array2::zeros((d, c));
+    for (row, drow) in x.rows().into_iter().zip(diff.rows()) {
+        for (k, v) in row.iter().enumerate() {
+            for j in 0..c {
+                out[(k, j)] += v * drow[j];
+            }
+        }
+    }
+    out
+}
+
 /// `log(softmax(X W + b))`, row by row, stable.
 fn log_probs(
     x: ArrayView2<'_, f64>,
     w: ArrayView2<'_, f64>,
     b: ArrayView1<'_, f64>,
 ) -> Array2<f64> {
-    let mut h = x.dot(&w) + b;
+    let mut h = product(x, w) + b;
     for mut row in h.rows_mut() {
         let max = row.fold(f64::NEG_INFINITY, |m, v| m.max(*v));
-        let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        // libm's exp and log, not the platform's: the same bits in the tab (wasm32) and natively
+        // (the CLI), so both train the same weights.
+        let lse = max + libm::log(row.iter().map(|v| libm::exp(v - max)).sum::<f64>());
         row.mapv_inplace(|v| v - lse);
     }
     h
@@ -90,10 +124,10 @@ impl Gradient for Problem<'_> {
     fn gradient(&self, p: &Param) -> Result<Param, argmin::core::Error> {
         let d = self.x.ncols();
         let (w, b) = unpack(p, d, self.c);
-        let diff = log_probs(self.x, w, b).mapv_into(f64::exp) - &self.y;
+        let diff = log_probs(self.x, w, b).mapv_into(libm::exp) - &self.y;
         let mut grad = Array2::zeros((d + 1, self.c));
         grad.slice_mut(s![..d, ..])
-            .assign(&(self.x.t().dot(&diff) + &w * self.alpha));
+            .assign(&(product_t(self.x, diff.view()) + &w * self.alpha));
         grad.row_mut(d).assign(&diff.sum_axis(Axis(0)));
         Ok(grad.into_shape_with_order((d + 1) * self.c).expect("flat"))
     }
@@ -123,7 +157,7 @@ impl Observe<Iter> for Curve {
         let step = state.get_iter() + 1;
         let (w, b) = unpack(p, self.test_x.ncols(), self.c);
         let loss = (state.get_cost() - penalty(self.alpha, w)) / self.n_train;
-        let logits = self.test_x.dot(&w) + b;
+        let logits = product(self.test_x.view(), w) + b;
         let hits = logits
             .rows()
             .into_iter()
