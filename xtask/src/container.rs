@@ -13,7 +13,6 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -235,7 +234,6 @@ fn follow_smoke_test(ws: &Workspace, podman: &dyn Fn() -> Command) -> Result {
         .arg("--artifacts-destination")
         .arg(dir.join("artifacts"))
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-        .process_group(0)
         .stdout(log.try_clone().map_err(|e| io(&dir, e))?)
         .stderr(log)
         .spawn()
@@ -332,10 +330,11 @@ fn follow_smoke_test(ws: &Workspace, podman: &dyn Fn() -> Command) -> Result {
             .status();
         outcome
     })();
-    // The server and its workers: their process group.
-    let _ = Command::new("kill")
-        .args(["-TERM", &format!("-{}", server.id())])
+    // The server's workers, then the server.
+    let _ = Command::new("pkill")
+        .args(["-TERM", "-P", &server.id().to_string()])
         .status();
+    let _ = server.kill();
     let _ = server.wait();
     result
 }
