@@ -7,8 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use wasmops_e2e::registry::{iris_module, point, register, signer, Version};
+use wasmops_e2e::registry::{create, iris_module, point, register, signer, Version};
 use wasmops_e2e::{median, run_bench, temp_dir, EdgeProcess, MlflowServer};
 use wasmops_shared::wire;
 use wasmops_trainer::Algorithm;
@@ -171,15 +170,7 @@ fn main() {
             })
             .collect();
         mlflow.ready().await;
-        let experiment = mlflow
-            .post("experiments/create", json!({"name": "scale"}))
-            .await["experiment_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        mlflow
-            .post("registered-models/create", json!({"name": MODEL}))
-            .await;
+        let experiment = create(&mlflow, "scale", MODEL).await;
         let mut versions = Vec::new();
         for m in &modules {
             versions.push(register(&mlflow, &experiment, MODEL, m).await);

@@ -138,6 +138,20 @@ pub async fn register(
     mv["model_version"]["version"].as_str().unwrap().to_string()
 }
 
+/// Creates `experiment` and the registered `model` on a fresh server; the experiment's id.
+pub async fn create(mlflow: &MlflowServer, experiment: &str, model: &str) -> String {
+    let id = mlflow
+        .post("experiments/create", json!({"name": experiment}))
+        .await["experiment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    mlflow
+        .post("registered-models/create", json!({"name": model}))
+        .await;
+    id
+}
+
 /// Points `alias` of `model` at `version`.
 pub async fn point(mlflow: &MlflowServer, model: &str, alias: &str, version: &str) {
     mlflow

@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use wasmops_e2e::registry::{iris_module, point, register, signer, Version};
+use serde_json::Value;
+use wasmops_e2e::registry::{create, iris_module, point, register, signer, Version};
 use wasmops_e2e::{temp_dir, Browser, EdgeProcess, MlflowServer, PrometheusServer, StaticSite};
 use wasmops_shared::digest::content_hash;
 use wasmops_shared::mlflow::{MODEL_DIR, MODULE_FILE};
@@ -245,15 +245,7 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
     ));
 
     mlflow.ready().await;
-    let experiment = mlflow
-        .post("experiments/create", json!({"name": "pull"}))
-        .await["experiment_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    mlflow
-        .post("registered-models/create", json!({"name": MODEL}))
-        .await;
+    let experiment = create(&mlflow, "pull", MODEL).await;
     let n1 = register(&mlflow, &experiment, MODEL, &Version::signed(v1.clone())).await;
     let n2 = register(&mlflow, &experiment, MODEL, &Version::signed(v2.clone())).await;
     point(&mlflow, MODEL, ALIAS, &n1).await;
