@@ -9,6 +9,7 @@ use wasmops_shared::digest::short;
 use wasmops_trainer::catalog::Task;
 use wasmops_trainer::csv_import::{self, CsvTable, Prepared};
 
+use crate::logic::dataset_choice::DatasetChoice;
 use crate::state::use_app_state;
 use crate::storage::{Storage, StoredDataset};
 
@@ -145,7 +146,9 @@ pub fn DataPanel() -> impl IntoView {
                             .unwrap_or_default()
                     )));
                     // What was just imported is what the user means to train on next.
-                    state.train_dataset.set(format!("csv:{}", stored.hash));
+                    state
+                        .train_dataset
+                        .set(DatasetChoice::imported(&stored.hash));
                     state.datasets.update(|d| {
                         d.retain(|x| x.hash != stored.hash);
                         d.insert(0, stored);
@@ -377,8 +380,8 @@ fn DatasetVersions() -> impl IntoView {
                         "data",
                         format!("deleted dataset {} v{}", d.dataset.name, d.version),
                     );
-                    if state.train_dataset.get_untracked() == format!("csv:{hash}") {
-                        state.train_dataset.set("iris".into());
+                    if state.train_dataset.get_untracked() == DatasetChoice::imported(&hash) {
+                        state.train_dataset.set(DatasetChoice::default());
                     }
                     if chosen.get_untracked().as_deref() == Some(hash.as_str()) {
                         chosen.set(None);
