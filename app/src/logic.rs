@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod dataset_choice;
+pub mod datasets;
 pub mod device_form;
 pub mod drift;
 pub mod follow;

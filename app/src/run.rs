@@ -62,7 +62,10 @@ mod tests {
             assert_eq!(s.status, status);
             assert_eq!(s.status.to_string(), word);
             // Written back with the same word.
-            assert_eq!(serde_json::to_value(&s).unwrap(), stored_summary(Some(word)));
+            assert_eq!(
+                serde_json::to_value(&s).unwrap(),
+                stored_summary(Some(word))
+            );
         }
         assert!(serde_json::from_value::<RunSummary>(stored_summary(Some("exploded"))).is_err());
     }

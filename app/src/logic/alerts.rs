@@ -1,6 +1,5 @@
 //! Alerts in a few words.
 
-
 /// The features of a drift alert in a few words: all of them when few, else the worst three
 /// (alerts list them worst first) and how many more.
 pub fn feature_summary(features: &[String]) -> String {

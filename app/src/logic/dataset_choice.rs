@@ -150,27 +150,59 @@ mod tests {
         assert_eq!(d.task, Task::Classification);
         assert_eq!(d.version, 1, "records from before versions are version 1");
         assert_eq!(serde_json::to_value(&d).unwrap()["task"], "classification");
-        assert_eq!(stored("houses", "bb", &[], "regression").task, Task::Regression);
+        assert_eq!(
+            stored("houses", "bb", &[], "regression").task,
+            Task::Regression
+        );
     }
 
     #[test]
     fn the_task_follows_the_chosen_dataset() {
-        let all = [stored("wine", "aa", &["red", "white"], "classification"), stored("houses", "bb", &[], "regression")];
-        assert_eq!(DatasetChoice::parse("csv:aa").task(&all), (Task::Classification, 2));
-        assert_eq!(DatasetChoice::parse("csv:bb").task(&all), (Task::Regression, 0));
-        assert_eq!(DatasetChoice::parse("iris").task(&all), (Task::Classification, 3));
-        assert_eq!(DatasetChoice::parse("diabetes").task(&all), (Task::Regression, 0));
+        let all = [
+            stored("wine", "aa", &["red", "white"], "classification"),
+            stored("houses", "bb", &[], "regression"),
+        ];
+        assert_eq!(
+            DatasetChoice::parse("csv:aa").task(&all),
+            (Task::Classification, 2)
+        );
+        assert_eq!(
+            DatasetChoice::parse("csv:bb").task(&all),
+            (Task::Regression, 0)
+        );
+        assert_eq!(
+            DatasetChoice::parse("iris").task(&all),
+            (Task::Classification, 3)
+        );
+        assert_eq!(
+            DatasetChoice::parse("diabetes").task(&all),
+            (Task::Regression, 0)
+        );
         // A version no longer stored: classification, no classes known.
-        assert_eq!(DatasetChoice::parse("csv:gone").task(&all), (Task::Classification, 0));
+        assert_eq!(
+            DatasetChoice::parse("csv:gone").task(&all),
+            (Task::Classification, 0)
+        );
     }
 
     #[test]
     fn a_rerun_takes_the_stored_version_or_the_builtin_or_says_why_not() {
         let all = [stored("wine", "aa", &["red", "white"], "classification")];
-        let run_on = |name: &str, hash: &str| DatasetRef { name: name.into(), hash: hash.into(), n_rows: 2 };
-        assert_eq!(DatasetChoice::for_rerun(&run_on("wine", "aa"), &all), Ok(DatasetChoice::imported("aa")));
-        assert_eq!(DatasetChoice::for_rerun(&run_on("iris", "cc"), &all), Ok(DatasetChoice::parse("iris")));
-        let err = DatasetChoice::for_rerun(&run_on("wine", "dd".repeat(32).as_str()), &all).unwrap_err();
+        let run_on = |name: &str, hash: &str| DatasetRef {
+            name: name.into(),
+            hash: hash.into(),
+            n_rows: 2,
+        };
+        assert_eq!(
+            DatasetChoice::for_rerun(&run_on("wine", "aa"), &all),
+            Ok(DatasetChoice::imported("aa"))
+        );
+        assert_eq!(
+            DatasetChoice::for_rerun(&run_on("iris", "cc"), &all),
+            Ok(DatasetChoice::parse("iris"))
+        );
+        let err =
+            DatasetChoice::for_rerun(&run_on("wine", "dd".repeat(32).as_str()), &all).unwrap_err();
         assert!(err.contains("dataset `wine` version dddd"), "{err}");
         assert!(err.contains("not stored in this browser"), "{err}");
     }

@@ -38,7 +38,11 @@ impl DeviceForm {
             .map_or(now_ms, |d| d.added_ms);
         let name = self.name.trim();
         Ok(DeviceEntry {
-            name: if name.is_empty() { url.clone() } else { name.to_string() },
+            name: if name.is_empty() {
+                url.clone()
+            } else {
+                name.to_string()
+            },
             url,
             token: self.token.clone(),
             window_s,
@@ -62,7 +66,9 @@ mod tests {
 
     #[test]
     fn a_device_is_saved_with_a_clean_url_and_its_name() {
-        let d = form(" http://127.0.0.1:7878/ ", "60").entry(&[], 5.0).unwrap();
+        let d = form(" http://127.0.0.1:7878/ ", "60")
+            .entry(&[], 5.0)
+            .unwrap();
         assert_eq!(
             d,
             DeviceEntry {
@@ -73,8 +79,14 @@ mod tests {
                 added_ms: 5.0,
             }
         );
-        let unnamed = DeviceForm { name: "  ".into(), ..form("https://edge.example", "1") };
-        assert_eq!(unnamed.entry(&[], 0.0).unwrap().name, "https://edge.example");
+        let unnamed = DeviceForm {
+            name: "  ".into(),
+            ..form("https://edge.example", "1")
+        };
+        assert_eq!(
+            unnamed.entry(&[], 0.0).unwrap().name,
+            "https://edge.example"
+        );
     }
 
     #[test]
@@ -92,7 +104,10 @@ mod tests {
         );
         for w in ["0", "86401", "1.5", "", "-3"] {
             let err = form("http://a", w).entry(&[], 0.0).unwrap_err();
-            assert_eq!(err, format!("telemetry window must be 1 to 86400 seconds, got `{w}`"));
+            assert_eq!(
+                err,
+                format!("telemetry window must be 1 to 86400 seconds, got `{w}`")
+            );
         }
         assert!(form("http://a", " 86400 ").entry(&[], 0.0).is_ok());
     }

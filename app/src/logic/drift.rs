@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use wasmops_shared::wire::{FeatureDrift, Window};
 
-
 /// Feature lines a drift chart draws at most (the palette has six colours).
 pub const DRIFT_LINES: usize = 5;
 /// PSI values above this are drawn at it: 4x the alert threshold, so 0.1 and 0.25 stay legible.
@@ -55,7 +54,10 @@ pub fn capped_series(
             } else {
                 f.clone()
             };
-            (name, points.into_iter().map(|(x, y)| (x, y.min(cap))).collect())
+            (
+                name,
+                points.into_iter().map(|(x, y)| (x, y.min(cap))).collect(),
+            )
         })
         .collect()
 }
@@ -99,8 +101,14 @@ mod tests {
         let mut b = window(&[("a", 0.3)]);
         b.start_ms = 2_000;
         let lines = capped_series(&[a, b], &["b".into(), "a".into()], |d| d.psi, PSI_CAP);
-        assert_eq!(lines[0], ("b (peak 3.0, drawn at 1)".to_string(), vec![(1_000.0, 1.0)]));
-        assert_eq!(lines[1], ("a".to_string(), vec![(1_000.0, 0.2), (2_000.0, 0.3)]));
+        assert_eq!(
+            lines[0],
+            ("b (peak 3.0, drawn at 1)".to_string(), vec![(1_000.0, 1.0)])
+        );
+        assert_eq!(
+            lines[1],
+            ("a".to_string(), vec![(1_000.0, 0.2), (2_000.0, 0.3)])
+        );
     }
 
     #[test]

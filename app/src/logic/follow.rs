@@ -1,6 +1,5 @@
 //! What a device says it follows, in a few words.
 
-
 /// What a device follows and where it stands, in a few words: `iris@champion v3, in sync`;
 /// a refusal or an error with the device's reason. Labels and trusted keys follow.
 pub fn follow_summary(info: &wasmops_shared::wire::DeviceInfo) -> String {
@@ -85,19 +84,38 @@ mod tests {
     #[test]
     fn where_a_following_device_stands_in_a_few_words() {
         let s = |f| follow_summary(&info(Some(f)));
-        assert_eq!(s(follows(FollowState::InSync, Some("3"), Some("3"))), "iris@champion v3, in sync");
-        assert_eq!(s(follows(FollowState::Starting, None, None)), "iris@champion, first check pending");
-        assert_eq!(s(follows(FollowState::Updating, Some("4"), Some("3"))), "iris@champion wants v4, runs v3");
-        assert_eq!(s(follows(FollowState::Updating, Some("4"), None)), "iris@champion wants v4, runs nothing");
+        assert_eq!(
+            s(follows(FollowState::InSync, Some("3"), Some("3"))),
+            "iris@champion v3, in sync"
+        );
+        assert_eq!(
+            s(follows(FollowState::Starting, None, None)),
+            "iris@champion, first check pending"
+        );
+        assert_eq!(
+            s(follows(FollowState::Updating, Some("4"), Some("3"))),
+            "iris@champion wants v4, runs v3"
+        );
+        assert_eq!(
+            s(follows(FollowState::Updating, Some("4"), None)),
+            "iris@champion wants v4, runs nothing"
+        );
         let mut refused = follows(FollowState::Refused, Some("4"), Some("4"));
         refused.last_error = Some("signature does not verify".into());
-        assert_eq!(s(refused), "iris@champion, refused (refused: signature does not verify)");
+        assert_eq!(
+            s(refused),
+            "iris@champion, refused (refused: signature does not verify)"
+        );
     }
 
     #[test]
     fn labels_and_trusted_keys_follow_the_alias() {
         let mut i = info(Some(follows(FollowState::InSync, Some("1"), Some("1"))));
-        i.labels = [("group".to_string(), "canary".to_string()), ("site".to_string(), "b".to_string())].into();
+        i.labels = [
+            ("group".to_string(), "canary".to_string()),
+            ("site".to_string(), "b".to_string()),
+        ]
+        .into();
         i.trusted_keys = vec!["0123abcd".into()];
         assert_eq!(
             follow_summary(&i),

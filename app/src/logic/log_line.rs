@@ -120,7 +120,13 @@ mod tests {
     #[test]
     fn export_text_matches_javascripts_iso_time() {
         // new Date(1795688484123).toISOString() === "2026-11-26T10:21:24.123Z"
-        let l = LogLine::new(1_795_688_484_123.0, 1, Level::Warn, "telemetry", "late".into());
+        let l = LogLine::new(
+            1_795_688_484_123.0,
+            1,
+            Level::Warn,
+            "telemetry",
+            "late".into(),
+        );
         assert_eq!(l.to_text(), "2026-11-26T10:21:24.123Z WARN telemetry: late");
         assert_eq!(iso_utc(0.0), "1970-01-01T00:00:00.000Z");
         // A leap day, and the last millisecond of a year.

@@ -80,7 +80,11 @@ pub fn prediction_shares(live: &BTreeMap<String, u64>, model: Option<&KnownModel
     };
     let (categories, live_counts, ref_counts): (Vec<String>, Vec<f64>, Vec<f64>) = if categorical {
         let names: Vec<String> = model.map(|m| m.classes.clone()).unwrap_or_default();
-        let reference: Vec<f64> = reference.iter().copied().filter(|x| is_category(*x)).collect();
+        let reference: Vec<f64> = reference
+            .iter()
+            .copied()
+            .filter(|x| is_category(*x))
+            .collect();
         let n = live_values
             .iter()
             .map(|(x, _)| *x as usize + 1)
@@ -110,7 +114,11 @@ pub fn prediction_shares(live: &BTreeMap<String, u64>, model: Option<&KnownModel
         let lo = span_of.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = span_of.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-        let span = if hi > lo { (hi - lo) / BINS as f64 } else { 1.0 };
+        let span = if hi > lo {
+            (hi - lo) / BINS as f64
+        } else {
+            1.0
+        };
         let bin = |x: f64| {
             if x < lo {
                 0
@@ -206,7 +214,10 @@ mod tests {
             reference: (0..=8).map(f64::from).collect(),
         };
         // Below the range, inside it (first and last bin) and above it.
-        let s = prediction_shares(&live(&[("-5", 1), ("0.5", 1), ("8", 1), ("100", 1)]), Some(&model));
+        let s = prediction_shares(
+            &live(&[("-5", 1), ("0.5", 1), ("8", 1), ("100", 1)]),
+            Some(&model),
+        );
         assert_eq!(s.categories.len(), BINS + 2);
         assert_eq!(s.categories[0], "<0.000");
         assert_eq!(s.categories[1], "0.500");

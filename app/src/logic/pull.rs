@@ -77,7 +77,14 @@ mod tests {
     #[test]
     fn a_first_pull_asks_for_the_last_hour_of_minutes() {
         let p = plan(None, None, 1e12, 60);
-        assert_eq!(p, Plan { from: None, wanted: 60, count: 60 });
+        assert_eq!(
+            p,
+            Plan {
+                from: None,
+                wanted: 60,
+                count: 60
+            }
+        );
         // A cursor without a last contact (a status from an older build) is a first pull too.
         assert_eq!(plan(Some(5), None, 1e12, 60).from, None);
     }

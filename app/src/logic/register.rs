@@ -60,8 +60,14 @@ mod tests {
 
     #[test]
     fn default_names_are_lowercase_words_joined_by_dashes() {
-        assert_eq!(default_model_name("iris", "Decision tree"), "iris-decision-tree");
-        assert_eq!(default_model_name("wine_quality", "Ridge regression"), "wine-quality-ridge-regression");
+        assert_eq!(
+            default_model_name("iris", "Decision tree"),
+            "iris-decision-tree"
+        );
+        assert_eq!(
+            default_model_name("wine_quality", "Ridge regression"),
+            "wine-quality-ridge-regression"
+        );
     }
 
     #[test]
@@ -69,7 +75,9 @@ mod tests {
         let m = module(0.9, 0.9);
         assert_eq!(check("iris-tree", &m), Ok(()));
         assert!(check("", &m).unwrap_err().contains("non-empty"));
-        assert!(check("team/iris", &m).unwrap_err().contains("got `team/iris`"));
+        assert!(check("team/iris", &m)
+            .unwrap_err()
+            .contains("got `team/iris`"));
     }
 
     #[test]
@@ -77,7 +85,10 @@ mod tests {
         let trained = 0.9333333333333333_f64;
         let off = f64::from_bits(trained.to_bits() + 1);
         let err = check("iris", &module(off, trained)).unwrap_err();
-        assert!(err.starts_with("not registered: the module's accuracy"), "{err}");
+        assert!(
+            err.starts_with("not registered: the module's accuracy"),
+            "{err}"
+        );
         // NaN equals itself bit for bit (a metric neither side could compute).
         assert_eq!(check("iris", &module(f64::NAN, f64::NAN)), Ok(()));
     }
@@ -85,7 +96,8 @@ mod tests {
     #[test]
     fn versions_count_up_per_name() {
         let v = |model: &str, version: u32| {
-            let mut v: ModelVersion = serde_json::from_value(crate::logic::tests::version_json()).unwrap();
+            let mut v: ModelVersion =
+                serde_json::from_value(crate::logic::tests::version_json()).unwrap();
             v.model = model.into();
             v.version = version;
             v

@@ -135,7 +135,11 @@ pub(crate) mod tests {
             tags: vec!["baseline".into()],
             notes: String::new(),
             archived: false,
-            status: if value.is_some() { Status::Finished } else { Status::Failed },
+            status: if value.is_some() {
+                Status::Finished
+            } else {
+                Status::Failed
+            },
             error: None,
         }
     }
@@ -184,7 +188,10 @@ pub(crate) mod tests {
 
     #[test]
     fn archived_runs_are_shown_only_when_asked() {
-        let mut runs = vec![summary("kept", 1.0, "accuracy", Some(0.5)), summary("old", 2.0, "accuracy", Some(0.5))];
+        let mut runs = vec![
+            summary("kept", 1.0, "accuracy", Some(0.5)),
+            summary("old", 2.0, "accuracy", Some(0.5)),
+        ];
         runs[1].archived = true;
         assert_eq!(visible(&runs, None, false, SortBy::Name, true), [0]);
         assert_eq!(visible(&runs, None, true, SortBy::Name, true), [0, 1]);
@@ -202,11 +209,17 @@ pub(crate) mod tests {
             names(&runs, &visible(&runs, Some(&f), false, SortBy::Name, true))
         };
         assert_eq!(shown("metrics.accuracy > 0.9"), ["good"]);
-        assert_eq!(shown("params.max_depth = 4 and status = failed"), ["broken"]);
+        assert_eq!(
+            shown("params.max_depth = 4 and status = failed"),
+            ["broken"]
+        );
         assert_eq!(shown("tags = baseline").len(), 3);
         assert_eq!(shown("dataset = iris").len(), 3);
         assert_eq!(run_field(&runs[0], "params.missing"), None);
-        assert_eq!(run_field(&runs[0], "archived"), Some(FilterValue::Text("false".into())));
+        assert_eq!(
+            run_field(&runs[0], "archived"),
+            Some(FilterValue::Text("false".into()))
+        );
     }
 
     #[test]

@@ -42,8 +42,7 @@ mod tests {
 
     #[test]
     fn a_known_model_gets_its_first_held_out_row_and_a_csv_example() {
-        let v: ModelVersion =
-            serde_json::from_value(crate::logic::tests::version_json()).unwrap();
+        let v: ModelVersion = serde_json::from_value(crate::logic::tests::version_json()).unwrap();
         let text = commands("http://127.0.0.1:7878", Some(&v));
         assert!(
             text.contains(&format!(
@@ -52,8 +51,14 @@ mod tests {
             )),
             "{text}"
         );
-        assert!(text.contains(r"printf 'sepal_length,sepal_width\n5.1,3.5\n'"), "{text}");
-        assert!(text.contains(&format!("http://127.0.0.1:7878{}", paths::FEEDBACK)), "{text}");
+        assert!(
+            text.contains(r"printf 'sepal_length,sepal_width\n5.1,3.5\n'"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("http://127.0.0.1:7878{}", paths::FEEDBACK)),
+            "{text}"
+        );
         assert_eq!(text.lines().count(), 7, "{text}");
     }
 
@@ -62,6 +67,9 @@ mod tests {
         let text = commands("https://edge.example", None);
         assert!(text.contains(r#"{"rows":[[1.0,2.0]]}"#), "{text}");
         assert!(!text.contains("text/csv"), "{text}");
-        assert!(text.starts_with("AUTH=\"Authorization: Bearer $TOKEN\""), "{text}");
+        assert!(
+            text.starts_with("AUTH=\"Authorization: Bearer $TOKEN\""),
+            "{text}"
+        );
     }
 }

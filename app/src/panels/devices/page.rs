@@ -13,7 +13,6 @@ use crate::fleet;
 use crate::state::{use_app_state, AppState};
 use crate::storage::{DeviceEntry, Storage};
 
-
 /// How often the page pulls every device while open.
 const PULL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 

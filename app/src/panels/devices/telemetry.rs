@@ -6,17 +6,20 @@ use leptos::prelude::*;
 use wasmops_shared::wire::Window;
 
 use crate::charts::{self, Series, Threshold, ALERT, PALETTE, WARN};
-use crate::logic::prediction_chart::{live_predictions, prediction_shares, KnownModel};
 use crate::logic::drift::{capped_series, top_drift_features, DRIFT_LINES, PSI_CAP};
+use crate::logic::prediction_chart::{live_predictions, prediction_shares, KnownModel};
 use crate::panels::registry::clock;
 use crate::registry::ModelVersion;
-
 
 /// Rows of the latest window's drift table shown before "Show all".
 const DRIFT_ROWS: usize = 10;
 /// The charts of one model version on one device, from its stored windows.
 #[component]
-pub fn TelemetryCharts(ws: Vec<Window>, window_s: u64, version: Option<ModelVersion>) -> impl IntoView {
+pub fn TelemetryCharts(
+    ws: Vec<Window>,
+    window_s: u64,
+    version: Option<ModelVersion>,
+) -> impl IntoView {
     const SIZE: (u32, u32) = (470, 250);
     let per_s = |n: u64| n as f64 / window_s.max(1) as f64;
     let t = |w: &Window| w.start_ms as f64;
@@ -252,9 +255,11 @@ fn prediction_chart(
     version: Option<&ModelVersion>,
     size: (u32, u32),
 ) -> Result<String, String> {
-    let shares = prediction_shares(
-        &live_predictions(ws),
-        version.map(KnownModel::of).as_ref(),
-    );
-    charts::share_bars("Prediction distribution", &shares.categories, &shares.groups, size)
+    let shares = prediction_shares(&live_predictions(ws), version.map(KnownModel::of).as_ref());
+    charts::share_bars(
+        "Prediction distribution",
+        &shares.categories,
+        &shares.groups,
+        size,
+    )
 }

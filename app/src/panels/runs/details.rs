@@ -9,7 +9,6 @@ use super::sync_line::RunSyncLine;
 use crate::run::{Run, RunSummary};
 use crate::state::use_app_state;
 
-
 /// Feature histograms shown unfolded in a run's details up to this many features.
 const OPEN_PROFILE_FEATURES: usize = 8;
 /// Everything about one run: params, every metric, and for classifiers the confusion matrix of

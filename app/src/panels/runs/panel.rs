@@ -47,8 +47,9 @@ pub fn RunsPanel() -> impl IntoView {
         visible.with(|shown| {
             let (above, below, drawn) =
                 runs_table::screen(shown.len(), top, ROW_PX, SCREEN_ROWS, MARGIN_ROWS);
-            let rows: Vec<RunSummary> =
-                state.runs.with(|runs| shown[drawn].iter().map(|&i| runs[i].clone()).collect());
+            let rows: Vec<RunSummary> = state
+                .runs
+                .with(|runs| shown[drawn].iter().map(|&i| runs[i].clone()).collect());
             (above, below, rows)
         })
     });
