@@ -41,7 +41,7 @@ use crate::logic::log_line::LogLine;
 use crate::registry::{Alert, Alias, Deployment, DeviceStatus, ModelVersion, StoredWindow};
 use crate::run::{Run, RunSummary};
 
-const DB_NAME: &str = "wasmops";
+pub(crate) const DB_NAME: &str = "wasmops";
 const DB_VERSION: u32 = 6;
 const RUNS: &str = "runs";
 const RUN_SUMMARIES: &str = "run_summaries";
@@ -669,9 +669,38 @@ impl Storage {
             .map_err(failed("read"))
     }
 
-    /// Stores a raw settings record (its `key` field names it).
-    pub async fn put_raw_setting(&self, record: JsValue) -> Result<(), StorageError> {
-        self.put_in(vec![(SETTINGS, record)]).await
+    /// Stores a raw settings record under `key` unless one is already there, and returns the
+    /// record that is stored afterwards (this one, or the one that was there first). The read
+    /// and the write share one read-write transaction, which IndexedDB runs alone on the store,
+    /// so two callers (two tabs, or two tasks of one tab) cannot both store theirs.
+    pub async fn put_raw_setting_if_absent(
+        &self,
+        key: &str,
+        record: JsValue,
+    ) -> Result<JsValue, StorageError> {
+        let tx = self
+            .db
+            .transaction(&[SETTINGS], TransactionMode::ReadWrite)
+            .map_err(failed("write"))?;
+        let store = tx.object_store(SETTINGS).map_err(failed("write"))?;
+        let existing = store
+            .get(JsValue::from_str(key))
+            .map_err(failed("read"))?
+            .await
+            .map_err(failed("read"))?;
+        let stored = match existing {
+            Some(existing) => existing,
+            None => {
+                store
+                    .put(&record, None)
+                    .map_err(failed("write"))?
+                    .await
+                    .map_err(failed("write"))?;
+                record
+            }
+        };
+        commit(tx, "write").await?;
+        Ok(stored)
     }
 
     pub async fn module_bytes(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {
