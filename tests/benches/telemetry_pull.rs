@@ -42,7 +42,7 @@ async fn run() {
         .add(DeviceForm {
             name: "bench",
             url: &device.url,
-            token: token,
+            token,
             window_s: Some(1),
         })
         .await;

@@ -29,9 +29,9 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         browser
             .devices()
             .add(DeviceForm {
-                name: name,
+                name,
                 url: &dev.url,
-                token: token,
+                token,
                 window_s: Some(WINDOW_S),
             })
             .await;

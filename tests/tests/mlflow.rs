@@ -665,7 +665,7 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
         .add(DeviceForm {
             name: "edge",
             url: &device.url,
-            token: token,
+            token,
             window_s: None,
         })
         .await;

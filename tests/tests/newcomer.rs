@@ -411,7 +411,7 @@ async fn a_64_feature_model_from_import_to_alert() {
         .add(DeviceForm {
             name: "bench",
             url: &device.url,
-            token: token,
+            token,
             window_s: Some(WINDOW_S),
         })
         .await;
