@@ -83,8 +83,13 @@ pub fn visible(
             (show_archived || !r.archived) && filter.is_none_or(|f| f.matches(&|k| run_field(r, k)))
         })
         .collect();
+    // Ties (an imported copy starts when its original did) go by id: the order never depends
+    // on the order runs were read in, so rows do not swap when the rest of the runs arrive
+    // after the first screen (read newest first from an index whose ties go by id too).
     shown.sort_by(|&a, &b| {
-        let o = by.compare(&runs[a], &runs[b]);
+        let o = by
+            .compare(&runs[a], &runs[b])
+            .then_with(|| runs[a].id.cmp(&runs[b].id));
         if ascending {
             o
         } else {
@@ -184,6 +189,21 @@ pub(crate) mod tests {
         assert_eq!(by(SortBy::Started), ["c", "b", "a"]);
         assert_eq!(by(SortBy::Duration), ["c", "b", "a"]);
         assert_eq!(by(SortBy::Model)[0], "c");
+    }
+
+    #[test]
+    fn ties_go_by_id_whatever_order_the_runs_were_read_in() {
+        let original = summary("original", 5.0, "accuracy", Some(0.9));
+        let mut copy = original.clone();
+        copy.id = "copy-2".into();
+        copy.name = "imported copy".into();
+        let later = summary("later", 6.0, "accuracy", Some(0.5));
+        let a = vec![original.clone(), copy.clone(), later.clone()];
+        let b = vec![later, copy, original];
+        let order =
+            |runs: &[RunSummary]| names(runs, &visible(runs, None, false, SortBy::Started, false));
+        assert_eq!(order(&a), ["later", "original", "imported copy"]);
+        assert_eq!(order(&a), order(&b));
     }
 
     #[test]
