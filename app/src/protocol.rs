@@ -134,6 +134,21 @@ impl Envelope {
 }
 
 impl TrainRequest {
+    /// A copy without the dataset's values (for a worker that holds them).
+    pub fn clone_without_data(&self) -> TrainRequest {
+        TrainRequest {
+            run_id: self.run_id.clone(),
+            run_name: self.run_name.clone(),
+            dataset: self.dataset.clone(),
+            data: None,
+            spec: self.spec.clone(),
+            started_at_ms: self.started_at_ms,
+            kmeans_runs: self.kmeans_runs.clone(),
+            kmeans_done: self.kmeans_done.clone(),
+            log: self.log.clone(),
+        }
+    }
+
     /// Moves the dataset's values out of the JSON (see [`Envelope`]).
     pub fn into_envelope(mut self) -> Result<Envelope, String> {
         let arrays = match &mut self.data {

@@ -15,7 +15,7 @@ use web_sys::{MessageEvent, Worker};
 
 use wasmops_trainer::Algorithm;
 
-use crate::protocol::{Envelope, TrainRequest, WorkerMessage};
+use crate::protocol::{Envelope, KMeansRun, TrainRequest, WorkerMessage};
 use crate::run::Run;
 
 /// The loader script trunk generates for the `train_worker` binary.
@@ -211,6 +211,36 @@ pub struct TrainJob {
 
 type OnProgress = Rc<dyn Fn(String, f64)>;
 
+/// A k-means job spread over workers.
+struct Spread {
+    whole: TrainRequest,
+    workers: usize,
+    on_progress: OnProgress,
+    state: RefCell<SpreadState>,
+}
+
+#[derive(Default)]
+struct SpreadState {
+    /// The next run to give out.
+    next: usize,
+    /// The runs back.
+    back: Vec<KMeansRun>,
+    /// Lines for the run's log: which worker fitted which run, when.
+    log: Vec<crate::run::RunLogLine>,
+}
+
+impl Spread {
+    /// The job's request for `slot`, without the dataset's values when the worker holds them
+    /// (no copy of them on the page either).
+    fn request(&self, slot: &Slot) -> TrainRequest {
+        let holds = slot.state.borrow().dataset.as_deref() == Some(self.whole.dataset.as_str());
+        match &self.whole.data {
+            Some(_) if holds => self.whole.clone_without_data(),
+            _ => self.whole.clone(),
+        }
+    }
+}
+
 impl TrainJob {
     /// Sends `req` to a worker (a kept one if idle; k-means: its runs to several workers
     /// first). The returned receiver yields the finished run or an error;
@@ -242,6 +272,11 @@ impl TrainJob {
     fn run(&self, req: TrainRequest, on_progress: OnProgress) -> Result<(), String> {
         let slot = Slot::take()?;
         self.active.borrow_mut().push(slot.clone());
+        self.run_on(slot, req, on_progress)
+    }
+
+    /// Sends the whole job to `slot` (one of the job's active workers).
+    fn run_on(&self, slot: Slot, req: TrainRequest, on_progress: OnProgress) -> Result<(), String> {
         let (job, s) = (self.clone(), slot.clone());
         let handler: Handler = Box::new(move |message| match message {
             WorkerMessage::Progress { stage, fraction } => on_progress(stage, fraction),
@@ -258,72 +293,91 @@ impl TrainJob {
         slot.send(req, handler)
     }
 
-    /// k-means: its runs in groups to `workers` workers at once; when all are back, the whole
-    /// job (split, the winning run, evaluation, record) to one of them, which still holds the
-    /// dataset.
+    /// k-means: its runs one at a time to `workers` workers, each getting the next run as it
+    /// finishes one (runs differ in length); when all are back, the whole job (split, the
+    /// winning run, evaluation, record) to one of them, which still holds the dataset.
     fn spread_kmeans(
         &self,
         req: TrainRequest,
         workers: usize,
         on_progress: OnProgress,
     ) -> Result<(), String> {
-        let groups = wasmops_trainer::kmeans::shards(wasmops_trainer::KMEANS_RUNS, workers);
-        let n = groups.len();
-        on_progress(format!("fitting k-means runs on {n} workers"), 0.2);
-        // The runs back so far, the groups still out, the lines for the run's log.
-        let gathered = Rc::new(RefCell::new((Vec::new(), n, Vec::new())));
-        let whole = Rc::new(req);
-        for (i, group) in groups.into_iter().enumerate() {
+        let n = workers.min(wasmops_trainer::KMEANS_RUNS);
+        on_progress(
+            format!(
+                "fitting {} k-means runs on {n} workers",
+                wasmops_trainer::KMEANS_RUNS
+            ),
+            0.2,
+        );
+        let spread = Rc::new(Spread {
+            whole: req,
+            workers: n,
+            on_progress,
+            state: RefCell::new(SpreadState::default()),
+        });
+        for w in 0..n {
             let slot = Slot::take()?;
             self.active.borrow_mut().push(slot.clone());
-            let mut part = (*whole).clone();
-            part.kmeans_runs = Some(group.clone());
-            let (job, s, gathered, whole, on_progress) = (
-                self.clone(),
-                slot.clone(),
-                gathered.clone(),
-                whole.clone(),
-                on_progress.clone(),
-            );
-            let handler: Handler = Box::new(move |message| match message {
-                WorkerMessage::KMeansRuns { runs } => {
-                    job.release(&s);
-                    let last = {
-                        let mut g = gathered.borrow_mut();
-                        g.0.extend(runs);
-                        g.1 -= 1;
-                        g.2.push(crate::run::RunLogLine {
-                            t_ms: js_sys::Date::now() - whole.started_at_ms,
-                            message: format!(
-                                "k-means runs {} to {} done (worker {} of {n})",
-                                group.first().copied().unwrap_or_default(),
-                                group.last().copied().unwrap_or_default(),
-                                i + 1
-                            ),
-                        });
-                        g.1 == 0
-                    };
-                    if last && job.done.borrow().is_some() {
-                        let mut rest = (*whole).clone();
-                        let mut g = gathered.borrow_mut();
-                        rest.kmeans_done = std::mem::take(&mut g.0);
-                        rest.log = std::mem::take(&mut g.2);
-                        drop(g);
-                        on_progress("k-means runs done".into(), 0.8);
-                        if let Err(e) = job.run(rest, on_progress.clone()) {
-                            job.finish(Err(e));
-                        }
-                    }
-                }
-                WorkerMessage::Failed { error } => {
-                    job.release(&s);
-                    job.finish(Err(error));
-                }
-                _ => {}
-            });
-            slot.send(part, handler)?;
+            self.next_run(slot, w, spread.clone())?;
         }
         Ok(())
+    }
+
+    /// Gives worker `w` (`slot`) the next k-means run not given out yet; with none left, lets
+    /// the worker go, and the last result back starts the rest of the job.
+    fn next_run(&self, slot: Slot, w: usize, spread: Rc<Spread>) -> Result<(), String> {
+        let run = {
+            let mut st = spread.state.borrow_mut();
+            (st.next < wasmops_trainer::KMEANS_RUNS).then(|| {
+                st.next += 1;
+                st.next - 1
+            })
+        };
+        let Some(run) = run else {
+            let all_back = spread.state.borrow().back.len() == wasmops_trainer::KMEANS_RUNS;
+            if !(all_back && self.done.borrow().is_some()) {
+                self.release(&slot);
+                return Ok(());
+            }
+            // The rest of the job, on this worker (it holds the dataset).
+            let mut rest = spread.request(&slot);
+            let mut st = spread.state.borrow_mut();
+            rest.kmeans_done = std::mem::take(&mut st.back);
+            rest.log = std::mem::take(&mut st.log);
+            drop(st);
+            (spread.on_progress)("k-means runs done".into(), 0.8);
+            return self.run_on(slot, rest, spread.on_progress.clone());
+        };
+        let mut part = spread.request(&slot);
+        part.kmeans_runs = Some(vec![run]);
+        let (job, s, sp) = (self.clone(), slot.clone(), spread.clone());
+        let handler: Handler = Box::new(move |message| match message {
+            WorkerMessage::KMeansRuns { runs } => {
+                let back = {
+                    let mut st = sp.state.borrow_mut();
+                    st.back.extend(runs);
+                    st.log.push(crate::run::RunLogLine {
+                        t_ms: js_sys::Date::now() - sp.whole.started_at_ms,
+                        message: format!("k-means run {run} done (worker {} of {})", w + 1, sp.workers),
+                    });
+                    st.back.len()
+                };
+                (sp.on_progress)(
+                    format!("fitting k-means: {back} of {} runs done", wasmops_trainer::KMEANS_RUNS),
+                    0.2 + 0.6 * back as f64 / wasmops_trainer::KMEANS_RUNS as f64,
+                );
+                if let Err(e) = job.next_run(s.clone(), w, sp.clone()) {
+                    job.finish(Err(e));
+                }
+            }
+            WorkerMessage::Failed { error } => {
+                job.release(&s);
+                job.finish(Err(error));
+            }
+            _ => {}
+        });
+        slot.send(part, handler)
     }
 
     /// The job no longer needs `slot`: back to the idle workers.

@@ -43,20 +43,20 @@ struct Problem<'a> {
     y: Array2<f64>,
     alpha: f64,
     c: usize,
-    /// The last parameters' log probabilities: the line search asks for the cost and then the
-    /// gradient at the same point, and both start from them.
-    last: RefCell<Option<(Param, Rc<Array2<f64>>)>>,
+    /// The last parameters' log probabilities and probabilities: the line search asks for the
+    /// cost and then the gradient at the same point, and both start from them.
+    last: RefCell<Option<(Param, Rc<(Array2<f64>, Array2<f64>)>)>>,
 }
 
 impl Problem<'_> {
-    fn log_probs_at(&self, p: &Param) -> Rc<Array2<f64>> {
+    fn softmax_at(&self, p: &Param) -> Rc<(Array2<f64>, Array2<f64>)> {
         if let Some((at, lp)) = &*self.last.borrow() {
             if at.iter().zip(p).all(|(a, b)| a.to_bits() == b.to_bits()) && at.len() == p.len() {
                 return lp.clone();
             }
         }
         let (w, b) = unpack(p, self.x.ncols(), self.c);
-        let lp = Rc::new(log_probs(self.x, w, b));
+        let lp = Rc::new(softmax(self.x, w, b));
         *self.last.borrow_mut() = Some((p.clone(), lp.clone()));
         lp
     }
@@ -117,21 +117,29 @@ fn product_t(x: ArrayView2<'_, f64>, diff: ArrayView2<'_, f64>) -> Array2<f64> {
     Array2::from_shape_vec((d, c), out).expect("d x c")
 }
 
-/// `log(softmax(X W + b))`, row by row, stable.
-fn log_probs(
+/// `log(softmax(X W + b))` and `softmax(X W + b)`, row by row, stable: one `exp` per value,
+/// shared by both (the probabilities are each `exp` over the row's sum).
+fn softmax(
     x: ArrayView2<'_, f64>,
     w: ArrayView2<'_, f64>,
     b: ArrayView1<'_, f64>,
-) -> Array2<f64> {
+) -> (Array2<f64>, Array2<f64>) {
     let mut h = product(x, w) + b;
-    for mut row in h.rows_mut() {
+    let mut p = Array2::zeros(h.dim());
+    for (mut row, mut prow) in h.rows_mut().into_iter().zip(p.rows_mut()) {
         let max = row.fold(f64::NEG_INFINITY, |m, v| m.max(*v));
         // libm's exp and log, not the platform's: the same bits in the tab (wasm32) and natively
         // (the CLI), so both train the same weights.
-        let lse = max + libm::log(row.iter().map(|v| libm::exp(v - max)).sum::<f64>());
+        let mut sum = 0.0;
+        for (v, q) in row.iter().zip(prow.iter_mut()) {
+            *q = libm::exp(v - max);
+            sum += *q;
+        }
+        let lse = max + libm::log(sum);
         row.mapv_inplace(|v| v - lse);
+        prow.mapv_inplace(|q| q / sum);
     }
-    h
+    (h, p)
 }
 
 fn penalty(alpha: f64, w: ArrayView2<'_, f64>) -> f64 {
@@ -144,8 +152,8 @@ impl CostFunction for Problem<'_> {
 
     fn cost(&self, p: &Param) -> Result<f64, argmin::core::Error> {
         let (w, _) = unpack(p, self.x.ncols(), self.c);
-        let lp = self.log_probs_at(p);
-        Ok(-(&*lp * &self.y).sum() + penalty(self.alpha, w))
+        let lp = &self.softmax_at(p).0;
+        Ok(-(lp * &self.y).sum() + penalty(self.alpha, w))
     }
 }
 
@@ -156,7 +164,7 @@ impl Gradient for Problem<'_> {
     fn gradient(&self, p: &Param) -> Result<Param, argmin::core::Error> {
         let d = self.x.ncols();
         let (w, _) = unpack(p, d, self.c);
-        let diff = self.log_probs_at(p).mapv(libm::exp) - &self.y;
+        let diff = &self.softmax_at(p).1 - &self.y;
         let mut grad = Array2::zeros((d + 1, self.c));
         grad.slice_mut(s![..d, ..])
             .assign(&(product_t(self.x, diff.view()) + &w * self.alpha));
