@@ -49,7 +49,12 @@ impl KMeansRun {
     pub fn of(run: usize, fit: &wasmops_trainer::kmeans::KMeansFit) -> KMeansRun {
         KMeansRun {
             run,
-            centroids: fit.centroids.rows().into_iter().map(|r| r.to_vec()).collect(),
+            centroids: fit
+                .centroids
+                .rows()
+                .into_iter()
+                .map(|r| r.to_vec())
+                .collect(),
             inertia: fit.inertia,
             curve: fit.curve.clone(),
         }

@@ -359,12 +359,19 @@ impl TrainJob {
                     st.back.extend(runs);
                     st.log.push(crate::run::RunLogLine {
                         t_ms: js_sys::Date::now() - sp.whole.started_at_ms,
-                        message: format!("k-means run {run} done (worker {} of {})", w + 1, sp.workers),
+                        message: format!(
+                            "k-means run {run} done (worker {} of {})",
+                            w + 1,
+                            sp.workers
+                        ),
                     });
                     st.back.len()
                 };
                 (sp.on_progress)(
-                    format!("fitting k-means: {back} of {} runs done", wasmops_trainer::KMEANS_RUNS),
+                    format!(
+                        "fitting k-means: {back} of {} runs done",
+                        wasmops_trainer::KMEANS_RUNS
+                    ),
                     0.2 + 0.6 * back as f64 / wasmops_trainer::KMEANS_RUNS as f64,
                 );
                 if let Err(e) = job.next_run(s.clone(), w, sp.clone()) {

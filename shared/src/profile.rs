@@ -200,13 +200,7 @@ fn sorted_column(rows: &[f64], j: usize, d: usize) -> Vec<f64> {
         }
     }
     keys.into_iter()
-        .map(|k| {
-            f64::from_bits(if k >> 63 == 1 {
-                k & !(1 << 63)
-            } else {
-                !k
-            })
-        })
+        .map(|k| f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k }))
         .collect()
 }
 
@@ -236,7 +230,16 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             state >> 11
         };
-        let specials = [0.0, -0.0, 1.0, -1.0, f64::MAX, f64::MIN, f64::MIN_POSITIVE, -1e-300];
+        let specials = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            -1e-300,
+        ];
         for n in [0, 1, 5, 255, 256, 3000] {
             let d = 3;
             let rows: Vec<f64> = (0..n * d)

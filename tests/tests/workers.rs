@@ -48,7 +48,11 @@ async fn a_kept_worker_trains_again_without_the_dataset_and_kmeans_spreads_its_r
     let mut csv = data.feature_names.join(",") + ",label\n";
     for i in 0..data.n_rows() {
         let row: Vec<String> = data.row(i).iter().map(f64::to_string).collect();
-        csv += &format!("{},{}\n", row.join(","), data.class_names[data.y[i] as usize]);
+        csv += &format!(
+            "{},{}\n",
+            row.join(","),
+            data.class_names[data.y[i] as usize]
+        );
     }
     let path = dir.join("synthetic.csv");
     std::fs::write(&path, csv).unwrap();
@@ -89,14 +93,18 @@ async fn a_kept_worker_trains_again_without_the_dataset_and_kmeans_spreads_its_r
     browser.select("#algorithm", "kmeans").await;
     let second = train_and_read_log(&browser).await;
     assert!(
-        second.contains("3000 rows x 6 features (imported, kept by the worker from an earlier run)"),
+        second
+            .contains("3000 rows x 6 features (imported, kept by the worker from an earlier run)"),
         "the second job on the same dataset finds it in the worker:\n{second}"
     );
     let workers = cores.clamp(1, 4);
     if workers > 1 {
         for w in 1..=workers {
             let line = format!("(worker {w} of {workers})");
-            assert!(second.contains(&line), "no `{line}` in the k-means run's log:\n{second}");
+            assert!(
+                second.contains(&line),
+                "no `{line}` in the k-means run's log:\n{second}"
+            );
         }
     } else {
         assert!(!second.contains("k-means runs"), "{second}");

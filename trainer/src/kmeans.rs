@@ -106,7 +106,10 @@ pub fn fit_runs(
             rng.jump();
         }
         let init = plus_plus(x, &x_sq, k, &mut rng);
-        out.push((run, lloyd(x, &x_sq, init, max_iterations, tol, &mut scratch)));
+        out.push((
+            run,
+            lloyd(x, &x_sq, init, max_iterations, tol, &mut scratch),
+        ));
     }
     Ok(out)
 }
@@ -151,8 +154,8 @@ impl KMeansFit {
         if k == 0 || centroids.iter().any(|c| c.len() != d) {
             return Err("centres of unequal lengths, or none".into());
         }
-        let centroids = Array2::from_shape_vec((k, d), centroids.concat())
-            .map_err(|e| e.to_string())?;
+        let centroids =
+            Array2::from_shape_vec((k, d), centroids.concat()).map_err(|e| e.to_string())?;
         Ok(KMeansFit {
             centroids,
             inertia,
@@ -550,7 +553,10 @@ mod tests {
         // The runs differ (else the test shows nothing), and a missing or repeated run is an
         // error, not a different model.
         let runs = fit_runs(x.view(), 4, 100, &[0, 1, 2], 3).unwrap();
-        assert!(runs[0].1.centroids != runs[1].1.centroids || runs[1].1.centroids != runs[2].1.centroids);
+        assert!(
+            runs[0].1.centroids != runs[1].1.centroids
+                || runs[1].1.centroids != runs[2].1.centroids
+        );
         assert!(best(runs.clone(), 10).is_err());
         let mut twice = runs.clone();
         twice.push(runs[0].clone());

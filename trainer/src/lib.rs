@@ -255,7 +255,9 @@ pub fn kmeans_runs(
     runs: &[usize],
 ) -> Result<Vec<(usize, kmeans::KMeansFit)>, TrainError> {
     let Algorithm::KMeans { k, max_iterations } = spec.algorithm else {
-        return Err(TrainError::Param("algorithm: k-means runs of another algorithm".into()));
+        return Err(TrainError::Param(
+            "algorithm: k-means runs of another algorithm".into(),
+        ));
     };
     if runs.iter().any(|r| *r >= KMEANS_RUNS) {
         return Err(TrainError::Param(format!(
@@ -1328,8 +1330,16 @@ mod split_tests {
                 .shuffle(&mut rng)
                 .split_with_ratio((1.0 - fraction) as f32);
             let ours = split(&data, fraction, seed);
-            assert_eq!(ours.train_x, train.records().to_owned(), "{n} {fraction} {seed}");
-            assert_eq!(ours.test_x, test.records().to_owned(), "{n} {fraction} {seed}");
+            assert_eq!(
+                ours.train_x,
+                train.records().to_owned(),
+                "{n} {fraction} {seed}"
+            );
+            assert_eq!(
+                ours.test_x,
+                test.records().to_owned(),
+                "{n} {fraction} {seed}"
+            );
             assert_eq!(ours.train_y, train.targets().to_vec());
             assert_eq!(ours.test_y, test.targets().to_vec());
         }

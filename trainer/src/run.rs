@@ -90,7 +90,15 @@ pub fn train(
     progress: impl FnMut(&str, f64),
     now_ms: impl Fn() -> f64,
 ) -> Result<Run, String> {
-    train_with(start, data, spec, log, progress, now_ms, crate::Done::default())
+    train_with(
+        start,
+        data,
+        spec,
+        log,
+        progress,
+        now_ms,
+        crate::Done::default(),
+    )
 }
 
 /// [`train`], with parts of the fit already `done` (see [`crate::train_with`]).

@@ -50,8 +50,7 @@ fn main() {
             let (message, transfer) = msg.into_envelope().to_js();
             let _ = post_scope.post_message_with_transfer(&message, &transfer);
         };
-        let mut req = match Envelope::from_js(&event.data()).and_then(TrainRequest::from_envelope)
-        {
+        let mut req = match Envelope::from_js(&event.data()).and_then(TrainRequest::from_envelope) {
             Ok(r) => r,
             Err(error) => return post(WorkerMessage::Failed { error }),
         };
