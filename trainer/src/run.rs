@@ -87,8 +87,29 @@ pub fn train(
     data: &Dataset,
     spec: &TrainSpec,
     log: Vec<RunLogLine>,
+    progress: impl FnMut(&str, f64),
+    now_ms: impl Fn() -> f64,
+) -> Result<Run, String> {
+    train_with(
+        start,
+        data,
+        spec,
+        log,
+        progress,
+        now_ms,
+        crate::Done::default(),
+    )
+}
+
+/// [`train`], with parts of the fit already `done` (see [`crate::train_with`]).
+pub fn train_with(
+    start: RunStart,
+    data: &Dataset,
+    spec: &TrainSpec,
+    log: Vec<RunLogLine>,
     mut progress: impl FnMut(&str, f64),
     now_ms: impl Fn() -> f64,
+    done: crate::Done,
 ) -> Result<Run, String> {
     let params = params_of(spec);
     check_params(&params)?;
@@ -99,10 +120,15 @@ pub fn train(
             message,
         })
     };
-    let trained = crate::train(data, spec, |stage, fraction| {
-        note(stage.to_string());
-        progress(stage, fraction)
-    })
+    let trained = crate::train_with(
+        data,
+        spec,
+        |stage, fraction| {
+            note(stage.to_string());
+            progress(stage, fraction)
+        },
+        done,
+    )
     .map_err(|e| e.to_string())?;
     let profile = Profile::from_rows(&data.feature_names, &trained.train_x);
     note("training split profiled (for drift); run recorded".into());

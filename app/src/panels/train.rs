@@ -130,6 +130,8 @@ pub fn TrainPanel() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // The running job holds a web_sys::Worker, which is not Send: keep it in local storage.
     let job = StoredValue::new_local(None::<TrainJob>);
+    // A worker loaded before the first Train click (kept between jobs).
+    crate::worker_client::warm();
 
     let spec = move || -> Result<TrainSpec, String> {
         let name = algorithm.get_untracked();
@@ -178,6 +180,9 @@ pub fn TrainPanel() -> impl IntoView {
             data,
             spec,
             started_at_ms: now,
+            kmeans_runs: None,
+            kmeans_done: Vec::new(),
+            log: Vec::new(),
         };
         // Readable in the Logs page: the dataset by name and version, params as `key value`.
         let dataset_label = req.data.as_ref().map_or(req.dataset.clone(), |d| {
