@@ -15,6 +15,7 @@ pub enum Page {
     Registry,
     Devices,
     Fleet,
+    Automation,
     Logs,
     Settings,
 }

@@ -934,7 +934,7 @@ fn ModuleSummary(m: CompiledModule) -> impl IntoView {
 
 /// Compiles a run's pipeline, runs the module through the browser's WebAssembly engine on
 /// the conformance vectors (must match bit for bit) and the held-out split.
-async fn compile_and_verify(run: &Run) -> Result<CompiledModule, String> {
+pub(crate) async fn compile_and_verify(run: &Run) -> Result<CompiledModule, String> {
     let bytes = run.compile().map_err(|e| format!("compile failed: {e}"))?;
     let info = ModuleInfo::parse(&bytes)
         .map_err(|e| format!("compiled module failed its own checks: {e}"))?;
@@ -964,7 +964,7 @@ async fn compile_and_verify(run: &Run) -> Result<CompiledModule, String> {
 
 /// Registers a verified module as the next version of `name`, with its lineage; refuses a
 /// module whose evaluation in this browser differs from the trained model.
-async fn register_version(
+pub(crate) async fn register_version(
     run: &Run,
     m: &CompiledModule,
     name: &str,
