@@ -23,7 +23,7 @@ use leptos::task::spawn_local;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wasmops_shared::automation::{
-    gate_summary, observe_group, Action, Active, DeviceFeed, LogEntry, LoopState, Rollout,
+    observe_group, Action, Active, DeviceFeed, LogEntry, LoopState, Rollout,
     RolloutState, RuleSetup, Setup, World,
 };
 use wasmops_shared::digest::short;
@@ -568,23 +568,24 @@ async fn retrain_gate_register(
         return Ok(label);
     }
     let report = gate(&run, &compiled, &champion, &r.gate).await?;
-    let summary = gate_summary(&report, &champion.version.to_string());
     let lines: Vec<String> = report
         .results
         .iter()
         .filter(|x| !x.passed)
         .map(|x| format!("{}: {}", x.rule, x.reason))
         .collect();
+    // The log shows each rule's figures from `figures` (panels/automation/log.rs); the words
+    // say which rules failed and why.
     let figures = serde_json::to_value(&report).unwrap_or(Value::Null);
     if !report.passed {
         let what = format!(
-            "gate FAILED against champion {}: {summary}; nothing deployed",
+            "gate FAILED against champion {}: nothing deployed",
             champion.label()
         );
         let _ = record(auto, "gate", &what, lines, figures).await;
         return Ok(label);
     }
-    let what = format!("gate passed against champion {}: {summary}", champion.label());
+    let what = format!("gate passed against champion {}", champion.label());
     let _ = record(auto, "gate", &what, vec![], figures).await;
 
     let version = crate::panels::runs::register_version(&run, &compiled, &r.model).await?;

@@ -264,6 +264,14 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     let stop = Arc::new(AtomicBool::new(false));
     let urls = devices.iter().map(|d| d.url.clone()).collect();
     let traffic = tokio::spawn(load(stop.clone(), urls, SHIFT));
+    // Mid-rollout: the page says where it is.
+    wait_log(&browser, "the canary step", 150, |t| t.contains("step 1: canary -> version 2")).await;
+    browser
+        .client
+        .execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
+    browser.screenshot("automation-rollout").await;
     let done = wait_log(&browser, "the rollout completing", 150, |t| {
         t.contains("every step passed") || t.contains("rolled back") || t.contains("FAILED")
     })
@@ -272,7 +280,6 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         !h.is_empty() && h != v1
     })
     .await;
-    browser.screenshot("automation-rollout").await;
     for expected in [
         "rule `drift-on-canary` fired",
         "drift alert on canary (group canary)",

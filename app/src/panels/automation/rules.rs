@@ -219,8 +219,11 @@ pub fn RulesPanel() -> impl IntoView {
                 </Show>
                 <label>"Retrain the spec of run"
                     <select id="rule-run" prop:value=move || run.get() on:change=move |ev| run.set(event_target_value(&ev))>
-                        {move || runs.get().into_iter().map(|r| view! {
-                            <option value=r.id.clone()>{format!("{} · {}", r.name, r.dataset.name)}</option>
+                        {move || runs.get().into_iter().map(|r| {
+                            let id = r.id.clone();
+                            view! {
+                                <option value=r.id.clone() selected=move || run.get() == id>{format!("{} · {}", r.name, r.dataset.name)}</option>
+                            }
                         }).collect_view()}
                     </select>
                 </label>
@@ -229,7 +232,10 @@ pub fn RulesPanel() -> impl IntoView {
                 <label>"Daily cap"<input id="rule-cap" prop:value=move || cap.get() on:input=move |ev| cap.set(event_target_value(&ev)) /></label>
                 <label>"Roll out by plan"
                     <select id="rule-plan" prop:value=move || plan.get() on:change=move |ev| plan.set(event_target_value(&ev))>
-                        {move || auto.setup.get().plans.into_iter().map(|p| view! { <option value=p.name.clone()>{p.name.clone()}</option> }).collect_view()}
+                        {move || auto.setup.get().plans.into_iter().map(|p| {
+                            let name = p.name.clone();
+                            view! { <option value=p.name.clone() selected=move || plan.get() == name>{p.name.clone()}</option> }
+                        }).collect_view()}
                     </select>
                 </label>
                 <label class="wide">"Gate against the champion (one rule a line, MLflow's MetricThreshold)"
