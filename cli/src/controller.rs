@@ -824,22 +824,25 @@ impl Controller {
                 }
             }
             let entry = LogLine::of_decision(&active, &decision);
-            let reasons = entry.reasons.clone();
-            self.write_line(entry)?;
-            let last = if reasons.is_empty() {
+            let last = if entry.reasons.is_empty() {
                 decision.what.clone()
             } else {
-                format!("{} ({})", decision.what, reasons.join("; "))
+                format!("{} ({})", decision.what, entry.reasons.join("; "))
             };
+            // The version's tags first, then the log line: whoever reads a decision in the log
+            // finds it on the version too.
             self.tag(&active.version, TAG_ROLLOUT_LAST, &last).await;
+            if active.done + 1 == active.rollout.log.len() {
+                let word = active.rollout.state.as_str();
+                self.tag(&active.version, TAG_ROLLOUT_STATE, word).await;
+            }
+            self.write_line(entry)?;
             if let Some(a) = self.state.rollout.as_mut() {
                 a.done += 1;
             }
             self.persist()?;
         }
         let active = self.state.rollout.clone().expect("checked above");
-        let word = active.rollout.state.as_str();
-        self.tag(&active.version, TAG_ROLLOUT_STATE, word).await;
         if active.rollout.state.finished() {
             self.finished = Some(active.rollout.state.clone());
             self.state.rollout = None;
