@@ -902,7 +902,10 @@ impl Controller {
 }
 
 /// The devices that answered, as the rules and checks see them.
-fn feeds<'a>(devices: &'a [DeviceConfig], windows: &'a [Option<WindowsResponse>]) -> Vec<DeviceFeed<'a>> {
+fn feeds<'a>(
+    devices: &'a [DeviceConfig],
+    windows: &'a [Option<WindowsResponse>],
+) -> Vec<DeviceFeed<'a>> {
     devices
         .iter()
         .zip(windows)

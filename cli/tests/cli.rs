@@ -455,7 +455,11 @@ fn sign_writes_a_signature_the_public_key_verifies() {
 fn a_failed_retrain_keeps_no_cooldown_and_retries_at_the_next_poll() {
     let d = dir("ctl-retry");
     std::fs::create_dir_all(d.join("datasets")).unwrap();
-    spec(&d, "spec.json", r#"{"algorithm": {"algorithm": "gaussian_nb"}, "scale": false, "test_fraction": 0.2, "seed": 1}"#);
+    spec(
+        &d,
+        "spec.json",
+        r#"{"algorithm": {"algorithm": "gaussian_nb"}, "scale": false, "test_fraction": 0.2, "seed": 1}"#,
+    );
     let config = format!(
         r#"tracking_uri = "http://127.0.0.1:9"
 model = "m"
@@ -498,7 +502,12 @@ group = "fleet"
             .collect()
     };
     let events = |d: &Path, event: &str| log(d).iter().filter(|l| l["event"] == event).count();
-    let once = || expect(0, &["controller", "--config", path.to_str().unwrap(), "--once"]);
+    let once = || {
+        expect(
+            0,
+            &["controller", "--config", path.to_str().unwrap(), "--once"],
+        )
+    };
     once();
     assert_eq!(events(&d, "rule_fired"), 1);
     let stopped: Vec<String> = log(&d)
@@ -506,18 +515,41 @@ group = "fleet"
         .filter(|l| l["event"] == "error" && l["what"].as_str().unwrap().contains("stopped"))
         .map(|l| l["what"].as_str().unwrap().to_string())
         .collect();
-    assert!(stopped[0].contains("rule `hourly`: stopped") && stopped[0].contains("no *.csv"), "{stopped:?}");
+    assert!(
+        stopped[0].contains("rule `hourly`: stopped") && stopped[0].contains("no *.csv"),
+        "{stopped:?}"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     once();
     assert_eq!(events(&d, "rule_fired"), 2, "fired again: {:#?}", log(&d));
     assert_eq!(events(&d, "rule_held"), 0, "{:#?}", log(&d));
     std::thread::sleep(std::time::Duration::from_millis(1100));
     once();
-    let held: Vec<serde_json::Value> = log(&d).into_iter().filter(|l| l["event"] == "rule_held").collect();
+    let held: Vec<serde_json::Value> = log(&d)
+        .into_iter()
+        .filter(|l| l["event"] == "rule_held")
+        .collect();
     assert_eq!(held.len(), 1, "{held:#?}");
-    assert!(held[0]["what"].as_str().unwrap().contains("daily cap reached: it fired 2 times"), "{held:#?}");
+    assert!(
+        held[0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("daily cap reached: it fired 2 times"),
+        "{held:#?}"
+    );
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("state.json")).unwrap()).unwrap();
-    assert_eq!(state["rules"]["hourly"]["fired_ms"], serde_json::json!([]), "{state}");
-    assert_eq!(state["rules"]["hourly"]["failed_ms"].as_array().unwrap().len(), 2, "{state}");
+    assert_eq!(
+        state["rules"]["hourly"]["fired_ms"],
+        serde_json::json!([]),
+        "{state}"
+    );
+    assert_eq!(
+        state["rules"]["hourly"]["failed_ms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{state}"
+    );
 }

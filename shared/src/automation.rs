@@ -229,7 +229,12 @@ pub struct World<'a> {
 }
 
 /// What a group's devices running `module` reported since `since_ms`, merged.
-pub fn observe_group(devices: &[DeviceFeed<'_>], group: &str, module: &str, since_ms: u64) -> Observation {
+pub fn observe_group(
+    devices: &[DeviceFeed<'_>],
+    group: &str,
+    module: &str,
+    since_ms: u64,
+) -> Observation {
     let parts: Vec<Observation> = devices
         .iter()
         .filter(|d| d.group == group)
@@ -706,7 +711,11 @@ impl CheckMetric {
 impl std::fmt::Display for Check {
     /// `live_accuracy >= 0.8 min 30` (the form [`Check::parse`] reads).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let op = if self.metric.higher_is_better() { ">=" } else { "<=" };
+        let op = if self.metric.higher_is_better() {
+            ">="
+        } else {
+            "<="
+        };
         write!(
             f,
             "{} {op} {} min {}",
@@ -739,7 +748,11 @@ impl Check {
                 known.join(", ")
             )
         })?;
-        let wanted = if metric.higher_is_better() { ">=" } else { "<=" };
+        let wanted = if metric.higher_is_better() {
+            ">="
+        } else {
+            "<="
+        };
         if *op != wanted {
             return Err(format!(
                 "check {shown}: {} is judged with `{wanted}`, not {}",
@@ -765,7 +778,11 @@ impl Check {
                     crate::quote::bounded(n)
                 )
             })?,
-            _ => return Err(format!("check {shown}: after the threshold only `min SAMPLES`")),
+            _ => {
+                return Err(format!(
+                    "check {shown}: after the threshold only `min SAMPLES`"
+                ))
+            }
         };
         Ok(Check {
             metric,
@@ -1023,7 +1040,10 @@ impl Setup {
                 return Err(format!("plan `{}` has no steps", p.name));
             }
             if p.groups.len() != p.plan.steps.len() {
-                return Err(format!("plan `{}`: every step needs a device group", p.name));
+                return Err(format!(
+                    "plan `{}`: every step needs a device group",
+                    p.name
+                ));
             }
             for (i, g) in p.groups.iter().enumerate() {
                 if !self.groups.values().any(|x| x == g) {
@@ -1357,14 +1377,61 @@ mod tests {
         });
         let mut s = RuleState::default();
         let devices = [feed("fleet-1", "fleet", &alerting, &[])];
-        assert_eq!(r.triggered(&mut s, &World { devices: &devices, newest_dataset: None }, 0), None, "another group");
-        let devices = [feed("canary-1", "canary", &quiet, &[]), feed("fleet-1", "fleet", &alerting, &[])];
-        assert_eq!(r.triggered(&mut s, &World { devices: &devices, newest_dataset: None }, 0), None);
+        assert_eq!(
+            r.triggered(
+                &mut s,
+                &World {
+                    devices: &devices,
+                    newest_dataset: None
+                },
+                0
+            ),
+            None,
+            "another group"
+        );
+        let devices = [
+            feed("canary-1", "canary", &quiet, &[]),
+            feed("fleet-1", "fleet", &alerting, &[]),
+        ];
+        assert_eq!(
+            r.triggered(
+                &mut s,
+                &World {
+                    devices: &devices,
+                    newest_dataset: None
+                },
+                0
+            ),
+            None
+        );
         let devices = [feed("canary-1", "canary", &moved_on, &[])];
-        assert_eq!(r.triggered(&mut s, &World { devices: &devices, newest_dataset: None }, 0), None, "not the module it runs now");
+        assert_eq!(
+            r.triggered(
+                &mut s,
+                &World {
+                    devices: &devices,
+                    newest_dataset: None
+                },
+                0
+            ),
+            None,
+            "not the module it runs now"
+        );
         let devices = [feed("canary-1", "canary", &alerting, &[])];
-        let why = r.triggered(&mut s, &World { devices: &devices, newest_dataset: None }, 0).unwrap();
-        assert!(why[0].contains("drift alert on canary-1 (group canary)"), "{why:?}");
+        let why = r
+            .triggered(
+                &mut s,
+                &World {
+                    devices: &devices,
+                    newest_dataset: None,
+                },
+                0,
+            )
+            .unwrap();
+        assert!(
+            why[0].contains("drift alert on canary-1 (group canary)"),
+            "{why:?}"
+        );
         assert!(why[0].contains("PSI"), "{why:?}");
     }
 
@@ -1386,10 +1453,21 @@ mod tests {
         ] {
             let list = [d];
             let devices = [feed("c", "canary", &ws, &list)];
-            let got = r.triggered(&mut s, &World { devices: &devices, newest_dataset: None }, 0);
+            let got = r.triggered(
+                &mut s,
+                &World {
+                    devices: &devices,
+                    newest_dataset: None,
+                },
+                0,
+            );
             assert_eq!(got.is_some(), fires, "{list:?}: {got:?}");
             if let Some(why) = got {
-                assert!(why[0].contains("DDM concept drift on c") && why[0].contains("error rate 0.6000 over 120"), "{why:?}");
+                assert!(
+                    why[0].contains("DDM concept drift on c")
+                        && why[0].contains("error rate 0.6000 over 120"),
+                    "{why:?}"
+                );
             }
         }
     }
@@ -1399,13 +1477,23 @@ mod tests {
         let r = rule(Trigger::NewDataset);
         let mut s = RuleState::default();
         fn world(d: Option<&str>) -> World<'_> {
-            World { devices: &[], newest_dataset: d }
+            World {
+                devices: &[],
+                newest_dataset: d,
+            }
         }
         assert_eq!(r.triggered(&mut s, &world(None), 0), None);
-        assert_eq!(r.triggered(&mut s, &world(Some("iris.csv v1")), 0), None, "the first version seen is the baseline");
+        assert_eq!(
+            r.triggered(&mut s, &world(Some("iris.csv v1")), 0),
+            None,
+            "the first version seen is the baseline"
+        );
         assert_eq!(s.trained_on.as_deref(), Some("iris.csv v1"));
         let why = r.triggered(&mut s, &world(Some("iris.csv v2")), 0).unwrap();
-        assert_eq!(why, ["new dataset version iris.csv v2 (last retrained on iris.csv v1)"]);
+        assert_eq!(
+            why,
+            ["new dataset version iris.csv v2 (last retrained on iris.csv v1)"]
+        );
         r.retrained_on(&mut s, "iris.csv v2");
         assert_eq!(r.triggered(&mut s, &world(Some("iris.csv v2")), 0), None);
     }
@@ -1415,7 +1503,10 @@ mod tests {
         let r = rule(Trigger::Schedule { every_s: 60 });
         let mut s = RuleState::default();
         let w = World::default();
-        assert_eq!(r.triggered(&mut s, &w, 1_000).unwrap(), ["schedule: every 60 s"]);
+        assert_eq!(
+            r.triggered(&mut s, &w, 1_000).unwrap(),
+            ["schedule: every 60 s"]
+        );
         r.fired(&mut s, 1_000);
         assert_eq!(r.triggered(&mut s, &w, 60_999), None);
         assert!(r.triggered(&mut s, &w, 61_000).is_some());
@@ -1433,20 +1524,36 @@ mod tests {
         r.fired(&mut s, 1_000);
         r.retrain_failed(&mut s, 1_000);
         r.fired(&mut s, 2_000);
-        assert!(matches!(r.may_fire(&s, 3_000), Err(Held::Cooldown { .. })), "a retrain that went through holds the cooldown");
-        assert!(matches!(r.may_fire(&s, 700_000), Err(Held::Cap { count: 3, cap: 3 })), "failures count against the cap");
+        assert!(
+            matches!(r.may_fire(&s, 3_000), Err(Held::Cooldown { .. })),
+            "a retrain that went through holds the cooldown"
+        );
+        assert!(
+            matches!(r.may_fire(&s, 700_000), Err(Held::Cap { count: 3, cap: 3 })),
+            "failures count against the cap"
+        );
     }
 
     #[test]
     fn checks_read_and_print_as_text() {
         let c = Check::parse("live_accuracy >= 0.8 min 30").unwrap();
-        assert_eq!(c, Check { metric: CheckMetric::LiveAccuracy, threshold: 0.8, min_samples: 30 });
+        assert_eq!(
+            c,
+            Check {
+                metric: CheckMetric::LiveAccuracy,
+                threshold: 0.8,
+                min_samples: 30
+            }
+        );
         assert_eq!(Check::parse(&c.to_string()).unwrap(), c);
         assert_eq!(Check::parse("error_rate <= 0.01").unwrap().min_samples, 1);
-        let two = parse_checks("error_rate <= 0.01 min 20;\n live_accuracy >= 0.8 min 30;").unwrap();
+        let two =
+            parse_checks("error_rate <= 0.01 min 20;\n live_accuracy >= 0.8 min 30;").unwrap();
         assert_eq!(two.len(), 2);
         assert_eq!(parse_checks(&checks_text(&two)).unwrap(), two);
-        assert!(parse_checks("error_rate <= 0.01; p95 <= 3").unwrap_err().contains("`p95`"));
+        assert!(parse_checks("error_rate <= 0.01; p95 <= 3")
+            .unwrap_err()
+            .contains("`p95`"));
         for (bad, says) in [
             ("error_rate >= 0.01", "judged with `<=`"),
             ("accuracy >= 0.8", "unknown metric `accuracy`"),
@@ -1461,7 +1568,10 @@ mod tests {
 
     #[test]
     fn a_held_rollout_decides_nothing_until_resumed() {
-        let p = Plan { steps: p_no_approval(), max_failed_checks: 1 };
+        let p = Plan {
+            steps: p_no_approval(),
+            max_failed_checks: 1,
+        };
         let mut a = Active {
             rule: "r".into(),
             version: "4".into(),
@@ -1477,7 +1587,10 @@ mod tests {
         assert!(a.tick(&p, 120_000, &good()));
         let d = a.next_decision().unwrap().clone();
         let e = LogEntry::of_decision(&a, &d);
-        assert!(e.what.starts_with("version 4: step 1 (canary) passed"), "{e:?}");
+        assert!(
+            e.what.starts_with("version 4: step 1 (canary) passed"),
+            "{e:?}"
+        );
         assert!(e.reasons[0].starts_with("pass: error_rate"), "{e:?}");
     }
 
@@ -1496,7 +1609,9 @@ mod tests {
             groups: vec!["canary".into(), "fleet".into()],
         };
         let rule = RuleSetup {
-            rule: rule(Trigger::Drift { group: Some("canary".into()) }),
+            rule: rule(Trigger::Drift {
+                group: Some("canary".into()),
+            }),
             run_id: "run-1".into(),
             spec: serde_json::json!({}),
             dataset: "iris.csv".into(),
@@ -1508,7 +1623,11 @@ mod tests {
         let ok = Setup {
             rules: vec![rule.clone()],
             plans: vec![plan.clone()],
-            groups: [("http://a".to_string(), "canary".to_string()), ("http://b".to_string(), "fleet".to_string())].into(),
+            groups: [
+                ("http://a".to_string(), "canary".to_string()),
+                ("http://b".to_string(), "fleet".to_string()),
+            ]
+            .into(),
             window_s: 2,
             every_s: 1,
         };
@@ -1518,15 +1637,24 @@ mod tests {
         assert_eq!(back, ok);
         let mut no_fleet = ok.clone();
         no_fleet.groups.remove("http://b");
-        assert!(no_fleet.check().unwrap_err().contains("step 2 (champion): no device is in group `fleet`"));
+        assert!(no_fleet
+            .check()
+            .unwrap_err()
+            .contains("step 2 (champion): no device is in group `fleet`"));
         let mut bad_gate = ok.clone();
         bad_gate.rules[0].gate = vec!["accuracy >== 0.8".into()];
         assert!(bad_gate.check().unwrap_err().contains("rule `r`: gate"));
         let mut no_plan = ok.clone();
         no_plan.rules[0].plan = "other".into();
-        assert!(no_plan.check().unwrap_err().contains("no plan named `other`"));
+        assert!(no_plan
+            .check()
+            .unwrap_err()
+            .contains("no plan named `other`"));
         let mut twice = ok;
         twice.rules.push(rule);
-        assert!(twice.check().unwrap_err().contains("two rules are named `r`"));
+        assert!(twice
+            .check()
+            .unwrap_err()
+            .contains("two rules are named `r`"));
     }
 }

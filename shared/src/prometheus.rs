@@ -300,7 +300,10 @@ fn literal(s: &str) -> String {
 /// interval of the step is counted (Prometheus knows no finer).
 pub fn step_queries(group_label: &str, group: &str, module: &str, range_s: u64) -> [String; 6] {
     let sel = format!("{group_label}={}", literal(group));
-    let info = format!("wasmops_active_module_info{{{sel},hash={}}}", literal(module));
+    let info = format!(
+        "wasmops_active_module_info{{{sel},hash={}}}",
+        literal(module)
+    );
     let r = range_s.max(1);
     let inc = |metric: &str| {
         format!("sum(increase({metric}{{{sel}}}[{r}s]) * on (instance, job) group_left () {info})")
@@ -457,7 +460,11 @@ mod tests {
     fn a_step_is_observed_through_prometheus_for_its_group_and_module() {
         let q = step_queries("group", "can\"ary", "abc", 12);
         assert!(q[0].starts_with("sum(increase(wasmops_predict_requests_total{group=\"can\\\"ary\"}[12s]) * on (instance, job) group_left () wasmops_active_module_info{group=\"can\\\"ary\",hash=\"abc\"})"), "{}", q[0]);
-        assert!(q[4].starts_with("histogram_quantile(0.95, sum by (le)"), "{}", q[4]);
+        assert!(
+            q[4].starts_with("histogram_quantile(0.95, sum by (le)"),
+            "{}",
+            q[4]
+        );
         let p = |v: &str| parse_vector("q", &vector(&[(&[], v)])).unwrap();
         let o = step_observation(&[p("200.4"), p("2"), p("40"), p("30"), p("0.004"), p("0.1")]);
         assert_eq!((o.requests, o.labels), (200, 40));
@@ -469,7 +476,13 @@ mod tests {
         assert_eq!(none, crate::automation::Observation::default());
         // Judged like device windows: too few samples is not enough data.
         let check = crate::automation::Check::parse("live_accuracy >= 0.8 min 30").unwrap();
-        assert!(matches!(check.judge(&o), crate::automation::Verdict::Fail { .. }));
-        assert!(matches!(check.judge(&none), crate::automation::Verdict::NotEnoughData { .. }));
+        assert!(matches!(
+            check.judge(&o),
+            crate::automation::Verdict::Fail { .. }
+        ));
+        assert!(matches!(
+            check.judge(&none),
+            crate::automation::Verdict::NotEnoughData { .. }
+        ));
     }
 }

@@ -143,7 +143,10 @@ async fn until_all(
         if hashes.iter().all(|h| pred(h)) && hashes.windows(2).all(|w| w[0] == w[1]) {
             return hashes[0].clone();
         }
-        assert!(Instant::now() < deadline, "{what}: not after {secs} s: {hashes:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not after {secs} s: {hashes:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -198,7 +201,10 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
             .await;
     }
     browser.click("#deploy").await;
-    until_all(&http, &[canary, fleet1, fleet2], "v1 everywhere", 60, |h| h == v1).await;
+    until_all(&http, &[canary, fleet1, fleet2], "v1 everywhere", 60, |h| {
+        h == v1
+    })
+    .await;
     // The world moved: a newer version of the dataset.
     import(&browser, &csv, SHIFT, "v2").await;
 
@@ -225,11 +231,16 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         .await;
     // A typo in a check is refused, saying where.
     browser
-        .fill(&step(0, "step-checks"), "error_rate <= 0.01 min 20; accuracy >= 0.8")
+        .fill(
+            &step(0, "step-checks"),
+            "error_rate <= 0.01 min 20; accuracy >= 0.8",
+        )
         .await;
     browser.click("#plan-save").await;
     let refused = browser
-        .wait_text("[data-testid=plan-message]", "the refusal", |t| !t.is_empty())
+        .wait_text("[data-testid=plan-message]", "the refusal", |t| {
+            !t.is_empty()
+        })
         .await;
     assert!(
         refused.contains("step 1") && refused.contains("unknown metric `accuracy`"),
@@ -250,7 +261,16 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     browser.fill("#rule-name", "drift-on-canary").await;
     browser.fill("#rule-cooldown", "3600").await;
     browser.fill("#rule-cap", "2").await;
-    assert_eq!(browser.element("#rule-model").await.prop("value").await.unwrap().as_deref(), Some(model.as_str()));
+    assert_eq!(
+        browser
+            .element("#rule-model")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(model.as_str())
+    );
     browser.select("#rule-plan", "canary first").await;
     browser.click("#rule-save").await;
     browser
@@ -265,7 +285,10 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     let urls = devices.iter().map(|d| d.url.clone()).collect();
     let traffic = tokio::spawn(load(stop.clone(), urls, SHIFT));
     // Mid-rollout: the page says where it is.
-    wait_log(&browser, "the canary step", 150, |t| t.contains("step 1: canary -> version 2")).await;
+    wait_log(&browser, "the canary step", 150, |t| {
+        t.contains("step 1: canary -> version 2")
+    })
+    .await;
     browser
         .client
         .execute("window.scrollTo(0, 0)", vec![])
@@ -295,9 +318,15 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         "deployed to fleet-2",
         "every step passed: the rollout is complete",
     ] {
-        assert!(done.contains(expected), "`{expected}` not in the log:\n{done}");
+        assert!(
+            done.contains(expected),
+            "`{expected}` not in the log:\n{done}"
+        );
     }
-    assert!(!done.contains("rolled back") && !done.contains("NOT deployed"), "{done}");
+    assert!(
+        !done.contains("rolled back") && !done.contains("NOT deployed"),
+        "{done}"
+    );
     // The fleet got v2 only after the canary step passed (the log is newest first).
     let canary_passed = done.find("step 1 (canary) passed").unwrap();
     let fleet_deployed = done.find("deployed to fleet-1").unwrap();
@@ -313,7 +342,9 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
 
     // A plan whose fleet step waits for a person, and a rule on new dataset versions.
     browser.click("#nav-automation").await;
-    browser.click("tr[data-plan='canary first'] button.plan-edit").await;
+    browser
+        .click("tr[data-plan='canary first'] button.plan-edit")
+        .await;
     browser.click(&step(1, "step-approval")).await;
     browser.click("#plan-save").await;
     browser
@@ -357,12 +388,18 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
             t == "awaiting approval"
         })
         .await;
-    let log_now = wait_log(&browser, "the approval wait", 5, |t| t.contains("waits for approval")).await;
+    let log_now = wait_log(&browser, "the approval wait", 5, |t| {
+        t.contains("waits for approval")
+    })
+    .await;
     assert!(
         log_now.contains("new dataset version iris.csv v3"),
         "{log_now}"
     );
-    assert!(log_now.contains("step 2 (champion) waits for approval"), "{log_now}");
+    assert!(
+        log_now.contains("step 2 (champion) waits for approval"),
+        "{log_now}"
+    );
     // It waits: the fleet stays on v2 while nobody approves.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(active(&http, fleet1).await.as_deref(), Some(v2.as_str()));
@@ -371,12 +408,18 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     assert_ne!(v3, v2, "the canary runs the new candidate");
     browser
         .client
-        .execute("document.querySelector('#rollout-panel').scrollIntoView()", vec![])
+        .execute(
+            "document.querySelector('#rollout-panel').scrollIntoView()",
+            vec![],
+        )
         .await
         .unwrap();
     browser.screenshot("automation-approval").await;
     browser.click("#rollout-approve").await;
-    until_all(&http, &[canary, fleet1, fleet2], "v3 everywhere", 30, |h| h == v3).await;
+    until_all(&http, &[canary, fleet1, fleet2], "v3 everywhere", 30, |h| {
+        h == v3
+    })
+    .await;
     let done = wait_log(&browser, "the second rollout completing", 60, |t| {
         t.matches("every step passed").count() == 2
     })
@@ -384,7 +427,10 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     assert!(done.contains("a person approved the step"), "{done}");
     browser
         .client
-        .execute("document.querySelector('#automation-log-panel').scrollIntoView()", vec![])
+        .execute(
+            "document.querySelector('#automation-log-panel').scrollIntoView()",
+            vec![],
+        )
         .await
         .unwrap();
     browser.screenshot("automation-log").await;

@@ -355,7 +355,10 @@ async fn until_logged(s: &Setup, what: &str, pred: impl Fn(&Value) -> bool) -> V
         assert!(
             Instant::now() < deadline,
             "{what}: not in the decision log after 75 s; controller said:\n{}",
-            s.controller.as_ref().map(Controller::output).unwrap_or_default()
+            s.controller
+                .as_ref()
+                .map(Controller::output)
+                .unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -455,7 +458,13 @@ fn start_load_shifted(
     let load = Arc::new(Load::default());
     let stop = Arc::new(AtomicBool::new(false));
     let urls = s.devices.iter().map(|d| d.url.clone()).collect();
-    let task = tokio::spawn(run_load(load.clone(), stop.clone(), urls, wrong_labels, shift));
+    let task = tokio::spawn(run_load(
+        load.clone(),
+        stop.clone(),
+        urls,
+        wrong_labels,
+        shift,
+    ));
     (load, stop, task)
 }
 
@@ -804,15 +813,21 @@ async fn rollout(s: &Setup, version: &str) -> (Option<i32>, String) {
     let version = version.to_string();
     let o = tokio::task::spawn_blocking(move || {
         Command::new(&bin)
-            .args(["rollout", "--config", config.to_str().unwrap(), "--version", &version])
+            .args([
+                "rollout",
+                "--config",
+                config.to_str().unwrap(),
+                "--version",
+                &version,
+            ])
             .env_remove("MLFLOW_TRACKING_URI")
             .output()
             .unwrap()
     })
     .await
     .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).into_owned()
-        + &String::from_utf8_lossy(&o.stderr);
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
     (o.status.code(), text)
 }
 
@@ -855,18 +870,27 @@ async fn wasmops_rollout_judges_steps_through_prometheus_and_exits_1_on_rollback
     let (code, out) = rollout(&s, &v3).await;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("FAIL: live_accuracy"), "{out}");
-    assert!(out.contains("step 1 (canary) failed its checks 2 times: rolled back"), "{out}");
+    assert!(
+        out.contains("step 1 (canary) failed its checks 2 times: rolled back"),
+        "{out}"
+    );
     assert!(out.contains("rollout of version 3: rolled_back"), "{out}");
     until_active(&s.devices, &v2_hash, "v2 back on every device").await;
     stop.store(true, Ordering::Relaxed);
     task.await.unwrap();
     let first = load.first_answer.lock().unwrap().clone();
-    assert!(first.contains_key(&(0, v3_hash.clone())), "the canary ran v3: {first:?}");
+    assert!(
+        first.contains_key(&(0, v3_hash.clone())),
+        "the canary ran v3: {first:?}"
+    );
     for d in [1, 2] {
         assert!(!first.contains_key(&(d, v3_hash.clone())), "{first:?}");
     }
     let a = aliases(&s.mlflow).await;
     assert_eq!(a.get("champion").map(String::as_str), Some("2"), "{a:?}");
     assert_eq!(a.get("canary").map(String::as_str), Some("2"), "{a:?}");
-    assert!(!s.dir.join("state.json").exists(), "the state file is the controller's");
+    assert!(
+        !s.dir.join("state.json").exists(),
+        "the state file is the controller's"
+    );
 }
