@@ -9,12 +9,15 @@
 //! - [`storage`]: IndexedDB; [`run`]: the tracked run record; [`registry`]: model versions,
 //!   aliases, device status, telemetry windows, deployments and alerts as stored.
 //! - [`fleet`]: deploy, roll back and pull telemetry from devices.
+//! - [`automation`]: the unattended loop (rules, gate, rollout plans) run by this tab; its
+//!   page is `panels/automation.rs`.
 //! - [`mlflow`]: the MLflow connection and the sync of runs and the registry (Settings page).
 //! - [`module_runner`]: model modules through the browser's WebAssembly API;
 //!   [`device_client`]: the device HTTP API.
 //!
 //! `main.rs` only mounts [`App`].
 
+pub mod automation;
 pub mod charts;
 pub mod device_client;
 pub mod fleet;
@@ -44,6 +47,7 @@ pub fn App() -> impl IntoView {
     // Lines at info and above outlive the session: the log hands them to IndexedDB here, so
     // `logs` needs no storage and `storage` no log.
     logs::persist_with(store_log_line);
+    automation::start(state);
     register_service_worker();
     // Load what IndexedDB holds, and take a device passed in the URL fragment
     // (`#device=URL&token=TOKEN`, as `cargo xtask run` prints it).
@@ -158,6 +162,7 @@ pub fn App() -> impl IntoView {
             {nav_button(state, Page::Registry, "nav-registry", "Registry")}
             {nav_button(state, Page::Devices, "nav-devices", "Devices")}
             {nav_button(state, Page::Fleet, "nav-fleet", "Fleet")}
+            {nav_button(state, Page::Automation, "nav-automation", "Automation")}
             {nav_button(state, Page::Logs, "nav-logs", "Logs")}
             {nav_button(state, Page::Settings, "nav-settings", "Settings")}
         </nav>
@@ -175,6 +180,9 @@ pub fn App() -> impl IntoView {
         </main>
         <main class="page" class:hidden=move || state.page.get() != Page::Fleet>
             <panels::fleet::FleetPage />
+        </main>
+        <main class="page" class:hidden=move || state.page.get() != Page::Automation>
+            <panels::automation::AutomationPage />
         </main>
         <main class="page" class:hidden=move || state.page.get() != Page::Logs>
             <panels::logs::LogsPage />

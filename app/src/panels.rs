@@ -1,5 +1,6 @@
 //! The dashboard's panels and pages, one file each.
 
+pub mod automation;
 pub mod compare;
 pub mod data;
 pub mod devices;

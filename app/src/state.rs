@@ -16,6 +16,7 @@ pub enum Page {
     Registry,
     Devices,
     Fleet,
+    Automation,
     Logs,
     Settings,
 }

@@ -785,6 +785,38 @@ impl Storage {
         self.put(SETTINGS, settings).await
     }
 
+    /// The automation's rules, plans and device groups (`settings` store, key `automation`).
+    pub async fn automation(
+        &self,
+    ) -> Result<Option<crate::automation::SetupRecord>, StorageError> {
+        self.get(SETTINGS, crate::automation::SETUP_KEY, "automation setup")
+            .await
+    }
+
+    /// The automation's loop state (rule firings, the rollout in progress) and its log, in one
+    /// record written in one transaction (so a decision carried out is never logged without
+    /// being counted, nor the other way round).
+    pub async fn automation_state(
+        &self,
+    ) -> Result<Option<crate::automation::StateRecord>, StorageError> {
+        self.get(SETTINGS, crate::automation::STATE_KEY, "automation state")
+            .await
+    }
+
+    pub async fn put_automation(
+        &self,
+        setup: &crate::automation::SetupRecord,
+    ) -> Result<(), StorageError> {
+        self.put(SETTINGS, setup).await
+    }
+
+    pub async fn put_automation_state(
+        &self,
+        state: &crate::automation::StateRecord,
+    ) -> Result<(), StorageError> {
+        self.put(SETTINGS, state).await
+    }
+
     pub async fn delete_alias(&self, key: &str) -> Result<(), StorageError> {
         let tx = self
             .db

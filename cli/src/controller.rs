@@ -26,15 +26,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
+pub use wasmops_shared::automation::{gate_summary, rfc3339, Active, LogEntry as LogLine};
 use wasmops_shared::automation::{
-    Action, Check, Observation, Plan, Rollout, RolloutState, Rule, RuleState, Step, Trigger,
-    Verdict,
+    observe_group, Action, Check, DeviceFeed, LoopState, Observation, Plan, Rollout, RolloutState,
+    Rule, Step, World,
 };
 use wasmops_shared::digest::content_hash;
 use wasmops_shared::mlflow::{self as api, Client};
-use wasmops_shared::monitor::{self, AlertKind};
 use wasmops_shared::wire::{self, WindowsResponse};
 
 use crate::registry::{Credentials, Http};
@@ -112,6 +112,17 @@ pub struct GateConfig {
 pub struct PlanConfig {
     pub max_failed_checks: u32,
     pub steps: Vec<StepConfig>,
+    /// Judge the steps through this Prometheus server's HTTP API (devices behind NAT that it
+    /// scrapes, or that push to it by remote write) instead of polling the devices.
+    pub prometheus: Option<String>,
+    /// The device label (`wasmops-edge --label KEY=VALUE`) that names a device's group in
+    /// Prometheus.
+    #[serde(default = "default_group_label")]
+    pub group_label: String,
+}
+
+fn default_group_label() -> String {
+    "group".into()
 }
 
 /// A plan step (`shared::automation::Step`) and the device group whose telemetry judges it.
@@ -196,12 +207,10 @@ impl Config {
         if self.rules.is_empty() {
             bail!("no [[rules]]");
         }
+        let mut names = std::collections::BTreeSet::new();
         for r in &self.rules {
-            if !matches!(r.trigger, Trigger::Drift { .. } | Trigger::Schedule { .. }) {
-                bail!(
-                    "rule `{}`: the controller runs drift and schedule triggers",
-                    r.name
-                );
+            if !names.insert(&r.name) {
+                bail!("two rules are named `{}`", r.name);
             }
         }
         if self.plan.steps.is_empty() {
@@ -212,7 +221,7 @@ impl Config {
         }
         for s in &self.plan.steps {
             let group = s.group.as_deref().unwrap_or(&s.alias);
-            if !self.devices.iter().any(|d| d.group == group) {
+            if self.plan.prometheus.is_none() && !self.devices.iter().any(|d| d.group == group) {
                 bail!(
                     "plan step `{}`: no device of group `{group}` to judge it",
                     s.alias
@@ -240,26 +249,16 @@ impl Config {
     }
 }
 
-/// What survives a restart.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct State {
-    pub rules: BTreeMap<String, RuleState>,
-    pub rollout: Option<Active>,
+/// What survives a restart: `shared::automation::LoopState` (rule firings, the rollout in
+/// progress).
+pub type State = LoopState;
+
+trait StateFile: Sized {
+    fn load(path: &Path) -> anyhow::Result<Self>;
+    fn save(&self, path: &Path) -> anyhow::Result<()>;
 }
 
-/// The rollout in progress.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Active {
-    pub rule: String,
-    pub version: String,
-    /// The candidate module's sha256 (the windows' `model`).
-    pub module: String,
-    pub rollout: Rollout,
-    /// Decisions of `rollout.log` already carried out and recorded.
-    pub done: usize,
-}
-
-impl State {
+impl StateFile for State {
     fn load(path: &Path) -> anyhow::Result<State> {
         match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display())),
@@ -283,21 +282,6 @@ impl State {
     }
 }
 
-/// One line of the decision log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogLine {
-    pub at_ms: u64,
-    /// The same instant, RFC 3339 UTC.
-    pub time: String,
-    /// `rule_fired`, `rule_held`, `retrain`, `gate`, `registered`, `rollout`, `error`.
-    pub event: String,
-    pub what: String,
-    /// In words and figures.
-    pub reasons: Vec<String>,
-    #[serde(default, skip_serializing_if = "Value::is_null")]
-    pub figures: Value,
-}
-
 pub struct Controller {
     config: Config,
     plan: Plan,
@@ -310,6 +294,10 @@ pub struct Controller {
     held: BTreeMap<String, String>,
     /// Last device error logged per device.
     device_errors: BTreeMap<usize, String>,
+    /// `wasmops rollout`: the state file is left alone (a controller may be running on it).
+    ephemeral: bool,
+    /// How the last rollout ended (set when it leaves the state).
+    finished: Option<RolloutState>,
 }
 
 pub fn now_ms() -> u64 {
@@ -356,7 +344,81 @@ impl Controller {
             state,
             held: BTreeMap::new(),
             device_errors: BTreeMap::new(),
+            ephemeral: false,
+            finished: None,
         })
+    }
+
+    /// Writes the state file (not for `wasmops rollout`).
+    fn persist(&self) -> anyhow::Result<()> {
+        if self.ephemeral {
+            return Ok(());
+        }
+        self.state.save(&self.config.state_file)
+    }
+
+    /// `wasmops rollout`: runs the plan for one registered version, printing each decision,
+    /// until it completes (`Ok(Completed)`) or rolls back (`Ok(RolledBack)`). The controller's
+    /// state file is neither read nor written; the decision log and the version's tags are.
+    pub async fn rollout_version(&mut self, version: &str) -> anyhow::Result<RolloutState> {
+        self.ephemeral = true;
+        self.state = State::default();
+        let model = self.config.model.clone();
+        let mv = self
+            .client
+            .model_versions(&model)
+            .await?
+            .into_iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| anyhow!("model `{model}` has no version {version}"))?;
+        let module = mv
+            .tag(api::SHA256_TAG)
+            .ok_or_else(|| {
+                anyhow!(
+                    "{model} version {version} has no `{}` tag: not registered by wasmops",
+                    api::SHA256_TAG
+                )
+            })?
+            .to_string();
+        let aliases: BTreeMap<String, String> = self
+            .client
+            .registered_model(&model)
+            .await?
+            .aliases
+            .into_iter()
+            .map(|a| (a.alias, a.version))
+            .collect();
+        self.record(
+            "rollout",
+            &format!(
+                "rolling out {model} version {version} (module {}) by the configured plan ({} steps)",
+                &module[..12.min(module.len())],
+                self.config.plan.steps.len()
+            ),
+            vec![],
+            Value::Null,
+        )?;
+        self.state.rollout = Some(Active {
+            rule: "wasmops rollout".into(),
+            version: version.to_string(),
+            module,
+            rollout: Rollout::start(&self.plan, version, &aliases, now_ms()),
+            done: 0,
+            plan: String::new(),
+            held: false,
+        });
+        self.carry_out().await?;
+        loop {
+            if self.state.rollout.is_none() {
+                return self
+                    .finished
+                    .clone()
+                    .ok_or_else(|| anyhow!("the rollout ended without an outcome"));
+            }
+            tokio::time::sleep(Duration::from_secs_f64(self.config.poll_interval_s)).await;
+            let windows = self.windows().await;
+            self.advance(&windows).await?;
+        }
     }
 
     /// Polls forever.
@@ -385,9 +447,22 @@ impl Controller {
             return self.advance(&windows).await;
         }
         let now = now_ms();
+        let newest = newest_dataset(&self.config.datasets)
+            .ok()
+            .map(|p| crate::file_name(&p));
         for rule in self.config.rules.clone() {
-            let Some(reasons) = triggered(&rule, &self.config.devices, &windows, &self.state, now)
-            else {
+            let feeds = feeds(&self.config.devices, &windows);
+            let world = World {
+                devices: &feeds,
+                newest_dataset: newest.as_deref(),
+            };
+            let state = self.state.rules.entry(rule.name.clone()).or_default();
+            let before = state.clone();
+            let triggered = rule.triggered(state, &world, now);
+            if *state != before {
+                self.persist()?;
+            }
+            let Some(reasons) = triggered else {
                 self.held.remove(&rule.name);
                 continue;
             };
@@ -408,20 +483,32 @@ impl Controller {
             }
             rule.fired(state, now);
             self.held.remove(&rule.name);
-            self.state.save(&self.config.state_file)?;
+            self.persist()?;
             self.record(
                 "rule_fired",
                 &format!("rule `{}` fired", rule.name),
                 reasons.clone(),
                 json!({"rule": rule.name, "trigger": rule.trigger}),
             )?;
-            if let Err(e) = self.retrain_gate_register(&rule, &reasons).await {
-                self.record(
-                    "error",
-                    &format!("rule `{}`: stopped: {e:#}", rule.name),
-                    vec![],
-                    Value::Null,
-                )?;
+            match self.retrain_gate_register(&rule, &reasons).await {
+                Ok(dataset) => {
+                    let state = self.state.rules.entry(rule.name.clone()).or_default();
+                    rule.retrained_on(state, &dataset);
+                    self.persist()?;
+                }
+                Err(e) => {
+                    // Nothing was trained, so nothing was judged: the firing holds no cooldown
+                    // (it counts against the daily cap), and the rule tries again.
+                    let state = self.state.rules.entry(rule.name.clone()).or_default();
+                    rule.retrain_failed(state, now);
+                    self.persist()?;
+                    self.record(
+                        "error",
+                        &format!("rule `{}`: stopped: {e:#}", rule.name),
+                        vec![],
+                        Value::Null,
+                    )?;
+                }
             }
             // One rule acts per poll; a rollout it started is judged from the next one.
             break;
@@ -476,9 +563,10 @@ impl Controller {
         &mut self,
         rule: &Rule,
         reasons: &[String],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<String> {
         let c = self.config.clone();
         let data = newest_dataset(&c.datasets)?;
+        let dataset = crate::file_name(&data);
         let out = c.work_dir.join("candidates").join(now_ms().to_string());
         let trained = crate::train::train(&crate::train::TrainOptions {
             spec: c.spec.clone(),
@@ -537,7 +625,7 @@ impl Controller {
                 vec![],
                 Value::Null,
             )?;
-            return Ok(());
+            return Ok(dataset);
         }
         let baseline = out.join("champion.wasm");
         crate::write(&baseline, &bytes)?;
@@ -571,7 +659,7 @@ impl Controller {
                 lines,
                 serde_json::to_value(&outcome)?,
             )?;
-            return Ok(());
+            return Ok(dataset);
         }
         self.record(
             "gate",
@@ -633,9 +721,15 @@ impl Controller {
             module: registered.sha256,
             rollout,
             done: 0,
+            plan: String::new(),
+            held: false,
         });
-        self.state.save(&c.state_file)?;
-        self.carry_out().await
+        self.persist()?;
+        // The rollout started: a failure carrying out its first step is retried next poll.
+        if let Err(e) = self.carry_out().await {
+            self.record("error", &format!("{e:#}"), vec![], Value::Null)?;
+        }
+        Ok(dataset)
     }
 
     /// Judges the rollout in progress on its step's group.
@@ -643,7 +737,7 @@ impl Controller {
         // Decisions not carried out yet (a restart in between) first.
         self.carry_out().await?;
         let now = now_ms();
-        let Some(active) = self.state.rollout.as_mut() else {
+        let Some(active) = self.state.rollout.clone() else {
             return Ok(());
         };
         match active.rollout.state {
@@ -651,32 +745,61 @@ impl Controller {
                 if let Some(f) = &self.config.approve_file {
                     if f.exists() {
                         let _ = std::fs::remove_file(f);
-                        active.rollout.approve(&self.plan, now);
+                        if let Some(a) = self.state.rollout.as_mut() {
+                            a.rollout.approve(&self.plan, now);
+                        }
                     }
                 }
             }
             RolloutState::Running | RolloutState::Paused => {
-                let step = active.rollout.step;
-                let group = self.config.plan.steps[step]
-                    .group
-                    .clone()
-                    .unwrap_or_else(|| self.config.plan.steps[step].alias.clone());
+                let step = &self.config.plan.steps[active.rollout.step];
+                let group = step.group.clone().unwrap_or_else(|| step.alias.clone());
                 let since = active.rollout.step_started_ms;
-                let parts: Vec<Observation> = self
-                    .config
-                    .devices
-                    .iter()
-                    .zip(windows)
-                    .filter(|(d, _)| d.group == group)
-                    .filter_map(|(_, w)| w.as_ref())
-                    .map(|w| Observation::from_windows(&w.windows, &active.module, since))
-                    .collect();
-                let obs = Observation::merge(&parts);
-                active.rollout.tick(&self.plan, now, &obs);
+                let obs = match self.config.plan.prometheus.clone() {
+                    Some(url) => {
+                        let range_s = now.saturating_sub(since).div_ceil(1000);
+                        self.observe_prometheus(&url, &group, &active.module, range_s)
+                            .await?
+                    }
+                    None => {
+                        let feeds = feeds(&self.config.devices, windows);
+                        observe_group(&feeds, &group, &active.module, since)
+                    }
+                };
+                if let Some(a) = self.state.rollout.as_mut() {
+                    a.tick(&self.plan, now, &obs);
+                }
             }
             RolloutState::RolledBack | RolloutState::Completed => {}
         }
         self.carry_out().await
+    }
+
+    /// A step's observation through Prometheus (`shared::prometheus::step_queries`).
+    async fn observe_prometheus(
+        &self,
+        url: &str,
+        group: &str,
+        module: &str,
+        range_s: u64,
+    ) -> anyhow::Result<Observation> {
+        use wasmops_shared::prometheus as prom;
+        let queries = prom::step_queries(&self.config.plan.group_label, group, module, range_s);
+        let mut answers: [Vec<prom::Sample>; 6] = Default::default();
+        for (q, a) in queries.iter().zip(answers.iter_mut()) {
+            let body = self
+                .http
+                .get(prom::query_url(url, q))
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| anyhow!("Prometheus at {url}: {e}"))?
+                .text()
+                .await
+                .map_err(|e| anyhow!("Prometheus at {url}: {e}"))?;
+            *a = prom::parse_vector(q, &body)?;
+        }
+        Ok(prom::step_observation(&answers))
     }
 
     /// Carries out and records every decision not done yet; ends a finished rollout.
@@ -700,44 +823,30 @@ impl Controller {
                     }
                 }
             }
-            let reasons: Vec<String> = decision
-                .verdicts
-                .iter()
-                .map(|v| match v {
-                    Verdict::Pass { detail } => format!("pass: {detail}"),
-                    Verdict::Fail { detail } => format!("FAIL: {detail}"),
-                    Verdict::NotEnoughData { detail } => format!("not enough data: {detail}"),
-                })
-                .collect();
-            let state_word = state_word(&active.rollout.state);
-            self.record(
-                "rollout",
-                &format!("version {}: {}", active.version, decision.what),
-                reasons.clone(),
-                json!({"version": active.version, "step": decision.step,
-                       "verdicts": decision.verdicts, "actions": decision.actions,
-                       "rollout_state": state_word}),
-            )?;
-            let last = if reasons.is_empty() {
+            let entry = LogLine::of_decision(&active, &decision);
+            let last = if entry.reasons.is_empty() {
                 decision.what.clone()
             } else {
-                format!("{} ({})", decision.what, reasons.join("; "))
+                format!("{} ({})", decision.what, entry.reasons.join("; "))
             };
+            // The version's tags first, then the log line: whoever reads a decision in the log
+            // finds it on the version too.
             self.tag(&active.version, TAG_ROLLOUT_LAST, &last).await;
+            if active.done + 1 == active.rollout.log.len() {
+                let word = active.rollout.state.as_str();
+                self.tag(&active.version, TAG_ROLLOUT_STATE, word).await;
+            }
+            self.write_line(entry)?;
             if let Some(a) = self.state.rollout.as_mut() {
                 a.done += 1;
             }
-            self.state.save(&self.config.state_file)?;
+            self.persist()?;
         }
         let active = self.state.rollout.clone().expect("checked above");
-        let word = state_word(&active.rollout.state);
-        self.tag(&active.version, TAG_ROLLOUT_STATE, word).await;
-        if matches!(
-            active.rollout.state,
-            RolloutState::Completed | RolloutState::RolledBack
-        ) {
+        if active.rollout.state.finished() {
+            self.finished = Some(active.rollout.state.clone());
             self.state.rollout = None;
-            self.state.save(&self.config.state_file)?;
+            self.persist()?;
         }
         Ok(())
     }
@@ -767,15 +876,13 @@ impl Controller {
         reasons: Vec<String>,
         figures: Value,
     ) -> anyhow::Result<()> {
-        let at_ms = now_ms();
-        let line = LogLine {
-            at_ms,
-            time: rfc3339(at_ms),
-            event: event.into(),
-            what: what.into(),
-            reasons,
-            figures,
-        };
+        self.write_line(LogLine::new(now_ms(), event, what, reasons, figures))
+    }
+
+    /// Appends a line to the decision log (and prints it).
+    fn write_line(&self, line: LogLine) -> anyhow::Result<()> {
+        let event = &line.event;
+        let what = &line.what;
         println!("{} {event}: {what}", line.time);
         for r in &line.reasons {
             println!("    {r}");
@@ -794,58 +901,23 @@ impl Controller {
     }
 }
 
-fn state_word(s: &RolloutState) -> &'static str {
-    match s {
-        RolloutState::Running => "running",
-        RolloutState::AwaitingApproval => "awaiting_approval",
-        RolloutState::Paused => "paused",
-        RolloutState::RolledBack => "rolled_back",
-        RolloutState::Completed => "completed",
-    }
-}
-
-/// Whether `rule`'s trigger holds now, and why (`None`: it does not).
-fn triggered(
-    rule: &Rule,
-    devices: &[DeviceConfig],
-    windows: &[Option<WindowsResponse>],
-    state: &State,
-    now: u64,
-) -> Option<Vec<String>> {
-    match &rule.trigger {
-        Trigger::Drift { group } => {
-            let mut reasons = Vec::new();
-            for (d, w) in devices.iter().zip(windows) {
-                if group.as_ref().is_some_and(|g| *g != d.group) {
-                    continue;
-                }
-                let Some(w) = w else { continue };
-                // Only the module the device runs now (its newest window's).
-                let Some(current) = w.windows.iter().max_by_key(|w| w.start_ms) else {
-                    continue;
-                };
-                let current = current.model.clone();
-                for f in monitor::findings(&w.windows, &|_| None) {
-                    if f.kind == AlertKind::Drift && Some(&f.model) == current.as_ref() {
-                        reasons.push(format!(
-                            "drift alert on {} (group {}), module {}: {}",
-                            d.url,
-                            d.group,
-                            &f.model[..12.min(f.model.len())],
-                            f.detail
-                        ));
-                    }
-                }
-            }
-            (!reasons.is_empty()).then_some(reasons)
-        }
-        Trigger::Schedule { every_s } => {
-            let s = state.rules.get(&rule.name).cloned().unwrap_or_default();
-            rule.due(&s, now)
-                .then(|| vec![format!("schedule: every {every_s} s")])
-        }
-        _ => None,
-    }
+/// The devices that answered, as the rules and checks see them.
+fn feeds<'a>(
+    devices: &'a [DeviceConfig],
+    windows: &'a [Option<WindowsResponse>],
+) -> Vec<DeviceFeed<'a>> {
+    devices
+        .iter()
+        .zip(windows)
+        .filter_map(|(d, w)| {
+            w.as_ref().map(|w| DeviceFeed {
+                name: &d.url,
+                group: &d.group,
+                windows: &w.windows,
+                concept_drift: &w.concept_drift,
+            })
+        })
+        .collect()
 }
 
 /// The last `*.csv` in `dir` by file name.
@@ -890,60 +962,9 @@ pub fn held_out_csv(run: &wasmops_trainer::run::Run) -> String {
     s
 }
 
-/// One short line per rule: `accuracy >= 0.8: 0.9667 (champion 0.3667, margin +0.1667)`.
-fn gate_summary(r: &wasmops_shared::gate::GateReport, champion: &str) -> String {
-    let num = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    r.results
-        .iter()
-        .map(|x| {
-            format!(
-                "{} {}: candidate {}, champion v{champion} {}, required {}, margin {}",
-                if x.passed { "pass" } else { "FAIL" },
-                x.rule,
-                num(x.candidate),
-                num(x.baseline),
-                num(x.required),
-                x.margin.map_or("-".into(), |m| format!("{m:+.4}"))
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// `2026-11-28T06:28:42.123Z` for unix milliseconds.
-pub fn rfc3339(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339(1_795_761_722_123), "2026-11-27T06:42:02.123Z");
-    }
 
     fn scratch(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("wasmops-ctl-{tag}-{}", std::process::id()));
@@ -1018,11 +1039,12 @@ mod tests {
                 "no device of group `nobody`",
             ),
             (
-                example.replace(
-                    "{ kind = \"drift\", group = \"canary\" }",
-                    "{ kind = \"new_dataset\" }",
+                example.replacen(
+                    "[plan]\n",
+                    "[[rules]]\nname = \"drift-on-canary\"\ntrigger = { kind = \"new_dataset\" }\ncooldown_s = 1\ndaily_cap = 1\n\n[plan]\n",
+                    1,
                 ),
-                "drift and schedule triggers",
+                "two rules are named `drift-on-canary`",
             ),
             (
                 example.replace("accuracy >= 0.8", "accuracy >== 0.8"),

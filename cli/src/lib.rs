@@ -30,6 +30,8 @@ use std::path::Path;
 pub enum Failure {
     /// The gate ran and at least one rule failed (exit status 1).
     GateFailed,
+    /// `wasmops rollout` ran and its plan rolled the version back (exit status 1).
+    RolledBack,
     /// Exit status 2, with what went wrong and where.
     Error(anyhow::Error),
 }
@@ -43,7 +45,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::GateFailed => 1,
+            Failure::GateFailed | Failure::RolledBack => 1,
             Failure::Error(_) => 2,
         }
     }

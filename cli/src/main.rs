@@ -1,5 +1,6 @@
 //! `wasmops`: the dashboard's train, compile, gate and register steps without a browser.
-//! Exit status: 0 done, 1 a gate failed, 2 anything else that stopped the command.
+//! Exit status: 0 done, 1 a gate failed or a rollout rolled back, 2 anything else that stopped
+//! the command.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,6 +129,15 @@ enum Command {
         /// One poll, then exit (for cron or a check).
         #[arg(long)]
         once: bool,
+    },
+    /// Roll one registered version out by the plan of a controller config (its devices, groups
+    /// and checks), printing each decision. Exit status 1 when the plan rolls it back.
+    Rollout {
+        #[arg(long, value_name = "FILE.toml")]
+        config: PathBuf,
+        /// The model version to roll out (of the config's `model`).
+        #[arg(long)]
+        version: String,
     },
 }
 
@@ -326,6 +336,15 @@ fn run(command: Command) -> Result<(), Failure> {
                 rt.block_on(c.poll())?;
             } else {
                 rt.block_on(c.run())?;
+            }
+        }
+        Command::Rollout { config, version } => {
+            let config = controller::Config::load(&config)?;
+            let mut c = controller::Controller::new(config)?;
+            let end = runtime()?.block_on(c.rollout_version(&version))?;
+            println!("rollout of version {version}: {}", end.as_str());
+            if end != wasmops_shared::automation::RolloutState::Completed {
+                return Err(Failure::RolledBack);
             }
         }
     }

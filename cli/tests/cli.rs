@@ -445,3 +445,111 @@ fn sign_writes_a_signature_the_public_key_verifies() {
     let (_, err) = expect(2, &["pubkey", "--key", data.to_str().unwrap()]);
     assert!(err.contains("iris.csv: not a P-256 private key"), "{err}");
 }
+
+/// A retrain that fails (here: the datasets directory holds no CSV yet) must not hold the
+/// rule's cooldown: the next poll fires the rule again; the failures count against the daily
+/// cap, which then holds it. (Before the fix the first failed firing held the cooldown for an
+/// hour and the rule never retried.) No MLflow and no device are reached: both are unused
+/// addresses, and the controller logs the devices as unreachable and carries on.
+#[test]
+fn a_failed_retrain_keeps_no_cooldown_and_retries_at_the_next_poll() {
+    let d = dir("ctl-retry");
+    std::fs::create_dir_all(d.join("datasets")).unwrap();
+    spec(
+        &d,
+        "spec.json",
+        r#"{"algorithm": {"algorithm": "gaussian_nb"}, "scale": false, "test_fraction": 0.2, "seed": 1}"#,
+    );
+    let config = format!(
+        r#"tracking_uri = "http://127.0.0.1:9"
+model = "m"
+signing_key = "{KEY}"
+spec = "spec.json"
+datasets = "datasets"
+work_dir = "work"
+state_file = "state.json"
+decision_log = "decisions.jsonl"
+
+[gate]
+rules = ["accuracy >= 0.8"]
+
+[[rules]]
+name = "hourly"
+trigger = {{ kind = "schedule", every_s = 1 }}
+cooldown_s = 3600
+daily_cap = 2
+
+[plan]
+max_failed_checks = 1
+
+[[plan.steps]]
+alias = "champion"
+group = "fleet"
+hold_s = 1
+
+[[devices]]
+url = "http://127.0.0.1:9"
+group = "fleet"
+"#
+    );
+    let path = d.join("controller.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = |d: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(d.join("decisions.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let events = |d: &Path, event: &str| log(d).iter().filter(|l| l["event"] == event).count();
+    let once = || {
+        expect(
+            0,
+            &["controller", "--config", path.to_str().unwrap(), "--once"],
+        )
+    };
+    once();
+    assert_eq!(events(&d, "rule_fired"), 1);
+    let stopped: Vec<String> = log(&d)
+        .iter()
+        .filter(|l| l["event"] == "error" && l["what"].as_str().unwrap().contains("stopped"))
+        .map(|l| l["what"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        stopped[0].contains("rule `hourly`: stopped") && stopped[0].contains("no *.csv"),
+        "{stopped:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    once();
+    assert_eq!(events(&d, "rule_fired"), 2, "fired again: {:#?}", log(&d));
+    assert_eq!(events(&d, "rule_held"), 0, "{:#?}", log(&d));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    once();
+    let held: Vec<serde_json::Value> = log(&d)
+        .into_iter()
+        .filter(|l| l["event"] == "rule_held")
+        .collect();
+    assert_eq!(held.len(), 1, "{held:#?}");
+    assert!(
+        held[0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("daily cap reached: it fired 2 times"),
+        "{held:#?}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("state.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["rules"]["hourly"]["fired_ms"],
+        serde_json::json!([]),
+        "{state}"
+    );
+    assert_eq!(
+        state["rules"]["hourly"]["failed_ms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{state}"
+    );
+}

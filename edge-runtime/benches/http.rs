@@ -262,7 +262,7 @@ fn store_commit_figures(dir: &std::path::Path) -> String {
             model: Some("0".repeat(64)),
             latency_us: 50,
             rows: 1,
-            status: "ok",
+            status: wasmops_edge::telemetry::Status::Ok,
             first_id: Some(first_id),
             predictions: vec![1.0],
             bins: vec![5, 6, 7, 8],

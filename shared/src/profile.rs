@@ -243,7 +243,7 @@ mod tests {
         for n in [0, 1, 5, 255, 256, 3000] {
             let d = 3;
             let rows: Vec<f64> = (0..n * d)
-                .map(|i| match next() % 4 {
+                .map(|_| match next() % 4 {
                     0 => specials[(next() % 8) as usize],
                     1 => (next() % 7) as f64 - 3.0,
                     _ => (next() as f64 / (1u64 << 53) as f64 - 0.5) * 1e6,

@@ -284,6 +284,65 @@ pub fn query_url(base: &str, promql: &str) -> String {
     )
 }
 
+/// A PromQL string literal.
+fn literal(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The queries a rollout check asks Prometheus for one step (devices behind NAT, scraped or
+/// pushing by remote write, that the controller cannot poll): over the devices whose
+/// `group_label` is `group` and whose active module is `module`, the counters' increase over
+/// the last `range_s` seconds (the step so far), in the order [`step_observation`] takes them:
+/// requests, errors, labels, correct labels, p95 latency (seconds), largest PSI now.
+///
+/// Counters are joined to the module info gauge by instance, so a device still on the old
+/// module adds nothing; traffic the device served with the old module in the first scrape
+/// interval of the step is counted (Prometheus knows no finer).
+pub fn step_queries(group_label: &str, group: &str, module: &str, range_s: u64) -> [String; 6] {
+    let sel = format!("{group_label}={}", literal(group));
+    let info = format!(
+        "wasmops_active_module_info{{{sel},hash={}}}",
+        literal(module)
+    );
+    let r = range_s.max(1);
+    let inc = |metric: &str| {
+        format!("sum(increase({metric}{{{sel}}}[{r}s]) * on (instance, job) group_left () {info})")
+    };
+    [
+        inc("wasmops_predict_requests_total"),
+        inc("wasmops_predict_errors_total"),
+        inc("wasmops_feedback_labels_total"),
+        inc("wasmops_feedback_correct_total"),
+        format!(
+            "histogram_quantile(0.95, sum by (le) (increase(wasmops_predict_latency_seconds_bucket{{{sel}}}[{r}s]) * on (instance, job) group_left () {info}))"
+        ),
+        format!("max(wasmops_feature_drift_psi{{{sel}}} * on (instance, job) group_left () {info})"),
+    ]
+}
+
+/// The observation of a step from the answers to [`step_queries`]. Counts are rounded
+/// (`increase` extrapolates); an empty answer is no data (no device of the group runs the
+/// module yet), which the checks report as not enough data.
+pub fn step_observation(answers: &[Vec<Sample>; 6]) -> crate::automation::Observation {
+    let one = |v: &Vec<Sample>| v.first().map(|s| s.value).and_then(finite);
+    let [requests, errors, labels, correct, p95, psi] = answers;
+    let count = |v: &Vec<Sample>| one(v).map_or(0, |x| x.max(0.0).round() as u64);
+    let mut o = crate::automation::Observation {
+        requests: count(requests),
+        labels: count(labels),
+        p95_latency_ms: one(p95).map(|s| s * 1000.0),
+        max_psi: one(psi),
+        ..Default::default()
+    };
+    if let Some(r) = one(requests).filter(|r| *r > 0.0) {
+        o.error_rate = Some(one(errors).unwrap_or(0.0).max(0.0) / r);
+    }
+    if let Some(l) = one(labels).filter(|l| *l > 0.0) {
+        o.live_accuracy = Some((one(correct).unwrap_or(0.0) / l).clamp(0.0, 1.0));
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +454,35 @@ mod tests {
         assert_eq!(f.versions[0].p95_s, Some(0.004));
         assert_eq!(f.versions[0].max_psi, Some(0.3));
         assert_eq!(f.versions[1].requests_per_s, 2.0);
+    }
+
+    #[test]
+    fn a_step_is_observed_through_prometheus_for_its_group_and_module() {
+        let q = step_queries("group", "can\"ary", "abc", 12);
+        assert!(q[0].starts_with("sum(increase(wasmops_predict_requests_total{group=\"can\\\"ary\"}[12s]) * on (instance, job) group_left () wasmops_active_module_info{group=\"can\\\"ary\",hash=\"abc\"})"), "{}", q[0]);
+        assert!(
+            q[4].starts_with("histogram_quantile(0.95, sum by (le)"),
+            "{}",
+            q[4]
+        );
+        let p = |v: &str| parse_vector("q", &vector(&[(&[], v)])).unwrap();
+        let o = step_observation(&[p("200.4"), p("2"), p("40"), p("30"), p("0.004"), p("0.1")]);
+        assert_eq!((o.requests, o.labels), (200, 40));
+        assert!((o.error_rate.unwrap() - 2.0 / 200.4).abs() < 1e-12);
+        assert_eq!(o.live_accuracy, Some(0.75));
+        assert_eq!(o.p95_latency_ms, Some(4.0));
+        assert_eq!(o.max_psi, Some(0.1));
+        let none = step_observation(&Default::default());
+        assert_eq!(none, crate::automation::Observation::default());
+        // Judged like device windows: too few samples is not enough data.
+        let check = crate::automation::Check::parse("live_accuracy >= 0.8 min 30").unwrap();
+        assert!(matches!(
+            check.judge(&o),
+            crate::automation::Verdict::Fail { .. }
+        ));
+        assert!(matches!(
+            check.judge(&none),
+            crate::automation::Verdict::NotEnoughData { .. }
+        ));
     }
 }

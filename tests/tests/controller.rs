@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use wasmops_e2e::{required_env, temp_dir, EdgeProcess, MlflowServer};
+use wasmops_e2e::{required_env, temp_dir, EdgeProcess, MlflowServer, PrometheusServer};
 use wasmops_shared::wire;
 
 const KEY: &str = concat!(
@@ -124,11 +124,19 @@ struct Setup {
     mlflow: MlflowServer,
     devices: Vec<EdgeProcess>,
     v1_hash: String,
-    controller: Controller,
+    controller: Option<Controller>,
     log: PathBuf,
+    config: PathBuf,
+    prometheus: Option<PrometheusServer>,
 }
 
 async fn setup(name: &str, bad_labels: bool) -> Setup {
+    setup_with(name, bad_labels, false, true).await
+}
+
+/// `prometheus`: a real Prometheus scrapes the devices and the plan is judged through it;
+/// `start`: the controller runs.
+async fn setup_with(name: &str, bad_labels: bool, prometheus: bool, start: bool) -> Setup {
     let dir = temp_dir(name);
     let mlflow = MlflowServer::start(&dir.join("mlflow"));
     let datasets = dir.join("datasets");
@@ -220,6 +228,17 @@ async fn setup(name: &str, bad_labels: bool) -> Setup {
     );
     let token = dir.join("device-token");
     std::fs::write(&token, TOKEN).unwrap();
+    let prometheus = prometheus.then(|| {
+        let targets: Vec<String> = devices
+            .iter()
+            .map(|d| d.url.trim_start_matches("http://").to_string())
+            .collect();
+        PrometheusServer::start(&dir.join("prometheus"), &targets, TOKEN)
+    });
+    let prometheus_line = prometheus
+        .as_ref()
+        .map(|p| format!("prometheus = \"{}\"\n", p.url))
+        .unwrap_or_default();
     let log = dir.join("decisions.jsonl");
     let device = |d: &EdgeProcess, group: &str| {
         format!(
@@ -250,7 +269,7 @@ daily_cap = 2
 
 [plan]
 max_failed_checks = 2
-
+{prometheus_line}
 [[plan.steps]]
 alias = "canary"
 group = "canary"
@@ -277,7 +296,7 @@ checks = [{{ metric = "error_rate", threshold = 0.01, min_samples = 10 }}]
     );
     let config_path = dir.join("controller.toml");
     std::fs::write(&config_path, config).unwrap();
-    let controller = Controller::start(&config_path, dir.join("controller.out"));
+    let controller = start.then(|| Controller::start(&config_path, dir.join("controller.out")));
     Setup {
         dir,
         mlflow,
@@ -285,6 +304,8 @@ checks = [{{ metric = "error_rate", threshold = 0.01, min_samples = 10 }}]
         v1_hash,
         controller,
         log,
+        config: config_path,
+        prometheus,
     }
 }
 
@@ -334,7 +355,10 @@ async fn until_logged(s: &Setup, what: &str, pred: impl Fn(&Value) -> bool) -> V
         assert!(
             Instant::now() < deadline,
             "{what}: not in the decision log after 75 s; controller said:\n{}",
-            s.controller.output()
+            s.controller
+                .as_ref()
+                .map(Controller::output)
+                .unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -350,12 +374,18 @@ struct Load {
 }
 
 /// `wrong_labels`: the canary's feedback says every prediction's class is the next one.
-async fn run_load(load: Arc<Load>, stop: Arc<AtomicBool>, urls: Vec<String>, wrong_labels: bool) {
+async fn run_load(
+    load: Arc<Load>,
+    stop: Arc<AtomicBool>,
+    urls: Vec<String>,
+    wrong_labels: bool,
+    shift: f64,
+) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let rows = iris(SHIFT, false).rows;
+    let rows = iris(shift, false).rows;
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
         for (d, url) in urls.iter().enumerate() {
@@ -417,10 +447,24 @@ fn start_load(
     s: &Setup,
     wrong_labels: bool,
 ) -> (Arc<Load>, Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    start_load_shifted(s, wrong_labels, SHIFT)
+}
+
+fn start_load_shifted(
+    s: &Setup,
+    wrong_labels: bool,
+    shift: f64,
+) -> (Arc<Load>, Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
     let load = Arc::new(Load::default());
     let stop = Arc::new(AtomicBool::new(false));
     let urls = s.devices.iter().map(|d| d.url.clone()).collect();
-    let task = tokio::spawn(run_load(load.clone(), stop.clone(), urls, wrong_labels));
+    let task = tokio::spawn(run_load(
+        load.clone(),
+        stop.clone(),
+        urls,
+        wrong_labels,
+        shift,
+    ));
     (load, stop, task)
 }
 
@@ -480,10 +524,10 @@ async fn drift_on_the_canary_retrains_gates_and_rolls_out_to_every_device() {
         l["event"] == "rollout" && l["what"].as_str().unwrap().contains("step 1: canary ->")
     })
     .await;
-    s.controller = Controller::start(
+    s.controller = Some(Controller::start(
         &s.dir.join("controller.toml"),
         s.dir.join("controller-restarted.out"),
-    );
+    ));
     let resumed = until_logged(&s, "the resume", |l| l["event"] == "resume").await;
     assert!(
         resumed["what"].as_str().unwrap().contains("version 2"),
@@ -726,4 +770,127 @@ async fn a_candidate_failing_the_canary_s_live_labels_is_rolled_back() {
     for d in [1, 2] {
         assert!(!first.contains_key(&(d, v2_hash.clone())), "{first:?}");
     }
+}
+
+/// Trains `spec` on `data` with the CLI and registers it (no alias); returns its version and
+/// module hash.
+fn train_and_register(s: &Setup, tag: &str, spec: &str, data: &Path) -> (String, String) {
+    let spec_path = s.dir.join(format!("spec-{tag}.json"));
+    std::fs::write(&spec_path, spec).unwrap();
+    let out = s.dir.join(tag);
+    wasmops(&[
+        "train",
+        "--spec",
+        spec_path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let r: Value = serde_json::from_str(&wasmops(&[
+        "register",
+        "--tracking-uri",
+        &s.mlflow.url,
+        "--model",
+        MODEL,
+        "--run-dir",
+        out.to_str().unwrap(),
+        "--key",
+        KEY,
+        "--json",
+    ]))
+    .unwrap();
+    (
+        r["version"].as_str().unwrap().to_string(),
+        r["sha256"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `wasmops rollout --config ... --version V`: its exit code and what it printed.
+async fn rollout(s: &Setup, version: &str) -> (Option<i32>, String) {
+    let bin = required_env("WASMOPS_CLI_BIN");
+    let config = s.config.clone();
+    let version = version.to_string();
+    let o = tokio::task::spawn_blocking(move || {
+        Command::new(&bin)
+            .args([
+                "rollout",
+                "--config",
+                config.to_str().unwrap(),
+                "--version",
+                &version,
+            ])
+            .env_remove("MLFLOW_TRACKING_URI")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.code(), text)
+}
+
+/// `wasmops rollout` with the checks read through a real Prometheus scraping the devices (as
+/// for devices behind NAT): a good version completes (exit 0), a version that does badly on
+/// the canary's live labels is rolled back (exit 1) and the fleet never runs it. No rule fires
+/// (the traffic is the training world: no drift), and the controller's state file is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasmops_rollout_judges_steps_through_prometheus_and_exits_1_on_rollback() {
+    let s = setup_with("controller-rollout-cmd", false, true, false).await;
+    let prom = s.prometheus.as_ref().unwrap();
+    prom.ready().await;
+    let old = s.dir.join("datasets").join("2026-01-01-iris.csv");
+    let (v2, v2_hash) = train_and_register(&s, "v2", &LOGISTIC.replace("42", "7"), &old);
+    let bad = s.dir.join("bad-labels.csv");
+    write_csv(&bad, 0.0, true);
+    let (v3, v3_hash) = train_and_register(&s, "v3", LOGISTIC, &bad);
+    assert_eq!((v2.as_str(), v3.as_str()), ("2", "3"));
+    assert_ne!(v2_hash, s.v1_hash);
+    let (load, stop, task) = start_load_shifted(&s, false, 0.0);
+    prom.query_until(
+        "count(wasmops_predict_requests_total{group=\"canary\"} > 0)",
+        Duration::from_secs(30),
+        |r| r.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+
+    let (code, out) = rollout(&s, &v2).await;
+    assert_eq!(code, Some(0), "{out}");
+    for expected in [
+        "step 1 (canary) passed its checks",
+        "pass: live_accuracy",
+        "step 2 (champion) passed its checks",
+        "rollout of version 2: completed",
+    ] {
+        assert!(out.contains(expected), "`{expected}` not in:\n{out}");
+    }
+    until_active(&s.devices, &v2_hash, "v2 on every device").await;
+
+    let (code, out) = rollout(&s, &v3).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAIL: live_accuracy"), "{out}");
+    assert!(
+        out.contains("step 1 (canary) failed its checks 2 times: rolled back"),
+        "{out}"
+    );
+    assert!(out.contains("rollout of version 3: rolled_back"), "{out}");
+    until_active(&s.devices, &v2_hash, "v2 back on every device").await;
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+    let first = load.first_answer.lock().unwrap().clone();
+    assert!(
+        first.contains_key(&(0, v3_hash.clone())),
+        "the canary ran v3: {first:?}"
+    );
+    for d in [1, 2] {
+        assert!(!first.contains_key(&(d, v3_hash.clone())), "{first:?}");
+    }
+    let a = aliases(&s.mlflow).await;
+    assert_eq!(a.get("champion").map(String::as_str), Some("2"), "{a:?}");
+    assert_eq!(a.get("canary").map(String::as_str), Some("2"), "{a:?}");
+    assert!(
+        !s.dir.join("state.json").exists(),
+        "the state file is the controller's"
+    );
 }
