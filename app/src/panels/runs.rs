@@ -771,13 +771,13 @@ fn RunDetails(run: Run) -> impl IntoView {
             {(!run.metric_steps.is_empty()).then(|| view! {
                 <h4>"Training curves"</h4>
                 <div class="charts" data-testid="curves">
-                    {run.metric_steps.iter().map(|(name, points)| {
-                        let series = [crate::charts::Series {
-                            name: name.clone(),
+                    {curve_groups(&run.metric_steps).into_iter().map(|(name, members)| {
+                        let series: Vec<_> = members.iter().enumerate().map(|(i, (label, points))| crate::charts::Series {
+                            name: label.clone(),
                             points: points.iter().map(|(s, v)| (*s as f64, *v)).collect(),
-                            color: crate::charts::PALETTE[0],
-                        }];
-                        match crate::charts::step_chart(name, name, &series, (380, 240)) {
+                            color: crate::charts::PALETTE[i % crate::charts::PALETTE.len()],
+                        }).collect();
+                        match crate::charts::step_chart(&name, &name, &series, (380, 240)) {
                             Ok(svg) => view! { <div class="chart" data-chart=format!("curve-{name}") inner_html=svg></div> }.into_any(),
                             Err(e) => view! { <p class="error">{format!("curve {name}: {e}")}</p> }.into_any(),
                         }
@@ -1052,4 +1052,48 @@ pub fn bytes_url(bytes: &[u8], mime: &str) -> Result<String, String> {
     let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options)
         .map_err(|e| format!("{e:?}"))?;
     web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))
+}
+
+/// A run's step curves, one chart each, except that one quantity on several row sets (gradient
+/// boosting's `train_log_loss`, `validation_log_loss` and `test_log_loss`) shares a chart named
+/// after the quantity, one line per set (train, validation, test). Returns
+/// (chart name, [(line name, points)]); a lone curve keeps its own name for both.
+#[allow(clippy::type_complexity)]
+fn curve_groups(
+    steps: &std::collections::BTreeMap<String, Vec<(u64, f64)>>,
+) -> Vec<(String, Vec<(String, &Vec<(u64, f64)>)>)> {
+    const SETS: [&str; 3] = ["train", "validation", "test"];
+    // (chart, [(set index, curve name, points)])
+    let mut groups: Vec<(String, Vec<(usize, &String, &Vec<(u64, f64)>)>)> = Vec::new();
+    for (name, points) in steps {
+        let (set, quantity) = SETS
+            .iter()
+            .enumerate()
+            .find_map(|(i, set)| Some((i, name.strip_prefix(set)?.strip_prefix('_')?)))
+            .unwrap_or((SETS.len(), name));
+        match groups.iter_mut().find(|g| g.0 == quantity) {
+            Some(g) => g.1.push((set, name, points)),
+            None => groups.push((quantity.to_string(), vec![(set, name, points)])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(quantity, mut members)| {
+            if let [(_, name, points)] = members[..] {
+                return (name.clone(), vec![(name.clone(), points)]);
+            }
+            members.sort_by_key(|m| m.0);
+            let lines = members
+                .into_iter()
+                .map(|(set, name, points)| {
+                    (
+                        SETS.get(set)
+                            .map_or_else(|| name.clone(), |s| s.to_string()),
+                        points,
+                    )
+                })
+                .collect();
+            (quantity, lines)
+        })
+        .collect()
 }
