@@ -705,7 +705,7 @@ impl<'a> Grower<'a> {
             let (split_left, split_right) = (self.can_split(&left), self.can_split(&right));
             if split_left || split_right {
                 // The smaller child's histogram from its rows, the other's by subtraction.
-                let (small, large) = if left.end - left.start <= right.end - right.start {
+                let (small, large) = if left.end - left.start < right.end - right.start {
                     (&mut left, &mut right)
                 } else {
                     (&mut right, &mut left)
