@@ -121,8 +121,9 @@ fn boosting_on_digits_is_reproducible() {
     let data = digits();
     let algorithm = boosting(Params::default(), true);
     let t = fit(&data, algorithm.clone());
-    // This split: FLOOR_DIGITS; scikit-learn's HistGradientBoostingClassifier() SK_DIGITS.
-    assert!(t.metrics["accuracy"] >= 0.95, "{:?}", t.metrics);
+    // This split: 0.9644; scikit-learn's HistGradientBoostingClassifier() 0.9688 (its
+    // gradients and hessians are float32).
+    assert!(t.metrics["accuracy"] >= 0.955, "{:?}", t.metrics);
     let Model::GradientBoosting {
         trees, baseline, ..
     } = &t.pipeline.model
@@ -143,8 +144,8 @@ fn boosting_on_digits_is_reproducible() {
 fn boosting_on_diabetes() {
     let data = datasets::builtin("diabetes").unwrap();
     let t = fit(&data, boosting(Params::default(), false));
-    // This split: FLOOR_DIABETES; HistGradientBoostingRegressor() SK_DIABETES.
-    assert!(t.metrics["r2"] >= 0.30, "{:?}", t.metrics);
+    // This split: 0.3981; HistGradientBoostingRegressor() 0.3957.
+    assert!(t.metrics["r2"] >= 0.38, "{:?}", t.metrics);
     assert!(t.class_names.is_empty());
     assert!(t.curves.contains_key("train_mse") && t.curves.contains_key("test_mse"));
     agrees_with_its_fit(&t, &data);
@@ -154,9 +155,9 @@ fn boosting_on_diabetes() {
 fn boosting_on_good_wine_binary() {
     let data = good_wine();
     let t = fit(&data, boosting(Params::default(), true));
-    // This split: FLOOR_WINE; HistGradientBoostingClassifier() SK_WINE.
-    assert!(t.metrics["accuracy"] >= 0.75, "{:?}", t.metrics);
-    assert!(t.metrics["roc_auc"] >= 0.80, "{:?}", t.metrics);
+    // This split: 0.7945 (ROC AUC 0.8813); HistGradientBoostingClassifier() 0.7920.
+    assert!(t.metrics["accuracy"] >= 0.785, "{:?}", t.metrics);
+    assert!(t.metrics["roc_auc"] >= 0.87, "{:?}", t.metrics);
     let Model::GradientBoosting {
         trees,
         baseline,
