@@ -4,6 +4,7 @@
 //! where `cargo test -p wasmops-app` tests it natively.
 
 pub mod alerts;
+pub mod curves;
 pub mod dataset_choice;
 pub mod datasets;
 pub mod device_form;

@@ -44,7 +44,7 @@ use wasmops_edge::sandbox::{Limits, Sandbox, SandboxError};
 use wasmops_edge::server::{self, HttpConfig};
 use wasmops_shared::compiler::{compile, CompileInput};
 use wasmops_shared::module::{DatasetRef, ModelCard, ModuleError, ModuleInfo, WasmFeature};
-use wasmops_shared::pipeline::{Model, Pipeline, StandardScaler};
+use wasmops_shared::pipeline::{Model, Pipeline, StandardScaler, Tree, TreeNode};
 use wasmops_shared::profile::Profile;
 use wasmops_shared::{abi, reference, wire};
 
@@ -187,6 +187,95 @@ proptest! {
         prop_assert_eq!(bits(&got), bits(&want));
         // Every NaN the module writes is the canonical one.
         prop_assert!(got.iter().all(|v| !v.is_nan() || v.to_bits() == abi::CANONICAL_NAN_BITS));
+    }
+}
+
+/// Gradient boosting (a regression, two classes and three) loads in the device's sandbox,
+/// passes its conformance vectors and answers as the reference, bit for bit, one row or many.
+#[test]
+fn boosted_modules_run_in_the_sandbox_as_the_reference() {
+    // Two levels: x[f] < t, then x[g] < u on the left; leaves hold values.
+    let tree = |f: usize, t: f64, g: usize, u: f64, v: [f64; 3]| Tree {
+        nodes: vec![
+            TreeNode::Split {
+                feature: f,
+                threshold: t,
+                left: 1,
+                right: 2,
+            },
+            TreeNode::Split {
+                feature: g,
+                threshold: u,
+                left: 3,
+                right: 4,
+            },
+            TreeNode::Leaf {
+                class: 0,
+                probabilities: vec![v[0]],
+            },
+            TreeNode::Leaf {
+                class: 0,
+                probabilities: vec![v[1]],
+            },
+            TreeNode::Leaf {
+                class: 0,
+                probabilities: vec![v[2]],
+            },
+        ],
+    };
+    let trees = |n: usize| -> Vec<Tree> {
+        (0..n)
+            .map(|i| {
+                let x = i as f64;
+                tree(
+                    i % 3,
+                    x * 0.3 - 1.0,
+                    (i + 1) % 3,
+                    0.5 - x * 0.1,
+                    [0.1 * x, -0.2, 0.3 - x * 0.05],
+                )
+            })
+            .collect()
+    };
+    let rows: Vec<f64> = (0..11 * 3)
+        .map(|i| match i % 13 {
+            5 => f64::NAN,
+            _ => (i as f64 * 0.37) % 4.0 - 2.0,
+        })
+        .collect();
+    for (n_classes, baseline, n_trees) in [
+        (None, vec![1.5], 4),
+        (Some(2), vec![-0.3], 5),
+        (Some(3), vec![0.2, -0.1, -0.1], 6),
+    ] {
+        for scaled in [false, true] {
+            let p = Pipeline {
+                n_features: 3,
+                scaler: scaled.then(|| StandardScaler {
+                    mean: vec![0.5, -0.5, 0.0],
+                    scale: vec![2.0, 1.0, 0.5],
+                }),
+                model: Model::GradientBoosting {
+                    n_classes,
+                    baseline: baseline.clone(),
+                    trees: trees(n_trees),
+                },
+            };
+            let bytes = build(&p, &rows[..6]);
+            let sb = sandbox();
+            let loaded = sb
+                .load(&bytes)
+                .expect("loads and passes its conformance vectors");
+            for m in [1, 4, 11] {
+                let got = sb.predict(&loaded, &rows[..m * 3]).expect("predict");
+                let want = reference::predict(&p, &rows[..m * 3]);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{n_classes:?} scaled={scaled}, {m} rows"
+                );
+            }
+        }
     }
 }
 

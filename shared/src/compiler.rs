@@ -265,7 +265,7 @@ struct DataLayout {
     roots: Vec<u32>,
     /// Scratch copy of the (scaled) row, for data-driven tree walks.
     x_addr: u32,
-    /// Per-class vote counters (forests).
+    /// Per-class vote counters (forests), per-score sums (boosting).
     votes_addr: u32,
     /// Levels of each tree's deepest leaf (splits on the way from the root).
     depths: Vec<u32>,
@@ -284,12 +284,18 @@ impl DataLayout {
     /// children at itself (feature 0, threshold 0), so further levels stay on it, and a forest
     /// leaf's `leaf` holds `8 * class`. The scratch rows and vote counters hold
     /// [`trees::ROWS`] rows.
+    ///
+    /// A boosted tree's leaf holds its value in `threshold` (a blocked walk compares against
+    /// it and stays on the leaf either way).
     fn new(p: &Pipeline, blocked: bool) -> DataLayout {
         let (trees, leaf_values): (Vec<&Tree>, bool) = match &p.model {
             Model::DecisionTree { tree, .. } => (vec![tree], true),
-            Model::RandomForest { trees, .. } => (trees.iter().collect(), false),
+            Model::RandomForest { trees, .. } | Model::GradientBoosting { trees, .. } => {
+                (trees.iter().collect(), false)
+            }
             _ => (Vec::new(), false),
         };
+        let boosted = matches!(p.model, Model::GradientBoosting { .. });
         let total_nodes: usize = trees.iter().map(|t| t.nodes.len()).sum();
         let mut data = vec![0u8; total_nodes * NODE_BYTES as usize];
         let mut values: Vec<u8> = Vec::new();
@@ -341,10 +347,11 @@ impl DataLayout {
                         } else {
                             *class as i32
                         };
+                        let value = if boosted { probabilities[0] } else { 0.0 };
                         if blocked {
-                            (0, addr(i) as i32, addr(i) as i32, leaf, 0.0)
+                            (0, addr(i) as i32, addr(i) as i32, leaf, value)
                         } else {
-                            (-1, 0, 0, leaf, 0.0)
+                            (-1, 0, 0, leaf, value)
                         }
                     }
                 };
@@ -361,7 +368,11 @@ impl DataLayout {
         let rows = if blocked { trees::ROWS } else { 1 };
         let x_addr = align8(data.len() as u32);
         let votes_addr = x_addr + 8 * rows * p.n_features as u32;
-        let heap_base = votes_addr + 8 * rows * p.model.n_classes().unwrap_or(0) as u32;
+        let counters = match &p.model {
+            Model::GradientBoosting { n_classes, .. } => n_classes.unwrap_or(1),
+            model => model.n_classes().unwrap_or(0),
+        };
+        let heap_base = votes_addr + 8 * rows * counters as u32;
         DataLayout {
             data,
             roots,
@@ -496,7 +507,7 @@ fn predict_fn(
                 .instruction(&I::LocalTee(ROW))
                 .instruction(&I::If(BlockType::Empty))
                 .instruction(&I::Loop(BlockType::Empty));
-            trees::emit_block(&mut f, p, layout, &l, &w, rows, n_out);
+            trees::emit_block(&mut f, p, layout, &l, &w, rows, n_out, f_exp);
             emit_advance(&mut f, rows * d * 8, rows as u64 * n_out * 8);
             f.instruction(&I::End) // loop
                 .instruction(&I::End); // if
@@ -560,7 +571,7 @@ fn predict_fn(
                 emit_dot(&mut f, &l, intercepts[c as usize], &weights[c as usize]);
                 f.instruction(&I::LocalSet(l.z(c)));
             }
-            emit_softmax_outputs(&mut f, &l, f_exp);
+            emit_softmax_outputs(&mut f, &l, f_exp, 0);
         }
         Model::GaussianNb {
             means,
@@ -584,7 +595,7 @@ fn predict_fn(
                 }
                 f.instruction(&I::LocalSet(l.z(c)));
             }
-            emit_softmax_outputs(&mut f, &l, f_exp);
+            emit_softmax_outputs(&mut f, &l, f_exp, 0);
         }
         Model::KMeans { centroids } => {
             for c in 0..l.k {
@@ -673,6 +684,25 @@ fn predict_fn(
                     .instruction(&I::F64Store(mem(8 * (1 + u64::from(c)))));
             }
         }
+        Model::GradientBoosting {
+            n_classes,
+            baseline,
+            ..
+        } => {
+            emit_store_row(&mut f, &l, layout);
+            let first = emit_boost_init(&mut f, &l, *n_classes, baseline);
+            for (t, root) in layout.roots.iter().enumerate() {
+                emit_walk(&mut f, layout, *root);
+                // z_s += the leaf's value
+                let z = l.z(first + (t % baseline.len()) as u32);
+                f.instruction(&I::LocalGet(z))
+                    .instruction(&I::LocalGet(NODE))
+                    .instruction(&I::F64Load(mem(16)))
+                    .instruction(&I::F64Add)
+                    .instruction(&I::LocalSet(z));
+            }
+            emit_boost_outputs(&mut f, &l, *n_classes, f_exp, 0);
+        }
     }
 
     // Advance to the next row.
@@ -753,8 +783,47 @@ fn emit_argmax(f: &mut Function, l: &Locals) {
     }
 }
 
-/// Writes `[argmax z, softmax(z)...]` (canonical NaN) to the output row.
-fn emit_softmax_outputs(f: &mut Function, l: &Locals, f_exp: u32) {
+/// Sets a boosted model's scores to its baseline (a binary model's logits are `[0, z_0]`);
+/// returns the index of the first score among the z locals.
+fn emit_boost_init(
+    f: &mut Function,
+    l: &Locals,
+    n_classes: Option<usize>,
+    baseline: &[f64],
+) -> u32 {
+    let first = u32::from(n_classes == Some(2));
+    if first == 1 {
+        f.instruction(&f64c(0.0)).instruction(&I::LocalSet(l.z(0)));
+    }
+    for (s, b) in baseline.iter().enumerate() {
+        f.instruction(&f64c(*b))
+            .instruction(&I::LocalSet(l.z(first + s as u32)));
+    }
+    first
+}
+
+/// Writes a boosted model's output row at OUTP + `out` from its scores in the z locals:
+/// `[z_0]` for a regression, else as logistic regression's.
+fn emit_boost_outputs(
+    f: &mut Function,
+    l: &Locals,
+    n_classes: Option<usize>,
+    f_exp: u32,
+    out: u64,
+) {
+    match n_classes {
+        None => {
+            f.instruction(&I::LocalGet(OUTP))
+                .instruction(&I::LocalGet(l.z(0)));
+            canonicalize_top(f, l.t());
+            f.instruction(&I::F64Store(mem(out)));
+        }
+        Some(_) => emit_softmax_outputs(f, l, f_exp, out),
+    }
+}
+
+/// Writes `[argmax z, softmax(z)...]` (canonical NaN) to the output row at OUTP + `out`.
+fn emit_softmax_outputs(f: &mut Function, l: &Locals, f_exp: u32, out: u64) {
     emit_argmax(f, l);
     // e_c = exp(z_c - m) kept in z_c; s = sum in class order.
     for c in 0..l.k {
@@ -774,14 +843,14 @@ fn emit_softmax_outputs(f: &mut Function, l: &Locals, f_exp: u32) {
     f.instruction(&I::LocalGet(OUTP))
         .instruction(&I::LocalGet(BEST))
         .instruction(&I::F64ConvertI32S)
-        .instruction(&I::F64Store(mem(0)));
+        .instruction(&I::F64Store(mem(out)));
     for c in 0..l.k {
         f.instruction(&I::LocalGet(OUTP))
             .instruction(&I::LocalGet(l.z(c)))
             .instruction(&I::LocalGet(l.s()))
             .instruction(&I::F64Div);
         canonicalize_top(f, l.t());
-        f.instruction(&I::F64Store(mem(8 * (1 + u64::from(c)))));
+        f.instruction(&I::F64Store(mem(out + 8 * (1 + u64::from(c)))));
     }
 }
 

@@ -10,7 +10,10 @@ use crate::pipeline::{Model, Pipeline};
 /// The metric a run is judged by, per model kind.
 pub fn primary(pipeline: &Pipeline) -> &'static str {
     match &pipeline.model {
-        Model::Linear { .. } => "r2",
+        Model::Linear { .. }
+        | Model::GradientBoosting {
+            n_classes: None, ..
+        } => "r2",
         Model::KMeans { .. } => "inertia",
         _ => "accuracy",
     }
@@ -25,7 +28,10 @@ pub fn evaluate(
 ) -> BTreeMap<String, f64> {
     let o = pipeline.n_outputs();
     match &pipeline.model {
-        Model::Linear { .. } => regression(outputs, targets, o),
+        Model::Linear { .. }
+        | Model::GradientBoosting {
+            n_classes: None, ..
+        } => regression(outputs, targets, o),
         Model::KMeans { centroids } => {
             let first = first_outputs(outputs, o);
             let d = pipeline.n_features;
@@ -63,6 +69,8 @@ pub fn evaluate_card(
     match card.kind.as_str() {
         "kmeans" => None,
         "linear_regression" => Some(regression(outputs, targets, o)),
+        // Boosting regresses or classifies: a regression's card has no classes.
+        "gradient_boosting" if card.classes.is_empty() => Some(regression(outputs, targets, o)),
         _ => Some(classification(outputs, targets, o, card.classes.len())),
     }
 }

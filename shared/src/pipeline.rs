@@ -45,6 +45,17 @@ pub enum Model {
     DecisionTree { n_classes: usize, tree: Tree },
     /// Random forest classifier: majority vote; `[class, vote share per class...]`.
     RandomForest { n_classes: usize, trees: Vec<Tree> },
+    /// Histogram gradient boosting: `baseline.len()` raw scores (one per class above two
+    /// classes, else one), each `z_s = baseline[s] + sum_i leaf value of trees[i * S + s]`
+    /// summed in iteration order (`S = baseline.len()`). A boosted tree's leaf holds its value
+    /// as its only `probabilities` entry (class 0). Regression (`n_classes: None`): `[z_0]`;
+    /// two classes: logits `[0, z_0]`; more: logits `z`; classifiers output
+    /// `[argmax class, softmax...]` exactly as logistic regression.
+    GradientBoosting {
+        n_classes: Option<usize>,
+        baseline: Vec<f64>,
+        trees: Vec<Tree>,
+    },
 }
 
 /// A binary tree stored flat; node 0 is the root. Rows go left when `x[feature] < threshold`
@@ -101,6 +112,7 @@ impl Model {
             Model::KMeans { .. } => "kmeans",
             Model::DecisionTree { .. } => "decision_tree",
             Model::RandomForest { .. } => "random_forest",
+            Model::GradientBoosting { .. } => "gradient_boosting",
         }
     }
 
@@ -114,6 +126,7 @@ impl Model {
             Model::DecisionTree { n_classes, .. } | Model::RandomForest { n_classes, .. } => {
                 Some(*n_classes)
             }
+            Model::GradientBoosting { n_classes, .. } => *n_classes,
         }
     }
 }
@@ -128,6 +141,7 @@ impl Pipeline {
             Model::DecisionTree { n_classes, .. } | Model::RandomForest { n_classes, .. } => {
                 1 + n_classes
             }
+            Model::GradientBoosting { n_classes, .. } => n_classes.map_or(1, |k| 1 + k),
         }
     }
 
@@ -139,7 +153,10 @@ impl Pipeline {
             names
         };
         match &self.model {
-            Model::Linear { .. } => vec!["value".into()],
+            Model::Linear { .. }
+            | Model::GradientBoosting {
+                n_classes: None, ..
+            } => vec!["value".into()],
             Model::KMeans { .. } => vec!["cluster".into()],
             Model::RandomForest { .. } => per_class("votes"),
             _ => per_class("p"),
@@ -203,6 +220,38 @@ impl Pipeline {
                     tree.validate(t, d, *n_classes)?;
                 }
             }
+            Model::GradientBoosting {
+                n_classes,
+                baseline,
+                trees,
+            } => {
+                let scores = match n_classes {
+                    None => 1,
+                    Some(k) => {
+                        check_classes(*k)?;
+                        if *k == 2 {
+                            1
+                        } else {
+                            *k
+                        }
+                    }
+                };
+                check_len(scores, "baseline scores", baseline.len())?;
+                check_finite("baseline", baseline)?;
+                if trees.is_empty() || trees.len() % scores != 0 {
+                    return Err(PipelineError::BadTree {
+                        tree: trees.len(),
+                        node: 0,
+                        reason: format!(
+                            "a boosted model needs a whole number of iterations of {scores} trees"
+                        ),
+                    });
+                }
+                // Leaves hold one value each (as a single "probability" of class 0).
+                for (t, tree) in trees.iter().enumerate() {
+                    tree.validate(t, d, 1)?;
+                }
+            }
         }
         Ok(())
     }
@@ -258,6 +307,15 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// The value of the leaf a row reaches, for a boosted tree (see
+    /// [`Model::GradientBoosting`]).
+    pub fn value_for(&self, x: &[f64]) -> f64 {
+        match &self.nodes[self.leaf_for(x)] {
+            TreeNode::Leaf { probabilities, .. } => probabilities[0],
+            TreeNode::Split { .. } => unreachable!("leaf_for returns a leaf"),
+        }
     }
 
     /// Index of the leaf a row reaches.

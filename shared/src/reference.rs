@@ -105,6 +105,28 @@ fn predict_row(model: &Model, x: &[f64], z: &mut Vec<f64>, out: &mut Vec<f64>) {
             let n = trees.len() as f64;
             out.extend(z.iter().map(|v| v / n));
         }
+        Model::GradientBoosting {
+            n_classes,
+            baseline,
+            trees,
+        } => {
+            // A binary model's logits are [0, z_0].
+            z.clear();
+            if *n_classes == Some(2) {
+                z.push(0.0);
+            }
+            let first = z.len();
+            z.extend(baseline.iter().copied());
+            let scores = baseline.len();
+            for (t, tree) in trees.iter().enumerate() {
+                let s = first + t % scores;
+                z[s] = z[s] + tree.value_for(x);
+            }
+            match n_classes {
+                None => out.push(canonicalize(z[0])),
+                Some(_) => softmax_outputs(z, out),
+            }
+        }
     }
 }
 

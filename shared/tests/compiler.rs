@@ -25,7 +25,7 @@ fn build_codegen(p: &Pipeline, codegen: Codegen) -> Vec<u8> {
 fn dense(p: &Pipeline) -> bool {
     !matches!(
         p.model,
-        Model::DecisionTree { .. } | Model::RandomForest { .. }
+        Model::DecisionTree { .. } | Model::RandomForest { .. } | Model::GradientBoosting { .. }
     )
 }
 
@@ -74,6 +74,36 @@ fn tree(d: usize, k: usize) -> impl Strategy<Value = Tree> {
     })
 }
 
+/// A random boosted tree: leaves hold values (now and then huge ones, whose sums overflow).
+fn value_tree(d: usize) -> impl Strategy<Value = Tree> {
+    tree(d, 1).prop_map(|mut t| {
+        for node in &mut t.nodes {
+            if let TreeNode::Leaf { probabilities, .. } = node {
+                let u = probabilities[0];
+                probabilities[0] = if u < 0.03 { 1e308 } else { u * 20.0 - 10.0 };
+            }
+        }
+        t
+    })
+}
+
+/// A random boosted model: a regression, two classes or `k` (at least 3), 1 to 5 iterations.
+fn boosted(d: usize, k: usize) -> impl Strategy<Value = Model> {
+    (0..3usize, 1usize..6).prop_flat_map(move |(task, iterations)| {
+        let n_classes = [None, Some(2), Some(k.max(3))][task];
+        let scores = n_classes.filter(|k| *k > 2).unwrap_or(1);
+        (
+            prop::collection::vec(-3.0..3.0f64, scores),
+            prop::collection::vec(value_tree(d), iterations * scores),
+        )
+            .prop_map(move |(baseline, trees)| Model::GradientBoosting {
+                n_classes,
+                baseline,
+                trees,
+            })
+    })
+}
+
 fn model(d: usize, k: usize) -> impl Strategy<Value = Model> {
     prop_oneof![
         (prop::collection::vec(-20.0..20.0f64, d), -5.0..5.0f64)
@@ -104,6 +134,7 @@ fn model(d: usize, k: usize) -> impl Strategy<Value = Model> {
             n_classes: k,
             trees
         }),
+        boosted(d, k),
     ]
 }
 
@@ -617,6 +648,21 @@ fn deep_unbalanced_trees_walk_every_row_to_its_leaf() {
         });
         Tree { nodes }
     };
+    // The same chain as a boosted tree: each leaf's value is its first share minus its last.
+    let values = |offset: f64| {
+        let mut t = chain(offset);
+        for node in &mut t.nodes {
+            if let TreeNode::Leaf {
+                class,
+                probabilities,
+            } = node
+            {
+                *probabilities = vec![probabilities[0] - probabilities[2] + offset];
+                *class = 0;
+            }
+        }
+        t
+    };
     let rows: Vec<f64> = (0..23 * d)
         .map(|i| match i % 11 {
             7 => f64::NAN,
@@ -637,6 +683,16 @@ fn deep_unbalanced_trees_walk_every_row_to_its_leaf() {
             Model::RandomForest {
                 n_classes: 3,
                 trees: vec![chain(0.0), chain(3.0), chain(-7.5)],
+            },
+            Model::GradientBoosting {
+                n_classes: Some(3),
+                baseline: vec![0.5, -0.25, 0.0],
+                trees: [0.0, 3.0, -7.5, 1.0, -1.0, 2.5].map(values).to_vec(),
+            },
+            Model::GradientBoosting {
+                n_classes: None,
+                baseline: vec![10.0],
+                trees: [0.0, 3.0, -7.5].map(values).to_vec(),
             },
         ] {
             let p = Pipeline {

@@ -46,7 +46,22 @@ const ALGORITHMS: &[Algorithm] = &[
         &[("n_trees", "20"), ("max_depth", "8"), ("feature_proportion", "0.7")],
         "RandomForestClassifier(n_estimators=20, max_depth=8, max_features=0.7, n_jobs=1, random_state=0)",
     ),
+    // scikit-learn's defaults on both sides (80,000 training rows: early stopping on).
+    (
+        "gradient_boosting",
+        &[],
+        "HistGradientBoostingClassifier(random_state=0)",
+    ),
 ];
+
+/// `WASMOPS_BENCH_ALGORITHMS=a,b` runs only those rows (all by default).
+fn selected() -> Vec<&'static Algorithm> {
+    let only = std::env::var("WASMOPS_BENCH_ALGORITHMS").unwrap_or_default();
+    ALGORITHMS
+        .iter()
+        .filter(|a| only.is_empty() || only.split(',').any(|n| n.trim() == a.0))
+        .collect()
+}
 
 /// The benchmark dataset as a CSV (`wasmops_trainer::datasets::synthetic`, seed 42).
 fn write_dataset(path: &Path) {
@@ -72,7 +87,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.cluster import KMeans
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, HistGradientBoostingClassifier
 rows = list(csv.reader(open(sys.argv[1])))[1:]
 X = np.array([[float(v) for v in r[:-1]] for r in rows])
 y = np.array(["abc".index(r[-1]) for r in rows])
@@ -112,8 +127,8 @@ fn sklearn(dataset: &Path) -> Result<serde_json::Value, String> {
     if run(Command::new(&python).args(["-c", "import sklearn"])).is_err() {
         run(Command::new(venv.join("bin").join("pip")).args(["install", "-q", "scikit-learn"]))?;
     }
-    let estimators: serde_json::Map<String, serde_json::Value> = ALGORITHMS
-        .iter()
+    let estimators: serde_json::Map<String, serde_json::Value> = selected()
+        .into_iter()
         .map(|(name, _, est)| (name.to_string(), serde_json::json!(est)))
         .collect();
     let out = run(Command::new(&python)
@@ -180,7 +195,7 @@ async fn run() {
 
     let mut results = Vec::new();
     let mut logs = Vec::new();
-    for (name, params, _) in ALGORITHMS {
+    for (name, params, _) in selected() {
         browser.select("#algorithm", name).await;
         for (p, v) in *params {
             browser.fill(&format!("#param-{p}"), v).await;

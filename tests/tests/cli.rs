@@ -387,6 +387,7 @@ async fn the_cli_reproduces_the_tabs_module_byte_for_byte() {
         "gaussian_nb",
         "logistic_regression",
         "kmeans",
+        "gradient_boosting",
     ] {
         // A fresh browser profile each: one import, one run, one module.
         let browser = Browser::start().await;

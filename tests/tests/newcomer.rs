@@ -236,6 +236,7 @@ async fn algorithms_follow_the_datasets_task() {
             "logistic_regression",
             "decision_tree",
             "random_forest",
+            "gradient_boosting",
             "gaussian_nb",
             "kmeans"
         ]
@@ -247,7 +248,15 @@ async fn algorithms_follow_the_datasets_task() {
         })
         .await;
     let diabetes = names(browser.option_values("#algorithm").await);
-    assert_eq!(diabetes, ["linear_regression", "ridge", "elastic_net"]);
+    assert_eq!(
+        diabetes,
+        [
+            "linear_regression",
+            "ridge",
+            "elastic_net",
+            "gradient_boosting"
+        ]
+    );
 
     // 64 features, 10 classes: k-means with k 10.
     import(

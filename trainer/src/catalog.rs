@@ -5,7 +5,11 @@
 use serde::{Deserialize, Serialize};
 use wasmops_shared::dataset::Dataset;
 
-use crate::Algorithm;
+use crate::{boosting, Algorithm};
+
+/// Gradient boosting's label: scikit-learn's defaults, which suit typical tabular data.
+const BOOSTING: &str = "gradient boosting (100 iterations, 31 leaves, learning rate 0.1, \
+     early stopping above 10,000 rows)";
 
 /// What a dataset's target asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -87,6 +91,11 @@ pub fn offered(task: Task, n_classes: usize) -> Vec<Offer> {
                         feature_proportion: None,
                     },
                 ),
+                offer(
+                    "gradient_boosting",
+                    BOOSTING,
+                    Algorithm::GradientBoostingClassifier(boosting::Params::default()),
+                ),
                 offer("gaussian_nb", "Gaussian naive Bayes", Algorithm::GaussianNb),
                 offer(
                     "kmeans",
@@ -117,6 +126,11 @@ pub fn offered(task: Task, n_classes: usize) -> Vec<Offer> {
                     l1_ratio: 0.5,
                 },
             ),
+            offer(
+                "gradient_boosting",
+                BOOSTING,
+                Algorithm::GradientBoostingRegressor(boosting::Params::default()),
+            ),
         ],
     }
 }
@@ -134,13 +148,19 @@ mod tests {
                 "logistic_regression",
                 "decision_tree",
                 "random_forest",
+                "gradient_boosting",
                 "gaussian_nb",
                 "kmeans"
             ]
         );
         assert_eq!(
             names(Task::Regression, 0),
-            ["linear_regression", "ridge", "elastic_net"]
+            [
+                "linear_regression",
+                "ridge",
+                "elastic_net",
+                "gradient_boosting"
+            ]
         );
         for o in offered(Task::Classification, 10) {
             assert!(!o.algorithm.is_regression(), "{}", o.name);

@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`datasets`]: the built-in datasets.
 //! - [`logistic`], [`kmeans`], [`tree`]: the fits implemented here instead of linfa's (each
-//!   module says why).
+//!   module says why); [`boosting`]: histogram gradient boosting (linfa has none).
 //! - [`run`]: the tracked run (record, card, compiled module, MLflow record), shared by the
 //!   dashboard and the `wasmops` CLI.
 //! - this file: specs, the seeded split, standard scaling, fitting each algorithm and turning
@@ -15,6 +15,7 @@
 //! ([`Trained::linfa_test_predictions`]) so tests can check that the compiled module agrees
 //! with the fitted model.
 
+pub mod boosting;
 pub mod catalog;
 pub mod csv_import;
 pub mod datasets;
@@ -87,13 +88,23 @@ pub enum Algorithm {
         k: usize,
         max_iterations: u64,
     },
+    /// Histogram gradient boosting as scikit-learn's `HistGradientBoostingClassifier`
+    /// (log loss; one tree per class and iteration above two classes), same parameter names
+    /// and defaults (see [`boosting`]).
+    GradientBoostingClassifier(boosting::Params),
+    /// Histogram gradient boosting as scikit-learn's `HistGradientBoostingRegressor`
+    /// (squared error).
+    GradientBoostingRegressor(boosting::Params),
 }
 
 impl Algorithm {
     pub fn is_regression(&self) -> bool {
         matches!(
             self,
-            Algorithm::LinearRegression | Algorithm::Ridge { .. } | Algorithm::ElasticNet { .. }
+            Algorithm::LinearRegression
+                | Algorithm::Ridge { .. }
+                | Algorithm::ElasticNet { .. }
+                | Algorithm::GradientBoostingRegressor(_)
         )
     }
 
@@ -165,6 +176,9 @@ impl Algorithm {
                         );
                     }
                 }
+            }
+            Algorithm::GradientBoostingClassifier(p) | Algorithm::GradientBoostingRegressor(p) => {
+                p.validate().map_err(TrainError::Param)?;
             }
             Algorithm::KMeans { k, max_iterations } => {
                 if *k < 2 {
@@ -345,6 +359,8 @@ pub fn train_with(
     let mut logistic_curves = None;
     // So does k-means (see [`kmeans`]).
     let mut kmeans_curve = None;
+    // And boosting (see [`boosting`]).
+    let mut boosting_curves = None;
     // Hyperparameters the fit chose itself.
     let mut chosen_params = BTreeMap::new();
     let (model, linfa_pred): (Model, Vec<f64>) = match &spec.algorithm {
@@ -499,6 +515,57 @@ pub fn train_with(
                 pred,
             )
         }
+        Algorithm::GradientBoostingClassifier(params)
+        | Algorithm::GradientBoostingRegressor(params) => {
+            let (n_classes, loss) = if spec.algorithm.is_regression() {
+                (None, boosting::Loss::Squared)
+            } else {
+                let k = data.class_names.len();
+                (Some(k), boosting::Loss::LogLoss(k))
+            };
+            let rows = |x: &Array2<f64>| x.as_standard_layout().iter().copied().collect::<Vec<_>>();
+            let fit = boosting::fit(
+                &rows(&train_x),
+                train_x.nrows(),
+                d,
+                train_y.as_slice().expect("contiguous"),
+                loss,
+                params,
+                spec.seed,
+                &rows(&test_x),
+                &test_y,
+            )
+            .map_err(TrainError::Fit)?;
+            let s = loss.n_scores();
+            let pred = fit
+                .eval_raw
+                .chunks(s)
+                .map(|z| match n_classes {
+                    None => z[0],
+                    // Logits [0, z] for two classes: class 1 when z > 0, as modules.
+                    Some(2) => f64::from(u8::from(z[0] > 0.0)),
+                    Some(_) => {
+                        let mut best = 0;
+                        for (c, v) in z.iter().enumerate() {
+                            if *v > z[best] {
+                                best = c;
+                            }
+                        }
+                        best as f64
+                    }
+                })
+                .collect();
+            chosen_params.insert("n_iter".to_string(), fit.n_iter as f64);
+            boosting_curves = Some(fit.curves);
+            (
+                Model::GradientBoosting {
+                    n_classes,
+                    baseline: fit.baseline,
+                    trees: fit.trees,
+                },
+                pred,
+            )
+        }
         Algorithm::KMeans { k, max_iterations } => {
             let fit = match done.kmeans_runs {
                 Some(runs) => kmeans::best(runs, KMEANS_RUNS),
@@ -538,7 +605,7 @@ pub fn train_with(
         _ => data.class_names.clone(),
     };
     progress("curves", 0.95);
-    let curves = match (logistic_curves, kmeans_curve) {
+    let curves = match (logistic_curves.or(boosting_curves), kmeans_curve) {
         (Some(c), _) => c,
         (None, Some(inertia)) => BTreeMap::from([("train_inertia".to_string(), inertia)]),
         (None, None) => curves(spec, &pipeline, train_x, test_x_raw, &test_y)?,

@@ -41,12 +41,12 @@ const MIN_IMPURITY_DECREASE: f64 = 1e-5;
 
 /// The training rows binned per feature.
 pub struct Binned {
-    n: usize,
+    pub(crate) n: usize,
     /// Column-major: the bin of row `i` for feature `f` is `bins[f * n + i]`.
-    bins: Vec<u8>,
+    pub(crate) bins: Vec<u8>,
     /// Per feature, per bin: the lowest and highest training value in it.
-    lo: Vec<Vec<f64>>,
-    hi: Vec<Vec<f64>>,
+    pub(crate) lo: Vec<Vec<f64>>,
+    pub(crate) hi: Vec<Vec<f64>>,
 }
 
 impl Binned {
@@ -106,7 +106,7 @@ impl Binned {
         Binned { n, bins, lo, hi }
     }
 
-    fn n_bins(&self, f: usize) -> usize {
+    pub(crate) fn n_bins(&self, f: usize) -> usize {
         self.lo[f].len()
     }
 }

@@ -21,7 +21,8 @@ fn task_of(choice: &DatasetChoice, datasets: &[crate::storage::StoredDataset]) -
     choice.task(datasets)
 }
 
-/// The hyperparameters of an algorithm's defaults, as editable text (`none` = unlimited).
+/// The hyperparameters of an algorithm's defaults, as editable text (`none` = unlimited;
+/// words such as gradient boosting's `early_stopping: auto` as they are).
 fn default_params(offers: &[Offer], name: &str) -> std::collections::BTreeMap<String, String> {
     let algorithm = offers
         .iter()
@@ -36,10 +37,10 @@ fn default_params(offers: &[Offer], name: &str) -> std::collections::BTreeMap<St
         .map(|(k, v)| {
             (
                 k,
-                if v.is_null() {
-                    "none".to_string()
-                } else {
-                    v.to_string()
+                match v {
+                    serde_json::Value::Null => "none".to_string(),
+                    serde_json::Value::String(s) => s,
+                    v => v.to_string(),
                 },
             )
         })
@@ -63,7 +64,19 @@ fn parse_algorithm(
     };
     for (field, text) in params {
         let t = text.trim();
-        let value = if t.is_empty() || t.eq_ignore_ascii_case("none") {
+        // A field whose default is a word or true/false (boosting's `early_stopping`) takes
+        // words; the algorithm's own parsing says which.
+        let worded = matches!(
+            obj.get(field),
+            Some(serde_json::Value::String(_) | serde_json::Value::Bool(_))
+        );
+        let value = if worded {
+            match t.to_ascii_lowercase().as_str() {
+                "true" => serde_json::Value::Bool(true),
+                "false" => serde_json::Value::Bool(false),
+                word => serde_json::Value::String(word.to_string()),
+            }
+        } else if t.is_empty() || t.eq_ignore_ascii_case("none") {
             serde_json::Value::Null
         } else {
             let n: f64 = t

@@ -168,7 +168,9 @@ pub(super) fn emit_pair(f: &mut Function, p: &Pipeline, v: &V, n_out: u64, f_exp
         Model::LogisticRegression { intercepts, .. } => intercepts.clone(),
         Model::GaussianNb { log_prior_norm, .. } => log_prior_norm.clone(),
         Model::KMeans { centroids } => vec![0.0; centroids.len()],
-        Model::DecisionTree { .. } | Model::RandomForest { .. } => {
+        Model::DecisionTree { .. }
+        | Model::RandomForest { .. }
+        | Model::GradientBoosting { .. } => {
             unreachable!("supports() admits only the dense kinds")
         }
     };
@@ -245,7 +247,9 @@ pub(super) fn emit_pair(f: &mut Function, p: &Pipeline, v: &V, n_out: u64, f_exp
                             .instruction(&I::LocalGet(v.t()))
                             .instruction(&I::F64x2Mul);
                     }
-                    Model::DecisionTree { .. } | Model::RandomForest { .. } => unreachable!(),
+                    Model::DecisionTree { .. }
+                    | Model::RandomForest { .. }
+                    | Model::GradientBoosting { .. } => unreachable!(),
                 }
                 f.instruction(&I::F64x2Add).instruction(&I::LocalSet(z));
             }
@@ -278,7 +282,9 @@ pub(super) fn emit_pair(f: &mut Function, p: &Pipeline, v: &V, n_out: u64, f_exp
             emit_arg_best(f, v, I::F64x2Lt);
             store_pair(f, n_out, 0, v.best());
         }
-        Model::DecisionTree { .. } | Model::RandomForest { .. } => unreachable!(),
+        Model::DecisionTree { .. }
+        | Model::RandomForest { .. }
+        | Model::GradientBoosting { .. } => unreachable!(),
     }
 }
 

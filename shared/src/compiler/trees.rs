@@ -8,12 +8,17 @@
 //! (`x[feature] < threshold` goes left, NaN right), votes are counted in tree order and the
 //! outputs computed as `reference.rs` does, so outputs are the same bits.
 //!
+//! Boosted trees add their leaf values to per-row scores in tree order, then the outputs are
+//! computed as in scalar modules.
+//!
 //! Rows left over after the last whole block (fewer than [`ROWS`]) run the same code one at a
 //! time.
 
 use wasm_encoder::{BlockType, Function, Instruction as I};
 
-use super::{emit_argmax, f64c, mem, mem32, DataLayout, Locals, FEAT, INP, OUTP};
+use super::{
+    emit_argmax, emit_boost_outputs, f64c, mem, mem32, DataLayout, Locals, FEAT, INP, OUTP,
+};
 use crate::pipeline::{Model, Pipeline};
 
 /// Rows walked side by side.
@@ -22,7 +27,7 @@ pub(super) const ROWS: u32 = 4;
 pub(super) fn supports(model: &Model) -> bool {
     matches!(
         model,
-        Model::DecisionTree { .. } | Model::RandomForest { .. }
+        Model::DecisionTree { .. } | Model::RandomForest { .. } | Model::GradientBoosting { .. }
     )
 }
 
@@ -51,6 +56,7 @@ impl W {
 }
 
 /// Predicts `rows` consecutive rows at INP, writing their outputs at OUTP.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn emit_block(
     f: &mut Function,
     p: &Pipeline,
@@ -59,6 +65,7 @@ pub(super) fn emit_block(
     w: &W,
     rows: u32,
     n_out: u64,
+    f_exp: u32,
 ) {
     let d = p.n_features as u32;
     let row_bytes = u64::from(d) * 8;
@@ -107,8 +114,31 @@ pub(super) fn emit_block(
             }
         }
     }
+    // Boosting: each row's scores start at the baseline (kept in memory beside the votes).
+    let boost = match &p.model {
+        Model::GradientBoosting {
+            n_classes,
+            baseline,
+            ..
+        } => {
+            let first = u32::from(*n_classes == Some(2));
+            let init = (first == 1)
+                .then_some(0.0)
+                .into_iter()
+                .chain(baseline.iter().copied());
+            for r in 0..rows {
+                for (c, v) in init.clone().enumerate() {
+                    f.instruction(&I::I32Const(0))
+                        .instruction(&f64c(v))
+                        .instruction(&I::F64Store(mem(votes(r) + c as u64 * 8)));
+                }
+            }
+            Some((first, baseline.len()))
+        }
+        _ => None,
+    };
 
-    for (root, depth) in layout.roots.iter().zip(&layout.depths) {
+    for (t, (root, depth)) in layout.roots.iter().zip(&layout.depths).enumerate() {
         for r in 0..rows {
             f.instruction(&I::I32Const(*root as i32))
                 .instruction(&I::LocalSet(w.node(r)));
@@ -154,6 +184,19 @@ pub(super) fn emit_block(
                     .instruction(&I::F64Store(mem(votes(r))));
             }
         }
+        if let Some((first, scores)) = boost {
+            // score[r][s] += the leaf's value (in its threshold)
+            let at = u64::from(first + (t % scores) as u32) * 8;
+            for r in 0..rows {
+                f.instruction(&I::I32Const(0))
+                    .instruction(&I::I32Const(0))
+                    .instruction(&I::F64Load(mem(votes(r) + at)))
+                    .instruction(&I::LocalGet(w.node(r)))
+                    .instruction(&I::F64Load(mem(16)))
+                    .instruction(&I::F64Add)
+                    .instruction(&I::F64Store(mem(votes(r) + at)));
+            }
+        }
     }
 
     match &p.model {
@@ -192,6 +235,16 @@ pub(super) fn emit_block(
                         .instruction(&I::F64Div)
                         .instruction(&I::F64Store(mem(out + 8 * (1 + u64::from(c)))));
                 }
+            }
+        }
+        Model::GradientBoosting { n_classes, .. } => {
+            for r in 0..rows {
+                for c in 0..k {
+                    f.instruction(&I::I32Const(0))
+                        .instruction(&I::F64Load(mem(votes(r) + u64::from(c) * 8)))
+                        .instruction(&I::LocalSet(l.z(c)));
+                }
+                emit_boost_outputs(f, l, *n_classes, f_exp, u64::from(r) * n_out * 8);
             }
         }
         _ => unreachable!("supports() admits only the tree kinds"),

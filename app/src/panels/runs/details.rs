@@ -62,13 +62,13 @@ pub fn RunDetails(run: Run) -> impl IntoView {
             {(!run.metric_steps.is_empty()).then(|| view! {
                 <h4>"Training curves"</h4>
                 <div class="charts" data-testid="curves">
-                    {run.metric_steps.iter().map(|(name, points)| {
-                        let series = [crate::charts::Series {
-                            name: name.clone(),
+                    {crate::logic::curves::curve_groups(&run.metric_steps).into_iter().map(|(name, members)| {
+                        let series: Vec<_> = members.iter().enumerate().map(|(i, (label, points))| crate::charts::Series {
+                            name: label.clone(),
                             points: points.iter().map(|(s, v)| (*s as f64, *v)).collect(),
-                            color: crate::charts::PALETTE[0],
-                        }];
-                        match crate::charts::step_chart(name, name, &series, (380, 240)) {
+                            color: crate::charts::PALETTE[i % crate::charts::PALETTE.len()],
+                        }).collect();
+                        match crate::charts::step_chart(&name, &name, &series, (380, 240)) {
                             Ok(svg) => view! { <div class="chart" data-chart=format!("curve-{name}") inner_html=svg></div> }.into_any(),
                             Err(e) => view! { <p class="error">{format!("curve {name}: {e}")}</p> }.into_any(),
                         }

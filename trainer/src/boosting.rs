@@ -1,0 +1,1036 @@
+//! Histogram gradient boosting, as scikit-learn's `HistGradientBoostingClassifier` and
+//! `HistGradientBoostingRegressor` (issue 14): the same parameters, defaults and rules.
+//!
+//! - **Losses.** Regression: half squared error (gradient `raw - y`, hessian 1). Two classes:
+//!   binomial log loss on one raw score (`p = 1 / (1 + e^-raw)`, gradient `p - y`, hessian
+//!   `p (1 - p)`); more: multinomial log loss, one raw score and one tree per class and
+//!   iteration, all of an iteration's trees fitted to the gradients at its start. The baseline
+//!   (the raw score before any tree) is the mean target, the log-odds of the positive class,
+//!   or the class log-priors minus their mean.
+//! - **Trees.** The training rows are binned once ([`crate::tree::Binned`]: at most 255 bins
+//!   per feature, each distinct value its own bin when they fit). A node's histogram holds,
+//!   per feature and bin, the sums of gradients and hessians and the row count; the smaller
+//!   child's is built from its rows and the larger one's is its parent's minus it (the
+//!   subtraction trick). Trees grow leaf-wise: the leaf whose best split gains most is split
+//!   next (the earlier one on a tie) until `max_leaf_nodes` leaves; a node is not split below
+//!   `2 * min_samples_leaf` rows, at `max_depth`, or when no split gains (scikit-learn's
+//!   gain `G_L²/(H_L+λ) + G_R²/(H_R+λ) - G²/(H+λ)`, each side at least `min_samples_leaf`
+//!   rows and a hessian sum of 1e-3). Leaves hold `-G / (H + λ) * learning_rate`. Thresholds
+//!   are midpoints between real training values, `x < threshold` going left, as in modules.
+//! - **Early stopping** as scikit-learn's with `scoring='loss'`: `validation_fraction` of the
+//!   training rows (stratified for classifiers, seeded) are held out; the fit stops when none
+//!   of the last `n_iter_no_change` iterations lowered the validation loss by more than `tol`
+//!   below the loss `n_iter_no_change + 1` iterations back, and keeps every iteration fitted.
+//!   `auto` (the default) turns it on above 10,000 training rows, as scikit-learn does.
+//! - **Curves**: the loss of the training rows, the validation rows (with early stopping) and
+//!   the run's held-out rows after every iteration (step 0: the baseline alone).
+//!
+//! Every sum runs in row order with plain IEEE operations and exp/log come from `libm`, so
+//! the same data and seed give the same trees on wasm32 and natively. Raw scores are summed
+//! tree by tree in iteration order, exactly as the module and `reference.rs` sum them.
+
+use std::collections::BTreeMap;
+
+use rand::seq::SliceRandom;
+use rand_xoshiro::rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256Plus;
+use serde::{Deserialize, Serialize};
+use wasmops_shared::pipeline::{Tree, TreeNode};
+
+use crate::tree::Binned;
+
+/// scikit-learn's `min_hessian_to_split`.
+const MIN_HESSIAN_TO_SPLIT: f64 = 1e-3;
+/// Above this many training rows `early_stopping: auto` turns early stopping on.
+pub const AUTO_EARLY_STOPPING_ROWS: usize = 10_000;
+
+/// The hyperparameters, named and defaulted as scikit-learn's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Params {
+    /// Shrinkage applied to every leaf value.
+    pub learning_rate: f64,
+    /// Boosting iterations (trees per class for more than two classes).
+    pub max_iter: usize,
+    /// Leaves per tree (`None`: unlimited).
+    pub max_leaf_nodes: Option<usize>,
+    /// Splits from the root to the deepest leaf (`None`: unlimited).
+    pub max_depth: Option<usize>,
+    pub min_samples_leaf: usize,
+    /// L2 penalty on leaf values (`λ`).
+    pub l2_regularization: f64,
+    pub early_stopping: EarlyStopping,
+    pub validation_fraction: f64,
+    pub n_iter_no_change: usize,
+    pub tol: f64,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            learning_rate: 0.1,
+            max_iter: 100,
+            max_leaf_nodes: Some(31),
+            max_depth: None,
+            min_samples_leaf: 20,
+            l2_regularization: 0.0,
+            early_stopping: EarlyStopping::Auto,
+            validation_fraction: 0.1,
+            n_iter_no_change: 10,
+            tol: 1e-7,
+        }
+    }
+}
+
+impl Params {
+    /// Checks every field, naming it.
+    pub fn validate(&self) -> Result<(), String> {
+        let finite = |v: f64| v.is_finite();
+        if !(finite(self.learning_rate) && self.learning_rate > 0.0) {
+            return Err(format!(
+                "learning_rate: must be a number > 0, got {}",
+                self.learning_rate
+            ));
+        }
+        if self.max_iter == 0 || self.max_iter > 10_000 {
+            return Err(format!(
+                "max_iter: must be between 1 and 10000, got {}",
+                self.max_iter
+            ));
+        }
+        if let Some(m) = self.max_leaf_nodes {
+            if m < 2 {
+                return Err(format!(
+                    "max_leaf_nodes: must be at least 2 (or none: unlimited), got {m}"
+                ));
+            }
+        }
+        if self.max_depth == Some(0) {
+            return Err("max_depth: must be at least 1 (or none: unlimited)".into());
+        }
+        if self.min_samples_leaf == 0 {
+            return Err("min_samples_leaf: must be at least 1".into());
+        }
+        if !(finite(self.l2_regularization) && self.l2_regularization >= 0.0) {
+            return Err(format!(
+                "l2_regularization: must be a number >= 0, got {}",
+                self.l2_regularization
+            ));
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return Err(format!(
+                "validation_fraction: must be in (0, 1), got {}",
+                self.validation_fraction
+            ));
+        }
+        if self.n_iter_no_change == 0 {
+            return Err("n_iter_no_change: must be at least 1".into());
+        }
+        if !(finite(self.tol) && self.tol >= 0.0) {
+            return Err(format!("tol: must be a number >= 0, got {}", self.tol));
+        }
+        Ok(())
+    }
+}
+
+/// scikit-learn's `early_stopping`: `"auto"`, `true` or `false` (the same JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyStopping {
+    /// On above [`AUTO_EARLY_STOPPING_ROWS`] training rows.
+    Auto,
+    On,
+    Off,
+}
+
+impl Serialize for EarlyStopping {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EarlyStopping::Auto => s.serialize_str("auto"),
+            EarlyStopping::On => s.serialize_bool(true),
+            EarlyStopping::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EarlyStopping {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(true) => Ok(EarlyStopping::On),
+            Raw::Flag(false) => Ok(EarlyStopping::Off),
+            Raw::Word(w) => match w.as_str() {
+                "auto" => Ok(EarlyStopping::Auto),
+                "true" => Ok(EarlyStopping::On),
+                "false" => Ok(EarlyStopping::Off),
+                _ => Err(serde::de::Error::custom(format!(
+                    "early_stopping: `{w}` is not auto, true or false"
+                ))),
+            },
+        }
+    }
+}
+
+/// What is being fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loss {
+    /// Regression: half squared error.
+    Squared,
+    /// Classification into `k >= 2` classes: log loss.
+    LogLoss(usize),
+}
+
+impl Loss {
+    /// Raw scores per row: one, or one per class above two classes.
+    pub fn n_scores(self) -> usize {
+        match self {
+            Loss::LogLoss(k) if k > 2 => k,
+            _ => 1,
+        }
+    }
+
+    /// The curves' name for the loss (log loss, or the mean squared error it halves).
+    fn name(self) -> &'static str {
+        match self {
+            Loss::Squared => "mse",
+            Loss::LogLoss(_) => "log_loss",
+        }
+    }
+}
+
+/// A fitted ensemble.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    pub baseline: Vec<f64>,
+    /// Iteration by iteration, [`Loss::n_scores`] trees each.
+    pub trees: Vec<Tree>,
+    /// Raw scores of the evaluation rows given to [`fit`], summed as modules sum them.
+    pub eval_raw: Vec<f64>,
+    /// `train_<loss>`, `test_<loss>` and with early stopping `validation_<loss>`, per
+    /// iteration (step 0: the baseline).
+    pub curves: BTreeMap<String, Vec<(u64, f64)>>,
+    /// Iterations fitted.
+    pub n_iter: usize,
+    /// Whether early stopping was on (and so what `validation_fraction` held out).
+    pub early_stopping: bool,
+}
+
+/// Fits `params` to the `n x d` row-major `x` with targets `y` (class indices for
+/// [`Loss::LogLoss`]); `eval_x`/`eval_y` (the run's held-out rows) are scored after every
+/// iteration for the curves and their raw scores returned. `seed` draws the validation split.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    x: &[f64],
+    n: usize,
+    d: usize,
+    y: &[f64],
+    loss: Loss,
+    params: &Params,
+    seed: u64,
+    eval_x: &[f64],
+    eval_y: &[f64],
+) -> Result<Fit, String> {
+    params.validate()?;
+    let early_stopping = match params.early_stopping {
+        EarlyStopping::Auto => n > AUTO_EARLY_STOPPING_ROWS,
+        EarlyStopping::On => true,
+        EarlyStopping::Off => false,
+    };
+    let (train_rows, val_rows) = if early_stopping {
+        validation_split(y, loss, params.validation_fraction, seed)
+    } else {
+        ((0..n).collect(), Vec::new())
+    };
+    if train_rows.is_empty() || (early_stopping && val_rows.is_empty()) {
+        return Err(format!(
+            "early stopping: {n} training rows are too few to hold out a validation fraction \
+             of {}",
+            params.validation_fraction
+        ));
+    }
+    let gather = |rows: &[usize]| -> (Vec<f64>, Vec<f64>) {
+        let mut xs = Vec::with_capacity(rows.len() * d);
+        let mut ys = Vec::with_capacity(rows.len());
+        for &i in rows {
+            xs.extend_from_slice(&x[i * d..(i + 1) * d]);
+            ys.push(y[i]);
+        }
+        (xs, ys)
+    };
+    let (tx, ty) = gather(&train_rows);
+    let (vx, vy) = gather(&val_rows);
+    let nt = ty.len();
+    let binned = Binned::new(&tx, nt, d);
+    let s = loss.n_scores();
+    let baseline = baseline(&ty, loss);
+
+    let init = |rows: usize| -> Vec<f64> {
+        let mut raw = Vec::with_capacity(rows * s);
+        for _ in 0..rows {
+            raw.extend_from_slice(&baseline);
+        }
+        raw
+    };
+    let mut raw = init(nt);
+    let mut val_raw = init(vy.len());
+    let n_eval = eval_y.len();
+    let mut eval_raw = init(n_eval);
+
+    let name = loss.name();
+    let mut train_curve = Vec::new();
+    let mut val_curve = Vec::new();
+    let mut eval_curve = Vec::new();
+    let mut record = |step: u64, raw: &[f64], val_raw: &[f64], eval_raw: &[f64]| -> Option<f64> {
+        train_curve.push((step, report(loss, mean_loss(loss, raw, &ty))));
+        if n_eval > 0 {
+            eval_curve.push((step, report(loss, mean_loss(loss, eval_raw, eval_y))));
+        }
+        early_stopping.then(|| {
+            let l = mean_loss(loss, val_raw, &vy);
+            val_curve.push((step, report(loss, l)));
+            l
+        })
+    };
+    let mut val_scores: Vec<f64> = Vec::new();
+    if let Some(l) = record(0, &raw, &val_raw, &eval_raw) {
+        val_scores.push(-l);
+    }
+
+    let grower = Grower::new(&binned, params);
+    let mut g = vec![0.0; nt * s];
+    let mut h = vec![0.0; nt * s];
+    let mut trees = Vec::with_capacity(params.max_iter * s);
+    let mut n_iter = 0;
+    for iteration in 1..=params.max_iter {
+        gradients(loss, &raw, &ty, &mut g, &mut h);
+        for score in 0..s {
+            let (tree, leaves) = grower.grow(
+                &g[score * nt..(score + 1) * nt],
+                &h[score * nt..(score + 1) * nt],
+            );
+            for (rows, value) in leaves {
+                for i in rows {
+                    let at = i as usize * s + score;
+                    raw[at] = raw[at] + value;
+                }
+            }
+            for (i, row) in vx.chunks_exact(d).enumerate() {
+                let at = i * s + score;
+                val_raw[at] = val_raw[at] + tree.value_for(row);
+            }
+            for (i, row) in eval_x.chunks_exact(d).enumerate() {
+                let at = i * s + score;
+                eval_raw[at] = eval_raw[at] + tree.value_for(row);
+            }
+            trees.push(tree);
+        }
+        n_iter = iteration;
+        if let Some(l) = record(iteration as u64, &raw, &val_raw, &eval_raw) {
+            val_scores.push(-l);
+            if should_stop(&val_scores, params.n_iter_no_change, params.tol) {
+                break;
+            }
+        }
+    }
+    let mut curves = BTreeMap::new();
+    curves.insert(format!("train_{name}"), train_curve);
+    if early_stopping {
+        curves.insert(format!("validation_{name}"), val_curve);
+    }
+    if n_eval > 0 {
+        curves.insert(format!("test_{name}"), eval_curve);
+    }
+    Ok(Fit {
+        baseline,
+        trees,
+        eval_raw,
+        curves,
+        n_iter,
+        early_stopping,
+    })
+}
+
+/// What a curve shows: the log loss, or the mean squared error (twice the half squared
+/// error the fit minimizes).
+fn report(loss: Loss, mean: f64) -> f64 {
+    match loss {
+        Loss::Squared => 2.0 * mean,
+        Loss::LogLoss(_) => mean,
+    }
+}
+
+/// scikit-learn's `_should_stop`: scores (negative losses, the baseline's first) did not
+/// improve by more than `tol` on the score `n_iter_no_change + 1` back in any of the last
+/// `n_iter_no_change` iterations.
+fn should_stop(scores: &[f64], n_iter_no_change: usize, tol: f64) -> bool {
+    let reference = n_iter_no_change + 1;
+    if scores.len() < reference {
+        return false;
+    }
+    let reference_score = scores[scores.len() - reference] + tol;
+    !scores[scores.len() - reference + 1..]
+        .iter()
+        .any(|s| *s > reference_score)
+}
+
+/// The rows kept for training and those held out for early stopping: `ceil(fraction * n)`
+/// rows at random (seeded); for classifiers, that fraction of each class (stratified).
+fn validation_split(y: &[f64], loss: Loss, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let n = y.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Xoshiro256Plus::seed_from_u64(seed ^ 0xb005_7ed);
+    order.shuffle(&mut rng);
+    let mut held = vec![false; n];
+    match loss {
+        Loss::Squared => {
+            let m = ((fraction * n as f64).ceil() as usize).min(n);
+            for &i in &order[..m] {
+                held[i] = true;
+            }
+        }
+        Loss::LogLoss(k) => {
+            // Within each class (in shuffled order), the r-th row is held out when
+            // floor((r + 1) f) > floor(r f): that fraction of every class, spread evenly.
+            let mut seen = vec![0usize; k];
+            for &i in &order {
+                let c = (y[i] as usize).min(k - 1);
+                let r = seen[c] as f64;
+                if ((r + 1.0) * fraction).floor() > (r * fraction).floor() {
+                    held[i] = true;
+                }
+                seen[c] += 1;
+            }
+        }
+    }
+    let train = (0..n).filter(|i| !held[*i]).collect();
+    let val = (0..n).filter(|i| held[*i]).collect();
+    (train, val)
+}
+
+/// The raw scores before any tree (scikit-learn's `fit_intercept_only`).
+fn baseline(y: &[f64], loss: Loss) -> Vec<f64> {
+    let n = y.len().max(1) as f64;
+    match loss {
+        Loss::Squared => {
+            let mut sum = 0.0;
+            for v in y {
+                sum = sum + v;
+            }
+            vec![sum / n]
+        }
+        Loss::LogLoss(k) => {
+            let mut counts = vec![0usize; k];
+            for v in y {
+                counts[(*v as usize).min(k - 1)] += 1;
+            }
+            let eps = f64::EPSILON;
+            let p: Vec<f64> = counts
+                .iter()
+                .map(|c| (*c as f64 / n).clamp(eps, 1.0 - eps))
+                .collect();
+            if k == 2 {
+                vec![libm::log(p[1] / (1.0 - p[1]))]
+            } else {
+                let logs: Vec<f64> = p.iter().map(|v| libm::log(*v)).collect();
+                let mut sum = 0.0;
+                for l in &logs {
+                    sum = sum + l;
+                }
+                let mean = sum / k as f64;
+                logs.iter().map(|l| l - mean).collect()
+            }
+        }
+    }
+}
+
+/// Gradients and hessians of every row, score-major (`g[s * n + i]`).
+fn gradients(loss: Loss, raw: &[f64], y: &[f64], g: &mut [f64], h: &mut [f64]) {
+    let n = y.len();
+    match loss {
+        Loss::Squared => {
+            for i in 0..n {
+                g[i] = raw[i] - y[i];
+                h[i] = 1.0;
+            }
+        }
+        Loss::LogLoss(2) => {
+            for i in 0..n {
+                let p = sigmoid(raw[i]);
+                g[i] = p - y[i];
+                h[i] = p * (1.0 - p);
+            }
+        }
+        Loss::LogLoss(k) => {
+            let mut p = vec![0.0; k];
+            for i in 0..n {
+                softmax(&raw[i * k..(i + 1) * k], &mut p);
+                let yi = y[i] as usize;
+                for c in 0..k {
+                    let target = if c == yi { 1.0 } else { 0.0 };
+                    g[c * n + i] = p[c] - target;
+                    h[c * n + i] = p[c] * (1.0 - p[c]);
+                }
+            }
+        }
+    }
+}
+
+fn sigmoid(raw: f64) -> f64 {
+    1.0 / (1.0 + libm::exp(-raw))
+}
+
+/// Softmax with the maximum subtracted first.
+fn softmax(z: &[f64], out: &mut [f64]) {
+    let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for (o, v) in out.iter_mut().zip(z) {
+        *o = libm::exp(v - m);
+        sum = sum + *o;
+    }
+    for o in out.iter_mut() {
+        *o = *o / sum;
+    }
+}
+
+/// The mean loss of raw scores (half squared error, or log loss), summed in row order.
+fn mean_loss(loss: Loss, raw: &[f64], y: &[f64]) -> f64 {
+    let n = y.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let mut sum = 0.0;
+    match loss {
+        Loss::Squared => {
+            for i in 0..n {
+                let e = raw[i] - y[i];
+                sum = sum + 0.5 * e * e;
+            }
+        }
+        Loss::LogLoss(2) => {
+            for i in 0..n {
+                let r = raw[i];
+                // log(1 + e^r) - y r, without overflow.
+                let softplus = if r > 0.0 {
+                    r + libm::log1p(libm::exp(-r))
+                } else {
+                    libm::log1p(libm::exp(r))
+                };
+                sum = sum + (softplus - y[i] * r);
+            }
+        }
+        Loss::LogLoss(k) => {
+            for i in 0..n {
+                let z = &raw[i * k..(i + 1) * k];
+                let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let mut e = 0.0;
+                for v in z {
+                    e = e + libm::exp(v - m);
+                }
+                let lse = m + libm::log(e);
+                sum = sum + (lse - z[(y[i] as usize).min(k - 1)]);
+            }
+        }
+    }
+    sum / n as f64
+}
+
+/// Per bin: the sums of gradients and hessians of its rows, and their count.
+#[derive(Debug, Clone, Copy, Default)]
+struct Bin {
+    g: f64,
+    h: f64,
+    n: u32,
+}
+
+/// The best split of a node.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    gain: f64,
+    feature: usize,
+    /// Rows in bins up to this one go left.
+    bin: usize,
+    threshold: f64,
+    left_g: f64,
+    left_h: f64,
+}
+
+/// A leaf that may still be split.
+struct Node {
+    /// Its place among the tree's nodes.
+    at: usize,
+    /// Its rows: `rows[start..end]`.
+    start: usize,
+    end: usize,
+    depth: usize,
+    sum_g: f64,
+    sum_h: f64,
+    /// All features' bins, feature after feature.
+    hist: Vec<Bin>,
+    split: Option<Split>,
+}
+
+/// Grows the trees of one fit: the binned training rows and the rules.
+struct Grower<'a> {
+    binned: &'a Binned,
+    params: &'a Params,
+    /// Where each feature's bins start in a histogram, and the total.
+    offsets: Vec<usize>,
+    total_bins: usize,
+}
+
+impl<'a> Grower<'a> {
+    fn new(binned: &'a Binned, params: &'a Params) -> Grower<'a> {
+        let d = binned.lo.len();
+        let mut offsets = Vec::with_capacity(d);
+        let mut total_bins = 0;
+        for f in 0..d {
+            offsets.push(total_bins);
+            total_bins += binned.n_bins(f);
+        }
+        Grower {
+            binned,
+            params,
+            offsets,
+            total_bins,
+        }
+    }
+
+    fn leaf_value(&self, sum_g: f64, sum_h: f64) -> f64 {
+        node_value(sum_g, sum_h, self.params.l2_regularization) * self.params.learning_rate
+    }
+
+    /// Grows one tree on gradients `g` and hessians `h` (one per training row); returns it
+    /// and, per leaf, its training rows and value.
+    fn grow(&self, g: &[f64], h: &[f64]) -> (Tree, Vec<(Vec<u32>, f64)>) {
+        let n = self.binned.n;
+        let mut rows: Vec<u32> = (0..n as u32).collect();
+        let mut scratch: Vec<u32> = Vec::with_capacity(n);
+        let mut nodes: Vec<TreeNode> = vec![leaf(0.0)];
+        let mut leaves: Vec<(Vec<u32>, f64)> = Vec::new();
+        let (mut sum_g, mut sum_h) = (0.0, 0.0);
+        for i in 0..n {
+            sum_g = sum_g + g[i];
+            sum_h = sum_h + h[i];
+        }
+        let mut root = Node {
+            at: 0,
+            start: 0,
+            end: n,
+            depth: 0,
+            sum_g,
+            sum_h,
+            hist: Vec::new(),
+            split: None,
+        };
+        // Leaves that can still split, in the order they were made.
+        let mut pending: Vec<Node> = Vec::new();
+        let mut finalize = |node: &Node, nodes: &mut Vec<TreeNode>, rows: &[u32]| {
+            let value = self.leaf_value(node.sum_g, node.sum_h);
+            nodes[node.at] = leaf(value);
+            leaves.push((rows[node.start..node.end].to_vec(), value));
+        };
+        if self.can_split(&root) {
+            root.hist = self.build(&rows[..], g, h);
+            root.split = self.best_split(&root);
+        }
+        if root.split.is_some() {
+            pending.push(root);
+        } else {
+            finalize(&root, &mut nodes, &rows);
+        }
+        let mut n_leaves = 1;
+        while !pending.is_empty() {
+            // The largest gain, the earliest on a tie.
+            let mut best = 0;
+            for (i, node) in pending.iter().enumerate() {
+                if gain(node) > gain(&pending[best]) {
+                    best = i;
+                }
+            }
+            let node = pending.remove(best);
+            let split = node.split.expect("pending nodes have a split");
+            // Partition the node's rows, keeping their order.
+            let col = &self.binned.bins[split.feature * n..(split.feature + 1) * n];
+            scratch.clear();
+            let mut l = node.start;
+            for p in node.start..node.end {
+                let i = rows[p];
+                if col[i as usize] as usize <= split.bin {
+                    rows[l] = i;
+                    l += 1;
+                } else {
+                    scratch.push(i);
+                }
+            }
+            rows[l..node.end].copy_from_slice(&scratch);
+            let at = nodes.len();
+            nodes.push(leaf(0.0));
+            nodes.push(leaf(0.0));
+            nodes[node.at] = TreeNode::Split {
+                feature: split.feature,
+                threshold: split.threshold,
+                left: at,
+                right: at + 1,
+            };
+            n_leaves += 1;
+            let child = |at, start, end, sum_g, sum_h| Node {
+                at,
+                start,
+                end,
+                depth: node.depth + 1,
+                sum_g,
+                sum_h,
+                hist: Vec::new(),
+                split: None,
+            };
+            let mut left = child(at, node.start, l, split.left_g, split.left_h);
+            let mut right = child(
+                at + 1,
+                l,
+                node.end,
+                node.sum_g - split.left_g,
+                node.sum_h - split.left_h,
+            );
+            if self.params.max_leaf_nodes == Some(n_leaves) {
+                finalize(&left, &mut nodes, &rows);
+                finalize(&right, &mut nodes, &rows);
+                for p in &pending {
+                    finalize(p, &mut nodes, &rows);
+                }
+                break;
+            }
+            let (split_left, split_right) = (self.can_split(&left), self.can_split(&right));
+            if split_left || split_right {
+                // The smaller child's histogram from its rows, the other's by subtraction.
+                let (small, large) = if left.end - left.start < right.end - right.start {
+                    (&mut left, &mut right)
+                } else {
+                    (&mut right, &mut left)
+                };
+                small.hist = self.build(&rows[small.start..small.end], g, h);
+                large.hist = node
+                    .hist
+                    .iter()
+                    .zip(&small.hist)
+                    .map(|(p, s)| Bin {
+                        g: p.g - s.g,
+                        h: p.h - s.h,
+                        n: p.n - s.n,
+                    })
+                    .collect();
+            }
+            drop(node);
+            for (child, splits) in [(left, split_left), (right, split_right)] {
+                let mut child = child;
+                if splits {
+                    child.split = self.best_split(&child);
+                }
+                if child.split.is_some() {
+                    pending.push(child);
+                } else {
+                    finalize(&child, &mut nodes, &rows);
+                }
+            }
+        }
+        (Tree { nodes }, leaves)
+    }
+
+    /// Whether a node may be split at all (its rows, depth and hessians allow it).
+    fn can_split(&self, node: &Node) -> bool {
+        let rows = node.end - node.start;
+        rows >= 2 * self.params.min_samples_leaf
+            && self.params.max_depth.is_none_or(|m| node.depth < m)
+            && node.sum_h >= 2.0 * MIN_HESSIAN_TO_SPLIT
+    }
+
+    /// The histogram of `rows`: every feature, every bin, in row order.
+    fn build(&self, rows: &[u32], g: &[f64], h: &[f64]) -> Vec<Bin> {
+        let n = self.binned.n;
+        // The rows' gradients side by side, read once per feature.
+        let gs: Vec<f64> = rows.iter().map(|i| g[*i as usize]).collect();
+        let hs: Vec<f64> = rows.iter().map(|i| h[*i as usize]).collect();
+        let mut hist = vec![Bin::default(); self.total_bins];
+        for (f, off) in self.offsets.iter().enumerate() {
+            let col = &self.binned.bins[f * n..(f + 1) * n];
+            let hf = &mut hist[*off..*off + self.binned.n_bins(f)];
+            for (p, i) in rows.iter().enumerate() {
+                let b = &mut hf[col[*i as usize] as usize];
+                b.g = b.g + gs[p];
+                b.h = b.h + hs[p];
+                b.n += 1;
+            }
+        }
+        hist
+    }
+
+    /// The split with the largest positive gain, the first feature and bin on a tie.
+    fn best_split(&self, node: &Node) -> Option<Split> {
+        let l2 = self.params.l2_regularization;
+        let min_leaf = self.params.min_samples_leaf as u32;
+        let n = (node.end - node.start) as u32;
+        let current = loss_of(node.sum_g, node.sum_h, l2);
+        let mut best: Option<Split> = None;
+        for (f, off) in self.offsets.iter().enumerate() {
+            let nb = self.binned.n_bins(f);
+            if nb < 2 {
+                continue;
+            }
+            let hist = &node.hist[*off..*off + nb];
+            let (mut gl, mut hl, mut nl) = (0.0, 0.0, 0u32);
+            for b in 0..nb - 1 {
+                gl = gl + hist[b].g;
+                hl = hl + hist[b].h;
+                nl += hist[b].n;
+                if nl < min_leaf {
+                    continue;
+                }
+                if n - nl < min_leaf {
+                    break;
+                }
+                let hr = node.sum_h - hl;
+                if hl < MIN_HESSIAN_TO_SPLIT {
+                    continue;
+                }
+                if hr < MIN_HESSIAN_TO_SPLIT {
+                    break;
+                }
+                let gr = node.sum_g - gl;
+                let gain = current - loss_of(gl, hl, l2) - loss_of(gr, hr, l2);
+                if gain > 0.0 && best.is_none_or(|s| gain > s.gain) {
+                    let (below, above) = (self.binned.hi[f][b], self.binned.lo[f][b + 1]);
+                    let mut threshold = below + (above - below) / 2.0;
+                    if threshold <= below {
+                        threshold = above;
+                    }
+                    best = Some(Split {
+                        gain,
+                        feature: f,
+                        bin: b,
+                        threshold,
+                        left_g: gl,
+                        left_h: hl,
+                    });
+                }
+            }
+        }
+        best
+    }
+}
+
+fn gain(node: &Node) -> f64 {
+    node.split.map_or(f64::NEG_INFINITY, |s| s.gain)
+}
+
+/// scikit-learn's `compute_node_value`: the Newton step `-G / (H + λ)`.
+fn node_value(sum_g: f64, sum_h: f64, l2: f64) -> f64 {
+    -sum_g / (sum_h + l2 + 1e-15)
+}
+
+/// scikit-learn's `_loss_from_value(value, G)` at the node's own value: `-G² / (H + λ)`.
+fn loss_of(sum_g: f64, sum_h: f64, l2: f64) -> f64 {
+    sum_g * node_value(sum_g, sum_h, l2)
+}
+
+fn leaf(value: f64) -> TreeNode {
+    TreeNode::Leaf {
+        class: 0,
+        probabilities: vec![value],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic pseudo-random stream.
+    fn stream(seed: u64) -> impl FnMut() -> f64 {
+        let mut state = seed;
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn params(max_iter: usize) -> Params {
+        Params {
+            max_iter,
+            early_stopping: EarlyStopping::Off,
+            ..Params::default()
+        }
+    }
+
+    #[test]
+    fn early_stopping_serializes_as_scikit_learn_spells_it() {
+        for (v, json) in [
+            (EarlyStopping::Auto, "\"auto\""),
+            (EarlyStopping::On, "true"),
+            (EarlyStopping::Off, "false"),
+        ] {
+            assert_eq!(serde_json::to_string(&v).unwrap(), json);
+            assert_eq!(serde_json::from_str::<EarlyStopping>(json).unwrap(), v);
+        }
+        let err = serde_json::from_str::<EarlyStopping>("\"sometimes\"").unwrap_err();
+        assert!(err.to_string().contains("`sometimes` is not auto"), "{err}");
+    }
+
+    #[test]
+    fn should_stop_follows_scikit_learn() {
+        // Improving by more than tol every iteration: never.
+        let scores: Vec<f64> = (0..20).map(|i| -10.0 + i as f64).collect();
+        assert!(!should_stop(&scores, 3, 1e-7));
+        // Too few scores: never.
+        assert!(!should_stop(&[-1.0, -1.0, -1.0], 3, 1e-7));
+        // Flat for n_iter_no_change iterations after the reference: stop.
+        assert!(should_stop(&[-5.0, -1.0, -1.0, -1.0, -1.0], 3, 1e-7));
+        // One of them better than the reference by more than tol: go on.
+        assert!(!should_stop(&[-5.0, -1.0, -1.0, -0.5, -1.0], 3, 1e-7));
+    }
+
+    /// Each leaf's value is `-G / (H + λ) * learning_rate` over the rows that reach it, every
+    /// leaf has at least `min_samples_leaf` rows, and there are at most `max_leaf_nodes`.
+    #[test]
+    fn leaves_hold_the_newton_step_of_their_rows() {
+        let (n, d) = (500, 3);
+        let mut next = stream(7);
+        let x: Vec<f64> = (0..n * d).map(|_| next()).collect();
+        let y: Vec<f64> = (0..n)
+            .map(|i| 3.0 * x[i * d] - 2.0 * x[i * d + 1] + next() * 0.1)
+            .collect();
+        let p = Params {
+            max_leaf_nodes: Some(7),
+            min_samples_leaf: 15,
+            l2_regularization: 0.5,
+            ..params(1)
+        };
+        let fit = fit(&x, n, d, &y, Loss::Squared, &p, 1, &[], &[]).unwrap();
+        let tree = &fit.trees[0];
+        let mean = y.iter().sum::<f64>() / n as f64;
+        let mut per_leaf: BTreeMap<usize, (f64, f64)> = BTreeMap::new();
+        for i in 0..n {
+            let e = per_leaf
+                .entry(tree.leaf_for(&x[i * d..(i + 1) * d]))
+                .or_default();
+            e.0 += fit.baseline[0] - y[i];
+            e.1 += 1.0;
+        }
+        assert!((fit.baseline[0] - mean).abs() < 1e-12);
+        assert_eq!(per_leaf.len(), 7, "max_leaf_nodes leaves");
+        for (at, (g, count)) in per_leaf {
+            assert!(count >= 15.0, "leaf {at} has {count} rows");
+            let want = -g / (count + 0.5) * 0.1;
+            let got = match &tree.nodes[at] {
+                TreeNode::Leaf { probabilities, .. } => probabilities[0],
+                _ => unreachable!(),
+            };
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "{got} {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_depth_limits_every_path() {
+        let (n, d) = (400, 2);
+        let mut next = stream(3);
+        let x: Vec<f64> = (0..n * d).map(|_| next()).collect();
+        let y: Vec<f64> = (0..n).map(|i| (x[i * d] * 10.0).sin()).collect();
+        let p = Params {
+            max_leaf_nodes: None,
+            max_depth: Some(2),
+            min_samples_leaf: 1,
+            ..params(3)
+        };
+        let fit = fit(&x, n, d, &y, Loss::Squared, &p, 1, &[], &[]).unwrap();
+        for tree in &fit.trees {
+            // Depth 2: at most 4 leaves, and (with rows everywhere) exactly 7 nodes.
+            assert_eq!(tree.nodes.len(), 7);
+        }
+    }
+
+    /// The training loss falls every iteration, the raw scores of the evaluation rows are the
+    /// baseline plus every tree's value, and the same seed gives the same trees.
+    #[test]
+    fn boosting_lowers_the_loss_and_is_reproducible() {
+        let (n, d, k) = (900, 4, 3);
+        let mut next = stream(11);
+        let x: Vec<f64> = (0..n * d).map(|_| next()).collect();
+        let y: Vec<f64> = (0..n)
+            .map(|i| (((x[i * d] + x[i * d + 1] * 0.5 + next() * 0.3) * 2.0) as usize % k) as f64)
+            .collect();
+        let eval = &x[..50 * d];
+        let p = Params {
+            early_stopping: EarlyStopping::On,
+            ..params(30)
+        };
+        let a = fit(&x, n, d, &y, Loss::LogLoss(k), &p, 5, eval, &y[..50]).unwrap();
+        assert_eq!(a.trees.len(), a.n_iter * k);
+        let train = &a.curves["train_log_loss"];
+        for w in train.windows(2) {
+            assert!(w[1].1 < w[0].1, "{train:?}");
+        }
+        assert!(a.curves.contains_key("validation_log_loss"));
+        assert_eq!(a.curves["test_log_loss"].len(), a.n_iter + 1);
+        for (i, row) in eval.chunks(d).enumerate() {
+            for s in 0..k {
+                let mut z = a.baseline[s];
+                for t in (s..a.trees.len()).step_by(k) {
+                    z = z + a.trees[t].value_for(row);
+                }
+                assert_eq!(z.to_bits(), a.eval_raw[i * k + s].to_bits());
+            }
+        }
+        let b = fit(&x, n, d, &y, Loss::LogLoss(k), &p, 5, eval, &y[..50]).unwrap();
+        assert_eq!(a, b);
+        // The validation split holds a tenth of each class.
+        let (train_rows, val_rows) = validation_split(&y, Loss::LogLoss(k), 0.1, 5);
+        assert_eq!(train_rows.len() + val_rows.len(), n);
+        for c in 0..k {
+            let all = y.iter().filter(|v| **v as usize == c).count();
+            let held = val_rows.iter().filter(|i| y[**i] as usize == c).count();
+            assert!(held.abs_diff(all / 10) <= 1, "class {c}: {held} of {all}");
+        }
+    }
+
+    #[test]
+    fn bad_params_are_named() {
+        for (p, field) in [
+            (
+                Params {
+                    learning_rate: 0.0,
+                    ..Params::default()
+                },
+                "learning_rate",
+            ),
+            (
+                Params {
+                    max_leaf_nodes: Some(1),
+                    ..Params::default()
+                },
+                "max_leaf_nodes",
+            ),
+            (
+                Params {
+                    validation_fraction: 1.0,
+                    ..Params::default()
+                },
+                "validation_fraction",
+            ),
+            (
+                Params {
+                    min_samples_leaf: 0,
+                    ..Params::default()
+                },
+                "min_samples_leaf",
+            ),
+        ] {
+            let err = p.validate().unwrap_err();
+            assert!(err.starts_with(field), "{err}");
+        }
+    }
+}
