@@ -26,6 +26,9 @@ pub fn ModuleSummary(m: CompiledModule) -> impl IntoView {
     let stored = StoredValue::new(m.clone());
     let register = move |_| {
         let m = stored.get_value();
+        // Read now: the details (and this box) may be drawn again while the task awaits, and
+        // a disposed signal cannot be read.
+        let model_name = name.get_untracked().trim().to_string();
         error.set(None);
         spawn_local(async move {
             let run = match async { Storage::open().await?.run(&m.run_id).await }.await {
@@ -33,7 +36,7 @@ pub fn ModuleSummary(m: CompiledModule) -> impl IntoView {
                 Ok(None) => return error.set(Some("the module's run is gone".into())),
                 Err(e) => return error.set(Some(e.to_string())),
             };
-            match register_version(&run, &m, name.get_untracked().trim()).await {
+            match register_version(&run, &m, &model_name).await {
                 Ok(v) => {
                     crate::logs::info(
                         "registry",

@@ -235,6 +235,21 @@ pub fn RunsPanel() -> impl IntoView {
             }
         }
     });
+    // The details are drawn again only when the run read differs from the one shown (a
+    // rename, new tags), not on every read: what is typed in them, and a Register clicked
+    // while a read was under way, survive.
+    let selected_run = Memo::new(move |_| {
+        selected.with(|s| match s {
+            Some(Ok(run)) => run.clone(),
+            _ => None,
+        })
+    });
+    let selected_error = Memo::new(move |_| {
+        selected.with(|s| match s {
+            Some(Err(e)) => Some(e.clone()),
+            _ => None,
+        })
+    });
     let count = move || {
         let shown = visible.with(Vec::len);
         let loaded = state.runs.with(Vec::len);
@@ -303,10 +318,8 @@ pub fn RunsPanel() -> impl IntoView {
                     Err(e) => Some(view! { <p class="error" data-testid="compare-error">{format!("compare: {e}")}</p> }.into_any()),
                 }
             }}
-            {move || match selected.get()? {
-                Ok(run) => run.map(|run| view! { <RunDetails run=run /> }.into_any()),
-                Err(e) => Some(view! { <p class="error" data-testid="run-read-error">{e}</p> }.into_any()),
-            }}
+            {move || selected_error.get().map(|e| view! { <p class="error" data-testid="run-read-error">{e}</p> })}
+            {move || selected_run.get().map(|run| view! { <RunDetails run=run /> })}
             {move || {
                 // A failed or cancelled run has no full record: its summary says what happened.
                 let id = state.selected_run.get()?;
