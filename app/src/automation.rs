@@ -465,6 +465,9 @@ async fn retrain(
         data: Some(data.dataset.clone()),
         spec,
         started_at_ms: now,
+        kmeans_runs: None,
+        kmeans_done: Vec::new(),
+        log: Vec::new(),
     };
     auto.busy.set(Some(format!(
         "rule `{}`: retraining on {}",
@@ -563,7 +566,7 @@ async fn retrain_gate_register(
         "rule `{}`: compiling and gating",
         r.rule.name
     )));
-    let compiled = crate::panels::runs::compile_and_verify(&run).await?;
+    let compiled = crate::panels::runs::compile::compile_and_verify(&run).await?;
     let (metric, value) = run.primary_metric();
     let _ = record(
         auto,
@@ -616,7 +619,8 @@ async fn retrain_gate_register(
     let what = format!("gate passed against champion {}", champion.label());
     let _ = record(auto, "gate", &what, vec![], figures).await;
 
-    let version = crate::panels::runs::register_version(&run, &compiled, &r.model).await?;
+    let version =
+        crate::panels::runs::module_summary::register_version(&run, &compiled, &r.model).await?;
     app.versions.update(|v| v.insert(0, version.clone()));
     move_alias(app, &version, "challenger").await?;
     let _ = record(

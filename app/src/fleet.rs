@@ -12,19 +12,8 @@ use crate::device_client::DeviceClient;
 use crate::registry::{version_label, Alert, Deployment, DeviceStatus, ModelVersion, StoredWindow};
 use crate::storage::{DeviceEntry, Storage};
 
-/// Most windows one pull asks for (the device's limit per call).
-const MAX_WINDOWS: u64 = 1000;
-/// How far back the first pull of a device reaches, in windows.
-const FIRST_PULL_WINDOWS: u64 = 60;
-/// Windows before the cursor every pull fetches again: the cursor's window may have been
-/// partial, a record can commit a moment after the next window began, and labels that arrive
-/// later count in their prediction's window (so stored accuracy catches up for this long).
-const REFRESH_WINDOWS: u64 = 10;
-/// Windows the alert rules read back from the newest (they need the last 3 that count; a
-/// window counts only with enough rows or labels, so some slack).
-const ALERT_LOOKBACK_WINDOWS: u64 = 60;
-/// Windows the charts show, back from the newest.
-pub const CHART_WINDOWS: u64 = 720;
+pub use crate::logic::pull::CHART_WINDOWS;
+use crate::logic::pull::{self, ALERT_LOOKBACK_WINDOWS, MAX_WINDOWS};
 
 pub fn now_ms() -> f64 {
     js_sys::Date::now()
@@ -63,33 +52,27 @@ pub async fn pull(
         .find(|s| s.url == device.url)
         .unwrap_or_else(|| DeviceStatus::new(&device.url));
     let client = DeviceClient { device };
-    // Window starts and the cursor are the device's clock; the browser's clock only measures
-    // how long ago the last pull was (a duration, so clock offsets between the two cancel).
-    let w_ms = device.window_s.max(1) * 1000;
-    let cursor = status.cursors.get(&device.window_s.to_string()).copied();
-    let (from, wanted) = match (cursor, status.last_seen_ms) {
-        (Some(c), Some(seen)) => {
-            let elapsed = (now_ms() - seen).max(0.0) as u64;
-            (
-                Some(c.saturating_sub(REFRESH_WINDOWS * w_ms)),
-                elapsed / w_ms + REFRESH_WINDOWS + 3,
-            )
-        }
-        _ => (None, FIRST_PULL_WINDOWS),
-    };
-    if wanted > MAX_WINDOWS {
+    // Window starts and the cursor are the device's clock (see `logic::pull`).
+    let key = device.window_s.to_string();
+    let plan = pull::plan(
+        status.cursors.get(&key).copied(),
+        status.last_seen_ms,
+        now_ms(),
+        device.window_s,
+    );
+    if plan.missed() > 0 {
         crate::logs::warn(
             "telemetry",
             format!(
                 "{}: not pulled for {} windows of {} s; the oldest {} are beyond one pull ({MAX_WINDOWS} windows) and are not fetched",
                 device.name,
-                wanted,
+                plan.wanted,
                 device.window_s,
-                wanted - MAX_WINDOWS
+                plan.missed()
             ),
         );
     }
-    let count = wanted.clamp(1, MAX_WINDOWS);
+    let (from, count) = (plan.from, plan.count);
     let fetched = async {
         let info = client.info().await?;
         let windows = client.windows(device.window_s, count).await?;
@@ -111,12 +94,11 @@ pub async fn pull(
         .filter(|w| from.is_none_or(|f| w.start_ms >= f))
         .map(|w| StoredWindow::new(&device.url, device.window_s, w))
         .collect();
-    if let Some(newest) = windows.iter().map(|w| w.window.start_ms).max() {
-        let cursor = status
-            .cursors
-            .entry(device.window_s.to_string())
-            .or_insert(newest);
-        *cursor = (*cursor).max(newest);
+    if let Some(cursor) = pull::advance(
+        status.cursors.get(&key).copied(),
+        windows.iter().map(|w| w.window.start_ms),
+    ) {
+        status.cursors.insert(key.clone(), cursor);
     }
     status.last_seen_ms = Some(now_ms());
     status.last_info = Some(info);
@@ -129,10 +111,11 @@ pub async fn pull(
         .windows(
             &device.url,
             device.window_s,
-            status
-                .cursors
-                .get(&device.window_s.to_string())
-                .map_or(0, |c| c.saturating_sub(ALERT_LOOKBACK_WINDOWS * w_ms)),
+            pull::since(
+                status.cursors.get(&key).copied(),
+                ALERT_LOOKBACK_WINDOWS,
+                device.window_s,
+            ),
         )
         .await?
         .into_iter()

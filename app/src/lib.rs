@@ -21,6 +21,7 @@ pub mod automation;
 pub mod charts;
 pub mod device_client;
 pub mod fleet;
+pub mod logic;
 pub mod logs;
 pub mod mlflow;
 pub mod module_runner;
@@ -43,6 +44,9 @@ use crate::storage::{DeviceEntry, Storage};
 #[component]
 pub fn App() -> impl IntoView {
     let state = state::provide_app_state();
+    // Lines at info and above outlive the session: the log hands them to IndexedDB here, so
+    // `logs` needs no storage and `storage` no log.
+    logs::persist_with(store_log_line);
     automation::start(state);
     register_service_worker();
     // Load what IndexedDB holds, and take a device passed in the URL fragment
@@ -87,7 +91,13 @@ pub fn App() -> impl IntoView {
             let mut devices = storage.devices().await?;
             devices.sort_by(|a, b| a.added_ms.total_cmp(&b.added_ms));
             state.devices.set(devices);
-            let all = storage.run_summaries().await?;
+            let (all, indexed) = storage.run_summaries_indexing().await?;
+            if indexed > 0 {
+                logs::info(
+                    "storage",
+                    format!("indexed {indexed} runs for the runs table"),
+                );
+            }
             // Runs trained or imported while these were read are kept.
             state.runs.update(|shown| {
                 let known: std::collections::BTreeSet<String> =
@@ -204,6 +214,16 @@ fn nav_button(
             })}
         </button>
     }
+}
+
+/// Writes one log line to IndexedDB (a failure goes to the console only: logging it would
+/// loop).
+fn store_log_line(line: logs::LogLine) {
+    spawn_local(async move {
+        if let Err(e) = async { Storage::open().await?.put_log(&line).await }.await {
+            leptos::logging::error!("log line not stored: {e}");
+        }
+    });
 }
 
 /// Reads `#device=URL&token=TOKEN` and removes it from the address bar (it holds a secret).

@@ -1,7 +1,9 @@
 //! The dashboard's log: structured lines (time, level, source, message) from every part of the
 //! page, mirrored to the browser console, shown, filtered and exported by the Logs page. Lines
-//! at `info` and above are also written to IndexedDB (the newest [`MAX_LINES`] are kept), so
-//! the log survives reloads; `debug` lines (every telemetry pull) live for the session only.
+//! at `info` and above are also handed to the persistence the app installs
+//! ([`persist_with`]: IndexedDB, the newest [`MAX_LINES`] are kept), so the log survives
+//! reloads; `debug` lines (every telemetry pull) live for the session only. This module knows
+//! nothing of storage: the line itself is [`crate::logic::log_line`].
 //!
 //! Sources are short fixed names: `train`, `compile`, `registry`, `deploy`, `telemetry`,
 //! `alerts`, `runs`, `data`, `storage`.
@@ -9,66 +11,14 @@
 use std::cell::RefCell;
 
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
+
+pub use crate::logic::log_line::{Level, LogLine};
 
 pub const MAX_LINES: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Level {
-        match s {
-            "info" => Level::Info,
-            "warn" => Level::Warn,
-            "error" => Level::Error,
-            _ => Level::Debug,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogLine {
-    /// `time-sequence`: unique, and sorts by time (the IndexedDB key).
-    pub id: String,
-    pub ts_ms: f64,
-    pub level: Level,
-    pub source: String,
-    pub message: String,
-}
-
-impl LogLine {
-    /// `2026-11-26T10:21:24.123Z WARN telemetry: message`, as exported.
-    pub fn to_text(&self) -> String {
-        let iso: String = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(self.ts_ms))
-            .to_iso_string()
-            .into();
-        format!(
-            "{iso} {} {}: {}",
-            self.level.as_str().to_uppercase(),
-            self.source,
-            self.message
-        )
-    }
-}
-
 thread_local! {
     static SINK: RefCell<Option<RwSignal<Vec<LogLine>>>> = const { RefCell::new(None) };
+    static PERSIST: RefCell<Option<fn(LogLine)>> = const { RefCell::new(None) };
     static SEQ: RefCell<u64> = const { RefCell::new(0) };
 }
 
@@ -77,52 +27,32 @@ pub fn install(lines: RwSignal<Vec<LogLine>>) {
     SINK.with(|s| *s.borrow_mut() = Some(lines));
 }
 
+/// Makes `persist` receive every line at `info` and above (done once by the app, which
+/// writes them to IndexedDB).
+pub fn persist_with(persist: fn(LogLine)) {
+    PERSIST.with(|p| *p.borrow_mut() = Some(persist));
+}
+
 /// Puts the stored lines (oldest first) before this session's.
 pub fn restore(stored: Vec<LogLine>) {
     SINK.with(|s| {
         if let Some(sig) = *s.borrow() {
-            sig.update(|lines| {
-                // Lines of this session may already be stored too.
-                let mut all: Vec<LogLine> = stored
-                    .into_iter()
-                    .filter(|s| !lines.iter().any(|l| l.id == s.id))
-                    .collect();
-                all.append(lines);
-                *lines = all;
-            });
+            sig.update(|lines| crate::logic::log_line::restore(lines, stored));
         }
     });
 }
 
 pub fn log(level: Level, source: &'static str, message: impl Into<String>) {
-    let message = message.into();
     let seq = SEQ.with(|s| {
         let mut s = s.borrow_mut();
         *s += 1;
         *s
     });
-    let ts_ms = js_sys::Date::now();
-    let line = LogLine {
-        id: format!("{:015}-{seq:09}", ts_ms as u64),
-        ts_ms,
-        level,
-        source: source.to_string(),
-        message,
-    };
+    let line = LogLine::new(js_sys::Date::now(), seq, level, source, message.into());
     if level >= Level::Info {
-        let stored = line.clone();
-        leptos::task::spawn_local(async move {
-            let written = async {
-                crate::storage::Storage::open()
-                    .await?
-                    .put_log(&stored)
-                    .await
-            }
-            .await;
-            if let Err(e) = written {
-                leptos::logging::error!("log line not stored: {e}");
-            }
-        });
+        if let Some(persist) = PERSIST.with(|p| *p.borrow()) {
+            persist(line.clone());
+        }
     }
     match level {
         Level::Error => leptos::logging::error!("{}", line.to_text()),
@@ -131,13 +61,7 @@ pub fn log(level: Level, source: &'static str, message: impl Into<String>) {
     }
     SINK.with(|s| {
         if let Some(sig) = *s.borrow() {
-            sig.update(|lines| {
-                lines.push(line);
-                if lines.len() > MAX_LINES {
-                    let extra = lines.len() - MAX_LINES;
-                    lines.drain(..extra);
-                }
-            });
+            sig.update(|lines| crate::logic::log_line::append(lines, line, MAX_LINES));
         }
     });
 }

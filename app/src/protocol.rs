@@ -22,6 +22,50 @@ pub struct TrainRequest {
     pub data: Option<wasmops_shared::dataset::Dataset>,
     pub spec: TrainSpec,
     pub started_at_ms: f64,
+    /// A part of a job, not a run: fit only these k-means runs (of
+    /// `wasmops_trainer::KMEANS_RUNS`) and answer [`WorkerMessage::KMeansRuns`]. The page
+    /// spreads a k-means job's runs over several workers this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kmeans_runs: Option<Vec<usize>>,
+    /// The job with every k-means run already done (by the workers above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kmeans_done: Vec<KMeansRun>,
+    /// Lines the page adds to the run's log (where the parts of the job ran).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<crate::run::RunLogLine>,
+}
+
+/// One k-means run as a worker sends it back (`wasmops_trainer::kmeans::KMeansFit`; f64 values
+/// survive JSON exactly).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KMeansRun {
+    pub run: usize,
+    pub centroids: Vec<Vec<f64>>,
+    pub inertia: f64,
+    pub curve: Vec<(u64, f64)>,
+}
+
+impl KMeansRun {
+    pub fn of(run: usize, fit: &wasmops_trainer::kmeans::KMeansFit) -> KMeansRun {
+        KMeansRun {
+            run,
+            centroids: fit
+                .centroids
+                .rows()
+                .into_iter()
+                .map(|r| r.to_vec())
+                .collect(),
+            inertia: fit.inertia,
+            curve: fit.curve.clone(),
+        }
+    }
+
+    pub fn into_fit(self) -> Result<(usize, wasmops_trainer::kmeans::KMeansFit), String> {
+        let fit =
+            wasmops_trainer::kmeans::KMeansFit::from_rows(self.centroids, self.inertia, self.curve)
+                .map_err(|e| format!("k-means run {}: {e}", self.run))?;
+        Ok((self.run, fit))
+    }
 }
 
 /// Worker -> page.
@@ -39,6 +83,10 @@ pub enum WorkerMessage {
     },
     Failed {
         error: String,
+    },
+    /// The k-means runs a request asked for ([`TrainRequest::kmeans_runs`]).
+    KMeansRuns {
+        runs: Vec<KMeansRun>,
     },
 }
 
@@ -91,6 +139,21 @@ impl Envelope {
 }
 
 impl TrainRequest {
+    /// A copy without the dataset's values (for a worker that holds them).
+    pub fn clone_without_data(&self) -> TrainRequest {
+        TrainRequest {
+            run_id: self.run_id.clone(),
+            run_name: self.run_name.clone(),
+            dataset: self.dataset.clone(),
+            data: None,
+            spec: self.spec.clone(),
+            started_at_ms: self.started_at_ms,
+            kmeans_runs: self.kmeans_runs.clone(),
+            kmeans_done: self.kmeans_done.clone(),
+            log: self.log.clone(),
+        }
+    }
+
     /// Moves the dataset's values out of the JSON (see [`Envelope`]).
     pub fn into_envelope(mut self) -> Result<Envelope, String> {
         let arrays = match &mut self.data {

@@ -90,12 +90,27 @@ async fn pair(storage: &Storage) -> Result<Pair, String> {
     let _ = Reflect::set(&record, &"key".into(), &KEY_RECORD.into());
     let _ = Reflect::set(&record, &"private".into(), &private);
     let _ = Reflect::set(&record, &"public".into(), &public);
-    storage
-        .put_raw_setting(record.into())
+    // Another tab, or another task of this one, may have made a key since the read above:
+    // the first one stored wins and every caller signs with it.
+    let stored = storage
+        .put_raw_setting_if_absent(KEY_RECORD, record.into())
         .await
         .map_err(|e| e.to_string())?;
-    crate::logs::info("signing", "made this browser's module-signing key (ECDSA P-256, kept non-extractable in this browser)");
-    Ok(Pair { private, public })
+    let (Some(private_stored), Some(public_stored)) =
+        (key_field(&stored, "private"), key_field(&stored, "public"))
+    else {
+        return Err(format!(
+            "the settings record {KEY_RECORD:?} holds no ECDSA key pair (written by another \
+             program?); this browser cannot sign modules until it is removed from its storage"
+        ));
+    };
+    if public_stored == public {
+        crate::logs::info("signing", "made this browser's module-signing key (ECDSA P-256, kept non-extractable in this browser)");
+    }
+    Ok(Pair {
+        private: private_stored,
+        public: public_stored,
+    })
 }
 
 async fn spki(public: &CryptoKey) -> Result<Vec<u8>, String> {
@@ -151,4 +166,49 @@ pub async fn signature_of(storage: &Storage, hash: &str) -> Result<Option<String
         .await
         .map_err(|e| e.to_string())?;
     Ok(Some(sig))
+}
+
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use futures_channel::oneshot;
+    use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+    use super::*;
+
+    wasm_bindgen_test_configure!(run_in_browser);
+
+    /// Starts `public_key` as its own task now; the receiver gets its result.
+    fn key_in_a_task(storage: Storage) -> oneshot::Receiver<Result<PublicKey, String>> {
+        let (tx, rx) = oneshot::channel();
+        wasm_bindgen_futures::spawn_local(async move {
+            let _ = tx.send(public_key(&storage).await);
+        });
+        rx
+    }
+
+    /// Two first uses at once (the Settings page and a compile, or two tabs) used to make two
+    /// keys: each read "no key", made one and stored it, the second overwriting the first, so
+    /// a module could be signed by a key the browser no longer had.
+    #[wasm_bindgen_test]
+    async fn two_first_uses_at_once_share_one_key() {
+        // The log (which the first key's making writes to) spawns its writes as the app does.
+        let _ = any_spawner::Executor::init_wasm_bindgen();
+        idb::Factory::new()
+            .unwrap()
+            .delete(crate::storage::DB_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        let storage = Storage::open().await.unwrap();
+        assert!(storage.get_raw_setting(KEY_RECORD).await.unwrap().is_none());
+        let first = key_in_a_task(storage.clone());
+        let second = key_in_a_task(storage.clone());
+        let (first, second) = (
+            first.await.unwrap().unwrap(),
+            second.await.unwrap().unwrap(),
+        );
+        assert_eq!(first, second, "both callers must sign with the same key");
+        let after = public_key(&storage).await.unwrap();
+        assert_eq!(after, first, "the key stored is the one both callers used");
+    }
 }

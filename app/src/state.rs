@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use leptos::prelude::*;
 
+use crate::logic::dataset_choice::DatasetChoice;
 use crate::registry::{Alert, Alias, DeviceStatus, ModelVersion};
 use crate::run::RunSummary;
 use crate::storage::{DeviceEntry, StoredDataset};
@@ -47,8 +48,8 @@ pub struct AppState {
     /// Imported datasets (built-ins are not stored).
     pub datasets: RwSignal<Vec<StoredDataset>>,
     pub selected_run: RwSignal<Option<String>>,
-    /// The Train panel's dataset: a built-in's name or `csv:<hash>` (an import chooses it).
-    pub train_dataset: RwSignal<String>,
+    /// The Train panel's dataset (an import chooses it).
+    pub train_dataset: RwSignal<DatasetChoice>,
     pub compiled: RwSignal<Option<CompiledModule>>,
     pub page: RwSignal<Page>,
     /// The registry, newest version first.
@@ -66,8 +67,8 @@ pub struct AppState {
     pub pulls: RwSignal<u64>,
     /// This session's log lines (see [`crate::logs`]).
     pub logs: RwSignal<Vec<crate::logs::LogLine>>,
-    /// A run to train again: dataset choice (built-in name or `csv:<hash>`), spec, run name.
-    pub rerun: RwSignal<Option<(String, wasmops_trainer::TrainSpec, String)>>,
+    /// A run to train again: dataset, spec, run name.
+    pub rerun: RwSignal<Option<(DatasetChoice, wasmops_trainer::TrainSpec, String)>>,
     /// The latest storage failure, shown in the header; never swallowed.
     pub storage_error: RwSignal<Option<String>>,
     /// The MLflow connection, when there is one (see [`crate::mlflow`]).
@@ -85,7 +86,7 @@ pub fn provide_app_state() -> AppState {
         runs_pending: RwSignal::new(None),
         datasets: RwSignal::new(Vec::new()),
         selected_run: RwSignal::new(None),
-        train_dataset: RwSignal::new("iris".to_string()),
+        train_dataset: RwSignal::new(DatasetChoice::default()),
         compiled: RwSignal::new(None),
         page: RwSignal::new(Page::Lab),
         versions: RwSignal::new(Vec::new()),

@@ -18,6 +18,10 @@
 //!   `mlflow_versions`: [`crate::mlflow::RemoteVersion`] by `key` (versions seen on the server
 //!   that could not be verified here, with why).
 //!
+//! This module is a leaf of the crate's behaviour: it reads and writes records and reports
+//! failures as values; it logs nothing and shows nothing (the log writes its lines through a
+//! hook the app installs, [`crate::logs::persist_with`]).
+//!
 //! Migrations run in `upgradeneeded` by the old version number, so existing data is kept when
 //! a later schema adds stores or indexes. Every write awaits its transaction's commit and
 //! reports failure (quota, blocked, aborted) as a [`StorageError`].
@@ -30,13 +34,14 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 
 use wasmops_shared::dataset::Dataset;
+use wasmops_trainer::catalog::Task;
 use wasmops_trainer::csv_import::Prepared;
 
-use crate::logs::LogLine;
+use crate::logic::log_line::LogLine;
 use crate::registry::{Alert, Alias, Deployment, DeviceStatus, ModelVersion, StoredWindow};
 use crate::run::{Run, RunSummary};
 
-const DB_NAME: &str = "wasmops";
+pub(crate) const DB_NAME: &str = "wasmops";
 const DB_VERSION: u32 = 6;
 const RUNS: &str = "runs";
 const RUN_SUMMARIES: &str = "run_summaries";
@@ -102,7 +107,8 @@ pub struct StoredModule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredDataset {
     pub hash: String,
-    pub task: String,
+    /// As the import decided it (JSON: `"classification"` or `"regression"`).
+    pub task: Task,
     /// Bad rows the user chose to skip at import.
     pub skipped_rows: usize,
     pub imported_at_ms: f64,
@@ -137,7 +143,7 @@ impl StoredDataset {
             .max_by_key(|d| d.version);
         Ok(StoredDataset {
             hash,
-            task: p.task.to_string(),
+            task: p.task,
             skipped_rows: p.problems.len(),
             imported_at_ms: now_ms,
             dataset: p.dataset.clone(),
@@ -572,6 +578,13 @@ impl Storage {
     /// Every run summary, newest first. Runs without one (stored before schema v5) get it here,
     /// written in one transaction; finished summaries whose run is gone are left out.
     pub async fn run_summaries(&self) -> Result<Vec<RunSummary>, StorageError> {
+        Ok(self.run_summaries_indexing().await?.0)
+    }
+
+    /// [`Storage::run_summaries`], and how many runs got their summary now (the caller says
+    /// so in the log: storage logs nothing itself, it is a leaf).
+    pub async fn run_summaries_indexing(&self) -> Result<(Vec<RunSummary>, usize), StorageError> {
+        let mut indexed = 0;
         let mut all: Vec<RunSummary> = self.all(RUN_SUMMARIES, "run summary").await?;
         let ids = self.run_ids().await?;
         let finished = all.iter().filter(|s| s.is_finished()).count();
@@ -587,14 +600,11 @@ impl Storage {
             let runs = self.runs(&missing).await?;
             let summaries: Vec<RunSummary> = runs.iter().map(RunSummary::of).collect();
             self.put_all(RUN_SUMMARIES, &summaries).await?;
-            crate::logs::info(
-                "storage",
-                format!("indexed {} runs for the runs table", summaries.len()),
-            );
+            indexed = summaries.len();
             all.extend(summaries);
         }
         all.sort_by(|a, b| b.started_at_ms.total_cmp(&a.started_at_ms));
-        Ok(all)
+        Ok((all, indexed))
     }
 
     pub async fn put_device(&self, device: &DeviceEntry) -> Result<(), StorageError> {
@@ -659,9 +669,38 @@ impl Storage {
             .map_err(failed("read"))
     }
 
-    /// Stores a raw settings record (its `key` field names it).
-    pub async fn put_raw_setting(&self, record: JsValue) -> Result<(), StorageError> {
-        self.put_in(vec![(SETTINGS, record)]).await
+    /// Stores a raw settings record under `key` unless one is already there, and returns the
+    /// record that is stored afterwards (this one, or the one that was there first). The read
+    /// and the write share one read-write transaction, which IndexedDB runs alone on the store,
+    /// so two callers (two tabs, or two tasks of one tab) cannot both store theirs.
+    pub async fn put_raw_setting_if_absent(
+        &self,
+        key: &str,
+        record: JsValue,
+    ) -> Result<JsValue, StorageError> {
+        let tx = self
+            .db
+            .transaction(&[SETTINGS], TransactionMode::ReadWrite)
+            .map_err(failed("write"))?;
+        let store = tx.object_store(SETTINGS).map_err(failed("write"))?;
+        let existing = store
+            .get(JsValue::from_str(key))
+            .map_err(failed("read"))?
+            .await
+            .map_err(failed("read"))?;
+        let stored = match existing {
+            Some(existing) => existing,
+            None => {
+                store
+                    .put(&record, None)
+                    .map_err(failed("write"))?
+                    .await
+                    .map_err(failed("write"))?;
+                record
+            }
+        };
+        commit(tx, "write").await?;
+        Ok(stored)
     }
 
     pub async fn module_bytes(&self, hash: &str) -> Result<Option<Vec<u8>>, StorageError> {

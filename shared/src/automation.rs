@@ -155,7 +155,7 @@ impl Rule {
                     let current = d.current_module();
                     for c in d.concept_drift {
                         let running = current.is_none_or(|m| m == c.model);
-                        if c.state == "drift" && running {
+                        if c.state == crate::wire::ConceptState::Drift && running {
                             reasons.push(format!(
                                 "DDM concept drift on {} (group {}), module {}: error rate {:.4} over {} labelled predictions",
                                 d.name,
@@ -1442,7 +1442,7 @@ mod tests {
             model: model.into(),
             samples: 120,
             error_rate: 0.6,
-            state: state.into(),
+            state: serde_json::from_value(serde_json::json!(state)).unwrap(),
         };
         let r = rule(Trigger::ConceptDrift { group: None });
         let mut s = RuleState::default();

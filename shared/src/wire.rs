@@ -340,8 +340,43 @@ pub struct ConceptDrift {
     pub model: String,
     pub samples: u64,
     pub error_rate: f64,
-    /// `warming_up` (< 30 samples), `stable`, `warning` (2 sigma) or `drift` (3 sigma).
-    pub state: String,
+    pub state: ConceptState,
+}
+
+/// Where DDM stands for one model (JSON: `"warming_up"`, `"stable"`, `"warning"`, `"drift"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConceptState {
+    /// Fewer than 30 labels.
+    #[default]
+    WarmingUp,
+    Stable,
+    /// The error rate is 2 sigma above its best.
+    Warning,
+    /// 3 sigma above.
+    Drift,
+}
+
+impl ConceptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConceptState::WarmingUp => "warming_up",
+            ConceptState::Stable => "stable",
+            ConceptState::Warning => "warning",
+            ConceptState::Drift => "drift",
+        }
+    }
+
+    /// The state in words: `warming up`, `stable`, ...
+    pub fn words(self) -> String {
+        self.as_str().replace('_', " ")
+    }
+}
+
+impl std::fmt::Display for ConceptState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Answer to `GET /v1/telemetry/windows`.
@@ -356,6 +391,22 @@ pub struct WindowsResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concept_drift_states_keep_their_words() {
+        for (word, state) in [
+            ("warming_up", ConceptState::WarmingUp),
+            ("stable", ConceptState::Stable),
+            ("warning", ConceptState::Warning),
+            ("drift", ConceptState::Drift),
+        ] {
+            let json = format!(r#"{{"model":"m","samples":40,"error_rate":0.1,"state":"{word}"}}"#);
+            let c: ConceptDrift = serde_json::from_str(&json).unwrap();
+            assert_eq!(c.state, state);
+            assert_eq!(serde_json::to_string(&c).unwrap(), json);
+        }
+        assert_eq!(ConceptState::WarmingUp.words(), "warming up");
+    }
 
     #[test]
     fn info_without_follow_fields_still_parses_and_follow_round_trips() {

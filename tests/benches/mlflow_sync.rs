@@ -18,6 +18,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use wasmops_e2e::pages::Page;
 use wasmops_e2e::{temp_dir, Browser, MlflowServer, StaticSite};
 
 const RUNS: usize = 1_000;
@@ -149,9 +150,7 @@ async fn run() {
         })
         .await;
     // Only the copies: the trained run (the newest, first row) is deleted.
-    browser
-        .click("table.runs tbody tr:nth-child(1) a.run-name")
-        .await;
+    browser.runs().open(1).await;
     browser.click("#run-delete").await;
     browser.accept_dialog().await;
     browser
@@ -162,7 +161,7 @@ async fn run() {
     server.ready().await;
 
     // The dashboard.
-    browser.click("#nav-settings").await;
+    browser.go(Page::Settings).await;
     browser.fill("#mlflow-uri", &server.url).await;
     browser.fill("#mlflow-experiment", "bench-dashboard").await;
     let started = Instant::now();

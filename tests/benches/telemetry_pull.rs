@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use wasmops_e2e::pages::{DeviceForm, Page};
 use wasmops_e2e::{temp_dir, Browser, EdgeProcess, StaticSite};
 use wasmops_shared::wire;
 
@@ -34,15 +35,19 @@ async fn run() {
     browser.open(&site.origin).await;
 
     // A real model, trained in the tab, registered and deployed through the dashboard.
-    browser.click("#nav-devices").await;
+    browser.go(Page::Devices).await;
     browser.click("#auto-pull").await; // only the measured click pulls
-    browser.fill("#device-name", "bench").await;
-    browser.fill("#device-url", &device.url).await;
-    browser.fill("#device-token", token).await;
-    browser.fill("#device-window", "1").await;
-    browser.click("#device-save").await;
-    browser.click("#nav-lab").await;
-    browser.click("#train").await;
+    browser
+        .devices()
+        .add(DeviceForm {
+            name: "bench",
+            url: &device.url,
+            token,
+            window_s: Some(1),
+        })
+        .await;
+    browser.go(Page::Lab).await;
+    browser.train().start().await;
     browser
         .wait_text("[data-testid=run-metric]", "a run", |t| {
             t.parse::<f64>().is_ok()
@@ -55,12 +60,11 @@ async fn run() {
         })
         .await;
     browser.click("#register").await;
-    browser.click("input.deploy-target").await;
-    browser.click("#deploy").await;
+    browser.registry().toggle_target(None).await;
+    browser.registry().deploy().await;
     let deployed = browser
-        .wait_text("[data-testid=deploy-result]", "the deployment", |t| {
-            !t.is_empty()
-        })
+        .registry()
+        .result("the deployment", |t| !t.is_empty())
         .await;
     assert!(deployed.contains("bit-identical"), "{deployed}");
 
@@ -162,7 +166,7 @@ async fn run() {
         url = device.url,
         requests = counted.requests
     );
-    browser.click("#nav-devices").await;
+    browser.go(Page::Devices).await;
     browser.click("a.device-link").await;
     let first = browser.eval_async(&script).await;
     let again = browser.eval_async(&script).await;

@@ -162,12 +162,11 @@ async fn run() {
     let browser = Browser::start().await;
     browser.open(&site.origin).await;
     let t = Instant::now();
-    browser.upload("#csv-file", &dataset).await;
-    browser.click("#csv-import").await;
+    browser.data().choose(&dataset).await;
+    browser.data().import().await;
     browser
-        .wait_text("[data-testid=csv-notice]", "the import", |t| {
-            t.contains("imported")
-        })
+        .data()
+        .notice("the import", |t| t.contains("imported"))
         .await;
     let import_ms = t.elapsed().as_secs_f64() * 1000.0;
     let value = browser
@@ -187,7 +186,7 @@ async fn run() {
             browser.fill(&format!("#param-{p}"), v).await;
         }
         let before = rows_in_table(&browser).await;
-        browser.click("#train").await;
+        browser.train().start().await;
         let deadline = Instant::now() + Duration::from_secs(1800);
         while rows_in_table(&browser).await == before {
             assert!(Instant::now() < deadline, "{name} did not finish in 30 min");

@@ -5,6 +5,7 @@
 //! `WASMOPS_DIST` (trunk's output), `WASMOPS_EDGE_BIN`, `CHROMEDRIVER`, `CHROMIUM`,
 //! `WASMOPS_SCREENSHOTS` (where screenshots go), `WASMOPS_MLFLOW` and `WASMOPS_PROMETHEUS`.
 
+pub mod pages;
 pub mod registry;
 
 use std::io::{BufRead, BufReader};
@@ -775,8 +776,7 @@ impl Browser {
     /// to pass its checks in the browser; returns the module hash.
     pub async fn compile_newest_run(&self) -> String {
         let previous = self.current_text("[data-testid=module-hash]").await;
-        self.click("table.runs tbody tr:nth-child(1) button.compile")
-            .await;
+        self.runs().compile(1).await;
         let hash = self
             .wait_text("[data-testid=module-hash]", "the new module's hash", |t| {
                 t.len() == 64 && Some(t) != previous.as_deref()

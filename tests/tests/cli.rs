@@ -391,10 +391,11 @@ async fn the_cli_reproduces_the_tabs_module_byte_for_byte() {
         // A fresh browser profile each: one import, one run, one module.
         let browser = Browser::start().await;
         browser.open(&site.origin).await;
-        browser.upload("#csv-file", &crlf).await;
-        browser.click("#csv-import").await;
+        browser.data().choose(&crlf).await;
+        browser.data().import().await;
         browser
-            .wait_text("[data-testid=csv-notice]", "the import notice", |t| {
+            .data()
+            .notice("the import notice", |t| {
                 t.starts_with("imported iris-crlf.csv")
             })
             .await;

@@ -1,6 +1,7 @@
 //! The whole loop in a real browser: train in the tab, persist, compile to a module, verify it
 //! in V8, deploy to a real device, and see the device's answers and counters.
 
+use wasmops_e2e::pages::{Page, RunsTable};
 use wasmops_e2e::{temp_dir, Browser, EdgeProcess, StaticSite};
 use wasmops_shared::wire;
 
@@ -14,7 +15,7 @@ async fn train_compile_deploy_loop() {
     // 1. Open the dashboard with the device in the fragment, train on iris.
     let url = format!("{}/#device={}&token={token}", site.origin, device.url);
     browser.open(&url).await;
-    browser.click("#train").await;
+    browser.train().start().await;
     let accuracy = browser
         .wait_text("[data-testid=run-metric]", "a finished run", |t| {
             t.parse::<f64>().is_ok()
@@ -155,33 +156,27 @@ async fn train_compile_deploy_loop() {
     );
 
     // A wrong token is reported as the device said it, and recorded in the history.
-    browser.click("#nav-devices").await;
+    browser.go(Page::Devices).await;
     browser.click("a.device-link").await;
-    browser.fill("#device-token", "wrong-token").await;
-    browser.click("#device-save").await;
-    browser.click("#nav-registry").await;
-    browser.click("input.deploy-target").await;
-    browser.click("#deploy").await;
+    browser.devices().save_token("wrong-token").await;
+    browser.go(Page::Registry).await;
+    browser.registry().toggle_target(None).await;
+    browser.registry().deploy().await;
     let err = browser
-        .wait_text("[data-testid=deploy-result]", "the token error", |t| {
-            !t.is_empty()
-        })
+        .registry()
+        .result("the token error", |t| !t.is_empty())
         .await;
     assert!(err.contains("refused the access token"), "{err}");
 
     // 4. Deploy with the right token: the device validates, activates and answers held-out rows
     // bit-identically to the browser.
-    browser.click("#nav-devices").await;
-    browser.fill("#device-token", token).await;
-    browser.click("#device-save").await;
-    browser.click("#nav-registry").await;
-    browser.click("#deploy").await;
+    browser.go(Page::Devices).await;
+    browser.devices().save_token(token).await;
+    browser.go(Page::Registry).await;
+    browser.registry().deploy().await;
     let verdict = browser
-        .wait_text(
-            "[data-testid=deploy-result]",
-            "the deployment verdict",
-            |t| !t.is_empty(),
-        )
+        .registry()
+        .result("the deployment verdict", |t| !t.is_empty())
         .await;
     assert!(verdict.contains("bit-identical"), "{verdict}");
     let (same, total) = parse_fraction(&verdict);
@@ -225,8 +220,8 @@ async fn train_compile_deploy_loop() {
         .unwrap();
     assert!(live.status().is_success());
     assert_eq!(counters().await.predictions, 3);
-    browser.click("#nav-devices").await;
-    browser.click("#pull-all").await;
+    browser.go(Page::Devices).await;
+    browser.devices().pull_all().await;
     browser
         .wait_text(
             "[data-testid=stored-telemetry]",
@@ -260,7 +255,7 @@ async fn train_compile_deploy_loop() {
     println!("screenshot: {}", shot.display());
 
     // The logs page has the story: training, compiling, registering, both deployments.
-    browser.click("#nav-logs").await;
+    browser.go(Page::Logs).await;
     let logs = browser
         .wait_text("[data-testid=logs]", "the log", |t| {
             t.contains("registered")
@@ -314,11 +309,11 @@ async fn train_compile_deploy_loop() {
         "{exported}"
     );
     browser.screenshot("logs").await;
-    browser.click("#nav-devices").await;
+    browser.go(Page::Devices).await;
 
     // A device that is down is reported as unreachable; what was stored stays.
     device.kill();
-    browser.click("#pull-all").await;
+    browser.devices().pull_all().await;
     let err = browser
         .wait_text("[data-testid=device-error]", "the unreachable error", |t| {
             t.contains("unreachable")
@@ -369,21 +364,24 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     ];
     // Hyperparameters are validated before any work, naming the field.
     browser.select("#algorithm", "random_forest").await;
-    browser.fill("#param-n_trees", "0").await;
-    browser.click("#train").await;
+    browser.train().set_param("n_trees", "0").await;
+    browser.train().start().await;
     let err = browser
-        .wait_text("[data-testid=train-error]", "the parameter error", |t| {
-            !t.is_empty()
-        })
+        .train()
+        .error("the parameter error", |t| !t.is_empty())
         .await;
     assert_eq!(
         err,
         "invalid hyperparameter n_trees: must be between 1 and 1000, got 0"
     );
-    browser.fill("#param-feature_proportion", "lots").await;
-    browser.click("#train").await;
     browser
-        .wait_text("[data-testid=train-error]", "the parse error", |t| {
+        .train()
+        .set_param("feature_proportion", "lots")
+        .await;
+    browser.train().start().await;
+    browser
+        .train()
+        .error("the parse error", |t| {
             t == "feature proportion: `lots` is not a number"
         })
         .await;
@@ -391,13 +389,11 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     for (i, (dataset, algorithm)) in kinds.iter().enumerate() {
         browser.select("#dataset", dataset).await;
         browser.select("#algorithm", algorithm).await;
-        browser.click("#train").await;
+        browser.train().start().await;
         browser
-            .wait_text(
-                "table.runs tbody tr:nth-child(1) td.name",
-                "the new run",
-                |t| t.ends_with(&format!("#{}", i + 1)),
-            )
+            .wait_text(&RunsTable::cell(1, "td.name"), "the new run", |t| {
+                t.ends_with(&format!("#{}", i + 1))
+            })
             .await;
         if *algorithm == "decision_tree" {
             // Trees explain themselves: permutation importance per feature.
@@ -420,19 +416,18 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         assert!(title.starts_with(&format!("{expected} v1")), "{title}");
         if i == 0 {
             // The chosen devices stay chosen from one version to the next.
-            browser.click("input.deploy-target").await;
+            browser.registry().toggle_target(None).await;
         }
-        browser.click("#deploy").await;
+        browser.registry().deploy().await;
         let verdict = browser
-            .wait_text("[data-testid=deploy-result]", "the verdict", |t| {
-                !t.is_empty()
-            })
+            .registry()
+            .result("the verdict", |t| !t.is_empty())
             .await;
         assert!(
             verdict.contains("bit-identical"),
             "{algorithm} on {dataset}: {verdict}"
         );
-        browser.click("#nav-lab").await;
+        browser.go(Page::Lab).await;
     }
     browser.screenshot("kinds").await;
 
@@ -446,14 +441,14 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         })
         .await;
     assert_eq!(count, "2 of 8 runs");
-    browser.fill("#run-filter", "metrics.accuracy >").await;
+    browser.runs().filter("metrics.accuracy >").await;
     let err = browser
         .wait_text("[data-testid=filter-error]", "the filter error", |t| {
             !t.is_empty()
         })
         .await;
     assert_eq!(err, "filter, column 19: expected a value after `>`");
-    browser.fill("#run-filter", "dataset = iris").await;
+    browser.runs().filter("dataset = iris").await;
     browser
         .wait_text("[data-testid=run-count]", "the iris runs", |t| {
             t.starts_with("5 of 8")
@@ -462,7 +457,7 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     browser.click("table.runs thead th:nth-child(2)").await; // sort by name, ascending
     let first = browser
         .wait_text(
-            "table.runs tbody tr:nth-child(1) td.name",
+            &RunsTable::cell(1, "td.name"),
             "the first run by name",
             |t| t.starts_with("decision"),
         )
@@ -492,18 +487,14 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     browser.screenshot("runs-filtered").await;
 
     // Compare two runs: params side by side, differing rows marked, params vs metric chart.
-    browser.fill("#run-filter", "dataset = diabetes").await;
+    browser.runs().filter("dataset = diabetes").await;
     browser
         .wait_text("[data-testid=run-count]", "the diabetes runs", |t| {
             t.starts_with("3 of 8")
         })
         .await;
-    browser
-        .click("table.runs tbody tr:nth-child(1) input.compare")
-        .await;
-    browser
-        .click("table.runs tbody tr:nth-child(2) input.compare")
-        .await;
+    browser.runs().toggle_compare(1).await;
+    browser.runs().toggle_compare(2).await;
     let compare = browser
         .wait_text("[data-testid=compare] h3", "the compare view", |t| {
             !t.is_empty()
@@ -540,9 +531,7 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     browser.screenshot("compare").await;
 
     // A regression run shows predicted against actual.
-    browser
-        .click("table.runs tbody tr:nth-child(1) a.run-name")
-        .await;
+    browser.runs().open(1).await;
     let pva = browser.html("[data-chart=predicted-vs-actual]").await;
     assert!(
         pva.contains("predicted = actual") && pva.contains("<circle"),
@@ -557,9 +546,7 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
     // its title holds them all).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let cell = browser
-            .html("table.runs tbody tr:nth-child(1) td.name")
-            .await;
+        let cell = browser.html(&RunsTable::cell(1, "td.name")).await;
         if cell.contains(r#"<span class="tag">baseline</span>"#)
             && cell.contains(r#"<span class="tag">diabetes-ols</span>"#)
             && cell.contains("(tags: baseline, diabetes-ols)")
@@ -572,15 +559,13 @@ async fn every_model_kind_is_bit_identical_in_v8_and_wasmtime() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    browser.fill("#run-filter", "tags = baseline").await;
+    browser.runs().filter("tags = baseline").await;
     browser
         .wait_text("[data-testid=run-count]", "the tagged run", |t| {
             t.starts_with("1 of 8")
         })
         .await;
-    browser
-        .click("table.runs tbody tr:nth-child(1) a.run-name")
-        .await;
+    browser.runs().open(1).await;
     browser.click("#run-archive").await;
     browser
         .wait_text("[data-testid=run-count]", "the archived run hidden", |t| {
@@ -639,7 +624,7 @@ async fn dashboard_works_offline_after_one_visit() {
 
     site.stop();
     browser.client.refresh().await.expect("reload offline");
-    browser.click("#train").await;
+    browser.train().start().await;
     let metric = browser
         .wait_text("[data-testid=run-metric]", "a run trained offline", |t| {
             t.parse::<f64>().is_ok()
@@ -673,7 +658,7 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
     let path = temp_dir("csv").join("shapes.csv");
     std::fs::write(&path, csv).unwrap();
 
-    browser.upload("#csv-file", &path).await;
+    browser.data().choose(&path).await;
     let problems = browser
         .wait_text("[data-testid=csv-problems]", "the bad rows", |t| {
             t.contains("line 64")
@@ -691,11 +676,10 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
         problems.contains("line 64, column `kind`: empty target"),
         "{problems}"
     );
-    browser.click("#csv-import").await;
+    browser.data().import().await;
     let notice = browser
-        .wait_text("[data-testid=csv-notice]", "the import notice", |t| {
-            t.contains("imported")
-        })
+        .data()
+        .notice("the import notice", |t| t.contains("imported"))
         .await;
     assert!(
         notice.contains("shapes.csv v1")
@@ -736,22 +720,22 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
         more.push_str(&format!("{},5.0,tall\n", 1.0 + i as f64 * 0.05));
     }
     std::fs::write(&path, &more).unwrap();
-    browser.upload("#csv-file", &path).await;
-    browser.click("#csv-import").await;
+    browser.data().choose(&path).await;
+    browser.data().import().await;
     let notice = browser
-        .wait_text("[data-testid=csv-notice]", "the second import", |t| {
-            t.contains("v2")
-        })
+        .data()
+        .notice("the second import", |t| t.contains("v2"))
         .await;
     assert!(
         notice.contains("70 rows") && notice.contains(&format!("parent @{v1_hash}")),
         "{notice}"
     );
     // The same file again is the same version: nothing new.
-    browser.upload("#csv-file", &path).await;
-    browser.click("#csv-import").await;
+    browser.data().choose(&path).await;
+    browser.data().import().await;
     browser
-        .wait_text("[data-testid=csv-notice]", "the duplicate import", |t| {
+        .data()
+        .notice("the duplicate import", |t| {
             t.contains("already holds exactly these rows")
         })
         .await;
@@ -783,7 +767,7 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
         .unwrap()
         .unwrap();
     browser.select("#dataset", &value).await;
-    browser.click("#train").await;
+    browser.train().start().await;
     let metric = browser
         .wait_text("[data-testid=run-metric]", "a run on the CSV", |t| {
             t.parse::<f64>().is_ok()
@@ -795,7 +779,7 @@ async fn csv_import_reports_bad_rows_and_trains_on_the_rest() {
         "two well-separated shapes"
     );
     let row = browser
-        .wait_text("table.runs tbody tr:nth-child(1)", "the run row", |t| {
+        .wait_text(&RunsTable::row(1), "the run row", |t| {
             t.contains("shapes.csv")
         })
         .await;
@@ -867,9 +851,7 @@ async fn runs_export_and_import_as_a_bundle() {
         .await;
 
     // Rename one run, delete the other (after confirming), and both changes persist.
-    browser
-        .click("table.runs tbody tr:nth-child(1) a.run-name")
-        .await;
+    browser.runs().open(1).await;
     browser
         .wait_text("[data-testid=run-details] h3", "the selected run", |t| {
             !t.is_empty()
@@ -882,9 +864,7 @@ async fn runs_export_and_import_as_a_bundle() {
             t.contains("renamed run")
         })
         .await;
-    browser
-        .click("table.runs tbody tr:nth-child(2) a.run-name")
-        .await;
+    browser.runs().open(2).await;
     browser
         .wait_text("[data-testid=run-details] h3", "the other run", |t| {
             !t.contains("renamed run")
@@ -968,8 +948,8 @@ async fn a_cancelled_run_is_tracked() {
     browser.open(&site.origin).await;
     browser.select("#dataset", "winequality").await;
     browser.select("#algorithm", "random_forest").await;
-    browser.fill("#param-n_trees", "1000").await;
-    browser.click("#train").await;
+    browser.train().set_param("n_trees", "1000").await;
+    browser.train().start().await;
     // Cancel once the worker is fitting.
     browser
         .wait_text(".progress", "the fit under way", |t| t.contains("fitting"))
@@ -982,7 +962,7 @@ async fn a_cancelled_run_is_tracked() {
         .await;
     assert_eq!(status, "cancelled");
     browser.client.refresh().await.expect("reload");
-    browser.fill("#run-filter", "status = cancelled").await;
+    browser.runs().filter("status = cancelled").await;
     browser
         .wait_text(
             "[data-testid=run-count]",
@@ -990,9 +970,7 @@ async fn a_cancelled_run_is_tracked() {
             |t| t == "1 of 1 runs",
         )
         .await;
-    browser
-        .click("table.runs tbody tr:nth-child(1) a.run-name")
-        .await;
+    browser.runs().open(1).await;
     let stopped = browser
         .wait_text("[data-testid=run-stopped]", "what stopped it", |t| {
             t.starts_with("cancelled after")
@@ -1104,20 +1082,16 @@ async fn a_rerun_gives_the_same_module() {
     browser.open(&site.origin).await;
     browser.select("#dataset", "winequality").await;
     browser.select("#algorithm", "random_forest").await;
-    browser.fill("#param-n_trees", "7").await;
+    browser.train().set_param("n_trees", "7").await;
     browser.fill("#seed", "7").await;
     browser.train_and_wait().await;
     let first = browser.compile_newest_run().await;
-    browser
-        .click("table.runs tbody tr:nth-child(1) a.run-name")
-        .await;
+    browser.runs().open(1).await;
     browser.click("#run-rerun").await;
     browser
-        .wait_text(
-            "table.runs tbody tr:nth-child(1) td.name",
-            "the rerun",
-            |t| t.ends_with("(rerun)"),
-        )
+        .wait_text(&RunsTable::cell(1, "td.name"), "the rerun", |t| {
+            t.ends_with("(rerun)")
+        })
         .await;
     browser
         .wait_text("[data-testid=run-count]", "both runs", |t| {
@@ -1133,7 +1107,7 @@ async fn a_rerun_gives_the_same_module() {
     browser.client.refresh().await.expect("reload");
     browser
         .wait_text(
-            "table.runs tbody tr:nth-child(1) td.name",
+            &RunsTable::cell(1, "td.name"),
             "the rerun after reload",
             |t| t.ends_with("(rerun)"),
         )

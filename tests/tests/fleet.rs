@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use wasmops_e2e::pages::{DeviceForm, DevicesPage, Page, RegistryPage};
 use wasmops_e2e::{temp_dir, Browser, EdgeProcess, StaticSite};
 use wasmops_shared::wire;
 
@@ -23,19 +24,20 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
     browser.open(&site.origin).await;
 
     // Two devices, with short telemetry windows.
-    browser.click("#nav-devices").await;
+    browser.go(Page::Devices).await;
     for (name, dev) in [("north", &north), ("south", &south)] {
-        browser.fill("#device-name", name).await;
-        browser.fill("#device-url", &dev.url).await;
-        browser.fill("#device-token", token).await;
-        browser.fill("#device-window", &WINDOW_S.to_string()).await;
-        browser.click("#device-save").await;
         browser
-            .wait_text(
-                &format!("tr[data-device='{}'] [data-testid=device-status]", dev.url),
-                "the device's status",
-                |t| t == "ok",
-            )
+            .devices()
+            .add(DeviceForm {
+                name,
+                url: &dev.url,
+                token,
+                window_s: Some(WINDOW_S),
+            })
+            .await;
+        browser
+            .devices()
+            .wait_status(&dev.url, "the device's status", |t| t == "ok")
             .await;
     }
 
@@ -48,19 +50,15 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         .await;
     assert!(title.starts_with("iris-logistic-regression v2"), "{title}");
     // The two logistic runs compared: their loss curves overlaid, one line per run.
-    browser.click("#nav-lab").await;
-    browser
-        .click("table.runs tbody tr:nth-child(1) input.compare")
-        .await;
-    browser
-        .click("table.runs tbody tr:nth-child(2) input.compare")
-        .await;
+    browser.go(Page::Lab).await;
+    browser.runs().toggle_compare(1).await;
+    browser.runs().toggle_compare(2).await;
     let overlay = browser.html("[data-chart=compare-train_log_loss]").await;
     assert!(
         overlay.contains("logistic regression #1") && overlay.contains("logistic regression #2"),
         "both runs in the overlaid loss curves"
     );
-    browser.click("#nav-registry").await;
+    browser.go(Page::Registry).await;
     // Aliases move between versions and keep their history.
     browser.click("#alias-champion").await;
     select_version(&browser, &logistic_v1).await;
@@ -77,28 +75,24 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
 
     // Deploy v1 to both devices: each checks it bit for bit.
     for dev in [&north, &south] {
-        browser
-            .click(&format!("input.deploy-target[data-device='{}']", dev.url))
-            .await;
+        browser.registry().toggle_target(Some(&dev.url)).await;
     }
-    browser.click("#deploy").await;
+    browser.registry().deploy().await;
     let results = wait_results(&browser, 2).await;
     for r in &results {
         assert!(r.contains("bit-identical"), "{results:?}");
     }
     let tree = train_and_register(&browser, "decision_tree", None).await;
     // The tree goes to north only, then north rolls back to the logistic model.
-    browser
-        .click(&format!("input.deploy-target[data-device='{}']", south.url))
-        .await;
-    browser.click("#deploy").await;
+    browser.registry().toggle_target(Some(&south.url)).await;
+    browser.registry().deploy().await;
     let results = wait_results(&browser, 1).await;
     assert!(
         results[0].starts_with("north: iris-decision-tree v1 active"),
         "{results:?}"
     );
-    browser.click("#nav-devices").await;
-    let north_row = format!("tr[data-device='{}']", north.url);
+    browser.go(Page::Devices).await;
+    let north_row = DevicesPage::row(&north.url);
     browser
         .wait_text(
             &format!("{north_row} [data-testid=device-active]"),
@@ -141,7 +135,7 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         send_round(&http, &south, &iris, 3.0).await;
         tokio::time::sleep(Duration::from_millis(WINDOW_S * 1000 + 100)).await;
     }
-    browser.click("#pull-all").await;
+    browser.devices().pull_all().await;
     let south_alert = format!("li.alert[data-device='{}'][data-kind=drift]", south.url);
     let alert = browser
         .wait_text(&south_alert, "south's drift alert", |t| !t.is_empty())
@@ -180,9 +174,7 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
     );
 
     // South's telemetry: drift at alert level in the latest window, charts drawn.
-    browser
-        .click(&format!("tr[data-device='{}'] a.device-link", south.url))
-        .await;
+    browser.devices().open(&south.url).await;
     let drift = browser
         .wait_text("[data-testid=drift-table]", "south's drift table", |t| {
             t.contains("alert")
@@ -238,7 +230,7 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
 
     // North goes down: shown as unreachable with when it was last seen; what was stored stays.
     north.kill();
-    browser.click("#pull-all").await;
+    browser.devices().pull_all().await;
     let err = browser
         .wait_text(
             &format!("{north_row} [data-testid=device-error]"),
@@ -269,7 +261,7 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         tokio::time::sleep(Duration::from_millis(WINDOW_S * 1000 + 100)).await;
     }
     let counted: wire::Telemetry = get(&http, &north, wire::paths::TELEMETRY).await;
-    browser.click("#pull-all").await;
+    browser.devices().pull_all().await;
     browser
         .wait_text(
             &format!("{north_row} [data-testid=device-status]"),
@@ -294,10 +286,10 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
 
 /// Trains `algorithm` on iris in the Lab, compiles and registers it; returns the module hash.
 async fn train_and_register(browser: &Browser, algorithm: &str, alpha: Option<&str>) -> String {
-    browser.click("#nav-lab").await;
+    browser.go(Page::Lab).await;
     browser.select("#algorithm", algorithm).await;
     if let Some(a) = alpha {
-        browser.fill("#param-alpha", a).await;
+        browser.train().set_param("alpha", a).await;
     }
     let before = browser
         .client
@@ -307,7 +299,7 @@ async fn train_and_register(browser: &Browser, algorithm: &str, alpha: Option<&s
         .await
         .map(|r| r.len())
         .unwrap_or(0);
-    browser.click("#train").await;
+    browser.train().start().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let rows = browser
@@ -338,7 +330,7 @@ async fn train_and_register(browser: &Browser, algorithm: &str, alpha: Option<&s
 }
 
 async fn select_version(browser: &Browser, hash: &str) {
-    browser.click("#nav-registry").await;
+    browser.go(Page::Registry).await;
     browser
         .click(&format!("tr[data-version='{hash}'] a.version-link"))
         .await;
@@ -355,7 +347,7 @@ async fn wait_results(browser: &Browser, n: usize) -> Vec<String> {
     loop {
         let items = browser
             .client
-            .find_all(fantoccini::Locator::Css("[data-testid=deploy-result]"))
+            .find_all(fantoccini::Locator::Css(RegistryPage::RESULT))
             .await
             .unwrap_or_default();
         if items.len() >= n {

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use wasmops_e2e::pages::{DeviceForm, Page, RunsTable};
 use wasmops_e2e::{temp_dir, Browser, EdgeProcess, MlflowServer, StaticSite};
 
 const EXPERIMENT: &str = "e2e";
@@ -21,7 +22,7 @@ const PASSWORD: &str = "e2e-admin-password";
 const IMPORTED: usize = 60;
 
 async fn connect(browser: &Browser, uri: &str, password: Option<&str>) {
-    browser.click("#nav-settings").await;
+    browser.go(Page::Settings).await;
     browser.fill("#mlflow-uri", uri).await;
     browser.fill("#mlflow-experiment", EXPERIMENT).await;
     if let Some(p) = password {
@@ -35,7 +36,7 @@ async fn connect(browser: &Browser, uri: &str, password: Option<&str>) {
 /// Clicks Sync now, unless a sync is already under way (the automatic one every 30 s, or one
 /// a change started): then that one goes on.
 async fn start_sync(browser: &Browser) {
-    browser.click("#nav-settings").await;
+    browser.go(Page::Settings).await;
     let button = browser.element("#mlflow-sync").await;
     if button.is_enabled().await.unwrap_or(false) {
         let _ = button.click().await;
@@ -44,7 +45,7 @@ async fn start_sync(browser: &Browser) {
 
 /// Clicks Sync now and waits for the Settings page's counts to read `want`.
 async fn sync_until(browser: &Browser, want: &str) {
-    browser.click("#nav-settings").await;
+    browser.go(Page::Settings).await;
     browser
         .wait_text("#mlflow-sync", "Sync now enabled", |_| true)
         .await;
@@ -109,7 +110,7 @@ fn wait_for_runs(n: usize) -> Duration {
 }
 
 async fn train(browser: &Browser, algorithm: &str) {
-    browser.click("#nav-lab").await;
+    browser.go(Page::Lab).await;
     browser.select("#dataset", "iris").await;
     browser.select("#algorithm", algorithm).await;
     browser.train_and_wait().await;
@@ -140,18 +141,16 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
     train(&browser, "random_forest").await;
     train(&browser, "gaussian_nb").await;
     let module_hash = browser.compile_newest_run().await;
-    browser
-        .click("table.runs tbody tr:nth-child(3) a.run-name")
-        .await;
+    browser.runs().open(3).await;
     browser.fill("#run-tags", "baseline").await;
     browser.fill("#run-notes", "first try").await;
     browser.click("#run-save-meta").await;
     let csv = dir.join("tiny.csv");
     std::fs::write(&csv, "a,b,label\n1,2,x\n3,4,y\n5,6,x\n").unwrap();
-    browser.upload("#csv-file", &csv).await;
-    browser.click("#csv-import").await;
+    browser.data().choose(&csv).await;
+    browser.data().import().await;
     browser.select("#algorithm", "logistic_regression").await;
-    browser.click("#train").await;
+    browser.train().start().await;
     browser
         .wait_text("[data-testid=run-status]", "the failed run", |t| {
             t == "failed"
@@ -159,15 +158,15 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
         .await;
     browser.select("#dataset", "winequality").await;
     browser.select("#algorithm", "random_forest").await;
-    browser.fill("#param-n_trees", "1000").await;
-    browser.click("#train").await;
+    browser.train().set_param("n_trees", "1000").await;
+    browser.train().start().await;
     browser
         .wait_text(".progress", "the fit under way", |t| t.contains("fitting"))
         .await;
     browser.click("#cancel").await;
     browser
         .wait_text(
-            "table.runs tbody tr:nth-child(1) [data-testid=run-status]",
+            &RunsTable::cell(1, "[data-testid=run-status]"),
             "the cancelled run",
             |t| t == "cancelled",
         )
@@ -201,7 +200,7 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
     let exp = server.experiment_id(EXPERIMENT).await;
     let remote = by_client_id(&server.runs(&exp).await);
     assert_eq!(remote.len(), 5, "{:?}", remote.keys());
-    browser.click("#nav-lab").await;
+    browser.go(Page::Lab).await;
     let export = browser.export_runs().await;
     let finished = export["runs"].as_array().expect("runs");
     assert_eq!(finished.len(), 3);
@@ -327,10 +326,8 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
     start_sync(&browser).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(server.runs(&exp).await.len(), 5);
-    browser.click("#nav-lab").await;
-    browser
-        .click("table.runs tbody tr:nth-child(3) a.run-name")
-        .await;
+    browser.go(Page::Lab).await;
+    browser.runs().open(3).await;
     browser.fill("#run-tags", "baseline, reviewed").await;
     browser.click("#run-save-meta").await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -346,7 +343,7 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    browser.click("#nav-lab").await;
+    browser.go(Page::Lab).await;
     let badges = browser.html("table.runs tbody").await;
     assert_eq!(
         badges.matches("data-state=\"synced\"").count(),
@@ -383,7 +380,7 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
         .await;
     let created = |server: &MlflowServer| server.logged("POST /api/2.0/mlflow/runs/create");
     let before = created(&server);
-    browser.click("#nav-settings").await;
+    browser.go(Page::Settings).await;
     start_sync(&browser).await;
     let deadline = Instant::now() + wait_for_runs(IMPORTED);
     loop {
@@ -416,7 +413,7 @@ async fn runs_reach_mlflow_exactly_once_whatever_happens_to_the_server() {
         !counts.contains(" 0 pending"),
         "some runs wait for the server: {counts}"
     );
-    browser.click("#nav-lab").await;
+    browser.go(Page::Lab).await;
     let count = browser
         .current_text("[data-testid=run-count]")
         .await
@@ -446,7 +443,7 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     first.open(&site.origin).await;
     // The first browser's public key (its private half never leaves its WebCrypto): the device
     // trusts that key only, so it runs this browser's modules and nobody else's.
-    first.click("#nav-settings").await;
+    first.go(Page::Settings).await;
     let pem = first
         .wait_text("[data-testid=signing-public-pem]", "the public key", |t| {
             t.starts_with("-----BEGIN PUBLIC KEY-----")
@@ -483,13 +480,13 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
             t.contains("champion")
         })
         .await;
-    first.click("#nav-lab").await;
+    first.go(Page::Lab).await;
     let export = first.export_runs().await;
     let run = export["runs"][0].clone();
     server.ready().await;
     connect(&first, &server.url, None).await;
     sync_until(&first, "1 runs synced, 0 pending, 0 failed").await;
-    first.click("#nav-registry").await;
+    first.go(Page::Registry).await;
     first
         .wait_text("[data-testid=version-mlflow]", "the MLflow version", |t| {
             t == "v1"
@@ -600,7 +597,7 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     let second = Browser::start().await;
     second.open(&site.origin).await;
     connect(&second, &server.url, None).await;
-    second.click("#nav-registry").await;
+    second.go(Page::Registry).await;
     second
         .click(&format!("tr[data-version='{hash}'] a.version-link"))
         .await;
@@ -641,7 +638,7 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
         json!({"format": "wasmops-runs", "version": 1, "runs": [run.clone(), long]}).to_string(),
     )
     .unwrap();
-    second.click("#nav-lab").await;
+    second.go(Page::Lab).await;
     second.upload("#runs-import", &bundle).await;
     second
         .wait_text("[data-testid=run-count]", "the imported runs", |t| {
@@ -654,7 +651,7 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
         1,
         "the imported run is the first browser's MLflow run"
     );
-    second.click("#nav-lab").await;
+    second.go(Page::Lab).await;
     let row = second.html("tr[data-run-id='too-long-param']").await;
     assert!(
         row.contains("sync failed") && row.contains("comment") && row.contains("6000"),
@@ -662,26 +659,25 @@ async fn a_second_browser_takes_the_registry_from_mlflow_and_deploys_it() {
     );
 
     // It deploys the version to a real device, which answers as the first browser's module.
-    second.click("#nav-devices").await;
-    second.fill("#device-name", "edge").await;
-    second.fill("#device-url", &device.url).await;
-    second.fill("#device-token", token).await;
-    second.click("#device-save").await;
-    second.click("#nav-registry").await;
+    second.go(Page::Devices).await;
+    second
+        .devices()
+        .add(DeviceForm {
+            name: "edge",
+            url: &device.url,
+            token,
+            window_s: None,
+        })
+        .await;
+    second.go(Page::Registry).await;
     second
         .click(&format!("tr[data-version='{hash}'] a.version-link"))
         .await;
-    second
-        .click(&format!(
-            "input.deploy-target[data-device='{}']",
-            device.url
-        ))
-        .await;
-    second.click("#deploy").await;
+    second.registry().toggle_target(Some(&device.url)).await;
+    second.registry().deploy().await;
     let result = second
-        .wait_text("[data-testid=deploy-result]", "the deployment", |t| {
-            !t.is_empty()
-        })
+        .registry()
+        .result("the deployment", |t| !t.is_empty())
         .await;
     // Accepted: the second browser sent the signature that came with the version from MLflow
     // (its own key, which the device does not trust, signed nothing here).

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use wasmops_e2e::pages::{DeviceForm, DevicesPage, Page, RunsTable};
 use wasmops_e2e::{temp_dir, Browser, EdgeProcess, StaticSite};
 
 /// A CSV with `features` numeric columns and a target, CRLF line endings (as Excel and Python's
@@ -45,11 +46,12 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
 
 /// Imports a CSV with its defaults and returns the notice.
 async fn import(browser: &Browser, path: &std::path::Path) -> String {
-    browser.upload("#csv-file", path).await;
-    browser.click("#csv-import").await;
+    browser.data().choose(path).await;
+    browser.data().import().await;
     let name = path.file_name().unwrap().to_string_lossy().to_string();
     browser
-        .wait_text("[data-testid=csv-notice]", "the import notice", |t| {
+        .data()
+        .notice("the import notice", |t| {
             t.starts_with(&format!("imported {name}"))
         })
         .await
@@ -93,7 +95,7 @@ async fn train_uses_the_dataset_the_dropdown_shows() {
     browser.train_and_wait().await;
     let used = browser
         .wait_text(
-            "table.runs tbody tr:nth-child(1) td:nth-child(4)",
+            &RunsTable::cell(1, "td:nth-child(4)"),
             "the run's dataset",
             |t| !t.is_empty(),
         )
@@ -157,11 +159,10 @@ async fn csv_mistakes_are_reported_on_the_right_line() {
             t.contains("4 usable rows, 1 features")
         })
         .await;
-    browser.click("#csv-import").await;
+    browser.data().import().await;
     browser
-        .wait_text("[data-testid=csv-notice]", "the import", |t| {
-            t.starts_with("imported cities.csv")
-        })
+        .data()
+        .notice("the import", |t| t.starts_with("imported cities.csv"))
         .await;
 
     // A bad value on line 4 of a CRLF file is reported on line 4.
@@ -185,7 +186,7 @@ async fn csv_mistakes_are_reported_on_the_right_line() {
 
     // A picture chosen by mistake.
     let png = browser.screenshot("newcomer-any-picture").await;
-    browser.upload("#csv-file", &png).await;
+    browser.data().choose(&png).await;
     let err = browser
         .wait_text("[data-testid=csv-error]", "the PNG refusal", |t| {
             t.contains("PNG")
@@ -203,7 +204,7 @@ async fn csv_mistakes_are_reported_on_the_right_line() {
         "no preview of a picture as a table"
     );
 
-    browser.click("#nav-logs").await;
+    browser.go(Page::Logs).await;
     let logs = browser
         .wait_text("[data-testid=logs]", "the import failure in the log", |t| {
             t.contains("PNG image")
@@ -284,7 +285,7 @@ async fn algorithms_follow_the_datasets_task() {
             t.contains("regression: 60 usable rows")
         })
         .await;
-    browser.click("#csv-import").await;
+    browser.data().import().await;
     browser
         .wait_text("[data-testid=train-task]", "the chosen task", |t| {
             t == "regression"
@@ -296,11 +297,9 @@ async fn algorithms_follow_the_datasets_task() {
     );
     browser.train_and_wait().await;
     let row = browser
-        .wait_text(
-            "table.runs tbody tr:nth-child(1)",
-            "the regression run",
-            |t| t.contains("amounts.csv"),
-        )
+        .wait_text(&RunsTable::row(1), "the regression run", |t| {
+            t.contains("amounts.csv")
+        })
         .await;
     assert!(row.contains("r2"), "{row}");
     browser.close().await;
@@ -315,7 +314,7 @@ async fn metric_sort_groups_metrics_and_names_never_repeat() {
     browser.open(&site.origin).await;
 
     // Accuracy 0.3-ish (one class for everything), R2 of a regression, accuracy ~0.97.
-    browser.fill("#param-alpha", "1000000").await;
+    browser.train().set_param("alpha", "1000000").await;
     browser.train_and_wait().await;
     browser.select("#dataset", "diabetes").await;
     browser.select("#algorithm", "linear_regression").await;
@@ -406,13 +405,17 @@ async fn a_64_feature_model_from_import_to_alert() {
     browser.open(&site.origin).await;
     let dir = temp_dir("wide");
 
-    browser.click("#nav-devices").await;
-    browser.fill("#device-name", "bench").await;
-    browser.fill("#device-url", &device.url).await;
-    browser.fill("#device-token", token).await;
-    browser.fill("#device-window", &WINDOW_S.to_string()).await;
-    browser.click("#device-save").await;
-    let row = format!("tr[data-device='{}']", device.url);
+    browser.go(Page::Devices).await;
+    browser
+        .devices()
+        .add(DeviceForm {
+            name: "bench",
+            url: &device.url,
+            token,
+            window_s: Some(WINDOW_S),
+        })
+        .await;
+    let row = DevicesPage::row(&device.url);
     browser
         .wait_text(
             &format!("{row} [data-testid=device-status]"),
@@ -420,22 +423,20 @@ async fn a_64_feature_model_from_import_to_alert() {
             |t| t == "ok",
         )
         .await;
-    browser.click("#nav-lab").await;
+    browser.go(Page::Lab).await;
 
     let digits = csv_text(64, 10, 400, false);
     import(&browser, &write(&dir, "digits64.csv", &digits)).await;
-    browser.fill("#param-max_iterations", "30").await;
+    browser.train().set_param("max_iterations", "30").await;
     browser.train_and_wait().await;
     browser.select("#algorithm", "decision_tree").await;
     // A depth limit, so the tree has a `max_depth` the logistic run lacks (the default is
     // unlimited, `none`).
-    browser.fill("#param-max_depth", "8").await;
+    browser.train().set_param("max_depth", "8").await;
     browser.train_and_wait().await;
 
     // Compile the logistic run (second row): its module appears under that run's name.
-    browser
-        .click("table.runs tbody tr:nth-child(2) button.compile")
-        .await;
+    browser.runs().compile(2).await;
     let module = browser
         .wait_text("[data-testid=module] h3", "the module box", |t| {
             !t.is_empty()
@@ -484,12 +485,8 @@ async fn a_64_feature_model_from_import_to_alert() {
     );
 
     // Compare the two runs.
-    browser
-        .click("table.runs tbody tr:nth-child(1) input.compare")
-        .await;
-    browser
-        .click("table.runs tbody tr:nth-child(2) input.compare")
-        .await;
+    browser.runs().toggle_compare(1).await;
+    browser.runs().toggle_compare(2).await;
     browser.element("[data-testid=compare]").await;
     browser
         .client
@@ -526,12 +523,11 @@ async fn a_64_feature_model_from_import_to_alert() {
             !t.is_empty()
         })
         .await;
-    browser.click("input.deploy-target").await;
-    browser.click("#deploy").await;
+    browser.registry().toggle_target(None).await;
+    browser.registry().deploy().await;
     let verdict = browser
-        .wait_text("[data-testid=deploy-result]", "the verdict", |t| {
-            !t.is_empty()
-        })
+        .registry()
+        .result("the verdict", |t| !t.is_empty())
         .await;
     assert!(verdict.contains("bit-identical"), "{verdict}");
     let http = reqwest::Client::new();
@@ -563,7 +559,7 @@ async fn a_64_feature_model_from_import_to_alert() {
         .unwrap();
     let requests: u64 = windows.windows.iter().map(|w| w.requests).sum();
     assert_eq!(requests, 0, "no window counts the check");
-    browser.click("#nav-devices").await;
+    browser.go(Page::Devices).await;
     browser.click(&format!("{row} a.device-link")).await;
 
     // How to use the device, with its URL.
@@ -605,7 +601,7 @@ async fn a_64_feature_model_from_import_to_alert() {
         assert!(sent.status().is_success());
         tokio::time::sleep(Duration::from_millis(WINDOW_S * 1000 + 100)).await;
     }
-    browser.click("#pull-all").await;
+    browser.devices().pull_all().await;
     let alert = browser
         .wait_text("li.alert[data-kind=drift] strong", "the drift alert", |t| {
             !t.is_empty()
@@ -704,9 +700,7 @@ async fn imported_datasets_can_be_renamed_and_deleted() {
     );
     // The run stays.
     browser
-        .wait_text("table.runs tbody tr:nth-child(1)", "the run", |t| {
-            t.contains("pumps")
-        })
+        .wait_text(&RunsTable::row(1), "the run", |t| t.contains("pumps"))
         .await;
     browser.close().await;
 }
@@ -732,7 +726,7 @@ async fn scaling_is_an_axis_and_a_constant_feature_is_drawn() {
     import(&browser, &write(&dir, "constant.csv", &csv)).await;
     browser.train_and_wait().await;
     browser.click("#scale").await;
-    browser.click("#train").await;
+    browser.train().start().await;
     // The second run has landed once its details open.
     browser
         .wait_text(
@@ -742,12 +736,8 @@ async fn scaling_is_an_axis_and_a_constant_feature_is_drawn() {
         )
         .await;
 
-    browser
-        .click("table.runs tbody tr:nth-child(1) input.compare")
-        .await;
-    browser
-        .click("table.runs tbody tr:nth-child(2) input.compare")
-        .await;
+    browser.runs().toggle_compare(1).await;
+    browser.runs().toggle_compare(2).await;
     browser.element("[data-testid=compare]").await;
     browser.screenshot("newcomer-compare-scaling").await;
     let parallel = browser.html("[data-chart=parallel]").await;
@@ -761,9 +751,7 @@ async fn scaling_is_an_axis_and_a_constant_feature_is_drawn() {
     );
 
     // The details of the newest run: its `batch` feature is constant.
-    browser
-        .click("table.runs tbody tr:nth-child(1) a.run-name")
-        .await;
+    browser.runs().open(1).await;
     browser.element("[data-testid=run-details]").await;
     browser
         .client

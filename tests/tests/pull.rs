@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wasmops_e2e::pages::{DeviceForm, DevicesPage, Page};
 use wasmops_e2e::registry::{create, iris_module, point, register, signer, Version};
 use wasmops_e2e::{temp_dir, Browser, EdgeProcess, MlflowServer, PrometheusServer, StaticSite};
 use wasmops_shared::digest::content_hash;
@@ -547,7 +548,7 @@ async fn fleet_page(
         .await;
     let browser = Browser::start().await;
     browser.open(&site.origin).await;
-    browser.click("#nav-fleet").await;
+    browser.go(Page::Fleet).await;
     browser.fill("#prometheus-url", &prometheus.url).await;
     browser.click("#prometheus-save").await;
     let summary = browser
@@ -622,17 +623,19 @@ async fn fleet_page(
     browser.screenshot("fleet-page-prometheus").await;
 
     // The Devices page: what the device follows, and why it refuses.
-    browser.click("#nav-devices").await;
-    browser.fill("#device-name", "device-0").await;
-    browser.fill("#device-url", &device.url).await;
-    browser.fill("#device-token", TOKEN).await;
-    browser.click("#device-save").await;
+    browser.go(Page::Devices).await;
+    browser
+        .devices()
+        .add(DeviceForm {
+            name: "device-0",
+            url: &device.url,
+            token: TOKEN,
+            window_s: None,
+        })
+        .await;
     let follows = browser
         .wait_text(
-            &format!(
-                "tr[data-device='{}'] [data-testid=device-follow]",
-                device.url
-            ),
+            &DevicesPage::cell(&device.url, "device-follow"),
             "what the device follows",
             |t| t.contains("refused"),
         )
@@ -646,7 +649,10 @@ async fn fleet_page(
         "{follows}"
     );
     let rollback = browser
-        .element(&format!("tr[data-device='{}'] button.rollback", device.url))
+        .element(&format!(
+            "{} button.rollback",
+            DevicesPage::row(&device.url)
+        ))
         .await;
     assert!(
         !rollback.is_enabled().await.unwrap(),

@@ -56,6 +56,20 @@ pub fn fit(
     n_init: usize,
     seed: u64,
 ) -> Result<KMeansFit, String> {
+    let runs: Vec<usize> = (0..n_init.max(1)).collect();
+    best(fit_runs(x, k, max_iterations, &runs, seed)?, runs.len())
+}
+
+/// Runs `runs` (each an index below `n_init`) of [`fit`], each on its own: run `r` draws from
+/// the seeded generator jumped `r` times (2^128 draws apart), so runs can be spread over
+/// several workers and [`best`] picks the same winner whatever the spread.
+pub fn fit_runs(
+    x: ArrayView2<f64>,
+    k: usize,
+    max_iterations: u64,
+    runs: &[usize],
+    seed: u64,
+) -> Result<Vec<(usize, KMeansFit)>, String> {
     let (n, d) = x.dim();
     if n < k {
         return Err(format!(
@@ -82,19 +96,72 @@ pub fn fit(
             / n as f64;
         var / d.max(1) as f64
     };
-    let mut rng = Xoshiro256Plus::seed_from_u64(seed);
     let x = x.as_standard_layout();
     let x = x.view();
     let mut scratch = Scratch::new(n, k, d);
-    let mut best: Option<KMeansFit> = None;
-    for _ in 0..n_init.max(1) {
+    let mut out = Vec::with_capacity(runs.len());
+    for &run in runs {
+        let mut rng = Xoshiro256Plus::seed_from_u64(seed);
+        for _ in 0..run {
+            rng.jump();
+        }
         let init = plus_plus(x, &x_sq, k, &mut rng);
-        let run = lloyd(x, &x_sq, init, max_iterations, tol, &mut scratch);
+        out.push((
+            run,
+            lloyd(x, &x_sq, init, max_iterations, tol, &mut scratch),
+        ));
+    }
+    Ok(out)
+}
+
+/// The winner of `n_init` runs gathered from [`fit_runs`] in any order and grouping: the least
+/// inertia, the lowest run on a tie. Every run `0..n_init` must be there, once.
+pub fn best(mut runs: Vec<(usize, KMeansFit)>, n_init: usize) -> Result<KMeansFit, String> {
+    runs.sort_by_key(|(run, _)| *run);
+    if runs.len() != n_init || runs.iter().enumerate().any(|(i, (run, _))| i != *run) {
+        return Err(format!(
+            "k-means: expected runs 0 to {} once each, got {:?}",
+            n_init.saturating_sub(1),
+            runs.iter().map(|(run, _)| *run).collect::<Vec<_>>()
+        ));
+    }
+    let mut best: Option<KMeansFit> = None;
+    for (_, run) in runs {
         if best.as_ref().is_none_or(|b| run.inertia < b.inertia) {
             best = Some(run);
         }
     }
-    Ok(best.expect("at least one run"))
+    best.ok_or_else(|| "k-means: no run".to_string())
+}
+
+/// Runs `0..n_init` in `workers` contiguous groups as even as possible (no empty group; fewer
+/// groups when there are fewer runs than workers).
+pub fn shards(n_init: usize, workers: usize) -> Vec<Vec<usize>> {
+    let groups = workers.clamp(1, n_init.max(1));
+    (0..groups)
+        .map(|g| (g * n_init / groups..(g + 1) * n_init / groups).collect())
+        .collect()
+}
+
+impl KMeansFit {
+    /// A fit from its centres as rows (as the dashboard's workers send it), checked for shape.
+    pub fn from_rows(
+        centroids: Vec<Vec<f64>>,
+        inertia: f64,
+        curve: Vec<(u64, f64)>,
+    ) -> Result<KMeansFit, String> {
+        let (k, d) = (centroids.len(), centroids.first().map_or(0, Vec::len));
+        if k == 0 || centroids.iter().any(|c| c.len() != d) {
+            return Err("centres of unequal lengths, or none".into());
+        }
+        let centroids =
+            Array2::from_shape_vec((k, d), centroids.concat()).map_err(|e| e.to_string())?;
+        Ok(KMeansFit {
+            centroids,
+            inertia,
+            curve,
+        })
+    }
 }
 
 /// Buffers reused by every iteration.
@@ -462,6 +529,40 @@ mod tests {
 
     /// The kept sums (moved row by row, and by the relocation of empty clusters) give the
     /// same inertia as distances computed from scratch.
+    /// The same winner, bit for bit, whatever the number of workers the runs are spread over
+    /// and the order their results come back in.
+    #[test]
+    fn runs_spread_over_workers_give_the_same_fit() {
+        let data = crate::datasets::synthetic(3000, 5, 9);
+        let x = Array2::from_shape_vec((data.n_rows(), 5), data.x.clone()).unwrap();
+        let whole = fit(x.view(), 4, 100, 10, 3).unwrap();
+        for workers in 1..=12 {
+            let groups = shards(10, workers);
+            assert_eq!(groups.len(), workers.min(10));
+            let mut all: Vec<usize> = groups.concat();
+            all.sort();
+            assert_eq!(all, (0..10).collect::<Vec<_>>(), "{workers} workers");
+            // Results arrive in reverse order.
+            let mut runs = Vec::new();
+            for g in groups.iter().rev() {
+                runs.extend(fit_runs(x.view(), 4, 100, g, 3).unwrap());
+            }
+            let merged = best(runs, 10).unwrap();
+            assert_eq!(merged, whole, "{workers} workers");
+        }
+        // The runs differ (else the test shows nothing), and a missing or repeated run is an
+        // error, not a different model.
+        let runs = fit_runs(x.view(), 4, 100, &[0, 1, 2], 3).unwrap();
+        assert!(
+            runs[0].1.centroids != runs[1].1.centroids
+                || runs[1].1.centroids != runs[2].1.centroids
+        );
+        assert!(best(runs.clone(), 10).is_err());
+        let mut twice = runs.clone();
+        twice.push(runs[0].clone());
+        assert!(best(twice, 4).is_err());
+    }
+
     #[test]
     fn inertia_from_the_kept_sums_is_the_true_inertia() {
         // Repeated rows make k-means++ draw the same row twice (every distance is 0), so a

@@ -233,7 +233,51 @@ pub struct Trained {
 pub fn train(
     data: &Dataset,
     spec: &TrainSpec,
+    progress: impl FnMut(&str, f64),
+) -> Result<Trained, TrainError> {
+    train_with(data, spec, progress, Done::default())
+}
+
+/// Parts of a fit done elsewhere (the dashboard spreads them over several Web Workers), each
+/// as [`train`] would have done it: same spec, same data, same bits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Done {
+    /// k-means: every run `0..KMEANS_RUNS` of [`kmeans::fit_runs`] on the training split
+    /// ([`kmeans_runs`]).
+    pub kmeans_runs: Option<Vec<(usize, kmeans::KMeansFit)>>,
+}
+
+/// k-means runs `runs` (of `0..KMEANS_RUNS`) of `spec` on `data`: the split and scaling of
+/// [`train`], then [`kmeans::fit_runs`]. For [`Done::kmeans_runs`].
+pub fn kmeans_runs(
+    data: &Dataset,
+    spec: &TrainSpec,
+    runs: &[usize],
+) -> Result<Vec<(usize, kmeans::KMeansFit)>, TrainError> {
+    let Algorithm::KMeans { k, max_iterations } = spec.algorithm else {
+        return Err(TrainError::Param(
+            "algorithm: k-means runs of another algorithm".into(),
+        ));
+    };
+    if runs.iter().any(|r| *r >= KMEANS_RUNS) {
+        return Err(TrainError::Param(format!(
+            "k-means runs: {runs:?}, there are {KMEANS_RUNS}"
+        )));
+    }
+    let split = split(data, spec.test_fraction, spec.seed);
+    let train_x = match spec.scale {
+        true => apply_scaler(&fit_scaler(&split.train_x), &split.train_x),
+        false => split.train_x,
+    };
+    kmeans::fit_runs(train_x.view(), k, max_iterations, runs, spec.seed).map_err(TrainError::Fit)
+}
+
+/// [`train`], with parts of the fit already `done`.
+pub fn train_with(
+    data: &Dataset,
+    spec: &TrainSpec,
     mut progress: impl FnMut(&str, f64),
+    done: Done,
 ) -> Result<Trained, TrainError> {
     spec.algorithm.validate()?;
     if !(spec.test_fraction > 0.0 && spec.test_fraction < 1.0) {
@@ -278,24 +322,22 @@ pub fn train(
     }
 
     progress("splitting", 0.1);
-    let records = Array2::from_shape_vec((n, d), data.x.clone())
-        .map_err(|e| TrainError::Data(e.to_string()))?;
-    let targets = Array1::from(data.y.clone());
-    let mut rng = Xoshiro256Plus::seed_from_u64(spec.seed);
-    let (train, test) = linfa::Dataset::new(records, targets)
-        .shuffle(&mut rng)
-        .split_with_ratio((1.0 - spec.test_fraction) as f32);
-    let train_x_raw: Vec<f64> = train.records().iter().copied().collect();
-    let scaler = spec.scale.then(|| fit_scaler(train.records()));
-    let (train_x, test_x) = match &scaler {
-        Some(s) => (
-            apply_scaler(s, train.records()),
-            apply_scaler(s, test.records()),
-        ),
-        None => (train.records().to_owned(), test.records().to_owned()),
+    let Split {
+        train_x: train_raw,
+        test_x: test_raw,
+        train_y,
+        test_y,
+    } = split(data, spec.test_fraction, spec.seed);
+    let scaler = spec.scale.then(|| fit_scaler(&train_raw));
+    let scaled = scaler
+        .as_ref()
+        .map(|s| (apply_scaler(s, &train_raw), apply_scaler(s, &test_raw)));
+    // Unscaled, the fits read the split's own arrays (no copies).
+    let (train_x, test_x) = match &scaled {
+        Some((train, test)) => (train, test),
+        None => (&train_raw, &test_raw),
     };
-    let train_y = train.targets().to_owned();
-    let test_y: Vec<f64> = test.targets().iter().copied().collect();
+    let train_y = Array1::from(train_y);
     let as_class = |y: &Array1<f64>| y.mapv(|v| v as usize);
 
     progress("fitting", 0.3);
@@ -310,7 +352,7 @@ pub fn train(
             let fit = LinearRegression::new()
                 .fit(&linfa::Dataset::new(train_x.clone(), train_y.clone()))
                 .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let pred = fit.predict(&test_x).to_vec();
+            let pred = fit.predict(test_x).to_vec();
             (
                 Model::Linear {
                     weights: fit.params().to_vec(),
@@ -340,7 +382,7 @@ pub fn train(
                 }
             };
             let fit = elastic_net(&train_x, &train_y, alpha, *l1_ratio)?;
-            let pred = fit.predict(&test_x).to_vec();
+            let pred = fit.predict(test_x).to_vec();
             (
                 Model::Linear {
                     weights: fit.hyperplane().to_vec(),
@@ -396,12 +438,21 @@ pub fn train(
             )
         }
         Algorithm::GaussianNb => {
-            let ds = linfa::Dataset::new(train_x.clone(), as_class(&train_y));
-            let fit = linfa_bayes::GaussianNb::params()
-                .fit(&ds)
-                .map_err(|e| TrainError::Fit(e.to_string()))?;
-            let pred = fit.predict(&test_x).iter().map(|c| *c as f64).collect();
-            (gaussian_nb_model(&fit, d, data.class_names.len())?, pred)
+            let k = data.class_names.len();
+            let model = gaussian_nb(train_x, &as_class(&train_y), k);
+            // Each output row: the class, then its probabilities.
+            let pred = wasmops_shared::reference::predict(
+                &Pipeline {
+                    n_features: d,
+                    scaler: None,
+                    model: model.clone(),
+                },
+                test_x.as_slice().expect("row-major"),
+            )
+            .into_iter()
+            .step_by(1 + k)
+            .collect();
+            (model, pred)
         }
         Algorithm::DecisionTree { max_depth } => {
             let k = data.class_names.len();
@@ -449,8 +500,11 @@ pub fn train(
             )
         }
         Algorithm::KMeans { k, max_iterations } => {
-            let fit = kmeans::fit(train_x.view(), *k, *max_iterations, KMEANS_RUNS, spec.seed)
-                .map_err(TrainError::Fit)?;
+            let fit = match done.kmeans_runs {
+                Some(runs) => kmeans::best(runs, KMEANS_RUNS),
+                None => kmeans::fit(train_x.view(), *k, *max_iterations, KMEANS_RUNS, spec.seed),
+            }
+            .map_err(TrainError::Fit)?;
             let pred = kmeans::predict(&fit.centroids, test_x.view());
             kmeans_curve = Some(fit.curve.clone());
             let centroids = fit
@@ -475,9 +529,9 @@ pub fn train(
     pipeline
         .validate()
         .map_err(|e| TrainError::Fit(format!("linfa produced an unusable model: {e}")))?;
-    let test_x_raw: Vec<f64> = test.records().iter().copied().collect();
-    let outputs = wasmops_shared::reference::predict(&pipeline, &test_x_raw);
-    let metrics = wasmops_shared::metrics::evaluate(&pipeline, &test_x_raw, &outputs, &test_y);
+    let test_x_raw = test_raw.as_slice().expect("the split is row-major");
+    let outputs = wasmops_shared::reference::predict(&pipeline, test_x_raw);
+    let metrics = wasmops_shared::metrics::evaluate(&pipeline, test_x_raw, &outputs, &test_y);
     let class_names = match &spec.algorithm {
         Algorithm::KMeans { k, .. } => (0..*k).map(|c| format!("cluster {c}")).collect(),
         a if a.is_regression() => Vec::new(),
@@ -487,12 +541,12 @@ pub fn train(
     let curves = match (logistic_curves, kmeans_curve) {
         (Some(c), _) => c,
         (None, Some(inertia)) => BTreeMap::from([("train_inertia".to_string(), inertia)]),
-        (None, None) => curves(spec, &pipeline, &train_x, &test_x_raw, &test_y)?,
+        (None, None) => curves(spec, &pipeline, train_x, test_x_raw, &test_y)?,
     };
     progress("importances", 0.97);
     let importances = match pipeline.model {
         Model::DecisionTree { .. } | Model::RandomForest { .. } => {
-            tree_permutation_importance(&pipeline, &test_x_raw, &test_y, spec.seed)
+            tree_permutation_importance(&pipeline, test_x_raw, &test_y, spec.seed)
         }
         _ => Vec::new(),
     };
@@ -500,8 +554,8 @@ pub fn train(
     Ok(Trained {
         pipeline,
         class_names,
-        train_x: train_x_raw,
-        test_x: test_x_raw,
+        train_x: train_raw.into_raw_vec_and_offset().0,
+        test_x: test_raw.into_raw_vec_and_offset().0,
         test_y,
         linfa_test_predictions: linfa_pred,
         metrics,
@@ -1013,6 +1067,44 @@ fn ridge(x: &Array2<f64>, y: &Array1<f64>, alpha: f64) -> Result<(Array1<f64>, f
 }
 
 /// Mean and population standard deviation per column (a constant column scales by 1).
+/// The seeded split of [`train`]: rows in a seeded random order (linfa's `Dataset::shuffle`,
+/// the same generator calls), the first `ceil(n * (1 - test_fraction))` (in `f32`, as linfa's
+/// `split_with_ratio`) for training, the rest held out. Each row is copied once, straight into
+/// its side (linfa copied the whole dataset three times over).
+pub struct Split {
+    pub train_x: Array2<f64>,
+    pub test_x: Array2<f64>,
+    pub train_y: Vec<f64>,
+    pub test_y: Vec<f64>,
+}
+
+pub fn split(data: &Dataset, test_fraction: f64, seed: u64) -> Split {
+    use rand::seq::SliceRandom;
+    let (n, d) = (data.n_rows(), data.n_features());
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut Xoshiro256Plus::seed_from_u64(seed));
+    let n_train = ((n as f32 * (1.0 - test_fraction) as f32).ceil() as usize).min(n);
+    let gather = |rows: &[usize]| {
+        let mut x = Vec::with_capacity(rows.len() * d);
+        for i in rows {
+            x.extend_from_slice(&data.x[i * d..(i + 1) * d]);
+        }
+        let y = rows.iter().map(|i| data.y[*i]).collect::<Vec<f64>>();
+        (
+            Array2::from_shape_vec((rows.len(), d), x).expect("rows of d values"),
+            y,
+        )
+    };
+    let (train_x, train_y) = gather(&order[..n_train]);
+    let (test_x, test_y) = gather(&order[n_train..]);
+    Split {
+        train_x,
+        test_x,
+        train_y,
+        test_y,
+    }
+}
+
 fn fit_scaler(x: &Array2<f64>) -> StandardScaler {
     let n = x.nrows().max(1) as f64;
     let mean: Vec<f64> = x.columns().into_iter().map(|c| c.sum() / n).collect();
@@ -1043,8 +1135,78 @@ fn apply_scaler(s: &StandardScaler, x: &Array2<f64>) -> Array2<f64> {
     out
 }
 
+/// Gaussian naive Bayes as scikit-learn's `GaussianNB` (and linfa's) fits it, in one pass per
+/// moment instead of linfa's per-class copies: per class the prior (its share of the rows), the
+/// mean and the variance of each feature (sums in row order), every variance plus
+/// `1e-9` times the largest feature variance over all rows (`var_smoothing`); then the
+/// constants of the joint log-likelihood, as [`gaussian_nb_model`] takes them from linfa's fit.
+/// A class without training rows never wins.
+fn gaussian_nb(x: &Array2<f64>, y: &Array1<usize>, k: usize) -> Model {
+    let (n, d) = x.dim();
+    let x = x.as_standard_layout();
+    let rows = x.as_slice().expect("standard layout");
+    let mut counts = vec![0usize; k];
+    let mut sums = vec![0.0; k * d];
+    let mut all = vec![0.0; d];
+    for (row, c) in rows.chunks_exact(d.max(1)).zip(y) {
+        counts[*c] += 1;
+        for ((s, a), v) in sums[c * d..(c + 1) * d].iter_mut().zip(&mut all).zip(row) {
+            *s += v;
+            *a += v;
+        }
+    }
+    let mean_all: Vec<f64> = all.iter().map(|s| s / n.max(1) as f64).collect();
+    let means: Vec<f64> = sums
+        .chunks_exact(d.max(1))
+        .zip(&counts)
+        .flat_map(|(s, n)| s.iter().map(move |v| v / (*n).max(1) as f64))
+        .collect();
+    let mut squares = vec![0.0; k * d];
+    let mut squares_all = vec![0.0; d];
+    for (row, c) in rows.chunks_exact(d.max(1)).zip(y) {
+        let m = &means[c * d..(c + 1) * d];
+        for (j, v) in row.iter().enumerate() {
+            let t = v - m[j];
+            squares[c * d + j] += t * t;
+            let u = v - mean_all[j];
+            squares_all[j] += u * u;
+        }
+    }
+    let epsilon = 1e-9
+        * squares_all
+            .iter()
+            .map(|s| s / n.max(1) as f64)
+            .fold(0.0, f64::max);
+    let mut model_means = vec![vec![0.0; d]; k];
+    let mut neg_half_inv_var = vec![vec![-0.5; d]; k];
+    let mut log_prior_norm = vec![-1e300; k];
+    for c in 0..k {
+        if counts[c] == 0 {
+            continue;
+        }
+        let var: Vec<f64> = squares[c * d..(c + 1) * d]
+            .iter()
+            .map(|s| s / counts[c] as f64 + epsilon)
+            .collect();
+        let norm: f64 = var
+            .iter()
+            .map(|s| libm::log(2.0 * std::f64::consts::PI * s))
+            .sum();
+        log_prior_norm[c] = libm::log(counts[c] as f64 / n as f64) - 0.5 * norm;
+        model_means[c] = means[c * d..(c + 1) * d].to_vec();
+        neg_half_inv_var[c] = var.iter().map(|s| -0.5 / s).collect();
+    }
+    Model::GaussianNb {
+        means: model_means,
+        neg_half_inv_var,
+        log_prior_norm,
+    }
+}
+
 /// Reads a fitted Gaussian NB through its serde form (linfa keeps the fields private) and
-/// precomputes the constants of the joint log-likelihood.
+/// precomputes the constants of the joint log-likelihood. The trainer fitted with linfa
+/// until [`gaussian_nb`]; its test compares the two.
+#[cfg(test)]
 fn gaussian_nb_model(
     fit: &linfa_bayes::GaussianNb<f64, usize>,
     d: usize,
@@ -1095,4 +1257,91 @@ fn gaussian_nb_model(
         neg_half_inv_var,
         log_prior_norm,
     })
+}
+
+#[cfg(test)]
+mod gaussian_nb_tests {
+    use super::*;
+
+    /// The trainer's own Gaussian NB is linfa's (which the trainer used before) up to rounding:
+    /// same means, variances and priors, same predictions on held-out rows, with a class
+    /// missing from training kept out.
+    #[test]
+    fn the_own_gaussian_nb_is_linfas() {
+        let data = datasets::synthetic(5000, 6, 3);
+        let x = Array2::from_shape_vec((5000, 6), data.x.clone()).unwrap();
+        // Four classes, the last one absent.
+        let y: Array1<usize> = data.y.iter().map(|v| *v as usize).collect();
+        let ours = gaussian_nb(&x, &y, 4);
+        let fit = linfa_bayes::GaussianNb::params()
+            .fit(&linfa::Dataset::new(x.clone(), y.clone()))
+            .unwrap();
+        let theirs = gaussian_nb_model(&fit, 6, 4).unwrap();
+        let (
+            Model::GaussianNb {
+                means: m1,
+                neg_half_inv_var: v1,
+                log_prior_norm: p1,
+            },
+            Model::GaussianNb {
+                means: m2,
+                neg_half_inv_var: v2,
+                log_prior_norm: p2,
+            },
+        ) = (&ours, &theirs)
+        else {
+            panic!("not Gaussian NB models");
+        };
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+        for c in 0..3 {
+            for j in 0..6 {
+                assert!(close(m1[c][j], m2[c][j]), "mean {c} {j}");
+                assert!(close(v1[c][j], v2[c][j]), "variance {c} {j}");
+            }
+            assert!(close(p1[c], p2[c]), "prior {c}");
+        }
+        assert_eq!(p1[3], -1e300);
+        let pipeline = |model: &Model| Pipeline {
+            n_features: 6,
+            scaler: None,
+            model: model.clone(),
+        };
+        let a = wasmops_shared::reference::predict(&pipeline(&ours), &data.x);
+        let b: Vec<f64> = fit.predict(&x).iter().map(|c| *c as f64).collect();
+        let classes: Vec<f64> = a.into_iter().step_by(5).collect();
+        assert_eq!(classes, b);
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    /// The split copies each row once, straight to its side, and gives the rows linfa's
+    /// `shuffle` and `split_with_ratio` gave (the trainer's split before), in the same order.
+    #[test]
+    fn the_split_is_linfas_shuffle_and_split() {
+        for (n, fraction, seed) in [(1000, 0.2, 42), (7, 0.25, 1), (101, 0.5, 9), (4, 0.1, 0)] {
+            let data = datasets::synthetic(n, 3, 5);
+            let records = Array2::from_shape_vec((n, 3), data.x.clone()).unwrap();
+            let targets = Array1::from(data.y.clone());
+            let mut rng = Xoshiro256Plus::seed_from_u64(seed);
+            let (train, test) = linfa::Dataset::new(records, targets)
+                .shuffle(&mut rng)
+                .split_with_ratio((1.0 - fraction) as f32);
+            let ours = split(&data, fraction, seed);
+            assert_eq!(
+                ours.train_x,
+                train.records().to_owned(),
+                "{n} {fraction} {seed}"
+            );
+            assert_eq!(
+                ours.test_x,
+                test.records().to_owned(),
+                "{n} {fraction} {seed}"
+            );
+            assert_eq!(ours.train_y, train.targets().to_vec());
+            assert_eq!(ours.test_y, test.targets().to_vec());
+        }
+    }
 }

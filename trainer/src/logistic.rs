@@ -43,6 +43,23 @@ struct Problem<'a> {
     y: Array2<f64>,
     alpha: f64,
     c: usize,
+    /// The last parameters' log probabilities and probabilities: the line search asks for the
+    /// cost and then the gradient at the same point, and both start from them.
+    last: RefCell<Option<(Param, Rc<(Array2<f64>, Array2<f64>)>)>>,
+}
+
+impl Problem<'_> {
+    fn softmax_at(&self, p: &Param) -> Rc<(Array2<f64>, Array2<f64>)> {
+        if let Some((at, lp)) = &*self.last.borrow() {
+            if at.iter().zip(p).all(|(a, b)| a.to_bits() == b.to_bits()) && at.len() == p.len() {
+                return lp.clone();
+            }
+        }
+        let (w, b) = unpack(p, self.x.ncols(), self.c);
+        let lp = Rc::new(softmax(self.x, w, b));
+        *self.last.borrow_mut() = Some((p.clone(), lp.clone()));
+        lp
+    }
 }
 
 fn unpack(p: &Param, d: usize, c: usize) -> (ArrayView2<'_, f64>, ArrayView1<'_, f64>) {
@@ -55,51 +72,74 @@ fn unpack(p: &Param, d: usize, c: usize) -> (ArrayView2<'_, f64>, ArrayView1<'_,
 
 /// `X W`, each sum over features left to right, one rounding per multiply and per add. Not
 /// ndarray's `dot`: its matrixmultiply kernels use fused multiply-adds where the CPU has them
-/// (natively, not in wasm32), so the tab and the CLI would train different weights.
+/// (natively, not in wasm32), so the tab and the CLI would train different weights. Row by
+/// row on plain slices, each row's `c` sums side by side (each still in feature order).
 fn product(x: ArrayView2<'_, f64>, w: ArrayView2<'_, f64>) -> Array2<f64> {
-    let (n, c) = (x.nrows(), w.ncols());
-    let mut out = Array2::zeros((n, c));
-    for (i, row) in x.rows().into_iter().enumerate() {
-        for j in 0..c {
-            let mut sum = 0.0;
-            for (k, v) in row.iter().enumerate() {
-                sum += v * w[(k, j)];
+    let (n, d, c) = (x.nrows(), x.ncols(), w.ncols());
+    let x = x.as_standard_layout();
+    let w = w.as_standard_layout();
+    let (xs, ws) = (
+        x.as_slice().expect("standard layout"),
+        w.as_slice().expect("standard layout"),
+    );
+    let mut out = vec![0.0; n * c];
+    if d > 0 && c > 0 {
+        for (row, o) in xs.chunks_exact(d).zip(out.chunks_exact_mut(c)) {
+            for (v, wrow) in row.iter().zip(ws.chunks_exact(c)) {
+                for (acc, wv) in o.iter_mut().zip(wrow) {
+                    *acc += v * wv;
+                }
             }
-            out[(i, j)] = sum;
         }
     }
-    out
+    Array2::from_shape_vec((n, c), out).expect("n x c")
 }
 
 /// `Xᵀ D`, each sum over rows in row order (as [`product`], without fused multiply-adds).
 fn product_t(x: ArrayView2<'_, f64>, diff: ArrayView2<'_, f64>) -> Array2<f64> {
     let (d, c) = (x.ncols(), diff.ncols());
-    let mut out = Array2::zeros((d, c));
-    for (row, drow) in x.rows().into_iter().zip(diff.rows()) {
-        for (k, v) in row.iter().enumerate() {
-            for j in 0..c {
-                out[(k, j)] += v * drow[j];
+    let x = x.as_standard_layout();
+    let diff = diff.as_standard_layout();
+    let (xs, ds) = (
+        x.as_slice().expect("standard layout"),
+        diff.as_slice().expect("standard layout"),
+    );
+    let mut out = vec![0.0; d * c];
+    if d > 0 && c > 0 {
+        for (row, drow) in xs.chunks_exact(d).zip(ds.chunks_exact(c)) {
+            for (v, o) in row.iter().zip(out.chunks_exact_mut(c)) {
+                for (acc, dv) in o.iter_mut().zip(drow) {
+                    *acc += v * dv;
+                }
             }
         }
     }
-    out
+    Array2::from_shape_vec((d, c), out).expect("d x c")
 }
 
-/// `log(softmax(X W + b))`, row by row, stable.
-fn log_probs(
+/// `log(softmax(X W + b))` and `softmax(X W + b)`, row by row, stable: one `exp` per value,
+/// shared by both (the probabilities are each `exp` over the row's sum).
+fn softmax(
     x: ArrayView2<'_, f64>,
     w: ArrayView2<'_, f64>,
     b: ArrayView1<'_, f64>,
-) -> Array2<f64> {
+) -> (Array2<f64>, Array2<f64>) {
     let mut h = product(x, w) + b;
-    for mut row in h.rows_mut() {
+    let mut p = Array2::zeros(h.dim());
+    for (mut row, mut prow) in h.rows_mut().into_iter().zip(p.rows_mut()) {
         let max = row.fold(f64::NEG_INFINITY, |m, v| m.max(*v));
         // libm's exp and log, not the platform's: the same bits in the tab (wasm32) and natively
         // (the CLI), so both train the same weights.
-        let lse = max + libm::log(row.iter().map(|v| libm::exp(v - max)).sum::<f64>());
+        let mut sum = 0.0;
+        for (v, q) in row.iter().zip(prow.iter_mut()) {
+            *q = libm::exp(v - max);
+            sum += *q;
+        }
+        let lse = max + libm::log(sum);
         row.mapv_inplace(|v| v - lse);
+        prow.mapv_inplace(|q| q / sum);
     }
-    h
+    (h, p)
 }
 
 fn penalty(alpha: f64, w: ArrayView2<'_, f64>) -> f64 {
@@ -111,9 +151,9 @@ impl CostFunction for Problem<'_> {
     type Output = f64;
 
     fn cost(&self, p: &Param) -> Result<f64, argmin::core::Error> {
-        let (w, b) = unpack(p, self.x.ncols(), self.c);
-        let lp = log_probs(self.x, w, b);
-        Ok(-(&lp * &self.y).sum() + penalty(self.alpha, w))
+        let (w, _) = unpack(p, self.x.ncols(), self.c);
+        let lp = &self.softmax_at(p).0;
+        Ok(-(lp * &self.y).sum() + penalty(self.alpha, w))
     }
 }
 
@@ -123,8 +163,8 @@ impl Gradient for Problem<'_> {
 
     fn gradient(&self, p: &Param) -> Result<Param, argmin::core::Error> {
         let d = self.x.ncols();
-        let (w, b) = unpack(p, d, self.c);
-        let diff = log_probs(self.x, w, b).mapv_into(libm::exp) - &self.y;
+        let (w, _) = unpack(p, d, self.c);
+        let diff = &self.softmax_at(p).1 - &self.y;
         let mut grad = Array2::zeros((d + 1, self.c));
         grad.slice_mut(s![..d, ..])
             .assign(&(product_t(self.x, diff.view()) + &w * self.alpha));
@@ -225,6 +265,7 @@ pub fn fit(
         y: onehot,
         alpha,
         c,
+        last: RefCell::new(None),
     };
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
         .with_tolerance_grad(TOLERANCE_PER_ROW * n.max(1) as f64)

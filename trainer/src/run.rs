@@ -87,8 +87,29 @@ pub fn train(
     data: &Dataset,
     spec: &TrainSpec,
     log: Vec<RunLogLine>,
+    progress: impl FnMut(&str, f64),
+    now_ms: impl Fn() -> f64,
+) -> Result<Run, String> {
+    train_with(
+        start,
+        data,
+        spec,
+        log,
+        progress,
+        now_ms,
+        crate::Done::default(),
+    )
+}
+
+/// [`train`], with parts of the fit already `done` (see [`crate::train_with`]).
+pub fn train_with(
+    start: RunStart,
+    data: &Dataset,
+    spec: &TrainSpec,
+    log: Vec<RunLogLine>,
     mut progress: impl FnMut(&str, f64),
     now_ms: impl Fn() -> f64,
+    done: crate::Done,
 ) -> Result<Run, String> {
     let params = params_of(spec);
     check_params(&params)?;
@@ -99,10 +120,15 @@ pub fn train(
             message,
         })
     };
-    let trained = crate::train(data, spec, |stage, fraction| {
-        note(stage.to_string());
-        progress(stage, fraction)
-    })
+    let trained = crate::train_with(
+        data,
+        spec,
+        |stage, fraction| {
+            note(stage.to_string());
+            progress(stage, fraction)
+        },
+        done,
+    )
     .map_err(|e| e.to_string())?;
     let profile = Profile::from_rows(&data.feature_names, &trained.train_x);
     note("training split profiled (for drift); run recorded".into());
@@ -280,18 +306,38 @@ pub struct RunSummary {
     pub tags: Vec<String>,
     pub notes: String,
     pub archived: bool,
-    /// `finished`, `failed` or `cancelled`. Only finished runs have a full [`Run`] record; the
-    /// others are tracked by their summary alone, with what stopped them.
-    #[serde(default = "finished")]
-    pub status: String,
+    /// Only finished runs have a full [`Run`] record; the others are tracked by their summary
+    /// alone, with what stopped them. Summaries stored before there was a status are finished.
+    #[serde(default)]
+    pub status: Status,
     #[serde(default)]
     pub error: Option<String>,
 }
 
-pub const FINISHED: &str = "finished";
+/// How a run ended (JSON, and IndexedDB: `"finished"`, `"failed"`, `"cancelled"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Finished,
+    Failed,
+    Cancelled,
+}
 
-fn finished() -> String {
-    FINISHED.to_string()
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Finished => "finished",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl RunSummary {
@@ -310,13 +356,13 @@ impl RunSummary {
             tags: run.tags.clone(),
             notes: run.notes.clone(),
             archived: run.archived,
-            status: finished(),
+            status: Status::Finished,
             error: None,
         }
     }
 
     pub fn is_finished(&self) -> bool {
-        self.status == FINISHED
+        self.status == Status::Finished
     }
 
     /// What the runs table shows as the model: the algorithm as trained (ridge and elastic net
@@ -452,10 +498,10 @@ pub fn mlflow_record(
     modules: &[ModuleFile<'_>],
     source: &str,
 ) -> (RunRecord, Vec<String>) {
-    let status = match s.status.as_str() {
-        FINISHED => RunStatus::Finished,
-        "cancelled" => RunStatus::Killed,
-        _ => RunStatus::Failed,
+    let status = match s.status {
+        Status::Finished => RunStatus::Finished,
+        Status::Cancelled => RunStatus::Killed,
+        Status::Failed => RunStatus::Failed,
     };
     let start_ms = s.started_at_ms as i64;
     let end_ms = (s.started_at_ms + s.duration_ms) as i64;
@@ -492,7 +538,7 @@ pub fn mlflow_record(
             "mlflow.source.git.commit".to_string(),
             s.code_version.clone(),
         ),
-        ("wasmops.status".to_string(), s.status.clone()),
+        ("wasmops.status".to_string(), s.status.to_string()),
         ("wasmops.model".to_string(), s.model.clone()),
     ]);
     if !s.notes.is_empty() {

@@ -8,8 +8,9 @@
 //!   `127.0.0.1:7878` and serve the dashboard with `trunk serve` on `127.0.0.1:8080`. Prints the
 //!   URL to open, which carries the device address and token in its fragment. Ctrl-C stops both.
 //! - `cargo xtask test`: install (including Chromium and chromedriver), then run every test suite
-//!   in order, stopping at the first failure: native tests, the dashboard build, the app's
-//!   browser unit tests and the end-to-end tests against a real device and a headless browser.
+//!   in order, stopping at the first failure: native tests (the app crate's unit tests
+//!   included), the dashboard build, the app's browser unit tests (when it has any) and the
+//!   end-to-end tests against a real device and a headless browser.
 //! - `cargo xtask bench`: every benchmark (release builds; figures go in docs/benchmarks.md).
 //! - `cargo xtask fuzz [CASES]`: the property-based fuzz targets of the device (module loader,
 //!   JSON and CSV predict parsers) for CASES cases each (default 20,000) instead of the few the
@@ -49,8 +50,9 @@ Commands:
            trunk 0.22.1, wasm-opt (npm binaryen 132), Chromium + chromedriver and Prometheus
   run      Start a local device on 127.0.0.1:7878 and serve the dashboard on 127.0.0.1:8080
            (trunk serve --release); prints the URL to open. Ctrl-C stops both
-  test     Run all tests: native tests, the dashboard build, browser unit tests of the app
-           crate and the end-to-end tests (headless Chromium). Stops at the first failure
+  test     Run all tests: native tests (with the app crate's unit tests), the dashboard
+           build, browser unit tests of the app crate and the end-to-end tests (headless
+           Chromium). Stops at the first failure
   bench    Run the benchmarks (module vs native throughput, ...)
   fuzz     Run the device's fuzz targets (module loader, JSON and CSV predict parsers) longer:
            `cargo xtask fuzz [CASES]`, CASES per target (default 20000)
@@ -419,8 +421,8 @@ fn test(ws: &Workspace) -> Result {
 fn test_steps(ws: &Workspace, tools: &Tools, browser: &Browser) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
 
-    // The native packages: all but the app crate (wasm32 only) and the end-to-end tests (they
-    // need dist/, built below). The device binary is built with the same packages and targets
+    // The native packages: all but the app crate (its unit tests are a step of their own, below)
+    // and the end-to-end tests (they need dist/, built below). The device binary is built with the same packages and targets
     // as the tests, in the same (debug) profile: with `cargo build -p wasmops-edge` alone, the
     // dev-dependencies of the tests would not be part of the feature resolution, and features
     // they add (syn's, via proc-macros) would make cargo compile wasmtime a second time.
@@ -445,6 +447,17 @@ fn test_steps(ws: &Workspace, tools: &Tools, browser: &Browser) -> Result<Vec<St
     command.arg("test").args(NATIVE);
     steps.push(Step {
         what: "native unit and integration tests",
+        command,
+    });
+
+    // The app crate's unit tests (its pure logic, `app/src/logic/`, and record formats) run on
+    // the host: the crate builds natively, and nothing they call touches the browser. Apart
+    // from the step above, so the app's features (getrandom's `js`, ...) stay out of the
+    // device's feature resolution.
+    let mut command = cargo(ws);
+    command.args(["test", "-p", "wasmops-app", "--lib"]);
+    steps.push(Step {
+        what: "native unit tests of the app crate",
         command,
     });
 

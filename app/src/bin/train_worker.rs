@@ -2,11 +2,44 @@
 //!
 //! It announces `Ready` once its wasm is loaded (a message posted earlier would be lost), then
 //! trains one request per message. Training is synchronous inside the worker, so the page
-//! stays responsive; cancelling is `Worker::terminate()` on the page side.
+//! stays responsive; cancelling is `Worker::terminate()` on the page side. The page keeps the
+//! worker between jobs; the worker keeps the last imported dataset it received, and a request
+//! without its dataset means that one (the page knows what it sent).
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
-use wasmops_app::protocol::{Envelope, TrainRequest, WorkerMessage};
+use wasmops_app::protocol::{Envelope, KMeansRun, TrainRequest, WorkerMessage};
+use wasmops_shared::dataset::Dataset;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+thread_local! {
+    /// The last imported dataset received: (`csv:<hash>`, its rows).
+    static DATASET: RefCell<Option<(String, Rc<Dataset>)>> = const { RefCell::new(None) };
+}
+
+/// The request's dataset: the one it carries (then kept), the kept one (`true`), or `None` for
+/// a built-in.
+fn dataset_of(req: &mut TrainRequest) -> Result<(Option<Rc<Dataset>>, bool), String> {
+    if let Some(data) = req.data.take() {
+        let data = Rc::new(data);
+        if req.dataset.starts_with("csv:") {
+            DATASET.with(|d| *d.borrow_mut() = Some((req.dataset.clone(), data.clone())));
+        }
+        return Ok((Some(data), false));
+    }
+    if !req.dataset.starts_with("csv:") {
+        return Ok((None, false));
+    }
+    DATASET.with(|d| match &*d.borrow() {
+        Some((name, data)) if *name == req.dataset => Ok((Some(data.clone()), true)),
+        _ => Err(format!(
+            "the training worker does not hold the dataset {}: train again",
+            req.dataset
+        )),
+    })
+}
 
 fn main() {
     console_error_panic_hook::set_once();
@@ -17,12 +50,40 @@ fn main() {
             let (message, transfer) = msg.into_envelope().to_js();
             let _ = post_scope.post_message_with_transfer(&message, &transfer);
         };
-        let req = match Envelope::from_js(&event.data()).and_then(TrainRequest::from_envelope) {
+        let mut req = match Envelope::from_js(&event.data()).and_then(TrainRequest::from_envelope) {
             Ok(r) => r,
             Err(error) => return post(WorkerMessage::Failed { error }),
         };
+        let (data, kept) = match dataset_of(&mut req) {
+            Ok(d) => d,
+            Err(error) => return post(WorkerMessage::Failed { error }),
+        };
+        // A part of a k-means job: only the runs asked for.
+        if let Some(runs) = req.kmeans_runs.clone() {
+            let builtin;
+            let data = match &data {
+                Some(d) => d.as_ref(),
+                None => match wasmops_trainer::datasets::builtin(&req.dataset) {
+                    Ok(d) => {
+                        builtin = d;
+                        &builtin
+                    }
+                    Err(error) => return post(WorkerMessage::Failed { error }),
+                },
+            };
+            return post(match wasmops_trainer::kmeans_runs(data, &req.spec, &runs) {
+                Ok(fits) => WorkerMessage::KMeansRuns {
+                    runs: fits.iter().map(|(r, f)| KMeansRun::of(*r, f)).collect(),
+                },
+                Err(e) => WorkerMessage::Failed {
+                    error: e.to_string(),
+                },
+            });
+        }
         let result = wasmops_app::training::train(
             &req,
+            data.as_deref(),
+            kept,
             |stage, fraction| {
                 post(WorkerMessage::Progress {
                     stage: stage.to_string(),

@@ -9,6 +9,8 @@ use wasmops_shared::digest::short;
 use wasmops_trainer::catalog::Task;
 use wasmops_trainer::csv_import::{self, CsvTable, Prepared};
 
+use crate::logic::dataset_choice::DatasetChoice;
+use crate::logic::datasets;
 use crate::state::use_app_state;
 use crate::storage::{Storage, StoredDataset};
 
@@ -145,7 +147,9 @@ pub fn DataPanel() -> impl IntoView {
                             .unwrap_or_default()
                     )));
                     // What was just imported is what the user means to train on next.
-                    state.train_dataset.set(format!("csv:{}", stored.hash));
+                    state
+                        .train_dataset
+                        .set(DatasetChoice::imported(&stored.hash));
                     state.datasets.update(|d| {
                         d.retain(|x| x.hash != stored.hash);
                         d.insert(0, stored);
@@ -278,25 +282,14 @@ fn DatasetVersions() -> impl IntoView {
     let rename = move |old: String| {
         renaming.set(None);
         let new = new_name.get_untracked().trim().to_string();
-        if new.is_empty() || new == old {
-            return;
-        }
-        if state
+        let renamed = match state
             .datasets
-            .with_untracked(|all| all.iter().any(|d| d.dataset.name == new))
+            .with_untracked(|all| datasets::renamed(all, &old, &new))
         {
-            return error.set(Some(format!("a dataset named {new} exists already")));
-        }
-        let renamed: Vec<StoredDataset> = state.datasets.with_untracked(|all| {
-            all.iter()
-                .filter(|d| d.dataset.name == old)
-                .cloned()
-                .map(|mut d| {
-                    d.dataset.name = new.clone();
-                    d
-                })
-                .collect()
-        });
+            Ok(Some(renamed)) => renamed,
+            Ok(None) => return,
+            Err(e) => return error.set(Some(e)),
+        };
         error.set(None);
         spawn_local(async move {
             match async { Storage::open().await?.put_datasets(&renamed).await }.await {
@@ -320,50 +313,13 @@ fn DatasetVersions() -> impl IntoView {
         else {
             return;
         };
-        let runs = state
-            .runs
-            .with_untracked(|r| r.iter().filter(|r| r.dataset.hash == hash).count());
-        let versions: Vec<String> = state.versions.with_untracked(|v| {
-            v.iter()
-                .filter(|v| v.dataset.hash == hash)
-                .map(|v| v.label())
-                .collect()
+        let question = state.runs.with_untracked(|runs| {
+            state.versions.with_untracked(|versions| {
+                state
+                    .datasets
+                    .with_untracked(|all| datasets::delete_question(&d, runs, versions, all))
+            })
         });
-        let children = state.datasets.with_untracked(|all| {
-            all.iter()
-                .filter(|x| x.parent.as_deref() == Some(hash.as_str()))
-                .count()
-        });
-        let mut uses = Vec::new();
-        if runs > 0 {
-            uses.push(format!(
-                "{runs} run{} trained on it",
-                if runs == 1 { "" } else { "s" }
-            ));
-        }
-        if !versions.is_empty() {
-            uses.push(format!("registered model {}", versions.join(", ")));
-        }
-        if children > 0 {
-            uses.push(format!(
-                "{children} later version{} name it as parent",
-                if children == 1 { "" } else { "s" }
-            ));
-        }
-        let question = format!(
-            "Delete dataset {} v{} ({} rows)?{} This cannot be undone.",
-            d.dataset.name,
-            d.version,
-            d.dataset.n_rows(),
-            if uses.is_empty() {
-                " Nothing was made from it.".to_string()
-            } else {
-                format!(
-                    " {}: they stay, but cannot be rerun on it.",
-                    uses.join("; ")
-                )
-            }
-        );
         let confirmed = web_sys::window()
             .and_then(|w| w.confirm_with_message(&question).ok())
             .unwrap_or(false);
@@ -377,8 +333,8 @@ fn DatasetVersions() -> impl IntoView {
                         "data",
                         format!("deleted dataset {} v{}", d.dataset.name, d.version),
                     );
-                    if state.train_dataset.get_untracked() == format!("csv:{hash}") {
-                        state.train_dataset.set("iris".into());
+                    if state.train_dataset.get_untracked() == DatasetChoice::imported(&hash) {
+                        state.train_dataset.set(DatasetChoice::default());
                     }
                     if chosen.get_untracked().as_deref() == Some(hash.as_str()) {
                         chosen.set(None);

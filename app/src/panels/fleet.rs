@@ -81,7 +81,16 @@ pub fn FleetPage() -> impl IntoView {
     let saved = RwSignal::new(None::<String>);
     let fleet = RwSignal::new(None::<Result<Fleet, String>>);
     let at = RwSignal::new(None::<f64>);
-    let busy = RwSignal::new(false);
+    // One read at a time: a refresh while one is pending is skipped.
+    let read = Action::new_local(move |base: &String| {
+        let base = base.clone();
+        async move {
+            let result = read_fleet(&base).await;
+            fleet.set(Some(result));
+            at.set(Some(js_sys::Date::now()));
+        }
+    });
+    let busy = read.pending();
     let refresh = move || {
         let Some(base) = saved.get_untracked() else {
             return;
@@ -89,13 +98,7 @@ pub fn FleetPage() -> impl IntoView {
         if busy.get_untracked() {
             return;
         }
-        busy.set(true);
-        spawn_local(async move {
-            let result = read_fleet(&base).await;
-            fleet.set(Some(result));
-            at.set(Some(js_sys::Date::now()));
-            busy.set(false);
-        });
+        read.dispatch_local(base);
     };
     spawn_local(async move {
         if let Ok(Some(s)) = async { Storage::open().await?.prometheus_settings().await }.await {

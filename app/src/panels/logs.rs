@@ -29,10 +29,14 @@ pub fn LogsPage() -> impl IntoView {
     });
     let export_url = RwSignal::new(None::<String>);
     // How much of the browser's storage the dashboard uses (refreshed when the page opens).
-    let usage = RwSignal::new(None::<(f64, f64)>);
-    Effect::new(move |_| {
-        if state.page.get() == crate::state::Page::Logs {
-            leptos::task::spawn_local(async move { usage.set(crate::storage::usage().await) });
+    let usage = LocalResource::new(move || {
+        let shown = state.page.get() == crate::state::Page::Logs;
+        async move {
+            if shown {
+                crate::storage::usage().await
+            } else {
+                None
+            }
         }
     });
     let export = move |_| {
@@ -49,7 +53,7 @@ pub fn LogsPage() -> impl IntoView {
             <div class="actions logs-filter">
                 <label class="inline">"Level at least "
                     <select id="log-level" on:change=move |ev| level.set(Level::parse(&event_target_value(&ev)))>
-                        {[Level::Debug, Level::Info, Level::Warn, Level::Error].into_iter().map(|l| view! {
+                        {Level::ALL.into_iter().map(|l| view! {
                             <option value=l.as_str() selected=l == Level::Info>{l.as_str()}</option>
                         }).collect_view()}
                     </select>
@@ -59,7 +63,7 @@ pub fn LogsPage() -> impl IntoView {
                 <button id="log-export" class="secondary" on:click=export>"Export shown lines"</button>
                 {move || export_url.get().map(|url| view! { <a id="log-download" href=url download="wasmops-log.txt">"download wasmops-log.txt"</a> })}
             </div>
-            {move || usage.get().map(|(used, quota)| view! {
+            {move || usage.get().flatten().map(|(used, quota)| view! {
                 <p class="count" data-testid="storage-usage">{format!(
                     "browser storage: {} of {} used ({:.1}%)",
                     crate::storage::megabytes(used), crate::storage::megabytes(quota), 100.0 * used / quota.max(1.0)

@@ -8,7 +8,7 @@ use wasmops_shared::digest::short;
 use crate::fleet;
 use crate::registry::{Alias, ModelVersion};
 use crate::state::use_app_state;
-use crate::storage::Storage;
+use crate::storage::{DeviceEntry, Storage};
 
 #[component]
 pub fn RegistryPage() -> impl IntoView {
@@ -370,19 +370,13 @@ fn AliasEditor(v: ModelVersion) -> impl IntoView {
 #[component]
 fn DeployBox(v: ModelVersion) -> impl IntoView {
     let state = use_app_state();
-    let busy = RwSignal::new(false);
     let results = RwSignal::new(Vec::<(String, bool, String)>::new());
     let stored = StoredValue::new(v);
-    let deploy = move |_| {
+    // The deployment to the chosen devices; Deploy is disabled while it is pending.
+    let deploying = Action::new_local(move |targets: &Vec<DeviceEntry>| {
         let v = stored.get_value();
-        let targets: Vec<_> = state.devices.with_untracked(|all| {
-            state
-                .deploy_targets
-                .with_untracked(|t| all.iter().filter(|d| t.contains(&d.url)).cloned().collect())
-        });
-        busy.set(true);
-        results.set(Vec::new());
-        spawn_local(async move {
+        let targets = targets.clone();
+        async move {
             let outcome = async {
                 let storage = Storage::open().await.map_err(|e| e.to_string())?;
                 let bytes = storage
@@ -422,8 +416,17 @@ fn DeployBox(v: ModelVersion) -> impl IntoView {
             if let Err(e) = outcome {
                 results.update(|r| r.push(("registry".into(), false, e)));
             }
-            busy.set(false);
+        }
+    });
+    let busy = deploying.pending();
+    let deploy = move |_| {
+        let targets: Vec<DeviceEntry> = state.devices.with_untracked(|all| {
+            state
+                .deploy_targets
+                .with_untracked(|t| all.iter().filter(|d| t.contains(&d.url)).cloned().collect())
         });
+        results.set(Vec::new());
+        deploying.dispatch_local(targets);
     };
     view! {
         <h4>"Deploy"</h4>

@@ -20,7 +20,6 @@ pub fn SettingsPage() -> impl IntoView {
     let auto_sync = RwSignal::new(true);
     let message = RwSignal::new(None::<(bool, String)>);
     let experiments = RwSignal::new(Vec::<String>::new());
-    let testing = RwSignal::new(false);
     // The form shows what is stored, once it is read.
     Effect::new(move |filled: Option<bool>| {
         if filled == Some(true) {
@@ -91,14 +90,10 @@ pub fn SettingsPage() -> impl IntoView {
             }
         });
     };
-    let test = move |_| {
-        let settings = match form() {
-            Ok(s) => s,
-            Err(e) => return message.set(Some((false, e))),
-        };
-        testing.set(true);
-        message.set(None);
-        spawn_local(async move {
+    // Asks the server for its experiments; the button waits while the action is pending.
+    let test_connection = Action::new_local(move |settings: &mlflow::Settings| {
+        let settings = settings.clone();
+        async move {
             match mlflow::client(&settings).experiments().await {
                 Ok(list) => {
                     let names: Vec<String> = list
@@ -125,8 +120,16 @@ pub fn SettingsPage() -> impl IntoView {
                 }
                 Err(e) => message.set(Some((false, e.to_string()))),
             }
-            testing.set(false);
-        });
+        }
+    });
+    let testing = test_connection.pending();
+    let test = move |_| {
+        let settings = match form() {
+            Ok(s) => s,
+            Err(e) => return message.set(Some((false, e))),
+        };
+        message.set(None);
+        test_connection.dispatch_local(settings);
     };
     let disconnect = move |_| {
         spawn_local(async move {

@@ -7,24 +7,18 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasmops_shared::digest::short;
 use wasmops_trainer::catalog::{offered, Offer, Task};
-use wasmops_trainer::datasets::{builtin_task, BUILTIN};
+use wasmops_trainer::datasets::BUILTIN;
 use wasmops_trainer::{Algorithm, TrainSpec};
 
+use crate::logic::dataset_choice::DatasetChoice;
 use crate::protocol::TrainRequest;
 use crate::state::use_app_state;
 use crate::storage::Storage;
 use crate::worker_client::TrainJob;
 
-/// The task and class count of a dataset choice (a built-in's name or `csv:<hash>`).
-fn task_of(choice: &str, datasets: &[crate::storage::StoredDataset]) -> (Task, usize) {
-    match choice.strip_prefix("csv:") {
-        Some(hash) => datasets
-            .iter()
-            .find(|d| d.hash == hash)
-            .map(|d| (Task::of(&d.dataset), d.dataset.class_names.len())),
-        None => builtin_task(choice),
-    }
-    .unwrap_or((Task::Classification, 0))
+/// The task and class count of a dataset choice.
+fn task_of(choice: &DatasetChoice, datasets: &[crate::storage::StoredDataset]) -> (Task, usize) {
+    choice.task(datasets)
 }
 
 /// The hyperparameters of an algorithm's defaults, as editable text (`none` = unlimited).
@@ -136,6 +130,8 @@ pub fn TrainPanel() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // The running job holds a web_sys::Worker, which is not Send: keep it in local storage.
     let job = StoredValue::new_local(None::<TrainJob>);
+    // A worker loaded before the first Train click (kept between jobs).
+    crate::worker_client::warm();
 
     let spec = move || -> Result<TrainSpec, String> {
         let name = algorithm.get_untracked();
@@ -154,8 +150,8 @@ pub fn TrainPanel() -> impl IntoView {
         })
     };
 
-    // Trains `spec` on the dataset `choice` (a built-in's name or `csv:<hash>`).
-    let start_with = move |choice: String, spec: TrainSpec, name: Option<String>| {
+    // Trains `spec` on the dataset `choice`.
+    let start_with = move |choice: DatasetChoice, spec: TrainSpec, name: Option<String>| {
         error.set(None);
         if progress.get_untracked().is_some() {
             return error.set(Some(
@@ -168,13 +164,10 @@ pub fn TrainPanel() -> impl IntoView {
         let n = state.runs.with_untracked(|runs| {
             crate::run::next_run_number(runs.iter().map(|r| r.name.as_str()))
         });
-        // Imported datasets are chosen as `csv:<hash>`.
-        let data = choice.strip_prefix("csv:").and_then(|h| {
-            state
-                .datasets
-                .with_untracked(|d| d.iter().find(|x| x.hash == h).map(|x| x.dataset.clone()))
-        });
-        if choice.starts_with("csv:") && data.is_none() {
+        let data = state
+            .datasets
+            .with_untracked(|d| choice.stored(d).map(|x| x.dataset.clone()));
+        if choice.imported_hash().is_some() && data.is_none() {
             return error.set(Some(format!(
                 "dataset {choice}: this version is not stored in this browser"
             )));
@@ -183,10 +176,13 @@ pub fn TrainPanel() -> impl IntoView {
             run_id: format!("run-{}-{}", now as u64, n),
             run_name: name
                 .unwrap_or_else(|| format!("{} #{n}", algorithm.get_untracked().replace('_', " "))),
-            dataset: choice,
+            dataset: choice.to_string(),
             data,
             spec,
             started_at_ms: now,
+            kmeans_runs: None,
+            kmeans_done: Vec::new(),
+            log: Vec::new(),
         };
         // Readable in the Logs page: the dataset by name and version, params as `key value`.
         let dataset_label = req.data.as_ref().map_or(req.dataset.clone(), |d| {
@@ -246,7 +242,7 @@ pub fn TrainPanel() -> impl IntoView {
             tags: Vec::new(),
             notes: String::new(),
             archived: false,
-            status: "failed".into(),
+            status: crate::run::Status::Failed,
             error: None,
         };
         progress.set(Some(("starting worker".into(), 0.0)));
@@ -296,7 +292,7 @@ pub fn TrainPanel() -> impl IntoView {
                     let mut attempt = attempt;
                     attempt.duration_ms = js_sys::Date::now() - attempt.started_at_ms;
                     if e == "cancelled" {
-                        attempt.status = "cancelled".into();
+                        attempt.status = crate::run::Status::Cancelled;
                         crate::logs::warn("train", format!("{} cancelled", attempt.name));
                     } else {
                         crate::logs::error("train", format!("{} failed: {e}", attempt.name));
@@ -347,14 +343,14 @@ pub fn TrainPanel() -> impl IntoView {
                     // Each option says whether it is the chosen one. The select's own value is
                     // not enough: when the imported datasets re-render, the select keeps its
                     // index, which then points at another dataset than the signal's.
-                    <select id="dataset" prop:value=move || dataset.get() on:change=move |ev| dataset.set(event_target_value(&ev))>
+                    <select id="dataset" prop:value=move || dataset.get().to_string() on:change=move |ev| dataset.set(DatasetChoice::parse(&event_target_value(&ev)))>
                         {BUILTIN.iter().map(|&(name, label)| view! {
-                            <option value=name prop:selected=move || dataset.with(|d| d == name)>{label}</option>
+                            <option value=name prop:selected=move || dataset.with(|d| d.is_builtin(name))>{label}</option>
                         }).collect_view()}
                         {move || state.datasets.get().into_iter().map(|d| {
                             let label = format!("{} v{} @{}: {} rows, {}", d.dataset.name, d.version, short(&d.hash), d.dataset.n_rows(), d.task);
-                            let value = format!("csv:{}", d.hash);
-                            let chosen = value.clone();
+                            let chosen = DatasetChoice::imported(&d.hash);
+                            let value = chosen.to_string();
                             view! { <option value=value prop:selected=move || dataset.with(|d| *d == chosen)>{label}</option> }
                         }).collect_view()}
                     </select>

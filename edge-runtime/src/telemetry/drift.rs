@@ -71,25 +71,8 @@ pub struct Ddm {
     state: DdmState,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum DdmState {
-    #[default]
-    WarmingUp,
-    Stable,
-    Warning,
-    Drift,
-}
-
-impl DdmState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DdmState::WarmingUp => "warming_up",
-            DdmState::Stable => "stable",
-            DdmState::Warning => "warning",
-            DdmState::Drift => "drift",
-        }
-    }
-}
+/// DDM's state: the wire's words (`warming_up`, `stable`, `warning`, `drift`).
+pub use wasmops_shared::wire::ConceptState as DdmState;
 
 impl Ddm {
     pub fn push(&mut self, error: bool) -> DdmState {

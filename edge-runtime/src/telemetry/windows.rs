@@ -181,7 +181,7 @@ fn concept_drift(conn: &Connection) -> rusqlite::Result<Vec<ConceptDrift>> {
             model,
             samples: ddm.samples(),
             error_rate: ddm.error_rate(),
-            state: ddm.state().as_str().into(),
+            state: ddm.state(),
         })
         .collect())
 }

@@ -139,7 +139,7 @@ async fn feedback_drift_windows_and_metrics() {
     let cd = w.concept_drift.iter().find(|c| c.model == hash).unwrap();
     assert_eq!(cd.samples, 40);
     assert!((cd.error_rate - 0.25).abs() < 1e-12);
-    assert_ne!(cd.state, "warming_up");
+    assert_ne!(cd.state, wasmops_shared::wire::ConceptState::WarmingUp);
 
     let metrics = dev.get("/metrics").send().await.unwrap();
     assert_eq!(metrics.status(), 200);
