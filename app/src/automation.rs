@@ -23,8 +23,8 @@ use leptos::task::spawn_local;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wasmops_shared::automation::{
-    observe_group, Action, Active, DeviceFeed, LogEntry, LoopState, Rollout,
-    RolloutState, RuleSetup, Setup, World,
+    observe_group, Action, Active, DeviceFeed, LogEntry, LoopState, Rollout, RolloutState,
+    RuleSetup, Setup, World,
 };
 use wasmops_shared::digest::short;
 use wasmops_shared::wire::WindowsResponse;
@@ -32,7 +32,7 @@ use wasmops_shared::wire::WindowsResponse;
 use crate::device_client::DeviceClient;
 use crate::registry::{Alias, ModelVersion};
 use crate::state::AppState;
-use crate::storage::{StoredDataset, Storage};
+use crate::storage::{Storage, StoredDataset};
 
 /// `settings` store keys.
 pub const SETUP_KEY: &str = "automation";
@@ -110,7 +110,11 @@ pub fn start(app: AppState) -> Automation {
                     .map_err(|e| format!("stored automation setup: {e}"))?,
                 None => Setup::default(),
             };
-            let sl = match storage.automation_state().await.map_err(|e| e.to_string())? {
+            let sl = match storage
+                .automation_state()
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 Some(r) => serde_json::from_str::<StateAndLog>(&r.json)
                     .map_err(|e| format!("stored automation state: {e}"))?,
                 None => StateAndLog::default(),
@@ -231,7 +235,9 @@ fn push(auto: Automation, entry: LogEntry) {
 /// (one carrier of decisions, so none is carried out twice).
 pub fn approve(auto: Automation) {
     spawn_local(async move {
-        let Some(plan) = active_plan(auto) else { return };
+        let Some(plan) = active_plan(auto) else {
+            return;
+        };
         let mut step = None;
         auto.state.update(|s| {
             if let Some(a) = s.rollout.as_mut() {
@@ -263,7 +269,14 @@ pub fn hold(auto: Automation, held: bool) {
         } else {
             format!("the rollout of version {version} resumed")
         };
-        let _ = record(auto, if held { "held" } else { "resumed" }, &what, vec![], Value::Null).await;
+        let _ = record(
+            auto,
+            if held { "held" } else { "resumed" },
+            &what,
+            vec![],
+            Value::Null,
+        )
+        .await;
     });
 }
 
@@ -427,7 +440,11 @@ async fn rules(
 }
 
 /// Trains the rule's spec on the newest version of its dataset in the worker.
-async fn retrain(app: AppState, auto: Automation, r: &RuleSetup) -> Result<(crate::run::Run, StoredDataset), String> {
+async fn retrain(
+    app: AppState,
+    auto: Automation,
+    r: &RuleSetup,
+) -> Result<(crate::run::Run, StoredDataset), String> {
     let datasets = app.datasets.get_untracked();
     let data = newest_dataset(&datasets, &r.dataset).ok_or_else(|| {
         format!(
@@ -435,8 +452,8 @@ async fn retrain(app: AppState, auto: Automation, r: &RuleSetup) -> Result<(crat
             r.dataset
         )
     })?;
-    let spec: wasmops_trainer::TrainSpec = serde_json::from_value(r.spec.clone())
-        .map_err(|e| format!("the rule's spec: {e}"))?;
+    let spec: wasmops_trainer::TrainSpec =
+        serde_json::from_value(r.spec.clone()).map_err(|e| format!("the rule's spec: {e}"))?;
     let now = js_sys::Date::now();
     let n = app
         .runs
@@ -458,7 +475,8 @@ async fn retrain(app: AppState, auto: Automation, r: &RuleSetup) -> Result<(crat
         dataset_label(&data)
     )));
     let (_job, done) = crate::worker_client::TrainJob::start(req, move |stage, f| {
-        auto.busy.set(Some(format!("retraining: {stage} ({:.0} %)", f * 100.0)));
+        auto.busy
+            .set(Some(format!("retraining: {stage} ({:.0} %)", f * 100.0)));
     })?;
     let run = done
         .await
@@ -489,7 +507,12 @@ async fn gate(
         .module_bytes(&champion.hash)
         .await
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("the champion {}'s module is not stored here", champion.label()))?;
+        .ok_or_else(|| {
+            format!(
+                "the champion {}'s module is not stored here",
+                champion.label()
+            )
+        })?;
     let module = crate::module_runner::BrowserModule::instantiate(&bytes).await?;
     let champion_outputs = module.predict(&run.test_x)?;
     // The champion's class indices may differ: labels are matched by name.
@@ -499,16 +522,18 @@ async fn gate(
         run.test_y
             .iter()
             .map(|y| {
-                let name = run.class_names.get(*y as usize).cloned().unwrap_or_default();
+                let name = run
+                    .class_names
+                    .get(*y as usize)
+                    .cloned()
+                    .unwrap_or_default();
                 champion
                     .card
                     .classes
                     .iter()
                     .position(|c| *c == name)
                     .map(|i| i as f64)
-                    .ok_or_else(|| {
-                        format!("class `{name}` is not one of the champion's classes")
-                    })
+                    .ok_or_else(|| format!("class `{name}` is not one of the champion's classes"))
             })
             .collect::<Result<_, _>>()?
     };
@@ -537,7 +562,10 @@ async fn retrain_gate_register(
 ) -> Result<String, String> {
     let (run, data) = retrain(app, auto, r).await?;
     let label = dataset_label(&data);
-    auto.busy.set(Some(format!("rule `{}`: compiling and gating", r.rule.name)));
+    auto.busy.set(Some(format!(
+        "rule `{}`: compiling and gating",
+        r.rule.name
+    )));
     let compiled = crate::panels::runs::compile::compile_and_verify(&run).await?;
     let (metric, value) = run.primary_metric();
     let _ = record(
@@ -591,7 +619,8 @@ async fn retrain_gate_register(
     let what = format!("gate passed against champion {}", champion.label());
     let _ = record(auto, "gate", &what, vec![], figures).await;
 
-    let version = crate::panels::runs::module_summary::register_version(&run, &compiled, &r.model).await?;
+    let version =
+        crate::panels::runs::module_summary::register_version(&run, &compiled, &r.model).await?;
     app.versions.update(|v| v.insert(0, version.clone()));
     move_alias(app, &version, "challenger").await?;
     let _ = record(
@@ -698,7 +727,12 @@ async fn advance(
         .cloned()
         .unwrap_or_default();
     let feeds = feeds(windows);
-    let obs = observe_group(&feeds, &group, &active.module, active.rollout.step_started_ms);
+    let obs = observe_group(
+        &feeds,
+        &group,
+        &active.module,
+        active.rollout.step_started_ms,
+    );
     let mut decided = false;
     auto.state.update(|s| {
         if let Some(a) = s.rollout.as_mut() {
@@ -719,12 +753,9 @@ async fn carry_out(app: AppState, auto: Automation) {
         let Some(decision) = active.next_decision().cloned() else {
             break;
         };
-        let rule = auto.setup.with_untracked(|s| {
-            s.rules
-                .iter()
-                .find(|r| r.rule.name == active.rule)
-                .cloned()
-        });
+        let rule = auto
+            .setup
+            .with_untracked(|s| s.rules.iter().find(|r| r.rule.name == active.rule).cloned());
         let plan = auto.setup.with_untracked(|s| s.plan(&active.plan).cloned());
         let (Some(rule), Some(plan)) = (rule, plan) else {
             let what = format!(
@@ -748,7 +779,9 @@ async fn carry_out(app: AppState, auto: Automation) {
                 .position(|s| s.alias == alias)
                 .and_then(|i| plan.groups.get(i).cloned())
                 .unwrap_or_default();
-            results.extend(carry_action(app, auto, &rule.model, &alias, version.as_deref(), &group).await);
+            results.extend(
+                carry_action(app, auto, &rule.model, &alias, version.as_deref(), &group).await,
+            );
         }
         let mut entry = LogEntry::of_decision(&active, &decision);
         entry.reasons.extend(results);
@@ -787,10 +820,7 @@ async fn carry_action(
     let Some(number) = version else {
         // The alias had no version before the rollout: remove it; devices keep what they run.
         let key = format!("{model}/{alias}");
-        let r = async {
-            Storage::open().await?.delete_alias(&key).await
-        }
-        .await;
+        let r = async { Storage::open().await?.delete_alias(&key).await }.await;
         match r {
             Ok(()) => {
                 app.aliases.update(|a| a.retain(|a| a.key != key));
@@ -805,7 +835,9 @@ async fn carry_action(
             .find(|v| v.model == model && v.version.to_string() == number)
             .cloned()
     }) else {
-        out.push(format!("{model} v{number} is not in this browser's registry"));
+        out.push(format!(
+            "{model} v{number} is not in this browser's registry"
+        ));
         return out;
     };
     if let Err(e) = move_alias(app, &v, alias).await {
@@ -834,11 +866,17 @@ async fn carry_action(
         let Some(device) = devices.iter().find(|d| d.url == url) else {
             continue;
         };
-        auto.busy.set(Some(format!("deploying {} to {}", v.label(), device.name)));
-        let d = crate::fleet::deploy(&storage, device, &v, &module.bytes, signature.as_deref()).await;
+        auto.busy
+            .set(Some(format!("deploying {} to {}", v.label(), device.name)));
+        let d =
+            crate::fleet::deploy(&storage, device, &v, &module.bytes, signature.as_deref()).await;
         out.push(format!(
             "{} {}: {}",
-            if d.ok { "deployed to" } else { "NOT deployed to" },
+            if d.ok {
+                "deployed to"
+            } else {
+                "NOT deployed to"
+            },
             device.name,
             d.message
         ));

@@ -786,9 +786,7 @@ impl Storage {
     }
 
     /// The automation's rules, plans and device groups (`settings` store, key `automation`).
-    pub async fn automation(
-        &self,
-    ) -> Result<Option<crate::automation::SetupRecord>, StorageError> {
+    pub async fn automation(&self) -> Result<Option<crate::automation::SetupRecord>, StorageError> {
         self.get(SETTINGS, crate::automation::SETUP_KEY, "automation setup")
             .await
     }

@@ -1442,7 +1442,7 @@ mod tests {
             model: model.into(),
             samples: 120,
             error_rate: 0.6,
-            state: serde_json::from_value(serde_json::Value::from(state)).unwrap(),
+            state: serde_json::from_value(serde_json::json!(state)).unwrap(),
         };
         let r = rule(Trigger::ConceptDrift { group: None });
         let mut s = RuleState::default();

@@ -33,7 +33,12 @@ pub fn GroupsPanel() -> impl IntoView {
                 .parse::<u64>()
                 .ok()
                 .filter(|v| *v > 0)
-                .ok_or_else(|| format!("{what}: a whole number of seconds above 0, not `{}`", text.trim()))
+                .ok_or_else(|| {
+                    format!(
+                        "{what}: a whole number of seconds above 0, not `{}`",
+                        text.trim()
+                    )
+                })
         };
         let parsed = parse("window", window_s.get_untracked())
             .and_then(|w| Ok((w, parse("every", every_s.get_untracked())?)));

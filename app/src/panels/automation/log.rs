@@ -21,12 +21,18 @@ fn gate_lines(e: &LogEntry) -> Vec<String> {
         .map(|r| {
             format!(
                 "{} {}: candidate {}, champion {}, required {}, margin {}",
-                if r["passed"].as_bool() == Some(true) { "pass" } else { "FAIL" },
+                if r["passed"].as_bool() == Some(true) {
+                    "pass"
+                } else {
+                    "FAIL"
+                },
                 r["rule"].as_str().unwrap_or_default(),
                 num(&r["candidate"]),
                 num(&r["baseline"]),
                 num(&r["required"]),
-                r["margin"].as_f64().map_or("-".into(), |m| format!("{m:+.4}")),
+                r["margin"]
+                    .as_f64()
+                    .map_or("-".into(), |m| format!("{m:+.4}")),
             )
         })
         .collect()

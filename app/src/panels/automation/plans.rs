@@ -36,11 +36,14 @@ impl StepDraft {
             return Err(format!("step {n}: an alias and a device group are needed"));
         }
         let hold = self.hold.get_untracked();
-        let hold_s = hold
-            .trim()
-            .parse::<u64>()
-            .map_err(|_| format!("step {n}: hold is a whole number of seconds, not `{}`", hold.trim()))?;
-        let checks = parse_checks(&self.checks.get_untracked()).map_err(|e| format!("step {n}: {e}"))?;
+        let hold_s = hold.trim().parse::<u64>().map_err(|_| {
+            format!(
+                "step {n}: hold is a whole number of seconds, not `{}`",
+                hold.trim()
+            )
+        })?;
+        let checks =
+            parse_checks(&self.checks.get_untracked()).map_err(|e| format!("step {n}: {e}"))?;
         Ok((
             Step {
                 alias,
@@ -55,7 +58,13 @@ impl StepDraft {
 
 fn default_steps() -> Vec<StepDraft> {
     vec![
-        StepDraft::new("canary", "canary", 60, "error_rate <= 0.01 min 20; live_accuracy >= 0.8 min 30", false),
+        StepDraft::new(
+            "canary",
+            "canary",
+            60,
+            "error_rate <= 0.01 min 20; live_accuracy >= 0.8 min 30",
+            false,
+        ),
         StepDraft::new("champion", "fleet", 60, "error_rate <= 0.01 min 20", false),
     ]
 }
@@ -75,7 +84,9 @@ pub fn PlansPanel() -> impl IntoView {
                 .steps
                 .iter()
                 .zip(&p.groups)
-                .map(|(s, g)| StepDraft::new(&s.alias, g, s.hold_s, &checks_text(&s.checks), s.approval))
+                .map(|(s, g)| {
+                    StepDraft::new(&s.alias, g, s.hold_s, &checks_text(&s.checks), s.approval)
+                })
                 .collect(),
         );
         message.set(None);
@@ -89,7 +100,12 @@ pub fn PlansPanel() -> impl IntoView {
                 .parse::<u32>()
                 .ok()
                 .filter(|m| *m > 0)
-                .ok_or_else(|| format!("abort after: a whole number of failed checks above 0, not `{}`", max.trim()))?;
+                .ok_or_else(|| {
+                    format!(
+                        "abort after: a whole number of failed checks above 0, not `{}`",
+                        max.trim()
+                    )
+                })?;
             let mut plan = Plan {
                 steps: Vec::new(),
                 max_failed_checks,
@@ -101,7 +117,11 @@ pub fn PlansPanel() -> impl IntoView {
                 groups.push(g);
             }
             let mut setup = auto.setup.get_untracked();
-            let new = PlanSetup { name: n.clone(), plan, groups };
+            let new = PlanSetup {
+                name: n.clone(),
+                plan,
+                groups,
+            };
             match setup.plans.iter_mut().find(|p| p.name == n) {
                 Some(p) => *p = new,
                 None => setup.plans.push(new),

@@ -12,7 +12,10 @@ use crate::state::use_app_state;
 const DEFAULT_GATE: &str = "accuracy >= 0.8\naccuracy min_absolute_change 0.0";
 
 fn trigger_text(t: &Trigger) -> String {
-    let group = |g: &Option<String>| g.as_ref().map_or("any device".into(), |g| format!("group {g}"));
+    let group = |g: &Option<String>| {
+        g.as_ref()
+            .map_or("any device".into(), |g| format!("group {g}"))
+    };
     match t {
         Trigger::Drift { group: g } => format!("drift alert on {}", group(g)),
         Trigger::ConceptDrift { group: g } => format!("DDM concept drift on {}", group(g)),
@@ -65,7 +68,11 @@ pub fn RulesPanel() -> impl IntoView {
     });
     let chosen_dataset = move || {
         let id = run.get();
-        runs.with(|r| r.iter().find(|r| r.id == id).map(|r| r.dataset.name.clone()))
+        runs.with(|r| {
+            r.iter()
+                .find(|r| r.id == id)
+                .map(|r| r.dataset.name.clone())
+        })
     };
     let edit = move |r: RuleSetup| {
         name.set(r.rule.name.clone());
@@ -124,7 +131,8 @@ pub fn RulesPanel() -> impl IntoView {
                     name: n.clone(),
                     trigger,
                     cooldown_s: num("cooldown", cooldown.get_untracked())?,
-                    daily_cap: u32::try_from(cap).map_err(|_| "daily cap: too large".to_string())?,
+                    daily_cap: u32::try_from(cap)
+                        .map_err(|_| "daily cap: too large".to_string())?,
                 },
                 run_id: summary.id.clone(),
                 spec: serde_json::to_value(&spec).map_err(|e| e.to_string())?,
