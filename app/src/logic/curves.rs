@@ -79,7 +79,10 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [("inertia", vec!["inertia"]), ("train_log_loss", vec!["train_log_loss"])]
+            [
+                ("inertia", vec!["inertia"]),
+                ("train_log_loss", vec!["train_log_loss"])
+            ]
         );
     }
 }
