@@ -67,27 +67,9 @@ impl LogLine {
 }
 
 /// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (what JavaScript's `toISOString` gives, for
-/// times after 1970).
+/// times after 1970): the automation log's format, [`wasmops_shared::automation::rfc3339`].
 pub fn iso_utc(ms: f64) -> String {
-    let ms = ms.max(0.0) as u64;
-    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3_600_000,
-        rest / 60_000 % 60,
-        rest / 1_000 % 60,
-        rest % 1_000
-    )
+    wasmops_shared::automation::rfc3339(ms.max(0.0) as u64)
 }
 
 /// Stored lines (oldest first) put before this session's, without the ones already there.
