@@ -333,6 +333,7 @@ impl Controller {
         let state = State::load(&config.state_file)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_idle_timeout(crate::registry::POOL_IDLE)
             .build()?;
         Ok(Controller {
             plan: config.plan(),

@@ -93,6 +93,12 @@ pub struct Http {
     credentials: Credentials,
 }
 
+/// How long an idle connection may be reused. Servers close idle keep-alive connections
+/// (MLflow's uvicorn after 5 s, gunicorn after 2 s, a device after 10 s); a request sent on one
+/// just as the server closes it fails with "error sending request". A connection idle for less
+/// than the shortest of those windows is never closed under a request.
+pub const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Http {
     pub fn new(tracking_uri: &str, credentials: Credentials) -> anyhow::Result<Http> {
         let base = tracking_uri.trim().trim_end_matches('/').to_string();
@@ -101,6 +107,7 @@ impl Http {
         }
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
+            .pool_idle_timeout(POOL_IDLE)
             .build()?;
         Ok(Http {
             base,
@@ -311,6 +318,60 @@ pub async fn move_alias(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that keeps a connection open after its answer but closes it, unanswered, when
+    /// a second request arrives on it: what a request sent just as uvicorn's keep-alive window
+    /// ends sees. A client that reuses a connection idle for longer than [`POOL_IDLE`] fails.
+    #[tokio::test]
+    async fn a_connection_idle_past_the_pool_window_is_not_reused() {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    let mut answered = false;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line != "\r\n" {
+                            continue;
+                        }
+                        if answered {
+                            return; // closed under the second request
+                        }
+                        let body = "{}";
+                        let _ = write!(
+                            writer,
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                             content-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        answered = true;
+                    }
+                });
+            }
+        });
+        let http = Http::new(&url, Credentials::None).unwrap();
+        let get = || api::Request {
+            method: api::Method::Get,
+            path: "/api/2.0/mlflow/experiments/search".into(),
+            body: api::Body::Empty,
+        };
+        assert_eq!(http.send(get()).await.unwrap().status, 200);
+        tokio::time::sleep(POOL_IDLE + std::time::Duration::from_millis(500)).await;
+        let second = http.send(get()).await;
+        assert_eq!(
+            second.map(|r| r.status),
+            Ok(200),
+            "the second request went over the first, idle connection"
+        );
+    }
 
     #[test]
     fn credentials_lines() {

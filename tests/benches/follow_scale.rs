@@ -181,6 +181,7 @@ fn main() {
         std::fs::write(keys.join("ci.pem"), signer().public_key_pem()).unwrap();
         let keys = keys.display().to_string();
         let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();

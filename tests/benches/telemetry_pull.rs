@@ -70,7 +70,7 @@ async fn run() {
 
     // The load: single-row predictions from 16 connections, RECORDS spread evenly over
     // LOAD_SECONDS (so the hour's records land in the last minute, as about 55 windows).
-    let http = reqwest::Client::new();
+    let http = wasmops_e2e::client();
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(LOAD_SECONDS);

@@ -35,6 +35,16 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// An HTTP client that never reuses a connection idle for 1 s or more: MLflow's uvicorn closes
+/// idle connections after 5 s and a device after 10 s, and a request sent as that happens fails
+/// with "error sending request" (it failed CI once).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(1))
+        .build()
+        .expect("http client")
+}
+
 /// Serves a directory of static files on a free 127.0.0.1 port until stopped or dropped.
 ///
 /// It runs on a runtime of its own so that [`StaticSite::stop`] really takes the site down,
@@ -122,7 +132,7 @@ impl MlflowServer {
             port,
             dir: dir.to_path_buf(),
             child: None,
-            http: reqwest::Client::new(),
+            http: client(),
             password: password.map(str::to_string),
         };
         server.spawn();
@@ -386,7 +396,7 @@ scrape_configs:
             port,
             dir: dir.to_path_buf(),
             child: Some(child),
-            http: reqwest::Client::new(),
+            http: client(),
         }
     }
 

@@ -63,6 +63,7 @@ async fn active(http: &reqwest::Client, d: &EdgeProcess) -> Option<String> {
 /// labels as feedback; 2 a call to the others).
 async fn load(stop: Arc<AtomicBool>, urls: Vec<String>, shift: f64) {
     let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
@@ -161,7 +162,7 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         .map(|n| EdgeProcess::start(&dir.join(n), TOKEN, &site.origin))
         .collect();
     let [canary, fleet1, fleet2] = [&devices[0], &devices[1], &devices[2]];
-    let http = reqwest::Client::new();
+    let http = wasmops_e2e::client();
     let browser = Browser::start().await;
     browser.open(&site.origin).await;
 

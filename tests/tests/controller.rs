@@ -382,6 +382,7 @@ async fn run_load(
     shift: f64,
 ) {
     let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();

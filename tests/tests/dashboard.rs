@@ -189,7 +189,7 @@ async fn train_compile_deploy_loop() {
 
     // 5. The deployment check is not traffic (#16 item 2); live calls are, and the dashboard's
     // stored telemetry counts what the device counted.
-    let http = reqwest::Client::new();
+    let http = wasmops_e2e::client();
     let counters = || async {
         http.get(format!("{}/v1/telemetry", device.url))
             .bearer_auth(token)

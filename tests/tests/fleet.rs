@@ -123,7 +123,7 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         history.contains("rolled back from iris-decision-tree v1 to iris-logistic-regression v1"),
         "{history}"
     );
-    let http = reqwest::Client::new();
+    let http = wasmops_e2e::client();
     assert_eq!(active(&http, &north).await, logistic_v1);
     assert_eq!(active(&http, &south).await, logistic_v1);
     assert_ne!(tree, logistic_v1);

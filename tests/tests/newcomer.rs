@@ -539,7 +539,7 @@ async fn a_64_feature_model_from_import_to_alert() {
         .result("the verdict", |t| !t.is_empty())
         .await;
     assert!(verdict.contains("bit-identical"), "{verdict}");
-    let http = reqwest::Client::new();
+    let http = wasmops_e2e::client();
     let counters: wasmops_shared::wire::Telemetry = http
         .get(format!("{}/v1/telemetry", device.url))
         .bearer_auth(token)

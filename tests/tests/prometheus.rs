@@ -151,7 +151,7 @@ async fn prometheus_scrapes_two_devices_and_one_pushes_by_remote_write() {
         ],
     );
 
-    let http = reqwest::Client::new();
+    let http = wasmops_e2e::client();
     let v1 = module(vec![
         vec![0.41, 1.46, -2.26, -1.03],
         vec![0.42, -1.57, 0.58, -1.38],

@@ -150,6 +150,7 @@ struct Load {
 
 async fn run_load(load: Arc<Load>, stop: Arc<AtomicBool>, url: String, rows: Vec<Vec<f64>>) {
     let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
@@ -285,7 +286,7 @@ async fn three_devices_follow_an_alias_and_refuse_what_does_not_check_out() {
         .map(|d| d.url.trim_start_matches("http://").to_string())
         .collect();
     let prometheus = PrometheusServer::start(&dir.join("prometheus"), &targets, TOKEN);
-    let http = reqwest::Client::new();
+    let http = wasmops_e2e::client();
     let infos = until_all(&http, &devices, "running version 1", |i| {
         follow(i).running_version.as_deref() == Some(n1.as_str())
             && i.active.as_ref().map(|a| a.hash.as_str()) == Some(hash1.as_str())

@@ -26,7 +26,10 @@ impl HttpTransport {
             // Credentials go only to the tracking URI: a redirect elsewhere is an error.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("wasmops-edge/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(1);
+            .pool_max_idle_per_host(1)
+            // Under every server's keep-alive window (uvicorn 5 s, gunicorn 2 s): a connection
+            // the server closes as a request goes out fails that request.
+            .pool_idle_timeout(std::time::Duration::from_secs(1));
         if let Some(pem) = &config.ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| format!("the follow CA: {e}"))?

@@ -151,6 +151,9 @@ impl Pusher {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(1)
+            // Under every server's keep-alive window (uvicorn 5 s, gunicorn 2 s): a connection
+            // the server closes as a request goes out fails that request.
+            .pool_idle_timeout(std::time::Duration::from_secs(1))
             .user_agent(concat!("wasmops-edge/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &config.ca {
             let pem = std::fs::read(path)
