@@ -45,6 +45,8 @@ fn main() {
             max_depth: Some(8),
             feature_proportion: Some(0.7),
         },
+        // scikit-learn's defaults on both sides (80,000 training rows: early stopping on).
+        Algorithm::GradientBoostingClassifier(Default::default()),
     ];
     let name = |a: &Algorithm| {
         serde_json::to_value(a).expect("json")["algorithm"]
@@ -77,6 +79,16 @@ fn main() {
         })
         .expect("train");
         let total = start.elapsed().as_secs_f64() * 1000.0;
+        // Which model: a change that must not change the model shows the same hash.
+        eprintln!(
+            "{}: model {}",
+            name(&algorithm),
+            wasmops_shared::digest::content_hash(
+                serde_json::to_string(&trained.pipeline)
+                    .expect("json")
+                    .as_bytes()
+            )
+        );
         let at = |stage: &str| {
             marks
                 .iter()
@@ -137,6 +149,7 @@ fn estimator(name: &str) -> &'static str {
         "decision_tree" => "DecisionTreeClassifier(max_depth=8, random_state=0)",
         "k_means" => "KMeans(n_clusters=8, n_init=10, max_iter=100, random_state=0)",
         "random_forest" => "RandomForestClassifier(n_estimators=20, max_depth=8, max_features=0.7, n_jobs=1, random_state=0)",
+        "gradient_boosting_classifier" => "HistGradientBoostingClassifier(random_state=0)",
         _ => "None",
     }
 }
@@ -149,7 +162,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.cluster import KMeans
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, HistGradientBoostingClassifier
 data = np.loadtxt(sys.argv[1], delimiter=",")
 X, y = data[:, :-1], data[:, -1].astype(int)
 Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=42)

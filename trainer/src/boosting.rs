@@ -283,8 +283,9 @@ pub fn fit(
     let mut train_curve = Vec::new();
     let mut val_curve = Vec::new();
     let mut eval_curve = Vec::new();
-    let mut record = |step: u64, raw: &[f64], val_raw: &[f64], eval_raw: &[f64]| -> Option<f64> {
-        train_curve.push((step, report(loss, mean_loss(loss, raw, &ty))));
+    // The training loss of each step is pushed where the gradients are computed (the next
+    // iteration shares the multiclass softmax with it), and after the last iteration.
+    let mut record = |step: u64, val_raw: &[f64], eval_raw: &[f64]| -> Option<f64> {
         if n_eval > 0 {
             eval_curve.push((step, report(loss, mean_loss(loss, eval_raw, eval_y))));
         }
@@ -295,7 +296,7 @@ pub fn fit(
         })
     };
     let mut val_scores: Vec<f64> = Vec::new();
-    if let Some(l) = record(0, &raw, &val_raw, &eval_raw) {
+    if let Some(l) = record(0, &val_raw, &eval_raw) {
         val_scores.push(-l);
     }
 
@@ -305,7 +306,9 @@ pub fn fit(
     let mut trees = Vec::with_capacity(params.max_iter * s);
     let mut n_iter = 0;
     for iteration in 1..=params.max_iter {
-        gradients(loss, &raw, &ty, &mut g, &mut h);
+        let before = gradients(loss, &raw, &ty, &mut g, &mut h)
+            .unwrap_or_else(|| mean_loss(loss, &raw, &ty));
+        train_curve.push((iteration as u64 - 1, report(loss, before)));
         for score in 0..s {
             let (tree, leaves) = grower.grow(
                 &g[score * nt..(score + 1) * nt],
@@ -328,13 +331,14 @@ pub fn fit(
             trees.push(tree);
         }
         n_iter = iteration;
-        if let Some(l) = record(iteration as u64, &raw, &val_raw, &eval_raw) {
+        if let Some(l) = record(iteration as u64, &val_raw, &eval_raw) {
             val_scores.push(-l);
             if should_stop(&val_scores, params.n_iter_no_change, params.tol) {
                 break;
             }
         }
     }
+    train_curve.push((n_iter as u64, report(loss, mean_loss(loss, &raw, &ty))));
     let mut curves = BTreeMap::new();
     curves.insert(format!("train_{name}"), train_curve);
     if early_stopping {
@@ -446,8 +450,10 @@ fn baseline(y: &[f64], loss: Loss) -> Vec<f64> {
     }
 }
 
-/// Gradients and hessians of every row, score-major (`g[s * n + i]`).
-fn gradients(loss: Loss, raw: &[f64], y: &[f64], g: &mut [f64], h: &mut [f64]) {
+/// Gradients and hessians of every row, score-major (`g[s * n + i]`). With more than two
+/// classes also the mean log loss of `raw` (the softmax's sums are the loss's: the same bits
+/// as [`mean_loss`]), computed here once instead of twice per iteration.
+fn gradients(loss: Loss, raw: &[f64], y: &[f64], g: &mut [f64], h: &mut [f64]) -> Option<f64> {
     let n = y.len();
     match loss {
         Loss::Squared => {
@@ -465,25 +471,31 @@ fn gradients(loss: Loss, raw: &[f64], y: &[f64], g: &mut [f64], h: &mut [f64]) {
         }
         Loss::LogLoss(k) => {
             let mut p = vec![0.0; k];
+            let mut sum = 0.0;
             for i in 0..n {
-                softmax(&raw[i * k..(i + 1) * k], &mut p);
+                let z = &raw[i * k..(i + 1) * k];
+                let (m, e) = softmax(z, &mut p);
                 let yi = y[i] as usize;
+                sum = sum + (m + libm::log(e) - z[yi.min(k - 1)]);
                 for c in 0..k {
                     let target = if c == yi { 1.0 } else { 0.0 };
                     g[c * n + i] = p[c] - target;
                     h[c * n + i] = p[c] * (1.0 - p[c]);
                 }
             }
+            return (n > 0).then(|| sum / n as f64);
         }
     }
+    None
 }
 
 fn sigmoid(raw: f64) -> f64 {
     1.0 / (1.0 + libm::exp(-raw))
 }
 
-/// Softmax with the maximum subtracted first.
-fn softmax(z: &[f64], out: &mut [f64]) {
+/// Softmax with the maximum subtracted first; returns the maximum and the sum of the
+/// exponentials.
+fn softmax(z: &[f64], out: &mut [f64]) -> (f64, f64) {
     let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut sum = 0.0;
     for (o, v) in out.iter_mut().zip(z) {
@@ -493,6 +505,7 @@ fn softmax(z: &[f64], out: &mut [f64]) {
     for o in out.iter_mut() {
         *o = *o / sum;
     }
+    (m, sum)
 }
 
 /// The mean loss of raw scores (half squared error, or log loss), summed in row order.
@@ -747,20 +760,41 @@ impl<'a> Grower<'a> {
     }
 
     /// The histogram of `rows`: every feature, every bin, in row order.
+    ///
+    /// Four features per pass over the rows: a row's gradient and hessian are read once for
+    /// four bins. Each bin still adds its rows in row order, so the sums are the bits a
+    /// feature-by-feature pass gives.
     fn build(&self, rows: &[u32], g: &[f64], h: &[f64]) -> Vec<Bin> {
         let n = self.binned.n;
-        // The rows' gradients side by side, read once per feature.
+        // The rows' gradients side by side.
         let gs: Vec<f64> = rows.iter().map(|i| g[*i as usize]).collect();
         let hs: Vec<f64> = rows.iter().map(|i| h[*i as usize]).collect();
         let mut hist = vec![Bin::default(); self.total_bins];
-        for (f, off) in self.offsets.iter().enumerate() {
-            let col = &self.binned.bins[f * n..(f + 1) * n];
-            let hf = &mut hist[*off..*off + self.binned.n_bins(f)];
+        let col = |f: usize| &self.binned.bins[f * n..(f + 1) * n];
+        let add = |b: &mut Bin, g: f64, h: f64| {
+            b.g = b.g + g;
+            b.h = b.h + h;
+            b.n += 1;
+        };
+        let d = self.offsets.len();
+        let mut f = 0;
+        while f + 4 <= d {
+            let (c0, c1, c2, c3) = (col(f), col(f + 1), col(f + 2), col(f + 3));
+            let o = &self.offsets[f..f + 4];
             for (p, i) in rows.iter().enumerate() {
-                let b = &mut hf[col[*i as usize] as usize];
-                b.g = b.g + gs[p];
-                b.h = b.h + hs[p];
-                b.n += 1;
+                let i = *i as usize;
+                let (gp, hp) = (gs[p], hs[p]);
+                add(&mut hist[o[0] + c0[i] as usize], gp, hp);
+                add(&mut hist[o[1] + c1[i] as usize], gp, hp);
+                add(&mut hist[o[2] + c2[i] as usize], gp, hp);
+                add(&mut hist[o[3] + c3[i] as usize], gp, hp);
+            }
+            f += 4;
+        }
+        for f in f..d {
+            let (c, o) = (col(f), self.offsets[f]);
+            for (p, i) in rows.iter().enumerate() {
+                add(&mut hist[o + c[*i as usize] as usize], gs[p], hs[p]);
             }
         }
         hist
@@ -893,6 +927,58 @@ mod tests {
 
     /// Each leaf's value is `-G / (H + λ) * learning_rate` over the rows that reach it, every
     /// leaf has at least `min_samples_leaf` rows, and there are at most `max_leaf_nodes`.
+    /// The multiclass loss the gradients pass gives is the one `mean_loss` gives, to the bit
+    /// (the training curve's points come from either).
+    #[test]
+    fn the_gradients_loss_is_mean_loss() {
+        let mut r = stream(3);
+        let (n, k) = (500, 4);
+        let raw: Vec<f64> = (0..n * k).map(|_| 20.0 * r() - 10.0).collect();
+        let y: Vec<f64> = (0..n).map(|_| (r() * k as f64).floor()).collect();
+        let (mut g, mut h) = (vec![0.0; n * k], vec![0.0; n * k]);
+        let shared = gradients(Loss::LogLoss(k), &raw, &y, &mut g, &mut h).unwrap();
+        assert_eq!(
+            shared.to_bits(),
+            mean_loss(Loss::LogLoss(k), &raw, &y).to_bits()
+        );
+        assert_eq!(
+            gradients(Loss::LogLoss(2), &raw[..n], &y, &mut g, &mut h),
+            None
+        );
+    }
+
+    /// Four features per pass over the rows give the bins a pass per feature gives.
+    #[test]
+    fn the_histogram_is_the_per_feature_one() {
+        let mut r = stream(5);
+        let (n, d) = (3000, 11);
+        let x: Vec<f64> = (0..n * d).map(|_| (r() * 40.0).floor()).collect();
+        let binned = Binned::new(&x, n, d);
+        let p = params(1);
+        let grower = Grower::new(&binned, &p);
+        let g: Vec<f64> = (0..n).map(|_| r() - 0.5).collect();
+        let h: Vec<f64> = (0..n).map(|_| r()).collect();
+        let rows: Vec<u32> = (0..n as u32).filter(|i| i % 3 != 1).collect();
+        let hist = grower.build(&rows, &g, &h);
+        for f in 0..d {
+            let col = &binned.bins[f * n..(f + 1) * n];
+            let mut expected = vec![Bin::default(); binned.n_bins(f)];
+            for i in &rows {
+                let b = &mut expected[col[*i as usize] as usize];
+                b.g = b.g + g[*i as usize];
+                b.h = b.h + h[*i as usize];
+                b.n += 1;
+            }
+            let got = &hist[grower.offsets[f]..grower.offsets[f] + binned.n_bins(f)];
+            for (a, b) in got.iter().zip(&expected) {
+                assert_eq!(
+                    (a.g.to_bits(), a.h.to_bits(), a.n),
+                    (b.g.to_bits(), b.h.to_bits(), b.n)
+                );
+            }
+        }
+    }
+
     #[test]
     fn leaves_hold_the_newton_step_of_their_rows() {
         let (n, d) = (500, 3);
