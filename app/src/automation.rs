@@ -15,6 +15,11 @@
 //! how a rollout advances, pauses or rolls back are `shared`'s. It gathers observations,
 //! carries out actions and records them: the loop state and the log are one IndexedDB record,
 //! written after each decision, so a reload resumes the rollout where it was.
+//!
+//! **One tab runs it.** With the dashboard open in several tabs, the tab holding the Web Lock
+//! `wasmops-automation` runs the loop; the others wait for the lock (the next takes over when
+//! that tab closes, from what is stored), show what it stores as it stores it, and pass their
+//! Approve and Hold clicks to it ([`crate::tabs`]). Two loops would both retrain and deploy.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +38,7 @@ use crate::device_client::DeviceClient;
 use crate::registry::{Alias, ModelVersion};
 use crate::state::AppState;
 use crate::storage::{Storage, StoredDataset};
+use crate::tabs::TabMessage;
 
 /// `settings` store keys.
 pub const SETUP_KEY: &str = "automation";
@@ -73,6 +79,9 @@ pub struct Automation {
     pub busy: RwSignal<Option<String>>,
     /// The stored setup and state were read.
     pub loaded: RwSignal<bool>,
+    /// This tab runs the loop (false: another tab of the dashboard does, and this one shows
+    /// what it stores).
+    pub leader: RwSignal<bool>,
     /// The last look at the devices: when, and which did not answer.
     pub last_look: RwSignal<Option<(f64, Vec<String>)>>,
     /// A look in progress (looks never overlap).
@@ -89,7 +98,12 @@ pub fn now_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// Provides the context, reads what is stored and starts the loop.
+/// The Web Lock the tab running the loop holds: one tab of the dashboard runs it, the others
+/// show what it stores and pass their clicks to it.
+const LEADER_LOCK: &str = "wasmops-automation";
+
+/// Provides the context, reads what is stored and starts the loop, in this tab if no other tab
+/// of the dashboard runs it, else as soon as that tab closes.
 pub fn start(app: AppState) -> Automation {
     let auto = Automation {
         setup: RwSignal::new(Setup::default()),
@@ -97,61 +111,141 @@ pub fn start(app: AppState) -> Automation {
         log: RwSignal::new(Vec::new()),
         busy: RwSignal::new(None),
         loaded: RwSignal::new(false),
+        leader: RwSignal::new(false),
         last_look: RwSignal::new(None),
         running: StoredValue::new(false),
         held: StoredValue::new(BTreeMap::new()),
     };
     provide_context(auto);
-    spawn_local(async move {
-        let read = async {
-            let storage = Storage::open().await.map_err(|e| e.to_string())?;
-            let setup = match storage.automation().await.map_err(|e| e.to_string())? {
-                Some(r) => serde_json::from_str::<Setup>(&r.json)
-                    .map_err(|e| format!("stored automation setup: {e}"))?,
-                None => Setup::default(),
-            };
-            let sl = match storage
-                .automation_state()
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Some(r) => serde_json::from_str::<StateAndLog>(&r.json)
-                    .map_err(|e| format!("stored automation state: {e}"))?,
-                None => StateAndLog::default(),
-            };
-            Ok::<_, String>((setup, sl))
-        }
-        .await;
-        match read {
-            Ok((setup, sl)) => {
-                auto.setup.set(setup);
-                auto.state.set(sl.state);
-                auto.log.set(sl.log);
-                auto.loaded.set(true);
-                if let Some(a) = auto.state.get_untracked().rollout {
-                    let what = format!(
-                        "resuming the rollout of version {} ({}, step {})",
-                        a.version,
-                        a.rollout.state.as_str(),
-                        a.rollout.step + 1
-                    );
-                    let _ = record(auto, "resume", &what, vec![], Value::Null).await;
-                }
-            }
-            Err(e) => {
-                // Nothing is overwritten: the loop does not start on a state it cannot read.
-                crate::logs::error("automation", e.clone());
-                app.storage_error.set(Some(e));
-                return;
-            }
-        }
-        loop {
-            let every = auto.setup.with_untracked(|s| s.every_s).max(1);
-            sleep_ms(every as u32 * 1000).await;
-            look(app, auto).await;
+    crate::tabs::listen(move |m| from_another_tab(auto, m));
+    // The other tabs show what the loop is doing.
+    Effect::new(move |_| {
+        let what = auto.busy.get();
+        if auto.leader.get_untracked() {
+            crate::tabs::post(&TabMessage::AutomationBusy { what });
         }
     });
+    spawn_local(async move {
+        // What is stored, for this page to show while another tab runs the loop.
+        if !reload(app, auto).await {
+            return;
+        }
+        crate::tabs::exclusive(LEADER_LOCK, lead(app, auto)).await;
+    });
     auto
+}
+
+/// Reads the stored setup, loop state and log into the signals. On an error nothing is
+/// overwritten and the loop does not start on a state it cannot read (false).
+async fn reload(app: AppState, auto: Automation) -> bool {
+    let read = async {
+        let storage = Storage::open().await.map_err(|e| e.to_string())?;
+        let setup = match storage.automation().await.map_err(|e| e.to_string())? {
+            Some(r) => serde_json::from_str::<Setup>(&r.json)
+                .map_err(|e| format!("stored automation setup: {e}"))?,
+            None => Setup::default(),
+        };
+        let sl = read_state(&storage).await?;
+        Ok::<_, String>((setup, sl))
+    }
+    .await;
+    match read {
+        Ok((setup, sl)) => {
+            auto.setup.set(setup);
+            auto.state.set(sl.state);
+            auto.log.set(sl.log);
+            auto.loaded.set(true);
+            true
+        }
+        Err(e) => {
+            crate::logs::error("automation", e.clone());
+            app.storage_error.set(Some(e));
+            false
+        }
+    }
+}
+
+async fn read_state(storage: &Storage) -> Result<StateAndLog, String> {
+    Ok(
+        match storage
+            .automation_state()
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(r) => serde_json::from_str::<StateAndLog>(&r.json)
+                .map_err(|e| format!("stored automation state: {e}"))?,
+            None => StateAndLog::default(),
+        },
+    )
+}
+
+/// This tab runs the loop (it holds the lock until it closes).
+async fn lead(app: AppState, auto: Automation) {
+    // The tab that ran the loop before may have changed everything while this one waited.
+    if !reload(app, auto).await {
+        return;
+    }
+    auto.leader.set(true);
+    // What the other tab was doing when it closed is not going on any more.
+    auto.busy.set(None);
+    if let Some(a) = auto.state.get_untracked().rollout {
+        let what = format!(
+            "resuming the rollout of version {} ({}, step {})",
+            a.version,
+            a.rollout.state.as_str(),
+            a.rollout.step + 1
+        );
+        let _ = record(auto, "resume", &what, vec![], Value::Null).await;
+    }
+    loop {
+        let every = auto.setup.with_untracked(|s| s.every_s).max(1);
+        sleep_ms(every as u32 * 1000).await;
+        look(app, auto).await;
+    }
+}
+
+/// What another tab says: read again what it stored, or carry out a click made there.
+fn from_another_tab(auto: Automation, message: TabMessage) {
+    let leader = auto.leader.get_untracked();
+    match message {
+        TabMessage::AutomationState if !leader => spawn_local(async move {
+            let read = async {
+                let storage = Storage::open().await.map_err(|e| e.to_string())?;
+                read_state(&storage).await
+            }
+            .await;
+            match read {
+                Ok(sl) => {
+                    auto.state.set(sl.state);
+                    auto.log.set(sl.log);
+                }
+                Err(e) => crate::logs::warn("automation", e),
+            }
+        }),
+        TabMessage::AutomationSetup => spawn_local(async move {
+            let read = async {
+                Storage::open()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .automation()
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            match read.map(|r| r.map(|r| serde_json::from_str::<Setup>(&r.json))) {
+                Ok(Some(Ok(setup))) => auto.setup.set(setup),
+                Ok(None) => {}
+                Ok(Some(Err(e))) => {
+                    crate::logs::warn("automation", format!("stored automation setup: {e}"))
+                }
+                Err(e) => crate::logs::warn("automation", e),
+            }
+        }),
+        TabMessage::AutomationBusy { what } if !leader => auto.busy.set(what),
+        TabMessage::AutomationApprove if leader => approve(auto),
+        TabMessage::AutomationHold { held } if leader => hold(auto, held),
+        _ => {}
+    }
 }
 
 async fn sleep_ms(ms: u32) {
@@ -178,7 +272,9 @@ async fn save(auto: Automation) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .put_automation_state(&record)
         .await
-        .map_err(|e| format!("the automation's state was not saved: {e}"))
+        .map_err(|e| format!("the automation's state was not saved: {e}"))?;
+    crate::tabs::post(&TabMessage::AutomationState);
+    Ok(())
 }
 
 /// Stores a new setup (checked first).
@@ -195,6 +291,7 @@ pub async fn save_setup(auto: Automation, setup: Setup) -> Result<(), String> {
         .await
         .map_err(|e| format!("not saved: {e}"))?;
     auto.setup.set(setup);
+    crate::tabs::post(&TabMessage::AutomationSetup);
     Ok(())
 }
 
@@ -232,8 +329,13 @@ fn push(auto: Automation, entry: LogEntry) {
 }
 
 /// A person approved the step waiting for it. Its alias move is carried out by the next look
-/// (one carrier of decisions, so none is carried out twice).
+/// (one carrier of decisions, so none is carried out twice): the loop's, in whichever tab runs
+/// it.
 pub fn approve(auto: Automation) {
+    if !auto.leader.get_untracked() {
+        crate::tabs::post(&TabMessage::AutomationApprove);
+        return;
+    }
     spawn_local(async move {
         let Some(plan) = active_plan(auto) else {
             return;
@@ -254,8 +356,12 @@ pub fn approve(auto: Automation) {
     });
 }
 
-/// Holds or resumes the rollout in progress.
+/// Holds or resumes the rollout in progress (in whichever tab runs the loop).
 pub fn hold(auto: Automation, held: bool) {
+    if !auto.leader.get_untracked() {
+        crate::tabs::post(&TabMessage::AutomationHold { held });
+        return;
+    }
     spawn_local(async move {
         let mut version = String::new();
         auto.state.update(|s| {

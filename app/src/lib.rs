@@ -32,6 +32,7 @@ pub mod run;
 pub mod signing;
 pub mod state;
 pub mod storage;
+pub mod tabs;
 pub mod training;
 pub mod worker_client;
 
@@ -48,6 +49,26 @@ pub fn App() -> impl IntoView {
     // `logs` needs no storage and `storage` no log.
     logs::persist_with(store_log_line);
     automation::start(state);
+    // Datasets and devices another tab of the dashboard stored (the automation running in this
+    // tab retrains on them and deploys to them).
+    tabs::listen(move |m| match m {
+        tabs::TabMessage::Datasets => spawn_local(async move {
+            match async { Storage::open().await?.datasets().await }.await {
+                Ok(d) => state.datasets.set(d),
+                Err(e) => logs::warn("storage", format!("datasets not read again: {e}")),
+            }
+        }),
+        tabs::TabMessage::Devices => spawn_local(async move {
+            match async { Storage::open().await?.devices().await }.await {
+                Ok(mut devices) => {
+                    devices.sort_by(|a, b| a.added_ms.total_cmp(&b.added_ms));
+                    state.devices.set(devices);
+                }
+                Err(e) => logs::warn("storage", format!("devices not read again: {e}")),
+            }
+        }),
+        _ => {}
+    });
     register_service_worker();
     // Load what IndexedDB holds, and take a device passed in the URL fragment
     // (`#device=URL&token=TOKEN`, as `cargo xtask run` prints it).

@@ -906,56 +906,6 @@ async fn reconcile_aliases(
     Ok(())
 }
 
-/// Runs `job` holding the browser-wide Web Lock `wasmops-mlflow-sync`, so two tabs of the
-/// dashboard never sync at the same time (both would create the runs neither had synced yet).
-/// A browser without Web Locks just runs it.
-async fn exclusive<T: 'static>(job: impl std::future::Future<Output = T> + 'static) -> Option<T> {
-    use std::cell::RefCell;
-    use std::rc::Rc;
-    use wasm_bindgen::{closure::Closure, JsCast, JsValue};
-    let locks = web_sys::window()
-        .and_then(|w| js_sys::Reflect::get(&w.navigator(), &"locks".into()).ok())
-        .filter(|l| l.is_object());
-    let request = locks.as_ref().and_then(|l| {
-        js_sys::Reflect::get(l, &"request".into())
-            .ok()
-            .and_then(|r| r.dyn_into::<js_sys::Function>().ok())
-    });
-    let (Some(locks), Some(request)) = (locks, request) else {
-        return Some(job.await);
-    };
-    let job = Rc::new(RefCell::new(Some(job)));
-    let out = Rc::new(RefCell::new(None));
-    let (job2, out2) = (job.clone(), out.clone());
-    let callback = Closure::once(move |_lock: JsValue| -> js_sys::Promise {
-        let job = job2.borrow_mut().take();
-        wasm_bindgen_futures::future_to_promise(async move {
-            if let Some(job) = job {
-                *out2.borrow_mut() = Some(job.await);
-            }
-            Ok(JsValue::UNDEFINED)
-        })
-    });
-    if let Ok(p) = request.call2(
-        &locks,
-        &"wasmops-mlflow-sync".into(),
-        callback.as_ref().unchecked_ref(),
-    ) {
-        let _ = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(p)).await;
-    }
-    drop(callback);
-    let done = out.borrow_mut().take();
-    if done.is_some() {
-        return done;
-    }
-    // The lock could not be taken: run it without, if it has not started.
-    let pending = job.borrow_mut().take();
-    match pending {
-        Some(job) => Some(job.await),
-        None => None,
-    }
-}
-
 /// Starts a sync unless one is running (then that one runs again when it ends, so a change
 /// made meanwhile is not left behind). Does nothing while not connected.
 pub fn request_sync(state: AppState) {
@@ -974,7 +924,12 @@ pub fn request_sync(state: AppState) {
         let mut settings = settings;
         loop {
             let owned = settings.clone();
-            let result = exclusive(async move { sync(state, &owned).await })
+            // One tab at a time: two would both create the runs neither had synced yet.
+            let result =
+                crate::tabs::exclusive(
+                    "wasmops-mlflow-sync",
+                    async move { sync(state, &owned).await },
+                )
                 .await
                 .unwrap_or_else(|| Err("the browser's lock for syncing was lost".into()));
             let at = js_sys::Date::now();

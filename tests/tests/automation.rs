@@ -9,7 +9,9 @@
 //! its live labels), then to the fleet: every device runs it, `champion` moved, and the log says
 //! why at each step. Then a plan whose fleet step asks for approval: a `new_dataset` rule fires
 //! on v3, the canary step passes and the rollout waits (the fleet stays on the old version)
-//! until Approve is clicked.
+//! until Approve is clicked. A second tab of the dashboard is open all along: the loop runs in
+//! one tab only, the other shows its log, passes its Approve click on, and takes the loop over
+//! when the first tab closes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -125,6 +127,27 @@ async fn wait_log(browser: &Browser, what: &str, secs: u64, pred: impl Fn(&str) 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Runs in this browser's IndexedDB that a rule's retraining made (whichever tab made them).
+async fn retrained_runs(browser: &Browser) -> u64 {
+    browser
+        .eval_async(
+            "const done = arguments[arguments.length - 1];
+             const open = indexedDB.open('wasmops');
+             open.onsuccess = () => {
+                 const db = open.result;
+                 const all = db.transaction('run_summaries').objectStore('run_summaries').getAll();
+                 all.onsuccess = () => {
+                     done(all.result.filter(r => r.name.startsWith('retrained by rule')).length);
+                     db.close();
+                 };
+             };
+             open.onerror = () => done(String(open.error));",
+        )
+        .await
+        .as_u64()
+        .expect("a count of runs")
 }
 
 /// Waits (up to `secs`) until every device runs `pred`'s module.
@@ -281,6 +304,32 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         .await;
     let setup_s = started.elapsed().as_secs_f64();
 
+    // A second tab of the dashboard, open through all that follows. The loop runs in one tab
+    // only (two would both retrain and deploy); the other says so, shows what the loop stores
+    // and passes its clicks on.
+    let first_tab = browser.client.window().await.unwrap();
+    let second_tab = browser.client.new_window(true).await.unwrap().handle;
+    browser
+        .client
+        .switch_to_window(second_tab.clone())
+        .await
+        .unwrap();
+    browser.open(&site.origin).await;
+    browser.click("#nav-automation").await;
+    browser
+        .wait_text(
+            "[data-testid=automation-status]",
+            "the second tab's status",
+            |t| t.contains("runs in another tab"),
+        )
+        .await;
+    browser.screenshot("automation-second-tab").await;
+    browser
+        .client
+        .switch_to_window(first_tab.clone())
+        .await
+        .unwrap();
+
     // No click from here: shifted traffic with true labels on the canary.
     let stop = Arc::new(AtomicBool::new(false));
     let urls = devices.iter().map(|d| d.url.clone()).collect();
@@ -339,6 +388,22 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         .await;
     // `champion` moved to the new version.
     assert!(done.contains("step 2: champion -> version 2"), "{done}");
+    assert_eq!(retrained_runs(&browser).await, 1, "one tab retrained");
+    // The other tab saw it all happen.
+    browser
+        .client
+        .switch_to_window(second_tab.clone())
+        .await
+        .unwrap();
+    wait_log(&browser, "the rollout, in the second tab", 15, |t| {
+        t.contains("every step passed") && t.contains("gate passed against champion")
+    })
+    .await;
+    browser
+        .client
+        .switch_to_window(first_tab.clone())
+        .await
+        .unwrap();
     let rollout_s = started.elapsed().as_secs_f64() - setup_s;
 
     // A plan whose fleet step waits for a person, and a rule on new dataset versions.
@@ -416,7 +481,25 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         .await
         .unwrap();
     browser.screenshot("automation-approval").await;
+    // Approved in the other tab: the tab running the loop carries it out.
+    browser
+        .client
+        .switch_to_window(second_tab.clone())
+        .await
+        .unwrap();
+    browser
+        .wait_text(
+            "[data-testid=rollout-state]",
+            "the approval wait, in the second tab",
+            |t| t == "awaiting approval",
+        )
+        .await;
     browser.click("#rollout-approve").await;
+    browser
+        .client
+        .switch_to_window(first_tab.clone())
+        .await
+        .unwrap();
     until_all(&http, &[canary, fleet1, fleet2], "v3 everywhere", 30, |h| {
         h == v3
     })
@@ -426,6 +509,11 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     })
     .await;
     assert!(done.contains("a person approved the step"), "{done}");
+    assert_eq!(
+        retrained_runs(&browser).await,
+        2,
+        "one tab retrained, each time"
+    );
     browser
         .client
         .execute(
@@ -435,6 +523,16 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         .await
         .unwrap();
     browser.screenshot("automation-log").await;
+    // The tab running the loop closes: the other takes it over.
+    browser.client.close_window().await.unwrap();
+    browser.client.switch_to_window(second_tab).await.unwrap();
+    browser
+        .wait_text(
+            "[data-testid=automation-status]",
+            "the second tab taking the loop over",
+            |t| t.starts_with("Watching 3 devices"),
+        )
+        .await;
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     eprintln!(

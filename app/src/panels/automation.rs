@@ -46,14 +46,20 @@ fn LoopStatus() -> impl IntoView {
             {move || {
                 let s = auto.setup.get();
                 let active = s.rules.iter().filter(|r| !r.paused).count();
-                match auto.busy.get() {
+                let elsewhere = if auto.loaded.get() && !auto.leader.get() {
+                    "The loop runs in another tab of this dashboard (this tab takes over when that one closes). "
+                } else {
+                    ""
+                };
+                let what = match auto.busy.get() {
                     Some(b) => format!("Working: {b}."),
                     None if s.groups.is_empty() => "Idle: put devices into groups below to start watching them.".to_string(),
                     None => format!(
                         "Watching {} devices every {} s (windows of {} s); {active} of {} rules active.",
                         s.groups.len(), s.every_s, s.window_s, s.rules.len()
                     ),
-                }
+                };
+                format!("{elsewhere}{what}")
             }}
             {move || auto.last_look.get().map(|(at, missing)| view! {
                 <span class="muted">{format!(" Last look {}.", clock(at))}</span>

@@ -118,6 +118,7 @@ pub fn DataPanel() -> impl IntoView {
         spawn_local(async move {
             match async { Storage::open().await?.put_dataset(&stored).await }.await {
                 Ok(()) => {
+                    crate::tabs::post(&crate::tabs::TabMessage::Datasets);
                     crate::logs::info(
                         "data",
                         format!(
@@ -294,6 +295,7 @@ fn DatasetVersions() -> impl IntoView {
         spawn_local(async move {
             match async { Storage::open().await?.put_datasets(&renamed).await }.await {
                 Ok(()) => {
+                    crate::tabs::post(&crate::tabs::TabMessage::Datasets);
                     crate::logs::info("data", format!("renamed dataset {old} to {new}"));
                     state.datasets.update(|all| {
                         for d in all.iter_mut().filter(|d| d.dataset.name == old) {
@@ -329,6 +331,7 @@ fn DatasetVersions() -> impl IntoView {
         spawn_local(async move {
             match async { Storage::open().await?.delete_dataset(&hash).await }.await {
                 Ok(()) => {
+                    crate::tabs::post(&crate::tabs::TabMessage::Datasets);
                     crate::logs::info(
                         "data",
                         format!("deleted dataset {} v{}", d.dataset.name, d.version),

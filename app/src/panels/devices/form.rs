@@ -47,6 +47,7 @@ pub fn DeviceForm() -> impl IntoView {
         spawn_local(async move {
             match async { Storage::open().await?.put_device(&entry).await }.await {
                 Ok(()) => {
+                    crate::tabs::post(&crate::tabs::TabMessage::Devices);
                     state
                         .devices
                         .update(|all| match all.iter_mut().find(|d| d.url == entry.url) {
