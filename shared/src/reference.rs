@@ -110,24 +110,56 @@ fn predict_row(model: &Model, x: &[f64], z: &mut Vec<f64>, out: &mut Vec<f64>) {
             baseline,
             trees,
         } => {
-            // A binary model's logits are [0, z_0].
             z.clear();
-            if *n_classes == Some(2) {
-                z.push(0.0);
-            }
-            let first = z.len();
             z.extend(baseline.iter().copied());
             let scores = baseline.len();
             for (t, tree) in trees.iter().enumerate() {
-                let s = first + t % scores;
+                let s = t % scores;
                 z[s] = z[s] + tree.value_for(x);
             }
-            match n_classes {
-                None => out.push(canonicalize(z[0])),
-                Some(_) => softmax_outputs(z, out),
-            }
+            boosted_outputs(*n_classes, z, out);
         }
     }
+}
+
+/// A boosted model's outputs from a row's raw scores (its baseline plus the trees' values,
+/// tree after tree): the prediction for regression, else `[argmax, probabilities...]`.
+fn boosted_outputs(n_classes: Option<usize>, z: &mut Vec<f64>, out: &mut Vec<f64>) {
+    match n_classes {
+        None => out.push(canonicalize(z[0])),
+        Some(_) => {
+            // A binary model's logits are [0, z_0].
+            if n_classes == Some(2) {
+                z.insert(0, 0.0);
+            }
+            softmax_outputs(z, out)
+        }
+    }
+}
+
+/// [`predict`] for a boosted model without a scaler, from raw scores already summed in its
+/// order (`rows x scores`, row-major; the trainer keeps them for its held-out rows while
+/// fitting): the same outputs, without walking every tree again. Other models: `None`.
+pub fn predict_from_scores(pipeline: &Pipeline, scores: &[f64]) -> Option<Vec<f64>> {
+    let Model::GradientBoosting {
+        n_classes,
+        baseline,
+        ..
+    } = &pipeline.model
+    else {
+        return None;
+    };
+    if pipeline.scaler.is_some() || baseline.is_empty() || scores.len() % baseline.len() != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(scores.len() / baseline.len() * pipeline.n_outputs());
+    let mut z = Vec::with_capacity(baseline.len() + 1);
+    for row in scores.chunks_exact(baseline.len()) {
+        z.clear();
+        z.extend_from_slice(row);
+        boosted_outputs(*n_classes, &mut z, &mut out);
+    }
+    Some(out)
 }
 
 /// `b + sum_j w_j * x_j`, left to right.

@@ -29,6 +29,7 @@
 //! the same data and seed give the same trees on wasm32 and natively. Raw scores are summed
 //! tree by tree in iteration order, exactly as the module and `reference.rs` sum them.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use rand::seq::SliceRandom;
@@ -592,6 +593,9 @@ struct Grower<'a> {
     /// Where each feature's bins start in a histogram, and the total.
     offsets: Vec<usize>,
     total_bins: usize,
+    /// Histograms of nodes that are done, for the next nodes to fill (a histogram is a few
+    /// hundred kilobytes: fresh ones cost page faults).
+    spare: RefCell<Vec<Vec<Bin>>>,
 }
 
 impl<'a> Grower<'a> {
@@ -608,6 +612,7 @@ impl<'a> Grower<'a> {
             params,
             offsets,
             total_bins,
+            spare: RefCell::new(Vec::new()),
         }
     }
 
@@ -640,10 +645,11 @@ impl<'a> Grower<'a> {
         };
         // Leaves that can still split, in the order they were made.
         let mut pending: Vec<Node> = Vec::new();
-        let mut finalize = |node: &Node, nodes: &mut Vec<TreeNode>, rows: &[u32]| {
+        let mut finalize = |node: Node, nodes: &mut Vec<TreeNode>, rows: &[u32]| {
             let value = self.leaf_value(node.sum_g, node.sum_h);
             nodes[node.at] = leaf(value);
             leaves.push((rows[node.start..node.end].to_vec(), value));
+            self.recycle(node.hist);
         };
         if self.can_split(&root) {
             root.hist = self.build(&rows[..], g, h);
@@ -652,7 +658,7 @@ impl<'a> Grower<'a> {
         if root.split.is_some() {
             pending.push(root);
         } else {
-            finalize(&root, &mut nodes, &rows);
+            finalize(root, &mut nodes, &rows);
         }
         let mut n_leaves = 1;
         while !pending.is_empty() {
@@ -708,9 +714,10 @@ impl<'a> Grower<'a> {
                 node.sum_h - split.left_h,
             );
             if self.params.max_leaf_nodes == Some(n_leaves) {
-                finalize(&left, &mut nodes, &rows);
-                finalize(&right, &mut nodes, &rows);
-                for p in &pending {
+                self.recycle(node.hist);
+                finalize(left, &mut nodes, &rows);
+                finalize(right, &mut nodes, &rows);
+                for p in pending.drain(..) {
                     finalize(p, &mut nodes, &rows);
                 }
                 break;
@@ -724,18 +731,17 @@ impl<'a> Grower<'a> {
                     (&mut right, &mut left)
                 };
                 small.hist = self.build(&rows[small.start..small.end], g, h);
-                large.hist = node
-                    .hist
-                    .iter()
-                    .zip(&small.hist)
-                    .map(|(p, s)| Bin {
-                        g: p.g - s.g,
-                        h: p.h - s.h,
-                        n: p.n - s.n,
-                    })
-                    .collect();
+                // In the parent's place.
+                let mut hist = node.hist;
+                for (p, s) in hist.iter_mut().zip(&small.hist) {
+                    p.g = p.g - s.g;
+                    p.h = p.h - s.h;
+                    p.n -= s.n;
+                }
+                large.hist = hist;
+            } else {
+                self.recycle(node.hist);
             }
-            drop(node);
             for (child, splits) in [(left, split_left), (right, split_right)] {
                 let mut child = child;
                 if splits {
@@ -744,11 +750,17 @@ impl<'a> Grower<'a> {
                 if child.split.is_some() {
                     pending.push(child);
                 } else {
-                    finalize(&child, &mut nodes, &rows);
+                    finalize(child, &mut nodes, &rows);
                 }
             }
         }
         (Tree { nodes }, leaves)
+    }
+
+    fn recycle(&self, hist: Vec<Bin>) {
+        if hist.capacity() > 0 {
+            self.spare.borrow_mut().push(hist);
+        }
     }
 
     /// Whether a node may be split at all (its rows, depth and hessians allow it).
@@ -769,7 +781,9 @@ impl<'a> Grower<'a> {
         // The rows' gradients side by side.
         let gs: Vec<f64> = rows.iter().map(|i| g[*i as usize]).collect();
         let hs: Vec<f64> = rows.iter().map(|i| h[*i as usize]).collect();
-        let mut hist = vec![Bin::default(); self.total_bins];
+        let mut hist = self.spare.borrow_mut().pop().unwrap_or_default();
+        hist.clear();
+        hist.resize(self.total_bins, Bin::default());
         let col = |f: usize| &self.binned.bins[f * n..(f + 1) * n];
         let add = |b: &mut Bin, g: f64, h: f64| {
             b.g = b.g + g;

@@ -361,6 +361,8 @@ pub fn train_with(
     let mut kmeans_curve = None;
     // And boosting (see [`boosting`]).
     let mut boosting_curves = None;
+    // The boosted model's raw scores of the held-out rows, summed while fitting.
+    let mut boosted_scores = None;
     // Hyperparameters the fit chose itself.
     let mut chosen_params = BTreeMap::new();
     let (model, linfa_pred): (Model, Vec<f64>) = match &spec.algorithm {
@@ -557,6 +559,7 @@ pub fn train_with(
                 .collect();
             chosen_params.insert("n_iter".to_string(), fit.n_iter as f64);
             boosting_curves = Some(fit.curves);
+            boosted_scores = Some(fit.eval_raw);
             (
                 Model::GradientBoosting {
                     n_classes,
@@ -597,7 +600,11 @@ pub fn train_with(
         .validate()
         .map_err(|e| TrainError::Fit(format!("linfa produced an unusable model: {e}")))?;
     let test_x_raw = test_raw.as_slice().expect("the split is row-major");
-    let outputs = wasmops_shared::reference::predict(&pipeline, test_x_raw);
+    // A boosted model's outputs from the scores the fit summed (the same bits as walking every
+    // tree again; `agrees_with_its_fit` in trainer/tests/boosting.rs checks the metrics).
+    let outputs = boosted_scores
+        .and_then(|s| wasmops_shared::reference::predict_from_scores(&pipeline, &s))
+        .unwrap_or_else(|| wasmops_shared::reference::predict(&pipeline, test_x_raw));
     let metrics = wasmops_shared::metrics::evaluate(&pipeline, test_x_raw, &outputs, &test_y);
     let class_names = match &spec.algorithm {
         Algorithm::KMeans { k, .. } => (0..*k).map(|c| format!("cluster {c}")).collect(),

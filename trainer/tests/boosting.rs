@@ -102,6 +102,17 @@ fn agrees_with_its_fit(t: &Trained, data: &Dataset) {
     for (i, (row, want)) in outputs.chunks(o).zip(&t.linfa_test_predictions).enumerate() {
         assert_eq!(row[0].to_bits(), want.to_bits(), "held-out row {i}");
     }
+    // The run's metrics come from the scores the fit summed: the same bits as the reference
+    // walking every tree.
+    let metrics = wasmops_shared::metrics::evaluate(&t.pipeline, &t.test_x, &outputs, &t.test_y);
+    assert_eq!(metrics.len(), t.metrics.len());
+    for (name, v) in &metrics {
+        assert_eq!(v.to_bits(), t.metrics[name].to_bits(), "{name}");
+    }
+    assert_eq!(
+        reference::predict_from_scores(&t.pipeline, &[]).map(|o| o.len()),
+        Some(0)
+    );
     // The module loads (every section checked); `shared/tests/compiler.rs` shows boosted
     // modules equal the reference in wasmtime, and the e2e suite on a device.
     let info = ModuleInfo::parse(&compiled(t, data)).unwrap();
