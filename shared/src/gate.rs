@@ -402,15 +402,27 @@ fn evaluate_rule(
             Check::Threshold(_) => "the threshold".to_string(),
             _ => format!(
                 "the baseline's {} moved by the required change",
-                b.unwrap_or(f64::NAN)
+                figure(b.unwrap_or(f64::NAN))
             ),
         };
         result.reason = format!(
-            "{metric} {c} is not {op} {required} ({what}): {} {word} it",
-            (c - required).abs()
+            "{metric} {} is not {op} {} ({what}): {} {word} it",
+            figure(c),
+            figure(required),
+            figure((c - required).abs())
         );
     }
     result
+}
+
+/// A figure as people read it: at most 4 decimals, no trailing zeros (`0.2667`, `0.9`).
+fn figure(x: f64) -> String {
+    let s = format!("{x:.4}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 fn percent(x: f64) -> String {
@@ -541,6 +553,12 @@ mod tests {
                 .contains("is not >= 0.9 (the threshold)"),
             "{}",
             r.results[0].reason
+        );
+        // Figures as people read them, not 17 digits.
+        let r = gate(&["accuracy >= 0.8"], &[("accuracy", 4.0 / 15.0)], &[]);
+        assert_eq!(
+            r.results[0].reason,
+            "accuracy 0.2667 is not >= 0.8 (the threshold): 0.5333 below it"
         );
         assert!(gate(&["rmse <= 2"], &[("rmse", 1.5)], &[]).passed);
         assert!(!gate(&["rmse <= 2"], &[("rmse", 2.5)], &[]).passed);

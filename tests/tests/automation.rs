@@ -9,7 +9,8 @@
 //! its live labels), then to the fleet: every device runs it, `champion` moved, and the log says
 //! why at each step. Then a plan whose fleet step asks for approval: a `new_dataset` rule fires
 //! on v3, the canary step passes and the rollout waits (the fleet stays on the old version)
-//! until Approve is clicked. A second tab of the dashboard is open all along: the loop runs in
+//! until Approve is clicked. Then a candidate trained on scrambled labels is stopped by the gate
+//! (nothing deployed; the log names the threshold and the margin). A second tab of the dashboard is open all along: the loop runs in
 //! one tab only, the other shows its log, passes its Approve click on, and takes the loop over
 //! when the first tab closes.
 
@@ -36,8 +37,25 @@ fn iris_csv(shift: f64) -> String {
     s
 }
 
+/// Iris with its labels scrambled (row `i` gets row `(7 i + 3) mod 150`'s): nothing to learn.
+fn scrambled_iris_csv(shift: f64) -> String {
+    let d = wasmops_trainer::datasets::builtin("iris").unwrap();
+    let n = d.n_rows();
+    let mut s = d.feature_names.join(",") + "," + &d.target_name + "\n";
+    for i in 0..n {
+        let x: Vec<String> = d.row(i).iter().map(|v| (v + shift).to_string()).collect();
+        let label = &d.class_names[d.y[(7 * i + 3) % n] as usize];
+        s += &format!("{},{label}\n", x.join(","));
+    }
+    s
+}
+
 async fn import(browser: &Browser, path: &std::path::Path, shift: f64, version: &str) {
-    std::fs::write(path, iris_csv(shift)).unwrap();
+    import_text(browser, path, &iris_csv(shift), version).await;
+}
+
+async fn import_text(browser: &Browser, path: &std::path::Path, csv: &str, version: &str) {
+    std::fs::write(path, csv).unwrap();
     browser.click("#nav-lab").await;
     browser.upload("#csv-file", path).await;
     browser.click("#csv-import").await;
@@ -523,6 +541,57 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         .await
         .unwrap();
     browser.screenshot("automation-log").await;
+    // A candidate worse than the champion: v4's labels are scrambled. The gate stops it,
+    // nothing is deployed, and the log says which threshold failed and by how much.
+    browser.click("#nav-automation").await;
+    browser
+        .click("tr[data-rule='new-data'] button.rule-edit")
+        .await;
+    browser.fill("#rule-cooldown", "0").await;
+    browser.click("#rule-save").await;
+    browser
+        .wait_text(
+            "tr[data-rule='new-data']",
+            "the rule without cooldown",
+            |t| t.contains("cooldown 0 s"),
+        )
+        .await;
+    import_text(&browser, &csv, &scrambled_iris_csv(SHIFT + 0.05), "v4").await;
+    browser.click("#nav-automation").await;
+    let stopped = wait_log(&browser, "the gate stopping v4's candidate", 120, |t| {
+        t.contains("gate FAILED")
+    })
+    .await;
+    let gate_line = stopped
+        .lines()
+        .find(|l| l.contains("FAIL accuracy >= 0.8"))
+        .unwrap_or_else(|| panic!("no failed threshold in the log:\n{stopped}"));
+    assert!(
+        gate_line.contains("required 0.8000") && gate_line.contains("margin -0."),
+        "{gate_line}"
+    );
+    assert!(stopped.contains("nothing deployed"), "{stopped}");
+    browser
+        .wait_text(
+            "[data-testid=rollout-state]",
+            "no rollout after the gate",
+            |t| t.starts_with("None"),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for d in [canary, fleet1, fleet2] {
+        assert_eq!(active(&http, d).await.as_deref(), Some(v3.as_str()));
+    }
+    browser
+        .client
+        .execute(
+            "document.querySelector('#automation-log-panel').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    browser.screenshot("automation-gate-stop").await;
+
     // The tab running the loop closes: the other takes it over.
     browser.client.close_window().await.unwrap();
     browser.client.switch_to_window(second_tab).await.unwrap();
