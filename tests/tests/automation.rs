@@ -10,7 +10,8 @@
 //! why at each step. Then a plan whose fleet step asks for approval: a `new_dataset` rule fires
 //! on v3, the canary step passes and the rollout waits (the fleet stays on the old version)
 //! until Approve is clicked. Then a candidate trained on scrambled labels is stopped by the gate
-//! (nothing deployed; the log names the threshold and the margin). A second tab of the dashboard is open all along: the loop runs in
+//! (nothing deployed; the log names the threshold and the margin), and one that passes the gate
+//! but fails the canary's live labels is rolled back on its own. A second tab of the dashboard is open all along: the loop runs in
 //! one tab only, the other shows its log, passes its Approve click on, and takes the loop over
 //! when the first tab closes.
 
@@ -45,6 +46,20 @@ fn scrambled_iris_csv(shift: f64) -> String {
     for i in 0..n {
         let x: Vec<String> = d.row(i).iter().map(|v| (v + shift).to_string()).collect();
         let label = &d.class_names[d.y[(7 * i + 3) % n] as usize];
+        s += &format!("{},{label}\n", x.join(","));
+    }
+    s
+}
+
+/// Iris with each class named as the next (setosa rows called versicolor, ...): a model
+/// learns the wrong names, and holds up on its own held-out rows only.
+fn rotated_iris_csv(shift: f64) -> String {
+    let d = wasmops_trainer::datasets::builtin("iris").unwrap();
+    let k = d.class_names.len();
+    let mut s = d.feature_names.join(",") + "," + &d.target_name + "\n";
+    for i in 0..d.n_rows() {
+        let x: Vec<String> = d.row(i).iter().map(|v| (v + shift).to_string()).collect();
+        let label = &d.class_names[(d.y[i] as usize + 1) % k];
         s += &format!("{},{label}\n", x.join(","));
     }
     s
@@ -548,12 +563,13 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         .click("tr[data-rule='new-data'] button.rule-edit")
         .await;
     browser.fill("#rule-cooldown", "0").await;
+    browser.fill("#rule-cap", "10").await;
     browser.click("#rule-save").await;
     browser
         .wait_text(
             "tr[data-rule='new-data']",
             "the rule without cooldown",
-            |t| t.contains("cooldown 0 s"),
+            |t| t.contains("cooldown 0 s, at most 10 a day"),
         )
         .await;
     import_text(&browser, &csv, &scrambled_iris_csv(SHIFT + 0.05), "v4").await;
@@ -562,6 +578,10 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         t.contains("gate FAILED")
     })
     .await;
+    assert!(
+        stopped.contains("accuracy 0.2667 is not >= 0.8 (the threshold): 0.5333 below it"),
+        "{stopped}"
+    );
     let gate_line = stopped
         .lines()
         .find(|l| l.contains("FAIL accuracy >= 0.8"))
@@ -591,6 +611,38 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         .await
         .unwrap();
     browser.screenshot("automation-gate-stop").await;
+
+    // A candidate that passes the gate but does badly on the canary's live labels: v5 names
+    // each class as the next, so its model is right on its own held-out rows and wrong on
+    // every device's traffic. The canary step's checks fail, the rollout rolls back on its own
+    // (the canary returns to v3), and the fleet never runs it.
+    import_text(&browser, &csv, &rotated_iris_csv(SHIFT + 0.05), "v5").await;
+    browser.click("#nav-automation").await;
+    let rolled = wait_log(&browser, "the canary step rolling back", 120, |t| {
+        t.contains("rolled back")
+    })
+    .await;
+    assert!(
+        rolled.contains(&format!("registered {model} v4")),
+        "the candidate passed the gate: {rolled}"
+    );
+    assert!(
+        rolled.contains("step 1 (canary) failed its checks 2 times: rolled back"),
+        "{rolled}"
+    );
+    assert!(rolled.contains("FAIL: live_accuracy"), "{rolled}");
+    assert!(!rolled.contains("version 4: step 2"), "{rolled}");
+    until_all(&http, &[canary], "the canary back on v3", 30, |h| h == v3).await;
+    for d in [fleet1, fleet2] {
+        assert_eq!(active(&http, d).await.as_deref(), Some(v3.as_str()));
+    }
+    browser
+        .wait_text(
+            "[data-testid=rollout-state]",
+            "no rollout after the rollback",
+            |t| t.starts_with("None"),
+        )
+        .await;
 
     // The tab running the loop closes: the other takes it over.
     browser.client.close_window().await.unwrap();
