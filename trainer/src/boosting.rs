@@ -302,8 +302,8 @@ pub fn fit(
     }
 
     let grower = Grower::new(&binned, params);
-    let mut g = vec![0.0; nt * s];
-    let mut h = vec![0.0; nt * s];
+    let mut g = vec![0.0f32; nt * s];
+    let mut h = vec![0.0f32; nt * s];
     let mut trees = Vec::with_capacity(params.max_iter * s);
     let mut n_iter = 0;
     for iteration in 1..=params.max_iter {
@@ -451,23 +451,25 @@ fn baseline(y: &[f64], loss: Loss) -> Vec<f64> {
     }
 }
 
-/// Gradients and hessians of every row, score-major (`g[s * n + i]`). With more than two
+/// Gradients and hessians of every row, score-major (`g[s * n + i]`), computed in f64 and kept
+/// in f32 as scikit-learn keeps them (`G_H_DTYPE`; its near-equal splits then go the same way:
+/// the multiclass quality gap halved), summed in f64. With more than two
 /// classes also the mean log loss of `raw` (the softmax's sums are the loss's: the same bits
 /// as [`mean_loss`]), computed here once instead of twice per iteration.
-fn gradients(loss: Loss, raw: &[f64], y: &[f64], g: &mut [f64], h: &mut [f64]) -> Option<f64> {
+fn gradients(loss: Loss, raw: &[f64], y: &[f64], g: &mut [f32], h: &mut [f32]) -> Option<f64> {
     let n = y.len();
     match loss {
         Loss::Squared => {
             for i in 0..n {
-                g[i] = raw[i] - y[i];
+                g[i] = (raw[i] - y[i]) as f32;
                 h[i] = 1.0;
             }
         }
         Loss::LogLoss(2) => {
             for i in 0..n {
                 let p = sigmoid(raw[i]);
-                g[i] = p - y[i];
-                h[i] = p * (1.0 - p);
+                g[i] = (p - y[i]) as f32;
+                h[i] = (p * (1.0 - p)) as f32;
             }
         }
         Loss::LogLoss(k) => {
@@ -480,8 +482,8 @@ fn gradients(loss: Loss, raw: &[f64], y: &[f64], g: &mut [f64], h: &mut [f64]) -
                 sum = sum + (m + libm::log(e) - z[yi.min(k - 1)]);
                 for c in 0..k {
                     let target = if c == yi { 1.0 } else { 0.0 };
-                    g[c * n + i] = p[c] - target;
-                    h[c * n + i] = p[c] * (1.0 - p[c]);
+                    g[c * n + i] = (p[c] - target) as f32;
+                    h[c * n + i] = (p[c] * (1.0 - p[c])) as f32;
                 }
             }
             return (n > 0).then(|| sum / n as f64);
@@ -622,7 +624,7 @@ impl<'a> Grower<'a> {
 
     /// Grows one tree on gradients `g` and hessians `h` (one per training row); returns it
     /// and, per leaf, its training rows and value.
-    fn grow(&self, g: &[f64], h: &[f64]) -> (Tree, Vec<(Vec<u32>, f64)>) {
+    fn grow(&self, g: &[f32], h: &[f32]) -> (Tree, Vec<(Vec<u32>, f64)>) {
         let n = self.binned.n;
         let mut rows: Vec<u32> = (0..n as u32).collect();
         let mut scratch: Vec<u32> = Vec::with_capacity(n);
@@ -630,8 +632,8 @@ impl<'a> Grower<'a> {
         let mut leaves: Vec<(Vec<u32>, f64)> = Vec::new();
         let (mut sum_g, mut sum_h) = (0.0, 0.0);
         for i in 0..n {
-            sum_g = sum_g + g[i];
-            sum_h = sum_h + h[i];
+            sum_g = sum_g + f64::from(g[i]);
+            sum_h = sum_h + f64::from(h[i]);
         }
         let mut root = Node {
             at: 0,
@@ -776,11 +778,11 @@ impl<'a> Grower<'a> {
     /// Four features per pass over the rows: a row's gradient and hessian are read once for
     /// four bins. Each bin still adds its rows in row order, so the sums are the bits a
     /// feature-by-feature pass gives.
-    fn build(&self, rows: &[u32], g: &[f64], h: &[f64]) -> Vec<Bin> {
+    fn build(&self, rows: &[u32], g: &[f32], h: &[f32]) -> Vec<Bin> {
         let n = self.binned.n;
         // The rows' gradients side by side.
-        let gs: Vec<f64> = rows.iter().map(|i| g[*i as usize]).collect();
-        let hs: Vec<f64> = rows.iter().map(|i| h[*i as usize]).collect();
+        let gs: Vec<f64> = rows.iter().map(|i| f64::from(g[*i as usize])).collect();
+        let hs: Vec<f64> = rows.iter().map(|i| f64::from(h[*i as usize])).collect();
         let mut hist = self.spare.borrow_mut().pop().unwrap_or_default();
         hist.clear();
         hist.resize(self.total_bins, Bin::default());
@@ -949,7 +951,7 @@ mod tests {
         let (n, k) = (500, 4);
         let raw: Vec<f64> = (0..n * k).map(|_| 20.0 * r() - 10.0).collect();
         let y: Vec<f64> = (0..n).map(|_| (r() * k as f64).floor()).collect();
-        let (mut g, mut h) = (vec![0.0; n * k], vec![0.0; n * k]);
+        let (mut g, mut h) = (vec![0.0f32; n * k], vec![0.0f32; n * k]);
         let shared = gradients(Loss::LogLoss(k), &raw, &y, &mut g, &mut h).unwrap();
         assert_eq!(
             shared.to_bits(),
@@ -970,8 +972,8 @@ mod tests {
         let binned = Binned::new(&x, n, d);
         let p = params(1);
         let grower = Grower::new(&binned, &p);
-        let g: Vec<f64> = (0..n).map(|_| r() - 0.5).collect();
-        let h: Vec<f64> = (0..n).map(|_| r()).collect();
+        let g: Vec<f32> = (0..n).map(|_| (r() - 0.5) as f32).collect();
+        let h: Vec<f32> = (0..n).map(|_| r() as f32).collect();
         let rows: Vec<u32> = (0..n as u32).filter(|i| i % 3 != 1).collect();
         let hist = grower.build(&rows, &g, &h);
         for f in 0..d {
@@ -979,8 +981,8 @@ mod tests {
             let mut expected = vec![Bin::default(); binned.n_bins(f)];
             for i in &rows {
                 let b = &mut expected[col[*i as usize] as usize];
-                b.g = b.g + g[*i as usize];
-                b.h = b.h + h[*i as usize];
+                b.g = b.g + f64::from(g[*i as usize]);
+                b.h = b.h + f64::from(h[*i as usize]);
                 b.n += 1;
             }
             let got = &hist[grower.offsets[f]..grower.offsets[f] + binned.n_bins(f)];
@@ -1015,7 +1017,8 @@ mod tests {
             let e = per_leaf
                 .entry(tree.leaf_for(&x[i * d..(i + 1) * d]))
                 .or_default();
-            e.0 += fit.baseline[0] - y[i];
+            // The gradient as the fit keeps it: rounded to f32, as scikit-learn's.
+            e.0 += f64::from((fit.baseline[0] - y[i]) as f32);
             e.1 += 1.0;
         }
         assert!((fit.baseline[0] - mean).abs() < 1e-12);
