@@ -342,11 +342,7 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     // and passes its clicks on.
     let first_tab = browser.client.window().await.unwrap();
     let second_tab = browser.client.new_window(true).await.unwrap().handle;
-    browser
-        .client
-        .switch_to_window(second_tab.clone())
-        .await
-        .unwrap();
+    browser.switch_to(&second_tab).await;
     browser.open(&site.origin).await;
     browser.click("#nav-automation").await;
     browser
@@ -357,11 +353,7 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         )
         .await;
     browser.screenshot("automation-second-tab").await;
-    browser
-        .client
-        .switch_to_window(first_tab.clone())
-        .await
-        .unwrap();
+    browser.switch_to(&first_tab).await;
 
     // No click from here: shifted traffic with true labels on the canary.
     let stop = Arc::new(AtomicBool::new(false));
@@ -423,20 +415,12 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     assert!(done.contains("step 2: champion -> version 2"), "{done}");
     assert_eq!(retrained_runs(&browser).await, 1, "one tab retrained");
     // The other tab saw it all happen.
-    browser
-        .client
-        .switch_to_window(second_tab.clone())
-        .await
-        .unwrap();
+    browser.switch_to(&second_tab).await;
     wait_log(&browser, "the rollout, in the second tab", 15, |t| {
         t.contains("every step passed") && t.contains("gate passed against champion")
     })
     .await;
-    browser
-        .client
-        .switch_to_window(first_tab.clone())
-        .await
-        .unwrap();
+    browser.switch_to(&first_tab).await;
     let rollout_s = started.elapsed().as_secs_f64() - setup_s;
 
     // A plan whose fleet step waits for a person, and a rule on new dataset versions.
@@ -505,21 +489,10 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     assert_eq!(active(&http, fleet2).await.as_deref(), Some(v2.as_str()));
     let v3 = active(&http, canary).await.unwrap();
     assert_ne!(v3, v2, "the canary runs the new candidate");
-    browser
-        .client
-        .execute(
-            "document.querySelector('#rollout-panel').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .unwrap();
+    browser.scroll_to("#rollout-panel").await;
     browser.screenshot("automation-approval").await;
     // Approved in the other tab: the tab running the loop carries it out.
-    browser
-        .client
-        .switch_to_window(second_tab.clone())
-        .await
-        .unwrap();
+    browser.switch_to(&second_tab).await;
     browser
         .wait_text(
             "[data-testid=rollout-state]",
@@ -528,11 +501,7 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         )
         .await;
     browser.click("#rollout-approve").await;
-    browser
-        .client
-        .switch_to_window(first_tab.clone())
-        .await
-        .unwrap();
+    browser.switch_to(&first_tab).await;
     until_all(&http, &[canary, fleet1, fleet2], "v3 everywhere", 30, |h| {
         h == v3
     })
@@ -547,14 +516,7 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
         2,
         "one tab retrained, each time"
     );
-    browser
-        .client
-        .execute(
-            "document.querySelector('#automation-log-panel').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .unwrap();
+    browser.scroll_to("#automation-log-panel").await;
     browser.screenshot("automation-log").await;
     // A candidate worse than the champion: v4's labels are scrambled. The gate stops it,
     // nothing is deployed, and the log says which threshold failed and by how much.
@@ -602,14 +564,7 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
     for d in [canary, fleet1, fleet2] {
         assert_eq!(active(&http, d).await.as_deref(), Some(v3.as_str()));
     }
-    browser
-        .client
-        .execute(
-            "document.querySelector('#automation-log-panel').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .unwrap();
+    browser.scroll_to("#automation-log-panel").await;
     browser.screenshot("automation-gate-stop").await;
 
     // A candidate that passes the gate but does badly on the canary's live labels: v5 names
@@ -646,7 +601,7 @@ async fn the_tab_retrains_gates_and_rolls_out_on_its_own_and_waits_for_approval_
 
     // The tab running the loop closes: the other takes it over.
     browser.client.close_window().await.unwrap();
-    browser.client.switch_to_window(second_tab).await.unwrap();
+    browser.switch_to(&second_tab).await;
     browser
         .wait_text(
             "[data-testid=automation-status]",

@@ -198,14 +198,7 @@ async fn registry_deploys_to_two_devices_and_flags_drift_on_the_shifted_one() {
         psi.contains("alert 0.25") && psi.contains("warn 0.1") && psi.contains("petal width"),
         "PSI chart lacks thresholds or legend"
     );
-    browser
-        .client
-        .execute(
-            "document.querySelector('[data-testid=model-telemetry]').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .unwrap();
+    browser.scroll_to("[data-testid=model-telemetry]").await;
     browser.screenshot("telemetry-south").await;
 
     // North: no drift, live accuracy from the labels.

@@ -497,23 +497,9 @@ async fn a_64_feature_model_from_import_to_alert() {
     browser.runs().toggle_compare(1).await;
     browser.runs().toggle_compare(2).await;
     browser.element("[data-testid=compare]").await;
-    browser
-        .client
-        .execute(
-            "document.querySelector('[data-testid=compare]').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .unwrap();
+    browser.scroll_to("[data-testid=compare]").await;
     browser.screenshot("newcomer-compare-64").await;
-    browser
-        .client
-        .execute(
-            "document.querySelector('[data-chart=parallel]').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .unwrap();
+    browser.scroll_to("[data-chart=parallel]").await;
     browser.screenshot("newcomer-parallel-64").await;
     // #16 item 12: a param one run lacks is drawn in a `none` slot, not at the axis midpoint.
     let parallel = browser.html("[data-chart=parallel]").await;
@@ -631,23 +617,9 @@ async fn a_64_feature_model_from_import_to_alert() {
     let psi = browser.html("[data-chart=chart-psi]").await;
     assert!(psi.contains("top 5 of"), "top features only");
     assert!(psi.contains("alert 0.25") && psi.contains("warn 0.1"));
-    browser
-        .client
-        .execute(
-            "document.querySelector('[data-testid=alerts]').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .unwrap();
+    browser.scroll_to("[data-testid=alerts]").await;
     browser.screenshot("newcomer-alert-64").await;
-    browser
-        .client
-        .execute(
-            "document.querySelector('[data-testid=model-telemetry]').scrollIntoView()",
-            vec![],
-        )
-        .await
-        .unwrap();
+    browser.scroll_to("[data-testid=model-telemetry]").await;
     browser.screenshot("newcomer-devices-64").await;
 
     // Roll back asks first; dismissed, nothing changes.
