@@ -76,6 +76,9 @@ impl Problem<'_> {
     /// The objective at `p`, its gradient written to `grad`. Class counts up to 8 run a copy of
     /// the loop specialized for them (the same arithmetic, in the same order).
     fn evaluate(&self, p: &[f64], grad: &mut [f64]) -> Value {
+        if self.d == 0 {
+            return self.evaluate_any(p, grad);
+        }
         match self.c {
             2 => self.evaluate_c::<2>(p, grad),
             3 => self.evaluate_c::<3>(p, grad),
@@ -84,62 +87,93 @@ impl Problem<'_> {
             6 => self.evaluate_c::<6>(p, grad),
             7 => self.evaluate_c::<7>(p, grad),
             8 => self.evaluate_c::<8>(p, grad),
-            _ => self.evaluate_any(p, grad, self.c),
+            _ => self.evaluate_any(p, grad),
         }
     }
 
+    /// [`Problem::evaluate`] for `C` classes and at least one feature: the logits and each
+    /// row's gradient terms in arrays the compiler keeps in registers.
     fn evaluate_c<const C: usize>(&self, p: &[f64], grad: &mut [f64]) -> Value {
-        let mut z = [0.0; C];
+        let d = self.d;
+        let (w, b) = p.split_at(d * C);
+        let w: Vec<[f64; C]> = w
+            .chunks_exact(C)
+            .map(|r| r.try_into().expect("C values"))
+            .collect();
+        let b: &[f64; C] = b.try_into().expect("C intercepts");
+        let mut gw = vec![[0.0; C]; d];
+        let mut gb = [0.0; C];
         let mut e = [0.0; C];
-        self.pass(p, grad, C, &mut z, &mut e)
+        let mut loss = 0.0;
+        let mut sums = LogProduct::new();
+        for (row, y) in self.x.chunks_exact(d).zip(&self.y) {
+            let mut z = [0.0; C];
+            for (v, wr) in row.iter().zip(&w) {
+                for k in 0..C {
+                    z[k] += v * wr[k];
+                }
+            }
+            let (margin, sum) = row_softmax(&mut z, b, &mut e, *y);
+            loss += margin;
+            sums.push(sum);
+            for (v, gr) in row.iter().zip(gw.iter_mut()) {
+                for k in 0..C {
+                    gr[k] += v * e[k];
+                }
+            }
+            for k in 0..C {
+                gb[k] += e[k];
+            }
+        }
+        let (gw_out, gb_out) = grad.split_at_mut(d * C);
+        for (out, g) in gw_out.chunks_exact_mut(C).zip(&gw) {
+            out.copy_from_slice(g);
+        }
+        gb_out.copy_from_slice(&gb);
+        self.finish(p, grad, loss + sums.log())
     }
 
-    fn evaluate_any(&self, p: &[f64], grad: &mut [f64], c: usize) -> Value {
+    /// [`Problem::evaluate`] for any number of classes and features.
+    fn evaluate_any(&self, p: &[f64], grad: &mut [f64]) -> Value {
+        let (d, c) = (self.d, self.c);
         let (mut z, mut e) = (vec![0.0; c], vec![0.0; c]);
-        self.pass(p, grad, c, &mut z, &mut e)
-    }
-
-    /// One pass over the rows: for each, the logits `z = x W + b` (each a sum over features in
-    /// order, then the intercept), `-log softmax(z)[y]` added to the loss, and
-    /// `x ⊗ (softmax(z) - onehot(y))` added to the gradient (rows in order).
-    #[inline(always)]
-    fn pass(&self, p: &[f64], grad: &mut [f64], c: usize, z: &mut [f64], e: &mut [f64]) -> Value {
-        let (d, n) = (self.d, self.n);
         let (w, b) = p.split_at(d * c);
         grad.fill(0.0);
         let (gw, gb) = grad.split_at_mut(d * c);
         let mut loss = 0.0;
-        if d > 0 {
-            for (row, y) in self.x.chunks_exact(d).zip(&self.y) {
-                z.fill(0.0);
-                for (v, wrow) in row.iter().zip(w.chunks_exact(c)) {
-                    for (acc, wv) in z.iter_mut().zip(wrow) {
-                        *acc += v * wv;
-                    }
-                }
-                loss += row_softmax(z, b, e, *y);
-                for (v, grow) in row.iter().zip(gw.chunks_exact_mut(c)) {
-                    for (acc, ev) in grow.iter_mut().zip(e.iter()) {
-                        *acc += v * ev;
-                    }
-                }
-                for (acc, ev) in gb.iter_mut().zip(e.iter()) {
-                    *acc += ev;
+        let mut sums = LogProduct::new();
+        for (i, y) in self.y.iter().enumerate() {
+            let row = &self.x[i * d..(i + 1) * d];
+            z.fill(0.0);
+            for (v, wrow) in row.iter().zip(w.chunks_exact(c)) {
+                for (acc, wv) in z.iter_mut().zip(wrow) {
+                    *acc += v * wv;
                 }
             }
-        } else {
-            for y in &self.y {
-                z.fill(0.0);
-                loss += row_softmax(z, b, e, *y);
-                for (acc, ev) in gb.iter_mut().zip(e.iter()) {
-                    *acc += ev;
+            let (margin, sum) = row_softmax(&mut z, b, &mut e, *y);
+            loss += margin;
+            sums.push(sum);
+            for (v, grow) in row.iter().zip(gw.chunks_exact_mut(c)) {
+                for (acc, ev) in grow.iter_mut().zip(e.iter()) {
+                    *acc += v * ev;
                 }
+            }
+            for (acc, ev) in gb.iter_mut().zip(e.iter()) {
+                *acc += ev;
             }
         }
-        let scale = 1.0 / n.max(1) as f64;
+        self.finish(p, grad, loss + sums.log())
+    }
+
+    /// From the summed loss and the summed gradient terms in `grad` to the objective (the mean
+    /// plus the penalty) and its gradient.
+    fn finish(&self, p: &[f64], grad: &mut [f64], loss: f64) -> Value {
+        let dc = self.d * self.c;
+        let scale = 1.0 / self.n.max(1) as f64;
         let l2 = self.alpha * scale;
         let mut square = 0.0;
-        for (g, wv) in gw.iter_mut().zip(w) {
+        let (gw, gb) = grad.split_at_mut(dc);
+        for (g, wv) in gw.iter_mut().zip(&p[..dc]) {
             *g = *g * scale + l2 * wv;
             square += wv * wv;
         }
@@ -154,26 +188,61 @@ impl Problem<'_> {
     }
 }
 
-/// Adds the intercepts to the logits `z`, writes `softmax(z) - onehot(y)` to `e` and returns
-/// `-log softmax(z)[y]` (stable: the row's maximum subtracted before `exp`). `libm`'s `exp`
-/// and `log`, not the platform's: the same bits in the tab (wasm32) and natively (the CLI).
+/// Adds the intercepts to the logits `z`, writes `softmax(z) - onehot(y)` to `e`, and returns
+/// the row's loss as `max(z) - z[y]` and the sum of `exp(z - max(z))`, whose log completes it
+/// (`-log softmax(z)[y] = max - z[y] + log(sum)`; the caller takes one log for many rows).
+/// `libm`'s `exp`, not the platform's: the same bits in the tab (wasm32) and natively (the
+/// CLI). The largest logit's `exp(0)` is 1 and is not computed.
 #[inline(always)]
-fn row_softmax(z: &mut [f64], b: &[f64], e: &mut [f64], y: usize) -> f64 {
+fn row_softmax(z: &mut [f64], b: &[f64], e: &mut [f64], y: usize) -> (f64, f64) {
     let mut max = f64::NEG_INFINITY;
-    for (zv, bv) in z.iter_mut().zip(b) {
+    let mut top = 0;
+    for (i, (zv, bv)) in z.iter_mut().zip(b).enumerate() {
         *zv += bv;
-        max = max.max(*zv);
+        if *zv > max {
+            max = *zv;
+            top = i;
+        }
     }
     let mut sum = 0.0;
-    for (ev, zv) in e.iter_mut().zip(z.iter()) {
-        *ev = libm::exp(zv - max);
+    for (i, (ev, zv)) in e.iter_mut().zip(z.iter()).enumerate() {
+        *ev = if i == top { 1.0 } else { libm::exp(zv - max) };
         sum += *ev;
     }
     for ev in e.iter_mut() {
         *ev /= sum;
     }
     e[y] -= 1.0;
-    max + libm::log(sum) - z[y]
+    (max - z[y], sum)
+}
+
+/// `sum of log(s)` over the rows' softmax sums `s` (each in `[1, c]`), as the log of their
+/// product: the product is kept below `2^600` by exact powers of two, so one `log` serves all
+/// rows instead of one per row.
+struct LogProduct {
+    product: f64,
+    twos: u64,
+}
+
+impl LogProduct {
+    const SCALE: u64 = 600;
+    fn new() -> Self {
+        LogProduct {
+            product: 1.0,
+            twos: 0,
+        }
+    }
+    #[inline(always)]
+    fn push(&mut self, s: f64) {
+        self.product *= s;
+        if self.product > f64::from_bits((1023 + Self::SCALE) << 52) {
+            self.product *= f64::from_bits((1023 - Self::SCALE) << 52);
+            self.twos += Self::SCALE;
+        }
+    }
+    fn log(&self) -> f64 {
+        libm::log(self.product) + self.twos as f64 * std::f64::consts::LN_2
+    }
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -291,18 +360,56 @@ struct Held<'a> {
 
 impl Held<'_> {
     fn accuracy(&self, p: &[f64]) -> f64 {
+        let hits = match self.c {
+            _ if self.d == 0 => self.hits_any(p),
+            2 => self.hits_c::<2>(p),
+            3 => self.hits_c::<3>(p),
+            4 => self.hits_c::<4>(p),
+            5 => self.hits_c::<5>(p),
+            6 => self.hits_c::<6>(p),
+            7 => self.hits_c::<7>(p),
+            8 => self.hits_c::<8>(p),
+            _ => self.hits_any(p),
+        };
+        hits as f64 / self.y.len().max(1) as f64
+    }
+
+    fn hits_c<const C: usize>(&self, p: &[f64]) -> usize {
+        let d = self.d;
+        let (w, b) = p.split_at(d * C);
+        let w: Vec<[f64; C]> = w
+            .chunks_exact(C)
+            .map(|r| r.try_into().expect("C values"))
+            .collect();
+        let mut hits = 0;
+        for (row, y) in self.x.chunks_exact(d).zip(&self.y) {
+            let mut z = [0.0; C];
+            for (v, wr) in row.iter().zip(&w) {
+                for k in 0..C {
+                    z[k] += v * wr[k];
+                }
+            }
+            for k in 0..C {
+                z[k] += b[k];
+            }
+            if argmax(&z) == *y {
+                hits += 1;
+            }
+        }
+        hits
+    }
+
+    fn hits_any(&self, p: &[f64]) -> usize {
         let (d, c) = (self.d, self.c);
         let (w, b) = p.split_at(d * c);
         let mut z = vec![0.0; c];
-        let mut hits = 0usize;
+        let mut hits = 0;
         for (i, y) in self.y.iter().enumerate() {
             z.fill(0.0);
-            if d > 0 {
-                let row = &self.x[i * d..(i + 1) * d];
-                for (v, wrow) in row.iter().zip(w.chunks_exact(c)) {
-                    for (acc, wv) in z.iter_mut().zip(wrow) {
-                        *acc += v * wv;
-                    }
+            let row = &self.x[i * d..(i + 1) * d];
+            for (v, wrow) in row.iter().zip(w.chunks_exact(c)) {
+                for (acc, wv) in z.iter_mut().zip(wrow) {
+                    *acc += v * wv;
                 }
             }
             for (zv, bv) in z.iter_mut().zip(b) {
@@ -312,7 +419,7 @@ impl Held<'_> {
                 hits += 1;
             }
         }
-        hits as f64 / self.y.len().max(1) as f64
+        hits
     }
 }
 
@@ -653,9 +760,10 @@ impl Step {
             // Same sign, the derivative's magnitude decreasing.
             let theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp;
             let s = theta.abs().max(dx.abs()).max(dp.abs());
-            let mut gamma = s * (0.0f64)
-                .max((theta / s) * (theta / s) - (dx / s) * (dp / s))
-                .sqrt();
+            let mut gamma = s
+                * (0.0f64)
+                    .max((theta / s) * (theta / s) - (dx / s) * (dp / s))
+                    .sqrt();
             if stp > stx {
                 gamma = -gamma;
             }
@@ -792,8 +900,11 @@ mod tests {
         }
         // The specialized loop and the general one give the same bits.
         let mut general = vec![0.0; 15];
-        let v = problem.evaluate_any(&p, &mut general, 3);
-        assert_eq!(v.objective.to_bits(), problem.evaluate(&p, &mut scratch).objective.to_bits());
+        let v = problem.evaluate_any(&p, &mut general);
+        assert_eq!(
+            v.objective.to_bits(),
+            problem.evaluate(&p, &mut scratch).objective.to_bits()
+        );
         assert_eq!(
             general.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             g.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
