@@ -102,23 +102,12 @@ impl Problem<'_> {
             .map(|r| r.try_into().expect("C values"))
             .collect();
         let b: &[f64; C] = b.try_into().expect("C intercepts");
-        let mut gw = vec![[0.0; C]; d];
-        let mut gb = [0.0; C];
-        let mut loss = 0.0;
-        let mut sums = LogProduct::new();
-        // ROWS rows at a time: that many times the independent sums in flight (each row's
-        // logits are a chain of dependent adds), the same operations in the same order as one
-        // row at a time; the rows left over one at a time.
-        let blocks = self.x.chunks_exact(ROWS * d).zip(self.y.chunks_exact(ROWS));
-        let done = self.n / ROWS * ROWS;
-        for (block, ys) in blocks {
-            rows::<C, ROWS>(block, ys, &w, b, &mut gw, &mut gb, &mut loss, &mut sums);
-        }
-        for (row, y) in self.x[done * d..]
-            .chunks_exact(d)
-            .zip(self.y[done..].chunks_exact(1))
-        {
-            rows::<C, 1>(row, y, &w, b, &mut gw, &mut gb, &mut loss, &mut sums);
+        // Four rows at a time ([`four_rows`]), the rows left over one at a time.
+        let done = self.n / 4 * 4;
+        let (mut gw, mut gb, mut loss, mut sums) =
+            four_rows::<C>(&self.x[..done * d], &self.y[..done], &w, b);
+        for (row, y) in self.x[done * d..].chunks_exact(d).zip(&self.y[done..]) {
+            (gb, loss, sums) = one_row(&w, b, row, *y, &mut gw, gb, loss, sums);
         }
         let (gw_out, gb_out) = grad.split_at_mut(d * C);
         for (out, g) in gw_out.chunks_exact_mut(C).zip(&gw) {
@@ -183,52 +172,111 @@ impl Problem<'_> {
     }
 }
 
-/// Rows evaluated together by [`Problem::evaluate`] (for 2 to 8 classes).
-const ROWS: usize = 4;
-
-/// `R` consecutive rows (`block`, `R x d`) of [`Problem::evaluate_c`]: their loss terms and
-/// gradient terms added, row by row in order for every sum.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn rows<const C: usize, const R: usize>(
-    block: &[f64],
-    ys: &[usize],
+/// Four rows at a time of [`Problem::evaluate_c`] over `x` (a multiple of four rows): four
+/// times the independent sums in flight (each row's logits are a chain of dependent adds),
+/// the same operations in the same order as one row at a time (`the_gradient_is_the_losss`
+/// compares the bits). Its own function, written with iterators and locals: in wasm (V8),
+/// indexing the rows (bounds checks), keeping the sums in a struct, or the same loop inlined
+/// next to the one-row code each made it slower than one row at a time.
+#[inline(never)]
+fn four_rows<const C: usize>(
+    x: &[f64],
+    y: &[usize],
     w: &[[f64; C]],
     b: &[f64; C],
-    gw: &mut [[f64; C]],
-    gb: &mut [f64; C],
-    loss: &mut f64,
-    sums: &mut LogProduct,
-) {
+) -> (Vec<[f64; C]>, [f64; C], f64, LogProduct) {
     let d = w.len();
-    let mut z = [[0.0; C]; R];
-    for (j, wr) in w.iter().enumerate() {
-        for r in 0..R {
-            let v = block[r * d + j];
+    let mut gw = vec![[0.0; C]; d];
+    let mut gb = [0.0; C];
+    let mut e = [0.0; C];
+    let mut loss = 0.0;
+    let mut sums = LogProduct::new();
+    if d == 0 {
+        return (gw, gb, loss, sums);
+    }
+    let quads = x.chunks_exact(4 * d).zip(y.chunks_exact(4));
+    let mut e1 = [0.0; C];
+    let mut e2 = [0.0; C];
+    let mut e3 = [0.0; C];
+    for (quad, ys) in quads {
+        let (r01, r23) = quad.split_at(2 * d);
+        let (r0, r1) = r01.split_at(d);
+        let (r2, r3) = r23.split_at(d);
+        let (mut z0, mut z1, mut z2, mut z3) = ([0.0; C], [0.0; C], [0.0; C], [0.0; C]);
+        for ((((v0, v1), v2), v3), wr) in r0.iter().zip(r1).zip(r2).zip(r3).zip(w) {
             for k in 0..C {
-                z[r][k] += v * wr[k];
+                z0[k] += v0 * wr[k];
+                z1[k] += v1 * wr[k];
+                z2[k] += v2 * wr[k];
+                z3[k] += v3 * wr[k];
             }
         }
-    }
-    let mut e = [[0.0; C]; R];
-    for r in 0..R {
-        let (margin, sum) = row_softmax(&mut z[r], b, &mut e[r], ys[r]);
-        *loss += margin;
-        sums.push(sum);
-    }
-    for (j, gr) in gw.iter_mut().enumerate() {
-        for r in 0..R {
-            let v = block[r * d + j];
+        let (m0, s0) = row_softmax(&mut z0, b, &mut e, ys[0]);
+        let (m1, s1) = row_softmax(&mut z1, b, &mut e1, ys[1]);
+        let (m2, s2) = row_softmax(&mut z2, b, &mut e2, ys[2]);
+        let (m3, s3) = row_softmax(&mut z3, b, &mut e3, ys[3]);
+        loss += m0;
+        loss += m1;
+        loss += m2;
+        loss += m3;
+        sums.push(s0);
+        sums.push(s1);
+        sums.push(s2);
+        sums.push(s3);
+        for ((((v0, v1), v2), v3), gr) in r0.iter().zip(r1).zip(r2).zip(r3).zip(gw.iter_mut()) {
             for k in 0..C {
-                gr[k] += v * e[r][k];
+                gr[k] += v0 * e[k];
+                gr[k] += v1 * e1[k];
+                gr[k] += v2 * e2[k];
+                gr[k] += v3 * e3[k];
             }
         }
-    }
-    for r in 0..R {
         for k in 0..C {
-            gb[k] += e[r][k];
+            gb[k] += e[k];
+            gb[k] += e1[k];
+            gb[k] += e2[k];
+            gb[k] += e3[k];
         }
     }
+    (gw, gb, loss, sums)
+}
+
+/// One row's terms of [`Problem::evaluate_c`] (the rows after the last four): its loss added
+/// to `loss` and its gradient terms to `gw` and `gb`. Not inlined, and the sums passed by
+/// value: a second copy of the row's arithmetic in `evaluate_c`, or a reference to its local
+/// sums (which puts them in memory in wasm), made V8's code for the four-row loop a third
+/// slower.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn one_row<const C: usize>(
+    w: &[[f64; C]],
+    b: &[f64; C],
+    row: &[f64],
+    y: usize,
+    gw: &mut [[f64; C]],
+    mut gb: [f64; C],
+    mut loss: f64,
+    mut sums: LogProduct,
+) -> ([f64; C], f64, LogProduct) {
+    let mut z = [0.0; C];
+    for (v, wr) in row.iter().zip(w) {
+        for k in 0..C {
+            z[k] += v * wr[k];
+        }
+    }
+    let mut e = [0.0; C];
+    let (margin, sum) = row_softmax(&mut z, b, &mut e, y);
+    loss += margin;
+    sums.push(sum);
+    for (v, gr) in row.iter().zip(gw.iter_mut()) {
+        for k in 0..C {
+            gr[k] += v * e[k];
+        }
+    }
+    for k in 0..C {
+        gb[k] += e[k];
+    }
+    (gb, loss, sums)
 }
 
 /// Adds the intercepts to the logits `z`, writes `softmax(z) - onehot(y)` to `e`, and returns
