@@ -357,8 +357,11 @@ fn exp(x: f64) -> f64 {
     const LN2_32_LO: f64 = f64::from_bits(0x3dcf473de6af278f);
     // 1.5 * 2^52: adding it rounds to an integer (to nearest, ties to even).
     const SHIFT: f64 = 6755399441055744.0;
-    if !(x > -745.0) {
-        return if x.is_nan() { x } else { 0.0 };
+    if x.is_nan() {
+        return x;
+    }
+    if x <= -745.0 {
+        return 0.0;
     }
     if x > 0.0 {
         return libm::exp(x);
@@ -1043,7 +1046,8 @@ mod tests {
     #[test]
     fn the_line_search_meets_the_wolfe_conditions() {
         // phi(t) = f(x + t d) for f = (t - 3)^2 and f = exp-like steep growth.
-        let cases: [(&dyn Fn(f64) -> (f64, f64), f64); 3] = [
+        type Phi<'a> = &'a dyn Fn(f64) -> (f64, f64);
+        let cases: [(Phi, f64); 3] = [
             (&|t: f64| ((t - 3.0) * (t - 3.0), 2.0 * (t - 3.0)), 1.0),
             (&|t: f64| ((t - 3.0) * (t - 3.0), 2.0 * (t - 3.0)), 1000.0),
             (
