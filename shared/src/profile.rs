@@ -120,9 +120,9 @@ impl Profile {
         let n = rows.len().checked_div(d).unwrap_or(0);
         let features = feature_names
             .iter()
-            .enumerate()
-            .map(|(j, name)| {
-                let col = sorted_column(rows, j, d);
+            .zip(key_columns(rows, d))
+            .map(|(name, keys)| {
+                let col = sort_keys(keys);
                 let mean = col.iter().sum::<f64>() / n.max(1) as f64;
                 let var =
                     col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n.max(1) as f64;
@@ -152,51 +152,79 @@ impl Profile {
     }
 }
 
-/// Column `j` of a row-major matrix of `d` columns, sorted by `f64::total_cmp`: an LSD radix
-/// sort of the values' total-order keys, 11 bits a pass. The same order as a comparison sort
-/// (values equal under `total_cmp` have the same bits), a few times faster on a large column.
-fn sorted_column(rows: &[f64], j: usize, d: usize) -> Vec<f64> {
-    // Flips negatives entirely and positives' sign bit: unsigned order is `total_cmp`'s.
-    let key = |v: f64| {
-        let b = v.to_bits();
-        if b >> 63 == 1 {
-            !b
-        } else {
-            b | (1 << 63)
+/// The values' total-order keys: unsigned order is `f64::total_cmp`'s (negatives flipped
+/// entirely, positives' sign bit set).
+fn key(v: f64) -> u64 {
+    let b = v.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | (1 << 63)
+    }
+}
+
+/// Each column's keys, in one pass over the rows (a column at a time would read the whole
+/// matrix once per column).
+fn key_columns(rows: &[f64], d: usize) -> Vec<Vec<u64>> {
+    let n = rows.len().checked_div(d).unwrap_or(0);
+    let mut columns: Vec<Vec<u64>> = (0..d).map(|_| Vec::with_capacity(n)).collect();
+    if d > 0 {
+        for row in rows.chunks_exact(d) {
+            for (col, v) in columns.iter_mut().zip(row) {
+                col.push(key(*v));
+            }
         }
-    };
-    let mut keys: Vec<u64> = rows.iter().skip(j).step_by(d).map(|v| key(*v)).collect();
+    }
+    columns
+}
+
+/// Column `j` of a row-major matrix of `d` columns, sorted by `f64::total_cmp`.
+#[cfg(test)]
+fn sorted_column(rows: &[f64], j: usize, d: usize) -> Vec<f64> {
+    sort_keys(rows.iter().skip(j).step_by(d).map(|v| key(*v)).collect())
+}
+
+/// The values of `keys` ([`key`]), sorted by `f64::total_cmp`: an LSD radix sort, 11 bits a
+/// pass. The same order as a comparison sort (values equal under `total_cmp` have the same
+/// bits), a few times faster on a large column.
+fn sort_keys(mut keys: Vec<u64>) -> Vec<f64> {
     if keys.len() < 256 {
         keys.sort_unstable();
     } else {
         const BITS: u32 = 11;
-        let mut other = vec![0u64; keys.len()];
-        let mut counts = vec![0usize; 1 << BITS];
-        let mut shift = 0;
-        while shift < 64 {
-            let digit = |k: u64| ((k >> shift) & ((1 << BITS) - 1)) as usize;
-            counts.fill(0);
+        const DIGITS: usize = 64usize.div_ceil(BITS as usize);
+        const MASK: u64 = (1 << BITS) - 1;
+        // Every pass's digit counts in one read of the keys (counts never exceed the column's
+        // length, which a u32 holds for any column a profile sees; `try_from` checks it).
+        let mut counts = vec![[0u32; 1 << BITS]; DIGITS];
+        if u32::try_from(keys.len()).is_err() {
+            keys.sort_unstable();
+        } else {
             for k in &keys {
-                counts[digit(*k)] += 1;
+                for (pass, c) in counts.iter_mut().enumerate() {
+                    c[((k >> (pass as u32 * BITS)) & MASK) as usize] += 1;
+                }
             }
-            // A digit every key shares moves nothing.
-            if counts.iter().all(|c| *c == 0 || *c == keys.len()) {
-                shift += BITS;
-                continue;
+            let mut other = vec![0u64; keys.len()];
+            for (pass, c) in counts.iter_mut().enumerate() {
+                // A digit every key shares moves nothing.
+                if c.iter().any(|n| *n as usize == keys.len()) {
+                    continue;
+                }
+                let mut total = 0u32;
+                for n in c.iter_mut() {
+                    let here = *n;
+                    *n = total;
+                    total += here;
+                }
+                let shift = pass as u32 * BITS;
+                for k in &keys {
+                    let slot = &mut c[((k >> shift) & MASK) as usize];
+                    other[*slot as usize] = *k;
+                    *slot += 1;
+                }
+                std::mem::swap(&mut keys, &mut other);
             }
-            let mut total = 0;
-            for c in counts.iter_mut() {
-                let here = *c;
-                *c = total;
-                total += here;
-            }
-            for k in &keys {
-                let slot = &mut counts[digit(*k)];
-                other[*slot] = *k;
-                *slot += 1;
-            }
-            std::mem::swap(&mut keys, &mut other);
-            shift += BITS;
         }
     }
     keys.into_iter()

@@ -1,8 +1,9 @@
 //! Benchmark (issue 5): the trainer natively on the dashboard benchmark's dataset (synthetic
 //! 100,000 x 20, 3 classes, seed 42; `tests/benches/training.rs` trains the same in Chromium),
 //! each stage of `train` timed from its progress reports: split, fit, evaluation, step curves,
-//! importances. Against the browser's figures this separates what linfa costs from what wasm
-//! and the worker add.
+//! importances; then, apart, the training split's profile (`Profile::from_rows`, which a run
+//! computes after `train`; not in the total). Against the browser's figures this separates
+//! what the fit costs from what wasm and the worker add.
 //!
 //! `cargo bench -p wasmops-trainer --bench fit` (part of `cargo xtask bench`). One thread, as
 //! the worker and scikit-learn. `WASMOPS_BENCH_ROWS=20000` for a quicker look,
@@ -63,8 +64,8 @@ fn main() {
         .collect();
     let baseline = sklearn(&data, &algorithms.iter().map(name).collect::<Vec<_>>());
     println!("\n## Trainer, native, {rows} x 20 (ms per stage)\n");
-    println!("| algorithm | split | fit | evaluate | curves | importances | total | held-out | curve steps | scikit-learn fit | held-out | ratio |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---|---|---:|---|---:|");
+    println!("| algorithm | split | fit | evaluate | curves | importances | total | profile | held-out | curve steps | scikit-learn fit | held-out | ratio |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---:|");
     for algorithm in algorithms {
         let spec = TrainSpec {
             algorithm: algorithm.clone(),
@@ -89,6 +90,13 @@ fn main() {
                     .as_bytes()
             )
         );
+        // The training split's profile, which a run in the tab computes after `train`.
+        let profiled = Instant::now();
+        std::hint::black_box(wasmops_shared::profile::Profile::from_rows(
+            &data.feature_names,
+            &trained.train_x,
+        ));
+        let profile = profiled.elapsed().as_secs_f64() * 1000.0;
         let at = |stage: &str| {
             marks
                 .iter()
@@ -111,7 +119,7 @@ fn main() {
             })
             .unwrap_or_else(|| "- | - | -".into());
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {total:.0} | {metric} {:.4} | {} | {sk} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {total:.0} | {profile:.0} | {metric} {:.4} | {} | {sk} |",
             name(&algorithm),
             at("fitting") - at("splitting"),
             at("evaluating") - at("fitting"),

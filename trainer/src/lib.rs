@@ -64,6 +64,7 @@ pub enum Algorithm {
     /// Multinomial logistic regression: minimizes the *summed* log loss `+ alpha / 2 ||W||^2`
     /// (intercepts not penalized), so `alpha` is `1 / C` of scikit-learn's
     /// `LogisticRegression` (and penalizes on the same unscaled scale as `Ridge`'s alpha).
+    /// `max_iterations` is its `max_iter`, and the fit stops by its rules (see [`logistic`]).
     LogisticRegression {
         alpha: f64,
         max_iterations: u64,
