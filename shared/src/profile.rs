@@ -115,32 +115,67 @@ impl Profile {
     }
 
     /// Profiles a row-major matrix of finite values.
+    ///
+    /// Means and deviations are summed in row order. The edges are order statistics found by
+    /// selection on each column's total-order keys (the values a full sort would put at those
+    /// places, at a fraction of its cost), the counts by each value's bin.
     pub fn from_rows(feature_names: &[String], rows: &[f64]) -> Profile {
         let d = feature_names.len();
         let n = rows.len().checked_div(d).unwrap_or(0);
+        let rows_of = || rows.chunks_exact(d.max(1)).take(n);
+        let mut sums = vec![0.0; d];
+        for row in rows_of() {
+            for (s, v) in sums.iter_mut().zip(row) {
+                *s += v;
+            }
+        }
+        let means: Vec<f64> = sums.iter().map(|s| s / n.max(1) as f64).collect();
+        let mut squares = vec![0.0; d];
+        for row in rows_of() {
+            for ((s, v), m) in squares.iter_mut().zip(row).zip(&means) {
+                *s += (v - m) * (v - m);
+            }
+        }
+        // The places of the sorted column the eleven quantiles read.
+        let places: Vec<usize> = {
+            let mut p: Vec<usize> = (0..=10)
+                .flat_map(|q| {
+                    let (lo, hi) = quantile_places(n, q as f64 / 10.0);
+                    [lo, hi]
+                })
+                .collect();
+            p.sort_unstable();
+            p.dedup();
+            p
+        };
         let features = feature_names
             .iter()
             .zip(key_columns(rows, d))
-            .map(|(name, keys)| {
-                let col = sort_keys(keys);
-                let mean = col.iter().sum::<f64>() / n.max(1) as f64;
-                let var =
-                    col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n.max(1) as f64;
-                let edges: Vec<f64> = (0..=10).map(|q| quantile(&col, q as f64 / 10.0)).collect();
+            .enumerate()
+            .map(|(j, (name, mut keys))| {
+                select_places(&mut keys, 0, &places);
+                let at = |place: usize| value_of(keys[place]);
+                let edges: Vec<f64> = (0..=10)
+                    .map(|q| {
+                        let q = q as f64 / 10.0;
+                        if n == 0 {
+                            return 0.0;
+                        }
+                        let (lo, hi) = quantile_places(n, q);
+                        let pos = q * (n - 1) as f64;
+                        at(lo) + (at(hi) - at(lo)) * (pos - lo as f64)
+                    })
+                    .collect();
                 let mut fp = FeatureProfile {
                     name: name.clone(),
-                    mean,
-                    std: var.sqrt(),
+                    mean: means[j],
+                    std: (squares[j] / n.max(1) as f64).sqrt(),
                     edges,
-                    counts: vec![0; 12],
+                    counts: vec![0; N_BINS],
                 };
-                // `bin` never decreases along the sorted column: count each bin's run.
-                let mut at = 0;
-                while at < col.len() {
-                    let b = fp.bin(col[at]);
-                    let run = col[at..].partition_point(|v| fp.bin(*v) == b);
-                    fp.counts[b] += run as u64;
-                    at += run;
+                for k in &keys {
+                    let b = fp.bin(value_of(*k));
+                    fp.counts[b] += 1;
                 }
                 fp
             })
@@ -150,6 +185,32 @@ impl Profile {
             features,
         }
     }
+}
+
+/// The two places of a sorted column of `n` values the linear-interpolated quantile `q`
+/// reads.
+fn quantile_places(n: usize, q: f64) -> (usize, usize) {
+    let pos = q * n.saturating_sub(1) as f64;
+    (pos.floor() as usize, pos.ceil() as usize)
+}
+
+/// Puts at each of `places` (ascending, offsets into `keys` plus `offset`) the key a full
+/// sort would put there: the middle place by selection, then each side for its own places.
+fn select_places(keys: &mut [u64], offset: usize, places: &[usize]) {
+    if places.is_empty() || keys.is_empty() {
+        return;
+    }
+    let mid = places.len() / 2;
+    let at = places[mid] - offset;
+    keys.select_nth_unstable(at);
+    let (left, right) = keys.split_at_mut(at);
+    select_places(left, offset, &places[..mid]);
+    select_places(&mut right[1..], offset + at + 1, &places[mid + 1..]);
+}
+
+/// The value a [`key`] was made from.
+fn value_of(k: u64) -> f64 {
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
 }
 
 /// The values' total-order keys: unsigned order is `f64::total_cmp`'s (negatives flipped
@@ -178,79 +239,15 @@ fn key_columns(rows: &[f64], d: usize) -> Vec<Vec<u64>> {
     columns
 }
 
-/// Column `j` of a row-major matrix of `d` columns, sorted by `f64::total_cmp`.
-#[cfg(test)]
-fn sorted_column(rows: &[f64], j: usize, d: usize) -> Vec<f64> {
-    sort_keys(rows.iter().skip(j).step_by(d).map(|v| key(*v)).collect())
-}
-
-/// The values of `keys` ([`key`]), sorted by `f64::total_cmp`: an LSD radix sort, 11 bits a
-/// pass. The same order as a comparison sort (values equal under `total_cmp` have the same
-/// bits), a few times faster on a large column.
-fn sort_keys(mut keys: Vec<u64>) -> Vec<f64> {
-    if keys.len() < 256 {
-        keys.sort_unstable();
-    } else {
-        const BITS: u32 = 11;
-        const DIGITS: usize = 64usize.div_ceil(BITS as usize);
-        const MASK: u64 = (1 << BITS) - 1;
-        // Every pass's digit counts in one read of the keys (counts never exceed the column's
-        // length, which a u32 holds for any column a profile sees; `try_from` checks it).
-        let mut counts = vec![[0u32; 1 << BITS]; DIGITS];
-        if u32::try_from(keys.len()).is_err() {
-            keys.sort_unstable();
-        } else {
-            for k in &keys {
-                for (pass, c) in counts.iter_mut().enumerate() {
-                    c[((k >> (pass as u32 * BITS)) & MASK) as usize] += 1;
-                }
-            }
-            let mut other = vec![0u64; keys.len()];
-            for (pass, c) in counts.iter_mut().enumerate() {
-                // A digit every key shares moves nothing.
-                if c.iter().any(|n| *n as usize == keys.len()) {
-                    continue;
-                }
-                let mut total = 0u32;
-                for n in c.iter_mut() {
-                    let here = *n;
-                    *n = total;
-                    total += here;
-                }
-                let shift = pass as u32 * BITS;
-                for k in &keys {
-                    let slot = &mut c[((k >> shift) & MASK) as usize];
-                    other[*slot as usize] = *k;
-                    *slot += 1;
-                }
-                std::mem::swap(&mut keys, &mut other);
-            }
-        }
-    }
-    keys.into_iter()
-        .map(|k| f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k }))
-        .collect()
-}
-
-/// Linear-interpolated quantile of sorted data (0 for empty data).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The radix sort orders as `total_cmp` does, bit for bit, and the profile it gives is the
-    /// one a comparison sort gives (signed zeros, negatives, repeats, extremes).
+    /// The edges are the quantiles of the fully sorted column (signed zeros, negatives,
+    /// repeats, extremes), bit for bit; the counts are each value's bin; the mean is the
+    /// row-order mean.
     #[test]
-    fn the_radix_sorted_column_is_the_comparison_sorted_one() {
+    fn selected_edges_are_the_sorted_columns_quantiles() {
         let mut state = 11u64;
         let mut next = || {
             state = state
@@ -263,12 +260,12 @@ mod tests {
             -0.0,
             1.0,
             -1.0,
-            f64::MAX,
-            f64::MIN,
+            f64::MAX / 4.0,
+            f64::MIN / 4.0,
             f64::MIN_POSITIVE,
             -1e-300,
         ];
-        for n in [0, 1, 5, 255, 256, 3000] {
+        for n in [0, 1, 2, 5, 11, 255, 256, 3000] {
             let d = 3;
             let rows: Vec<f64> = (0..n * d)
                 .map(|_| match next() % 4 {
@@ -277,21 +274,34 @@ mod tests {
                     _ => (next() as f64 / (1u64 << 53) as f64 - 0.5) * 1e6,
                 })
                 .collect();
-            for j in 0..d {
-                let mut expected: Vec<f64> = rows.iter().skip(j).step_by(d).copied().collect();
-                expected.sort_by(f64::total_cmp);
-                let got = sorted_column(&rows, j, d);
-                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&expected), "n {n}, column {j}");
-            }
             let names: Vec<String> = (0..d).map(|j| format!("f{j}")).collect();
             let p = Profile::from_rows(&names, &rows);
+            assert_eq!(p.n_rows, n);
             for (j, f) in p.features.iter().enumerate() {
+                let column: Vec<f64> = rows.iter().skip(j).step_by(d).copied().collect();
+                let mut sorted = column.clone();
+                sorted.sort_by(f64::total_cmp);
+                let quantile = |q: f64| {
+                    if sorted.is_empty() {
+                        return 0.0;
+                    }
+                    let pos = q * (sorted.len() - 1) as f64;
+                    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+                    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+                };
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let expected: Vec<f64> = (0..=10).map(|q| quantile(q as f64 / 10.0)).collect();
+                assert_eq!(bits(&f.edges), bits(&expected), "n {n}, column {j}");
                 let mut counts = vec![0u64; N_BINS];
-                for v in rows.iter().skip(j).step_by(d) {
+                for v in &column {
                     counts[f.bin(*v)] += 1;
                 }
                 assert_eq!(f.counts, counts, "n {n}, column {j}");
+                let mut sum = 0.0;
+                for v in &column {
+                    sum += v;
+                }
+                assert_eq!(f.mean.to_bits(), (sum / n.max(1) as f64).to_bits());
             }
         }
     }
