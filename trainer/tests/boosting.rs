@@ -3,13 +3,12 @@
 //! "Training quality against scikit-learn"), reproducibility, the pipeline against the fit's
 //! own predictions, early stopping and its curves.
 
-use std::io::Read;
+mod common;
 
-use wasmops_shared::compiler::{compile, CompileInput};
+use common::{digits, module_bytes};
 use wasmops_shared::dataset::Dataset;
-use wasmops_shared::module::{DatasetRef, ModelCard, ModuleInfo};
+use wasmops_shared::module::ModuleInfo;
 use wasmops_shared::pipeline::Model;
-use wasmops_shared::profile::Profile;
 use wasmops_shared::reference;
 use wasmops_trainer::boosting::{self, EarlyStopping, Params};
 use wasmops_trainer::{datasets, train, Algorithm, TrainSpec, Trained};
@@ -28,35 +27,6 @@ fn fit(data: &Dataset, algorithm: Algorithm) -> Trained {
         .unwrap_or_else(|e| panic!("{algorithm:?}: {e}"))
 }
 
-/// scikit-learn's digits (`tests/data/README.md`): 1,797 rows, 64 features, 10 classes.
-fn digits() -> Dataset {
-    let gz = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/digits.csv.gz"
-    ))
-    .unwrap();
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_string(&mut text)
-        .unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for line in lines {
-        let v: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
-        x.extend_from_slice(&v[..64]);
-        y.push(v[64]);
-    }
-    Dataset {
-        name: "digits".into(),
-        feature_names: header[..64].to_vec(),
-        target_name: "digit".into(),
-        class_names: (0..10).map(|c| c.to_string()).collect(),
-        x,
-        y,
-    }
-}
-
 /// Red wine quality as a binary task: quality 6 or better (classes 3.. of the built-in's six).
 fn good_wine() -> Dataset {
     let mut data = datasets::builtin("winequality").unwrap();
@@ -65,34 +35,6 @@ fn good_wine() -> Dataset {
     }
     data.class_names = vec!["below 6".into(), "6 or better".into()];
     data
-}
-
-/// The compiled module, conformance vectors from the held-out rows.
-fn compiled(t: &Trained, data: &Dataset) -> Vec<u8> {
-    let card = ModelCard {
-        abi_version: 1,
-        kind: t.pipeline.model.kind().into(),
-        feature_names: data.feature_names.clone(),
-        target_name: data.target_name.clone(),
-        classes: t.class_names.clone(),
-        outputs: t.pipeline.output_names(&t.class_names),
-        dataset: DatasetRef {
-            name: data.name.clone(),
-            hash: data.content_hash(),
-            n_rows: data.n_rows(),
-        },
-        params: Default::default(),
-        metrics: t.metrics.clone(),
-        code_version: "test".into(),
-    };
-    let profile = Profile::from_rows(&data.feature_names, &t.train_x);
-    compile(&CompileInput {
-        pipeline: &t.pipeline,
-        card: &card,
-        profile: &profile,
-        conformance_rows: &t.test_x,
-    })
-    .unwrap()
 }
 
 /// The pipeline's class (or value) for every held-out row is the fit's own, bit for bit.
@@ -115,7 +57,7 @@ fn agrees_with_its_fit(t: &Trained, data: &Dataset) {
     );
     // The module loads (every section checked); `shared/tests/compiler.rs` shows boosted
     // modules equal the reference in wasmtime, and the e2e suite on a device.
-    let info = ModuleInfo::parse(&compiled(t, data)).unwrap();
+    let info = ModuleInfo::parse(&module_bytes(t, data)).unwrap();
     assert_eq!(info.card.kind, "gradient_boosting");
 }
 
@@ -148,7 +90,7 @@ fn boosting_on_digits_is_reproducible() {
     agrees_with_its_fit(&t, &data);
     let again = fit(&data, algorithm);
     assert_eq!(t.pipeline, again.pipeline);
-    assert_eq!(compiled(&t, &data), compiled(&again, &data));
+    assert_eq!(module_bytes(&t, &data), module_bytes(&again, &data));
 }
 
 #[test]

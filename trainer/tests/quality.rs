@@ -3,7 +3,9 @@
 //! exported by `examples/quality.rs`). A test fails if quality drops below its floor; the
 //! linear models must also match scikit-learn's score, since they solve the same objective.
 
-use std::io::Read;
+mod common;
+
+use common::digits;
 
 use wasmops_shared::dataset::Dataset;
 use wasmops_trainer::{datasets, train, Algorithm, TrainSpec, Trained};
@@ -16,36 +18,6 @@ fn fit(data: &Dataset, algorithm: Algorithm) -> Trained {
         seed: 7,
     };
     train(data, &spec, |_, _| {}).unwrap_or_else(|e| panic!("{algorithm:?}: {e}"))
-}
-
-/// scikit-learn's digits (`tests/data/README.md`): 1,797 rows, 64 features, 10 classes.
-fn digits() -> Dataset {
-    let gz = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/digits.csv.gz"
-    ))
-    .unwrap();
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_string(&mut text)
-        .unwrap();
-    let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for line in lines {
-        let v: Vec<f64> = line.split(',').map(|f| f.parse().unwrap()).collect();
-        x.extend_from_slice(&v[..64]);
-        y.push(v[64]);
-    }
-    assert_eq!(y.len(), 1797);
-    Dataset {
-        name: "digits".into(),
-        feature_names: header[..64].to_vec(),
-        target_name: "digit".into(),
-        class_names: (0..10).map(|c| c.to_string()).collect(),
-        x,
-        y,
-    }
 }
 
 /// Ridge and elastic net mean what scikit-learn's `Ridge` and `ElasticNet` mean: the same

@@ -2,11 +2,9 @@
 //! own predictions (linfa's model, or the trainer's own for trees, forests and k-means),
 //! training is reproducible, and quality is sane.
 
-use std::collections::BTreeMap;
+mod common;
 
-use wasmops_shared::compiler::{compile, CompileInput};
-use wasmops_shared::module::{DatasetRef, ModelCard};
-use wasmops_shared::profile::Profile;
+use common::module_bytes;
 use wasmops_shared::reference;
 use wasmops_trainer::{datasets, train, Algorithm, TrainSpec, Trained};
 
@@ -17,33 +15,6 @@ fn spec(algorithm: Algorithm, scale: bool) -> TrainSpec {
         test_fraction: 0.25,
         seed: 7,
     }
-}
-
-fn module_bytes(t: &Trained, data: &wasmops_shared::dataset::Dataset) -> Vec<u8> {
-    let card = ModelCard {
-        abi_version: 1,
-        kind: t.pipeline.model.kind().into(),
-        feature_names: data.feature_names.clone(),
-        target_name: data.target_name.clone(),
-        classes: t.class_names.clone(),
-        outputs: t.pipeline.output_names(&t.class_names),
-        dataset: DatasetRef {
-            name: data.name.clone(),
-            hash: data.content_hash(),
-            n_rows: data.n_rows(),
-        },
-        params: BTreeMap::new(),
-        metrics: t.metrics.clone(),
-        code_version: "test".into(),
-    };
-    let profile = Profile::from_rows(&data.feature_names, &t.train_x);
-    compile(&CompileInput {
-        pipeline: &t.pipeline,
-        card: &card,
-        profile: &profile,
-        conformance_rows: &t.test_x,
-    })
-    .unwrap()
 }
 
 fn check(dataset: &str, algorithm: Algorithm, scale: bool) -> Trained {
