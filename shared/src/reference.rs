@@ -149,7 +149,10 @@ pub fn predict_from_scores(pipeline: &Pipeline, scores: &[f64]) -> Option<Vec<f6
     else {
         return None;
     };
-    if pipeline.scaler.is_some() || baseline.is_empty() || scores.len() % baseline.len() != 0 {
+    if pipeline.scaler.is_some()
+        || baseline.is_empty()
+        || !scores.len().is_multiple_of(baseline.len())
+    {
         return None;
     }
     let mut out = Vec::with_capacity(scores.len() / baseline.len() * pipeline.n_outputs());
