@@ -140,11 +140,7 @@ pub fn start(app: AppState) -> Automation {
 async fn reload(app: AppState, auto: Automation) -> bool {
     let read = async {
         let storage = Storage::open().await.map_err(|e| e.to_string())?;
-        let setup = match storage.automation().await.map_err(|e| e.to_string())? {
-            Some(r) => serde_json::from_str::<Setup>(&r.json)
-                .map_err(|e| format!("stored automation setup: {e}"))?,
-            None => Setup::default(),
-        };
+        let setup = read_setup(&storage).await?;
         let sl = read_state(&storage).await?;
         Ok::<_, String>((setup, sl))
     }
@@ -163,6 +159,16 @@ async fn reload(app: AppState, auto: Automation) -> bool {
             false
         }
     }
+}
+
+async fn read_setup(storage: &Storage) -> Result<Setup, String> {
+    Ok(
+        match storage.automation().await.map_err(|e| e.to_string())? {
+            Some(r) => serde_json::from_str::<Setup>(&r.json)
+                .map_err(|e| format!("stored automation setup: {e}"))?,
+            None => Setup::default(),
+        },
+    )
 }
 
 async fn read_state(storage: &Storage) -> Result<StateAndLog, String> {
@@ -224,20 +230,12 @@ fn from_another_tab(auto: Automation, message: TabMessage) {
         }),
         TabMessage::AutomationSetup => spawn_local(async move {
             let read = async {
-                Storage::open()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .automation()
-                    .await
-                    .map_err(|e| e.to_string())
+                let storage = Storage::open().await.map_err(|e| e.to_string())?;
+                read_setup(&storage).await
             }
             .await;
-            match read.map(|r| r.map(|r| serde_json::from_str::<Setup>(&r.json))) {
-                Ok(Some(Ok(setup))) => auto.setup.set(setup),
-                Ok(None) => {}
-                Ok(Some(Err(e))) => {
-                    crate::logs::warn("automation", format!("stored automation setup: {e}"))
-                }
+            match read {
+                Ok(setup) => auto.setup.set(setup),
                 Err(e) => crate::logs::warn("automation", e),
             }
         }),
