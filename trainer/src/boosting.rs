@@ -321,13 +321,14 @@ pub fn fit(
                     raw[at] = raw[at] + value;
                 }
             }
+            let flat = Flat::of(&tree);
             for (i, row) in vx.chunks_exact(d).enumerate() {
                 let at = i * s + score;
-                val_raw[at] = val_raw[at] + tree.value_for(row);
+                val_raw[at] = val_raw[at] + flat.value_for(row);
             }
             for (i, row) in eval_x.chunks_exact(d).enumerate() {
                 let at = i * s + score;
-                eval_raw[at] = eval_raw[at] + tree.value_for(row);
+                eval_raw[at] = eval_raw[at] + flat.value_for(row);
             }
             trees.push(tree);
         }
@@ -553,6 +554,45 @@ fn mean_loss(loss: Loss, raw: &[f64], y: &[f64]) -> f64 {
     sum / n as f64
 }
 
+/// A grown tree laid out for predicting many rows during the fit: a node is its threshold
+/// (a leaf: its value) and feature (a leaf: `u32::MAX`), and a split's children are next to
+/// each other (as [`Grower::grow`] makes them), so the step down is `left + (x >= t)`
+/// without a branch. It answers what [`Tree::value_for`] answers, bit for bit.
+struct Flat {
+    nodes: Vec<(f64, u32, u32)>,
+}
+
+impl Flat {
+    fn of(tree: &Tree) -> Flat {
+        let nodes = tree
+            .nodes
+            .iter()
+            .map(|node| match node {
+                TreeNode::Split {
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                } => {
+                    debug_assert_eq!(*right, left + 1);
+                    (*threshold, *feature as u32, *left as u32)
+                }
+                TreeNode::Leaf { probabilities, .. } => (probabilities[0], u32::MAX, 0),
+            })
+            .collect();
+        Flat { nodes }
+    }
+
+    fn value_for(&self, x: &[f64]) -> f64 {
+        let mut node = self.nodes[0];
+        while node.1 != u32::MAX {
+            let right = !(x[node.1 as usize] < node.0) as u32;
+            node = self.nodes[(node.2 + right) as usize];
+        }
+        node.0
+    }
+}
+
 /// Per bin: the sums of gradients and hessians of its rows, and their count.
 #[derive(Debug, Clone, Copy, Default)]
 struct Bin {
@@ -675,18 +715,22 @@ impl<'a> Grower<'a> {
             let split = node.split.expect("pending nodes have a split");
             // Partition the node's rows, keeping their order.
             let col = &self.binned.bins[split.feature * n..(split.feature + 1) * n];
+            // Without a branch per row (which side a row goes is a coin toss for the
+            // branch predictor): each row is written to both sides' next slot, and only its
+            // side's count moves on.
+            let len = node.end - node.start;
             scratch.clear();
-            let mut l = node.start;
+            scratch.resize(len, 0);
+            let (mut l, mut r) = (node.start, 0);
             for p in node.start..node.end {
                 let i = rows[p];
-                if col[i as usize] as usize <= split.bin {
-                    rows[l] = i;
-                    l += 1;
-                } else {
-                    scratch.push(i);
-                }
+                let left = (col[i as usize] as usize <= split.bin) as usize;
+                rows[l] = i;
+                scratch[r] = i;
+                l += left;
+                r += 1 - left;
             }
-            rows[l..node.end].copy_from_slice(&scratch);
+            rows[l..node.end].copy_from_slice(&scratch[..r]);
             let at = nodes.len();
             nodes.push(leaf(0.0));
             nodes.push(leaf(0.0));
@@ -1058,6 +1102,38 @@ mod tests {
 
     /// The training loss falls every iteration, the raw scores of the evaluation rows are the
     /// baseline plus every tree's value, and the same seed gives the same trees.
+    #[test]
+    fn the_flat_tree_answers_as_the_tree() {
+        let (n, d) = (600, 3);
+        let mut next = stream(4);
+        let x: Vec<f64> = (0..n * d).map(|_| (next() * 40.0).round() / 4.0).collect();
+        let y: Vec<f64> = (0..n).map(|i| x[i * d] - x[i * d + 2] + next()).collect();
+        let fit = fit(&x, n, d, &y, Loss::Squared, &params(5), 1, &[], &[]).unwrap();
+        let mut checked = 0;
+        for tree in &fit.trees {
+            let flat = Flat::of(tree);
+            // Every training row, and each threshold itself and the values next to it.
+            let mut rows: Vec<Vec<f64>> = x.chunks(d).map(<[f64]>::to_vec).collect();
+            for node in &tree.nodes {
+                if let TreeNode::Split {
+                    feature, threshold, ..
+                } = node
+                {
+                    for v in [threshold.next_down(), *threshold, threshold.next_up()] {
+                        let mut row = vec![0.0; d];
+                        row[*feature] = v;
+                        rows.push(row);
+                    }
+                }
+            }
+            for row in &rows {
+                assert_eq!(flat.value_for(row).to_bits(), tree.value_for(row).to_bits());
+                checked += 1;
+            }
+        }
+        assert!(checked > 5 * n, "{checked}");
+    }
+
     #[test]
     fn boosting_lowers_the_loss_and_is_reproducible() {
         let (n, d, k) = (900, 4, 3);

