@@ -572,8 +572,6 @@ async fn retrain(
         kmeans_runs: None,
         kmeans_done: Vec::new(),
         log: Vec::new(),
-        profile_only: false,
-        profile_elsewhere: false,
     };
     auto.busy.set(Some(format!(
         "rule `{}`: retraining on {}",

@@ -33,14 +33,6 @@ pub struct TrainRequest {
     /// Lines the page adds to the run's log (where the parts of the job ran).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<crate::run::RunLogLine>,
-    /// A part of a job, not a run: only the training split's profile, answered with
-    /// [`WorkerMessage::Profiled`]. The page asks a second worker for it while the first fits.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub profile_only: bool,
-    /// The job without the profile (another worker computes it): the run comes back with an
-    /// empty one, which the page fills in.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub profile_elsewhere: bool,
 }
 
 /// One k-means run as a worker sends it back (`wasmops_trainer::kmeans::KMeansFit`; f64 values
@@ -95,10 +87,6 @@ pub enum WorkerMessage {
     /// The k-means runs a request asked for ([`TrainRequest::kmeans_runs`]).
     KMeansRuns {
         runs: Vec<KMeansRun>,
-    },
-    /// The training split's profile a request asked for ([`TrainRequest::profile_only`]).
-    Profiled {
-        profile: wasmops_shared::profile::Profile,
     },
 }
 
@@ -163,8 +151,6 @@ impl TrainRequest {
             kmeans_runs: self.kmeans_runs.clone(),
             kmeans_done: self.kmeans_done.clone(),
             log: self.log.clone(),
-            profile_only: self.profile_only,
-            profile_elsewhere: self.profile_elsewhere,
         }
     }
 

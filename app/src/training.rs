@@ -71,7 +71,6 @@ pub fn train(
                     .collect::<Result<_, _>>()?,
             ),
         },
-        profile_elsewhere: req.profile_elsewhere,
     };
     wasmops_trainer::run::train_with(start, data, &req.spec, log, progress, now_ms, done)
 }

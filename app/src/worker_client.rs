@@ -189,37 +189,15 @@ type ResultSlot = Rc<RefCell<Option<oneshot::Sender<Result<Run, String>>>>>;
 /// Workers a k-means job's runs are spread over, at most.
 const MAX_WORKERS: usize = 4;
 
-/// The cores the browser reports (`navigator.hardwareConcurrency`), at least 1.
-fn cores() -> usize {
-    let cores = web_sys::window().map_or(1.0, |w| w.navigator().hardware_concurrency());
-    (cores as usize).max(1)
-}
-
-/// How many workers `req` is spread over: k-means runs go to one worker per core, up to
-/// [`MAX_WORKERS`]; everything else to one (and its profile to a second, see
-/// [`TrainJob::run`]). The result does not depend on it (`wasmops_trainer::kmeans::best`).
+/// How many workers `req` is spread over: k-means runs go to one worker per core the browser
+/// reports (`navigator.hardwareConcurrency`), up to [`MAX_WORKERS`]; everything else to one.
+/// The result does not depend on it (`wasmops_trainer::kmeans::best`).
 fn workers_for(req: &TrainRequest) -> usize {
     if !matches!(req.spec.algorithm, Algorithm::KMeans { .. }) {
         return 1;
     }
-    cores().min(MAX_WORKERS)
-}
-
-/// `whole` for `slot`: without the dataset's values when the worker holds them (no copy of
-/// them on the page either).
-fn request_for(slot: &Slot, whole: &TrainRequest) -> TrainRequest {
-    let holds = slot.state.borrow().dataset.as_deref() == Some(whole.dataset.as_str());
-    match &whole.data {
-        Some(_) if holds => whole.clone_without_data(),
-        _ => whole.clone(),
-    }
-}
-
-/// A job whose profile another worker computes: the two halves, merged when both are back.
-#[derive(Default)]
-struct Halves {
-    run: Option<Run>,
-    profile: Option<wasmops_shared::profile::Profile>,
+    let cores = web_sys::window().map_or(1.0, |w| w.navigator().hardware_concurrency());
+    (cores as usize).clamp(1, MAX_WORKERS)
 }
 
 /// A training job in one or more workers. Dropping it does not stop it; call
@@ -252,9 +230,14 @@ struct SpreadState {
 }
 
 impl Spread {
-    /// The job's request for `slot` ([`request_for`]).
+    /// The job's request for `slot`, without the dataset's values when the worker holds them
+    /// (no copy of them on the page either).
     fn request(&self, slot: &Slot) -> TrainRequest {
-        request_for(slot, &self.whole)
+        let holds = slot.state.borrow().dataset.as_deref() == Some(self.whole.dataset.as_str());
+        match &self.whole.data {
+            Some(_) if holds => self.whole.clone_without_data(),
+            _ => self.whole.clone(),
+        }
     }
 }
 
@@ -285,75 +268,11 @@ impl TrainJob {
         Ok((job, rx))
     }
 
-    /// Sends the whole job to one worker, and with a second core, the training split's profile
-    /// to a second worker at the same time (the same split and function, so the same bits as
-    /// the first would compute after its fit; tens of milliseconds off every job).
+    /// Sends the whole job to one worker.
     fn run(&self, req: TrainRequest, on_progress: OnProgress) -> Result<(), String> {
         let slot = Slot::take()?;
         self.active.borrow_mut().push(slot.clone());
-        if cores() < 2 {
-            return self.run_on(slot, req, on_progress);
-        }
-        let other = Slot::take()?;
-        self.active.borrow_mut().push(other.clone());
-        let halves = Rc::new(RefCell::new(Halves::default()));
-        let mut profile_req = request_for(&other, &req);
-        profile_req.profile_only = true;
-        let mut req = req;
-        req.profile_elsewhere = true;
-        let started_at_ms = req.started_at_ms;
-
-        let (job, s, h) = (self.clone(), slot.clone(), halves.clone());
-        let handler: Handler = Box::new(move |message| match message {
-            WorkerMessage::Progress { stage, fraction } => on_progress(stage, fraction),
-            WorkerMessage::Done { run } => {
-                job.release(&s);
-                h.borrow_mut().run = Some(*run);
-                job.merge(&h, started_at_ms);
-            }
-            WorkerMessage::Failed { error } => {
-                job.release(&s);
-                job.finish(Err(error));
-            }
-            _ => {}
-        });
-        slot.send(req, handler)?;
-
-        let (job, s, h) = (self.clone(), other.clone(), halves);
-        let handler: Handler = Box::new(move |message| match message {
-            WorkerMessage::Profiled { profile } => {
-                job.release(&s);
-                h.borrow_mut().profile = Some(profile);
-                job.merge(&h, started_at_ms);
-            }
-            WorkerMessage::Failed { error } => {
-                job.release(&s);
-                job.finish(Err(format!("profiling the training split: {error}")));
-            }
-            _ => {}
-        });
-        other.send(profile_req, handler)
-    }
-
-    /// Finishes a job run in [`Halves`] once both are back: the run gets its profile, a log
-    /// line, and its duration up to now.
-    fn merge(&self, halves: &RefCell<Halves>, started_at_ms: f64) {
-        let (mut run, profile) = {
-            let mut h = halves.borrow_mut();
-            if h.run.is_none() || h.profile.is_none() {
-                return;
-            }
-            (h.run.take().expect("checked"), h.profile.take().expect("checked"))
-        };
-        let t_ms = js_sys::Date::now() - started_at_ms;
-        run.profile = profile;
-        run.log.push(crate::run::RunLogLine {
-            t_ms,
-            message: "training split profiled (for drift, on a second worker); run recorded"
-                .into(),
-        });
-        run.duration_ms = t_ms;
-        self.finish(Ok(run));
+        self.run_on(slot, req, on_progress)
     }
 
     /// Sends the whole job to `slot` (one of the job's active workers).
@@ -369,9 +288,7 @@ impl TrainJob {
                 job.release(&s);
                 job.finish(Err(error));
             }
-            WorkerMessage::Ready
-            | WorkerMessage::KMeansRuns { .. }
-            | WorkerMessage::Profiled { .. } => {}
+            WorkerMessage::Ready | WorkerMessage::KMeansRuns { .. } => {}
         });
         slot.send(req, handler)
     }

@@ -122,19 +122,15 @@ impl Profile {
     pub fn from_rows(feature_names: &[String], rows: &[f64]) -> Profile {
         let d = feature_names.len();
         let n = rows.len().checked_div(d).unwrap_or(0);
-        let rows_of = || rows.chunks_exact(d.max(1)).take(n);
+        let rows = &rows[..n * d];
         let mut sums = vec![0.0; d];
-        for row in rows_of() {
-            for (s, v) in sums.iter_mut().zip(row) {
-                *s += v;
-            }
+        for block in rows.chunks(BLOCK_ROWS * d.max(1)) {
+            add_rows(&mut sums, block, |v, _| v);
         }
         let means: Vec<f64> = sums.iter().map(|s| s / n.max(1) as f64).collect();
         let mut squares = vec![0.0; d];
-        for row in rows_of() {
-            for ((s, v), m) in squares.iter_mut().zip(row).zip(&means) {
-                *s += (v - m) * (v - m);
-            }
+        for block in rows.chunks(BLOCK_ROWS * d.max(1)) {
+            add_rows(&mut squares, block, |v, j| (v - means[j]) * (v - means[j]));
         }
         // The places of the sorted column the eleven quantiles read.
         let places: Vec<usize> = {
@@ -152,32 +148,9 @@ impl Profile {
             .iter()
             .zip(key_columns(rows, d))
             .enumerate()
-            .map(|(j, (name, mut keys))| {
-                select_places(&mut keys, 0, &places);
-                let at = |place: usize| value_of(keys[place]);
-                let edges: Vec<f64> = (0..=10)
-                    .map(|q| {
-                        let q = q as f64 / 10.0;
-                        if n == 0 {
-                            return 0.0;
-                        }
-                        let (lo, hi) = quantile_places(n, q);
-                        let pos = q * (n - 1) as f64;
-                        at(lo) + (at(hi) - at(lo)) * (pos - lo as f64)
-                    })
-                    .collect();
-                let mut fp = FeatureProfile {
-                    name: name.clone(),
-                    mean: means[j],
-                    std: (squares[j] / n.max(1) as f64).sqrt(),
-                    edges,
-                    counts: vec![0; N_BINS],
-                };
-                for k in &keys {
-                    let b = fp.bin(value_of(*k));
-                    fp.counts[b] += 1;
-                }
-                fp
+            .map(|(j, (name, keys))| {
+                let std = (squares[j] / n.max(1) as f64).sqrt();
+                column(name, means[j], std, keys, &places)
             })
             .collect();
         Profile {
@@ -196,6 +169,56 @@ fn quantile_places(n: usize, q: f64) -> (usize, usize) {
 
 /// Puts at each of `places` (ascending, offsets into `keys` plus `offset`) the key a full
 /// sort would put there: the middle place by selection, then each side for its own places.
+/// Rows per call of [`add_rows`].
+const BLOCK_ROWS: usize = 1024;
+
+/// Adds `term(value, feature)` of each row of `block` to its feature's sum, row after row.
+///
+/// This and [`column`] are functions of their own, called once per block or column: V8 runs a
+/// wasm function in its baseline tier until it is hot and switches at its next call, so a loop
+/// inlined into [`Profile::from_rows`] (called once per run) ran at baseline speed in every
+/// worker's first run (a cold profile took twice a warm one's time).
+#[inline(never)]
+fn add_rows(sums: &mut [f64], block: &[f64], term: impl Fn(f64, usize) -> f64) {
+    for row in block.chunks_exact(sums.len().max(1)) {
+        for (j, (s, v)) in sums.iter_mut().zip(row).enumerate() {
+            *s += term(*v, j);
+        }
+    }
+}
+
+/// One feature's profile from its values' keys (in any order): the quantiles at `places` by
+/// selection, then each value's bin.
+#[inline(never)]
+fn column(name: &str, mean: f64, std: f64, mut keys: Vec<u64>, places: &[usize]) -> FeatureProfile {
+    let n = keys.len();
+    select_places(&mut keys, 0, places);
+    let at = |place: usize| value_of(keys[place]);
+    let edges: Vec<f64> = (0..=10)
+        .map(|q| {
+            let q = q as f64 / 10.0;
+            if n == 0 {
+                return 0.0;
+            }
+            let (lo, hi) = quantile_places(n, q);
+            let pos = q * (n - 1) as f64;
+            at(lo) + (at(hi) - at(lo)) * (pos - lo as f64)
+        })
+        .collect();
+    let mut fp = FeatureProfile {
+        name: name.to_string(),
+        mean,
+        std,
+        edges,
+        counts: vec![0; N_BINS],
+    };
+    for k in &keys {
+        let b = fp.bin(value_of(*k));
+        fp.counts[b] += 1;
+    }
+    fp
+}
+
 fn select_places(keys: &mut [u64], offset: usize, places: &[usize]) {
     if places.is_empty() || keys.is_empty() {
         return;
@@ -230,13 +253,22 @@ fn key_columns(rows: &[f64], d: usize) -> Vec<Vec<u64>> {
     let n = rows.len().checked_div(d).unwrap_or(0);
     let mut columns: Vec<Vec<u64>> = (0..d).map(|_| Vec::with_capacity(n)).collect();
     if d > 0 {
-        for row in rows.chunks_exact(d) {
-            for (col, v) in columns.iter_mut().zip(row) {
-                col.push(key(*v));
-            }
+        for block in rows.chunks(BLOCK_ROWS * d) {
+            push_keys(&mut columns, block);
         }
     }
     columns
+}
+
+/// Appends each row of `block`'s keys to their columns (a function of its own: see
+/// [`add_rows`]).
+#[inline(never)]
+fn push_keys(columns: &mut [Vec<u64>], block: &[f64]) {
+    for row in block.chunks_exact(columns.len()) {
+        for (col, v) in columns.iter_mut().zip(row) {
+            col.push(key(*v));
+        }
+    }
 }
 
 #[cfg(test)]

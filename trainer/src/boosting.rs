@@ -315,21 +315,10 @@ pub fn fit(
                 &g[score * nt..(score + 1) * nt],
                 &h[score * nt..(score + 1) * nt],
             );
-            for (rows, value) in leaves {
-                for i in rows {
-                    let at = i as usize * s + score;
-                    raw[at] = raw[at] + value;
-                }
-            }
+            add_leaves(&leaves, &mut raw, s, score);
             let flat = Flat::of(&tree);
-            for (i, row) in vx.chunks_exact(d).enumerate() {
-                let at = i * s + score;
-                val_raw[at] = val_raw[at] + flat.value_for(row);
-            }
-            for (i, row) in eval_x.chunks_exact(d).enumerate() {
-                let at = i * s + score;
-                eval_raw[at] = eval_raw[at] + flat.value_for(row);
-            }
+            flat.add_to(&vx, d, &mut val_raw, s, score);
+            flat.add_to(eval_x, d, &mut eval_raw, s, score);
             trees.push(tree);
         }
         n_iter = iteration;
@@ -457,6 +446,7 @@ fn baseline(y: &[f64], loss: Loss) -> Vec<f64> {
 /// the multiclass quality gap halved), summed in f64. With more than two
 /// classes also the mean log loss of `raw` (the softmax's sums are the loss's: the same bits
 /// as [`mean_loss`]), computed here once instead of twice per iteration.
+#[inline(never)]
 fn gradients(loss: Loss, raw: &[f64], y: &[f64], g: &mut [f32], h: &mut [f32]) -> Option<f64> {
     let n = y.len();
     match loss {
@@ -513,6 +503,7 @@ fn softmax(z: &[f64], out: &mut [f64]) -> (f64, f64) {
 }
 
 /// The mean loss of raw scores (half squared error, or log loss), summed in row order.
+#[inline(never)]
 fn mean_loss(loss: Loss, raw: &[f64], y: &[f64]) -> f64 {
     let n = y.len();
     if n == 0 {
@@ -554,6 +545,22 @@ fn mean_loss(loss: Loss, raw: &[f64], y: &[f64]) -> f64 {
     sum / n as f64
 }
 
+/// Adds each leaf's value to its training rows' raw score `score` (of `s` per row).
+///
+/// This and the fit's other loops ([`gradients`], [`mean_loss`], [`Grower::grow`],
+/// [`Flat::add_to`]) are functions of their own, called once per tree or iteration: V8 runs a
+/// wasm function in its baseline tier until it is hot and switches at its next call, so a
+/// loop inlined into [`fit`] (called once per job) ran at baseline speed for the whole fit.
+#[inline(never)]
+fn add_leaves(leaves: &[(Vec<u32>, f64)], raw: &mut [f64], s: usize, score: usize) {
+    for (rows, value) in leaves {
+        for &i in rows {
+            let at = i as usize * s + score;
+            raw[at] = raw[at] + value;
+        }
+    }
+}
+
 /// A grown tree laid out for predicting many rows during the fit: a node is its threshold
 /// (a leaf: its value) and feature (a leaf: `u32::MAX`), and a split's children are next to
 /// each other (as [`Grower::grow`] makes them), so the step down is `left + (x >= t)`
@@ -581,6 +588,16 @@ impl Flat {
             })
             .collect();
         Flat { nodes }
+    }
+
+    /// Adds the tree's value for each row of `x` (`d` values each) to its raw score `score`
+    /// (of `s` per row).
+    #[inline(never)]
+    fn add_to(&self, x: &[f64], d: usize, raw: &mut [f64], s: usize, score: usize) {
+        for (i, row) in x.chunks_exact(d).enumerate() {
+            let at = i * s + score;
+            raw[at] = raw[at] + self.value_for(row);
+        }
     }
 
     fn value_for(&self, x: &[f64]) -> f64 {
@@ -664,6 +681,7 @@ impl<'a> Grower<'a> {
 
     /// Grows one tree on gradients `g` and hessians `h` (one per training row); returns it
     /// and, per leaf, its training rows and value.
+    #[inline(never)]
     fn grow(&self, g: &[f32], h: &[f32]) -> (Tree, Vec<(Vec<u32>, f64)>) {
         let n = self.binned.n;
         let mut rows: Vec<u32> = (0..n as u32).collect();
@@ -822,6 +840,7 @@ impl<'a> Grower<'a> {
     /// Four features per pass over the rows: a row's gradient and hessian are read once for
     /// four bins. Each bin still adds its rows in row order, so the sums are the bits a
     /// feature-by-feature pass gives.
+    #[inline(never)]
     fn build(&self, rows: &[u32], g: &[f32], h: &[f32]) -> Vec<Bin> {
         let n = self.binned.n;
         // The rows' gradients side by side.
@@ -861,6 +880,7 @@ impl<'a> Grower<'a> {
     }
 
     /// The split with the largest positive gain, the first feature and bin on a tie.
+    #[inline(never)]
     fn best_split(&self, node: &Node) -> Option<Split> {
         let l2 = self.params.l2_regularization;
         let min_leaf = self.params.min_samples_leaf as u32;

@@ -205,7 +205,7 @@ fn assign(
     labels: &mut [usize],
     s: &mut Scratch,
 ) -> f64 {
-    let (n, d) = x.dim();
+    let n = x.nrows();
     let rows_flat = x.as_slice().expect("standard layout");
     let c_sq: Vec<f64> = centroids.rows().into_iter().map(|c| c.dot(&c)).collect();
     let ct = centroids.t();
@@ -217,36 +217,67 @@ fn assign(
     while start < n {
         let end = (start + BLOCK).min(n);
         let rows = end - start;
-        let mut out = s.block.slice_mut(s![..rows, ..]);
+        let mut block = std::mem::take(&mut s.block);
+        let mut out = block.slice_mut(s![..rows, ..]);
         ndarray::linalg::general_mat_mul(1.0, &x.slice(s![start..end, ..]), &ct, 0.0, &mut out);
-        for (r, products) in out.rows().into_iter().enumerate() {
-            let i = start + r;
-            let (mut best, mut best_d, mut second_d) = (0, f64::INFINITY, f64::INFINITY);
-            for (c, p) in products.iter().enumerate() {
-                let dist = c_sq[c] - 2.0 * p;
-                if dist < best_d {
-                    second_d = best_d;
-                    best_d = dist;
-                    best = c;
-                } else if dist < second_d {
-                    second_d = dist;
-                }
-            }
-            let dist = (best_d + x_sq[i]).max(0.0);
-            labels[i] = best;
-            s.min_dist[i] = dist;
-            // Shaved a little: the expanded form rounds, and a bound must not overshoot.
-            s.lower[i] = (second_d + x_sq[i]).max(0.0).sqrt() * (1.0 - 1e-9);
-            s.upper[i] = dist.sqrt() * (1.0 + 1e-9);
-            inertia += dist;
-            let sum = &mut s.sums[best * d..(best + 1) * d];
-            for (a, v) in sum.iter_mut().zip(&rows_flat[i * d..(i + 1) * d]) {
-                *a += v;
-            }
-            s.counts[best] += 1;
-            s.sum_sq[best] += x_sq[i];
-        }
+        inertia = assign_rows(
+            inertia,
+            start,
+            out.view(),
+            rows_flat,
+            x_sq,
+            &c_sq,
+            labels,
+            s,
+        );
+        s.block = block;
         start = end;
+    }
+    inertia
+}
+
+/// The rows of [`assign`] from `start`, given their products with every centre: each row's
+/// label, squared distance and bounds, its cluster's sums, and `inertia` plus its distances
+/// in row order. A function of its own (see [`distances_to_row`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn assign_rows(
+    mut inertia: f64,
+    start: usize,
+    products: ArrayView2<f64>,
+    rows_flat: &[f64],
+    x_sq: &[f64],
+    c_sq: &[f64],
+    labels: &mut [usize],
+    s: &mut Scratch,
+) -> f64 {
+    let d = s.sums.len() / c_sq.len().max(1);
+    for (r, products) in products.rows().into_iter().enumerate() {
+        let i = start + r;
+        let (mut best, mut best_d, mut second_d) = (0, f64::INFINITY, f64::INFINITY);
+        for (c, p) in products.iter().enumerate() {
+            let dist = c_sq[c] - 2.0 * p;
+            if dist < best_d {
+                second_d = best_d;
+                best_d = dist;
+                best = c;
+            } else if dist < second_d {
+                second_d = dist;
+            }
+        }
+        let dist = (best_d + x_sq[i]).max(0.0);
+        labels[i] = best;
+        s.min_dist[i] = dist;
+        // Shaved a little: the expanded form rounds, and a bound must not overshoot.
+        s.lower[i] = (second_d + x_sq[i]).max(0.0).sqrt() * (1.0 - 1e-9);
+        s.upper[i] = dist.sqrt() * (1.0 + 1e-9);
+        inertia += dist;
+        let sum = &mut s.sums[best * d..(best + 1) * d];
+        for (a, v) in sum.iter_mut().zip(&rows_flat[i * d..(i + 1) * d]) {
+            *a += v;
+        }
+        s.counts[best] += 1;
+        s.sum_sq[best] += x_sq[i];
     }
     inertia
 }
@@ -379,6 +410,7 @@ fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
 /// still exceeds the bound, all its distances are (lowest index on a tie), which gives the row
 /// the same centre as a full Lloyd step would. A row that changes centre moves its values
 /// from one cluster's sums (and squared norms) to the other's; returns how many rows changed.
+#[inline(never)]
 fn reassign(
     x: &[f64],
     x_sq: &[f64],
@@ -457,23 +489,43 @@ fn reassign(
 
 /// Greedy k-means++ (scikit-learn's): `2 + floor(ln k)` candidates per centre, the one that
 /// lowers the total squared distance most is kept.
+/// Each row's squared distance to row `i`, written to `out`. A function of its own, like the
+/// other loops of a run ([`nearer`], [`assign_rows`], [`reassign`]): V8 runs a wasm function
+/// in its baseline tier until it is hot and switches at the next call, so a loop inlined into
+/// a function called once per run (`fit_runs`) ran its whole first run at baseline speed
+/// (3x slower).
+#[inline(never)]
+fn distances_to_row(x: ArrayView2<f64>, x_sq: &[f64], i: usize, out: &mut Vec<f64>) {
+    let c = x.row(i);
+    let products = x.dot(&c);
+    out.clear();
+    out.extend(
+        products
+            .iter()
+            .zip(x_sq)
+            .map(|(p, xs)| (xs - 2.0 * p + x_sq[i]).max(0.0)),
+    );
+}
+
+/// Lowers each of `candidate`'s distances to `closest`'s where that is nearer; returns their
+/// sum, in row order.
+#[inline(never)]
+fn nearer(candidate: &mut [f64], closest: &[f64]) -> f64 {
+    let mut total = 0.0;
+    for (cand, old) in candidate.iter_mut().zip(closest) {
+        *cand = cand.min(*old);
+        total += *cand;
+    }
+    total
+}
+
 fn plus_plus(x: ArrayView2<f64>, x_sq: &[f64], k: usize, rng: &mut Xoshiro256Plus) -> Array2<f64> {
     let (n, d) = x.dim();
     let trials = 2 + (k as f64).ln().floor() as usize;
     let mut centroids = Array2::<f64>::zeros((k, d));
     let first = rng.gen_range(0..n);
     centroids.row_mut(0).assign(&x.row(first));
-    let distances_to = |i: usize, out: &mut Vec<f64>| {
-        let c = x.row(i);
-        let products = x.dot(&c);
-        out.clear();
-        out.extend(
-            products
-                .iter()
-                .zip(x_sq)
-                .map(|(p, xs)| (xs - 2.0 * p + x_sq[i]).max(0.0)),
-        );
-    };
+    let distances_to = |i: usize, out: &mut Vec<f64>| distances_to_row(x, x_sq, i, out);
     let mut closest = Vec::with_capacity(n);
     distances_to(first, &mut closest);
     let mut candidate = Vec::with_capacity(n);
@@ -496,11 +548,7 @@ fn plus_plus(x: ArrayView2<f64>, x_sq: &[f64], k: usize, rng: &mut Xoshiro256Plu
                 rng.gen_range(0..n)
             };
             distances_to(i, &mut candidate);
-            let mut total = 0.0;
-            for (cand, old) in candidate.iter_mut().zip(&closest) {
-                *cand = cand.min(*old);
-                total += *cand;
-            }
+            let total = nearer(&mut candidate, &closest);
             if best.is_none_or(|(_, p)| total < p) {
                 best = Some((i, total));
                 std::mem::swap(&mut best_dist, &mut candidate);
@@ -557,7 +605,10 @@ mod tests {
             let c: Vec<f64> = a.iter().map(|v| v * 0.1 + 1e-3).collect();
             let plain: f64 = c.iter().zip(&b).map(|(u, v)| (u - v) * (u - v)).sum();
             let four = squared_distance(&c, &b);
-            assert!((four - plain).abs() <= 4.0 * f64::EPSILON * plain, "d = {d}");
+            assert!(
+                (four - plain).abs() <= 4.0 * f64::EPSILON * plain,
+                "d = {d}"
+            );
         }
     }
 

@@ -260,9 +260,6 @@ pub struct Done {
     /// k-means: every run `0..KMEANS_RUNS` of [`kmeans::fit_runs`] on the training split
     /// ([`kmeans_runs`]).
     pub kmeans_runs: Option<Vec<(usize, kmeans::KMeansFit)>>,
-    /// The training split's profile is computed elsewhere, at the same time ([`run::profile`]
-    /// on another worker): `run::train_with` leaves the run's profile empty for it.
-    pub profile_elsewhere: bool,
 }
 
 /// k-means runs `runs` (of `0..KMEANS_RUNS`) of `spec` on `data`: the split and scaling of

@@ -101,19 +101,6 @@ pub fn train(
     )
 }
 
-/// The profile of `spec`'s training split of `data`: what [`train`] stores in the run, computed
-/// on its own (the dashboard computes it on a second worker while the first fits).
-pub fn profile(data: &Dataset, spec: &TrainSpec) -> Profile {
-    let split = crate::split(data, spec.test_fraction, spec.seed);
-    Profile::from_rows(
-        &data.feature_names,
-        split
-            .train_x
-            .as_slice()
-            .expect("the split's rows are in standard layout"),
-    )
-}
-
 /// [`train`], with parts of the fit already `done` (see [`crate::train_with`]).
 pub fn train_with(
     start: RunStart,
@@ -126,7 +113,6 @@ pub fn train_with(
 ) -> Result<Run, String> {
     let params = params_of(spec);
     check_params(&params)?;
-    let profile_elsewhere = done.profile_elsewhere;
     let log = std::cell::RefCell::new(log);
     let note = |message: String| {
         log.borrow_mut().push(RunLogLine {
@@ -144,16 +130,8 @@ pub fn train_with(
         done,
     )
     .map_err(|e| e.to_string())?;
-    let profile = if profile_elsewhere {
-        Profile {
-            n_rows: 0,
-            features: Vec::new(),
-        }
-    } else {
-        let profile = Profile::from_rows(&data.feature_names, &trained.train_x);
-        note("training split profiled (for drift); run recorded".into());
-        profile
-    };
+    let profile = Profile::from_rows(&data.feature_names, &trained.train_x);
+    note("training split profiled (for drift); run recorded".into());
     Ok(Run {
         id: start.id,
         name: start.name,
@@ -641,38 +619,6 @@ pub fn mlflow_record(
 mod tests {
     use super::*;
     use serde_json::json;
-
-    /// The dashboard computes a run's profile on a second worker ([`profile`]) while the first
-    /// fits without it (`profile_elsewhere`): together they must be the run [`train`] gives.
-    #[test]
-    fn the_profile_computed_on_its_own_is_the_runs() {
-        let data = crate::datasets::builtin("winequality").unwrap();
-        let spec = TrainSpec {
-            algorithm: crate::Algorithm::GaussianNb,
-            scale: true,
-            test_fraction: 0.3,
-            seed: 9,
-        };
-        let start = || RunStart {
-            id: "r".into(),
-            name: "r".into(),
-            started_at_ms: 0.0,
-            code_version: "test".into(),
-            dataset_hash: "h".into(),
-        };
-        let whole = train(start(), &data, &spec, Vec::new(), |_, _| {}, || 0.0).unwrap();
-        assert_eq!(profile(&data, &spec), whole.profile);
-        assert!(whole.log.iter().any(|l| l.message.starts_with("training split profiled")));
-        let done = crate::Done {
-            profile_elsewhere: true,
-            ..Default::default()
-        };
-        let without =
-            train_with(start(), &data, &spec, Vec::new(), |_, _| {}, || 0.0, done).unwrap();
-        assert!(without.profile.features.is_empty());
-        assert!(!without.log.iter().any(|l| l.message.contains("profiled")));
-        assert_eq!(without.pipeline, whole.pipeline);
-    }
 
     #[test]
     fn params_are_kept_as_the_dashboard_store_reads_them_back() {

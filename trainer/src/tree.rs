@@ -56,50 +56,8 @@ impl Binned {
         let (mut lo, mut hi) = (Vec::with_capacity(d), Vec::with_capacity(d));
         let mut order: Vec<u32> = (0..n as u32).collect();
         for f in 0..d {
-            let value = |i: u32| x[i as usize * d + f];
-            order.sort_unstable_by(|a, b| value(*a).total_cmp(&value(*b)).then(a.cmp(b)));
-            // Groups of equal values (within 1e-7 of the previous one): group of each sorted
-            // position, and each group's row count.
-            let mut group_of = vec![0u32; n];
-            let mut group_sizes: Vec<usize> = Vec::new();
-            let mut previous = f64::NEG_INFINITY;
-            for (p, &i) in order.iter().enumerate() {
-                let v = value(i);
-                if p == 0 || v > previous + 1e-7 {
-                    group_sizes.push(0);
-                }
-                *group_sizes.last_mut().expect("a group") += 1;
-                group_of[p] = (group_sizes.len() - 1) as u32;
-                previous = v;
-            }
-            // Groups to bins: one each if they fit, else by the share of rows below them.
-            let groups = group_sizes.len();
-            let mut bin_of_group = vec![0usize; groups];
-            if groups > MAX_BINS {
-                let (mut below, mut last, mut bin) = (0usize, usize::MAX, 0usize);
-                for (g, size) in group_sizes.iter().enumerate() {
-                    let q = (below * MAX_BINS / n).min(MAX_BINS - 1);
-                    if last != usize::MAX && q != last {
-                        bin += 1;
-                    }
-                    last = q;
-                    bin_of_group[g] = bin;
-                    below += size;
-                }
-            } else {
-                for (g, b) in bin_of_group.iter_mut().enumerate() {
-                    *b = g;
-                }
-            }
-            let n_bins = bin_of_group.last().map_or(0, |b| b + 1);
-            let (mut flo, mut fhi) = (vec![f64::INFINITY; n_bins], vec![f64::NEG_INFINITY; n_bins]);
-            for (p, &i) in order.iter().enumerate() {
-                let b = bin_of_group[group_of[p] as usize];
-                let v = value(i);
-                bins[f * n + i as usize] = b as u8;
-                flo[b] = flo[b].min(v);
-                fhi[b] = fhi[b].max(v);
-            }
+            let column = &mut bins[f * n..(f + 1) * n];
+            let (flo, fhi) = bin_feature(x, d, f, &mut order, column);
             lo.push(flo);
             hi.push(fhi);
         }
@@ -109,6 +67,67 @@ impl Binned {
     pub(crate) fn n_bins(&self, f: usize) -> usize {
         self.lo[f].len()
     }
+}
+
+/// Feature `f`'s bins (written to `column`, one per row) and each bin's lowest and highest
+/// value: [`Binned::new`] for one feature. A function of its own, called once per feature: V8
+/// runs a wasm function in its baseline tier until it is hot and switches at its next call,
+/// so this loop inlined into `Binned::new` (called once per fit) ran at baseline speed in a
+/// worker's first fit.
+#[inline(never)]
+fn bin_feature(
+    x: &[f64],
+    d: usize,
+    f: usize,
+    order: &mut [u32],
+    column: &mut [u8],
+) -> (Vec<f64>, Vec<f64>) {
+    let n = column.len();
+    let value = |i: u32| x[i as usize * d + f];
+    order.sort_unstable_by(|a, b| value(*a).total_cmp(&value(*b)).then(a.cmp(b)));
+    // Groups of equal values (within 1e-7 of the previous one): group of each sorted
+    // position, and each group's row count.
+    let mut group_of = vec![0u32; n];
+    let mut group_sizes: Vec<usize> = Vec::new();
+    let mut previous = f64::NEG_INFINITY;
+    for (p, &i) in order.iter().enumerate() {
+        let v = value(i);
+        if p == 0 || v > previous + 1e-7 {
+            group_sizes.push(0);
+        }
+        *group_sizes.last_mut().expect("a group") += 1;
+        group_of[p] = (group_sizes.len() - 1) as u32;
+        previous = v;
+    }
+    // Groups to bins: one each if they fit, else by the share of rows below them.
+    let groups = group_sizes.len();
+    let mut bin_of_group = vec![0usize; groups];
+    if groups > MAX_BINS {
+        let (mut below, mut last, mut bin) = (0usize, usize::MAX, 0usize);
+        for (g, size) in group_sizes.iter().enumerate() {
+            let q = (below * MAX_BINS / n).min(MAX_BINS - 1);
+            if last != usize::MAX && q != last {
+                bin += 1;
+            }
+            last = q;
+            bin_of_group[g] = bin;
+            below += size;
+        }
+    } else {
+        for (g, b) in bin_of_group.iter_mut().enumerate() {
+            *b = g;
+        }
+    }
+    let n_bins = bin_of_group.last().map_or(0, |b| b + 1);
+    let (mut flo, mut fhi) = (vec![f64::INFINITY; n_bins], vec![f64::NEG_INFINITY; n_bins]);
+    for (p, &i) in order.iter().enumerate() {
+        let b = bin_of_group[group_of[p] as usize];
+        let v = value(i);
+        column[i as usize] = b as u8;
+        flo[b] = flo[b].min(v);
+        fhi[b] = fhi[b].max(v);
+    }
+    (flo, fhi)
 }
 
 /// How to grow a tree.

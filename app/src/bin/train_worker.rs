@@ -81,14 +81,6 @@ fn main() {
                 })
             }));
         }
-        // A part of a job: the training split's profile only.
-        if req.profile_only {
-            return post(part(&data, &req.dataset, |data| {
-                Ok(WorkerMessage::Profiled {
-                    profile: wasmops_trainer::run::profile(data, &req.spec),
-                })
-            }));
-        }
         let result = wasmops_app::training::train(
             &req,
             data.as_deref(),

@@ -196,8 +196,6 @@ pub fn TrainPanel() -> impl IntoView {
             kmeans_runs: None,
             kmeans_done: Vec::new(),
             log: Vec::new(),
-            profile_only: false,
-            profile_elsewhere: false,
         };
         // Readable in the Logs page: the dataset by name and version, params as `key value`.
         let dataset_label = req.data.as_ref().map_or(req.dataset.clone(), |d| {
