@@ -212,7 +212,26 @@ fn column(name: &str, mean: f64, std: f64, mut keys: Vec<u64>, places: &[usize])
         edges,
         counts: vec![0; N_BINS],
     };
-    for k in &keys {
+    // Counts. After the selection every key before a selected place is at most its key and
+    // every key after it at least (in total order), so the keys from one place up to the next
+    // lie between those two places' keys; bins only grow with the value, so when both of
+    // those keys fall in one bin, the whole stretch does. Only stretches across an edge (or
+    // bounded by a NaN) are binned key by key.
+    let mut from = 0;
+    for &to in places.iter().filter(|p| **p > 0 && **p < n) {
+        let (a, b) = (value_of(keys[from]), value_of(keys[to]));
+        let bin = fp.bin(a);
+        if !a.is_nan() && !b.is_nan() && bin == fp.bin(b) {
+            fp.counts[bin] += (to - from) as u64;
+        } else {
+            for k in &keys[from..to] {
+                let b = fp.bin(value_of(*k));
+                fp.counts[b] += 1;
+            }
+        }
+        from = to;
+    }
+    for k in &keys[from.min(n)..] {
         let b = fp.bin(value_of(*k));
         fp.counts[b] += 1;
     }
@@ -278,6 +297,31 @@ mod tests {
     /// The edges are the quantiles of the fully sorted column (signed zeros, negatives,
     /// repeats, extremes), bit for bit; the counts are each value's bin; the mean is the
     /// row-order mean.
+    #[test]
+    fn counts_are_each_values_bin_with_nan_and_ties() {
+        // Stretches of equal values across edges, and NaNs (sorted to both ends by sign),
+        // where a stretch cannot be counted whole.
+        let mut column: Vec<f64> = (0..400).map(|i| (i % 9) as f64).collect();
+        column.extend([f64::NAN, -f64::NAN, f64::NAN, f64::INFINITY, f64::NEG_INFINITY]);
+        for (i, v) in column.iter_mut().enumerate().skip(100).step_by(37) {
+            *v = if i % 2 == 0 { f64::NAN } else { -f64::NAN };
+        }
+        let p = Profile::from_rows(&["x".to_string()], &column);
+        let f = &p.features[0];
+        let mut counts = vec![0u64; N_BINS];
+        for v in &column {
+            counts[f.bin(*v)] += 1;
+        }
+        assert_eq!(f.counts, counts);
+        let finite: Vec<f64> = (0..400).map(|i| (i % 9) as f64).collect();
+        let f = &Profile::from_rows(&["x".to_string()], &finite).features[0];
+        let mut counts = vec![0u64; N_BINS];
+        for v in &finite {
+            counts[f.bin(*v)] += 1;
+        }
+        assert_eq!(f.counts, counts);
+    }
+
     #[test]
     fn selected_edges_are_the_sorted_columns_quantiles() {
         let mut state = 11u64;

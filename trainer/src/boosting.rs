@@ -38,6 +38,7 @@ use rand_xoshiro::Xoshiro256Plus;
 use serde::{Deserialize, Serialize};
 use wasmops_shared::pipeline::{Tree, TreeNode};
 
+use crate::logistic::LogProduct;
 use crate::tree::Binned;
 
 /// scikit-learn's `min_hessian_to_split`.
@@ -466,18 +467,20 @@ fn gradients(loss: Loss, raw: &[f64], y: &[f64], g: &mut [f32], h: &mut [f32]) -
         Loss::LogLoss(k) => {
             let mut p = vec![0.0; k];
             let mut sum = 0.0;
+            let mut sums = LogProduct::new();
             for i in 0..n {
                 let z = &raw[i * k..(i + 1) * k];
                 let (m, e) = softmax(z, &mut p);
                 let yi = y[i] as usize;
-                sum = sum + (m + libm::log(e) - z[yi.min(k - 1)]);
+                sum = sum + (m - z[yi.min(k - 1)]);
+                sums.push(e);
                 for c in 0..k {
                     let target = if c == yi { 1.0 } else { 0.0 };
                     g[c * n + i] = (p[c] - target) as f32;
                     h[c * n + i] = (p[c] * (1.0 - p[c])) as f32;
                 }
             }
-            return (n > 0).then(|| sum / n as f64);
+            return (n > 0).then(|| (sum + sums.log()) / n as f64);
         }
     }
     None
@@ -530,6 +533,9 @@ fn mean_loss(loss: Loss, raw: &[f64], y: &[f64]) -> f64 {
             }
         }
         Loss::LogLoss(k) => {
+            // `log(sum of exp(z - max))` of every row at once, as the log of their product
+            // (each sum is in `[1, k]`): one `log` per call instead of one per row.
+            let mut sums = LogProduct::new();
             for i in 0..n {
                 let z = &raw[i * k..(i + 1) * k];
                 let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -537,9 +543,10 @@ fn mean_loss(loss: Loss, raw: &[f64], y: &[f64]) -> f64 {
                 for v in z {
                     e = e + libm::exp(v - m);
                 }
-                let lse = m + libm::log(e);
-                sum = sum + (lse - z[(y[i] as usize).min(k - 1)]);
+                sums.push(e);
+                sum = sum + (m - z[(y[i] as usize).min(k - 1)]);
             }
+            sum = sum + sums.log();
         }
     }
     sum / n as f64
@@ -561,20 +568,36 @@ fn add_leaves(leaves: &[(Vec<u32>, f64)], raw: &mut [f64], s: usize, score: usiz
     }
 }
 
-/// A grown tree laid out for predicting many rows during the fit: a node is its threshold
-/// (a leaf: its value) and feature (a leaf: `u32::MAX`), and a split's children are next to
-/// each other (as [`Grower::grow`] makes them), so the step down is `left + (x >= t)`
-/// without a branch. It answers what [`Tree::value_for`] answers, bit for bit.
+/// A grown tree laid out for predicting many rows during the fit: per node its threshold,
+/// feature, first child (a split's children are next to each other, as [`Grower::grow`]
+/// makes them) and whether it splits; a leaf is its own child. The step down is
+/// `left + (x >= t)` (nothing at a leaf) without a branch, so four rows walk the tree side by
+/// side for as many steps as its deepest leaf is deep. It answers what [`Tree::value_for`]
+/// answers, bit for bit.
 struct Flat {
-    nodes: Vec<(f64, u32, u32)>,
+    nodes: Vec<FlatNode>,
+    /// Each node's value (a leaf's; 0 for a split).
+    values: Vec<f64>,
+    /// Steps from the root to the deepest leaf.
+    depth: usize,
+}
+
+#[derive(Clone, Copy)]
+struct FlatNode {
+    threshold: f64,
+    feature: u32,
+    left: u32,
+    /// 1 for a split, 0 for a leaf (which stays where it is).
+    splits: u32,
 }
 
 impl Flat {
     fn of(tree: &Tree) -> Flat {
-        let nodes = tree
-            .nodes
-            .iter()
-            .map(|node| match node {
+        let n = tree.nodes.len();
+        let (mut nodes, mut values, mut depths) =
+            (Vec::with_capacity(n), vec![0.0; n], vec![0usize; n]);
+        for (at, node) in tree.nodes.iter().enumerate() {
+            match node {
                 TreeNode::Split {
                     feature,
                     threshold,
@@ -582,31 +605,83 @@ impl Flat {
                     right,
                 } => {
                     debug_assert_eq!(*right, left + 1);
-                    (*threshold, *feature as u32, *left as u32)
+                    depths[*left] = depths[at] + 1;
+                    depths[*right] = depths[at] + 1;
+                    nodes.push(FlatNode {
+                        threshold: *threshold,
+                        feature: *feature as u32,
+                        left: *left as u32,
+                        splits: 1,
+                    });
                 }
-                TreeNode::Leaf { probabilities, .. } => (probabilities[0], u32::MAX, 0),
-            })
-            .collect();
-        Flat { nodes }
+                TreeNode::Leaf { probabilities, .. } => {
+                    values[at] = probabilities[0];
+                    nodes.push(FlatNode {
+                        threshold: 0.0,
+                        feature: 0,
+                        left: at as u32,
+                        splits: 0,
+                    });
+                }
+            }
+        }
+        Flat {
+            nodes,
+            values,
+            depth: depths.into_iter().max().unwrap_or(0),
+        }
+    }
+
+    #[inline(always)]
+    fn step(&self, x: &[f64], at: u32) -> u32 {
+        let node = self.nodes[at as usize];
+        let right = !(x[node.feature as usize] < node.threshold) as u32;
+        node.left + (right & node.splits)
     }
 
     /// Adds the tree's value for each row of `x` (`d` values each) to its raw score `score`
-    /// (of `s` per row).
+    /// (of `s` per row), four rows at a time.
     #[inline(never)]
     fn add_to(&self, x: &[f64], d: usize, raw: &mut [f64], s: usize, score: usize) {
-        for (i, row) in x.chunks_exact(d).enumerate() {
+        if d == 0 {
+            return;
+        }
+        let quads = x.chunks_exact(4 * d);
+        let rest = quads.remainder();
+        let mut i = 0;
+        for quad in quads {
+            let (r0, r1, r2, r3) = (
+                &quad[..d],
+                &quad[d..2 * d],
+                &quad[2 * d..3 * d],
+                &quad[3 * d..],
+            );
+            let (mut a0, mut a1, mut a2, mut a3) = (0, 0, 0, 0);
+            for _ in 0..self.depth {
+                a0 = self.step(r0, a0);
+                a1 = self.step(r1, a1);
+                a2 = self.step(r2, a2);
+                a3 = self.step(r3, a3);
+            }
+            for (r, a) in [a0, a1, a2, a3].into_iter().enumerate() {
+                let at = (i + r) * s + score;
+                raw[at] = raw[at] + self.values[a as usize];
+            }
+            i += 4;
+        }
+        for row in rest.chunks_exact(d) {
             let at = i * s + score;
             raw[at] = raw[at] + self.value_for(row);
+            i += 1;
         }
     }
 
     fn value_for(&self, x: &[f64]) -> f64 {
-        let mut node = self.nodes[0];
-        while node.1 != u32::MAX {
-            let right = !(x[node.1 as usize] < node.0) as u32;
-            node = self.nodes[(node.2 + right) as usize];
+        let mut at = 0;
+        for _ in 0..self.depth {
+            at = self.step(x, at);
         }
-        node.0
+        self.values[at as usize]
     }
 }
 
@@ -1149,6 +1224,17 @@ mod tests {
             for row in &rows {
                 assert_eq!(flat.value_for(row).to_bits(), tree.value_for(row).to_bits());
                 checked += 1;
+            }
+            // Four rows at a time, and the rows after the last four.
+            let flat_rows: Vec<f64> = rows.concat();
+            let mut raw = vec![0.5; rows.len() * 2];
+            flat.add_to(&flat_rows, d, &mut raw, 2, 1);
+            for (i, row) in rows.iter().enumerate() {
+                assert_eq!(raw[i * 2], 0.5);
+                assert_eq!(
+                    raw[i * 2 + 1].to_bits(),
+                    (0.5 + tree.value_for(row)).to_bits()
+                );
             }
         }
         assert!(checked > 5 * n, "{checked}");

@@ -386,29 +386,29 @@ fn exp(x: f64) -> f64 {
 
 /// `sum of log(s)` over the rows' softmax sums `s` (each in `[1, c]`), as the log of their
 /// product: the product is kept below `2^600` by exact powers of two, so one `log` serves all
-/// rows instead of one per row.
-struct LogProduct {
+/// rows instead of one per row. Boosting's multiclass loss uses it too.
+pub(crate) struct LogProduct {
     product: f64,
     twos: u64,
 }
 
 impl LogProduct {
     const SCALE: u64 = 600;
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         LogProduct {
             product: 1.0,
             twos: 0,
         }
     }
     #[inline(always)]
-    fn push(&mut self, s: f64) {
+    pub(crate) fn push(&mut self, s: f64) {
         self.product *= s;
         if self.product > f64::from_bits((1023 + Self::SCALE) << 52) {
             self.product *= f64::from_bits((1023 - Self::SCALE) << 52);
             self.twos += Self::SCALE;
         }
     }
-    fn log(&self) -> f64 {
+    pub(crate) fn log(&self) -> f64 {
         libm::log(self.product) + self.twos as f64 * std::f64::consts::LN_2
     }
 }
