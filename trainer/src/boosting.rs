@@ -496,8 +496,7 @@ fn softmax(z: &[f64], out: &mut [f64]) -> (f64, f64) {
     let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let mut sum = 0.0;
     for (o, v) in out.iter_mut().zip(z) {
-        // `exp(0)` is 1 exactly: not computed for the largest score.
-        *o = if *v == m { 1.0 } else { libm::exp(v - m) };
+        *o = libm::exp(v - m);
         sum = sum + *o;
     }
     for o in out.iter_mut() {
@@ -542,7 +541,7 @@ fn mean_loss(loss: Loss, raw: &[f64], y: &[f64]) -> f64 {
                 let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let mut e = 0.0;
                 for v in z {
-                    e = e + if *v == m { 1.0 } else { libm::exp(v - m) };
+                    e = e + libm::exp(v - m);
                 }
                 sums.push(e);
                 sum = sum + (m - z[(y[i] as usize).min(k - 1)]);
@@ -971,11 +970,6 @@ impl<'a> Grower<'a> {
             let hist = &node.hist[*off..*off + nb];
             let (mut gl, mut hl, mut nl) = (0.0, 0.0, 0u32);
             for b in 0..nb - 1 {
-                // A bin that adds nothing leaves every sum as it was: its split's gain is
-                // the previous bin's, which was already weighed (ties keep the first).
-                if hist[b].n == 0 && hist[b].g == 0.0 && hist[b].h == 0.0 {
-                    continue;
-                }
                 gl = gl + hist[b].g;
                 hl = hl + hist[b].h;
                 nl += hist[b].n;
