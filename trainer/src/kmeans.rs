@@ -254,17 +254,8 @@ fn assign_rows(
     let d = s.sums.len() / c_sq.len().max(1);
     for (r, products) in products.rows().into_iter().enumerate() {
         let i = start + r;
-        let (mut best, mut best_d, mut second_d) = (0, f64::INFINITY, f64::INFINITY);
-        for (c, p) in products.iter().enumerate() {
-            let dist = c_sq[c] - 2.0 * p;
-            if dist < best_d {
-                second_d = best_d;
-                best_d = dist;
-                best = c;
-            } else if dist < second_d {
-                second_d = dist;
-            }
-        }
+        let (best, best_d, second_d) =
+            nearest_two(products.iter().zip(c_sq).map(|(p, c)| c - 2.0 * p));
         let dist = (best_d + x_sq[i]).max(0.0);
         labels[i] = best;
         s.min_dist[i] = dist;
@@ -280,6 +271,23 @@ fn assign_rows(
         s.sum_sq[best] += x_sq[i];
     }
     inertia
+}
+
+/// The nearest of `distances` (lowest index on a tie), its distance and the second-smallest
+/// distance (infinite with fewer than two).
+#[inline(always)]
+fn nearest_two(distances: impl Iterator<Item = f64>) -> (usize, f64, f64) {
+    let (mut best, mut best_d, mut second_d) = (0, f64::INFINITY, f64::INFINITY);
+    for (c, dist) in distances.enumerate() {
+        if dist < best_d {
+            second_d = best_d;
+            best_d = dist;
+            best = c;
+        } else if dist < second_d {
+            second_d = dist;
+        }
+    }
+    (best, best_d, second_d)
 }
 
 /// One run of Lloyd's algorithm from `centroids`.
@@ -453,17 +461,8 @@ fn reassign(
         if s.upper[i] > bound {
             s.upper[i] = squared_distance(row, centre(a)).sqrt();
             if s.upper[i] > bound {
-                let (mut best, mut best_d, mut second_d) = (0, f64::INFINITY, f64::INFINITY);
-                for j in 0..k {
-                    let dj = squared_distance(row, centre(j));
-                    if dj < best_d {
-                        second_d = best_d;
-                        best_d = dj;
-                        best = j;
-                    } else if dj < second_d {
-                        second_d = dj;
-                    }
-                }
+                let (best, best_d, second_d) =
+                    nearest_two((0..k).map(|j| squared_distance(row, centre(j))));
                 s.lower[i] = second_d.sqrt();
                 s.upper[i] = best_d.sqrt();
                 if best != a {
