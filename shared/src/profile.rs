@@ -302,7 +302,13 @@ mod tests {
         // Stretches of equal values across edges, and NaNs (sorted to both ends by sign),
         // where a stretch cannot be counted whole.
         let mut column: Vec<f64> = (0..400).map(|i| (i % 9) as f64).collect();
-        column.extend([f64::NAN, -f64::NAN, f64::NAN, f64::INFINITY, f64::NEG_INFINITY]);
+        column.extend([
+            f64::NAN,
+            -f64::NAN,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ]);
         for (i, v) in column.iter_mut().enumerate().skip(100).step_by(37) {
             *v = if i % 2 == 0 { f64::NAN } else { -f64::NAN };
         }
